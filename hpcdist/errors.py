@@ -1,0 +1,77 @@
+"""The one exception hierarchy of hpcdist.
+
+Every error hpcdist raises on purpose derives from :class:`HpcdistError`; the CLI turns
+those into a one-line message and a non-zero exit status instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class HpcdistError(Exception):
+    """Base class of every error hpcdist raises on purpose."""
+
+    #: exit status the CLI uses for this kind of error
+    exit_code = 1
+
+
+class SpecError(HpcdistError):
+    """The job spec is invalid; the message lists every problem with file:line:column."""
+
+    exit_code = 2
+
+
+class RenderError(HpcdistError):
+    """A job script could not be rendered (bad template, unknown placeholder, ...)."""
+
+    exit_code = 2
+
+
+class SubmitError(HpcdistError):
+    """The batch system rejected a command; the message carries its own stderr."""
+
+    exit_code = 3
+
+
+class CommandError(SubmitError):
+    """An external command (sbatch, qstat, ...) failed, timed out or was not found."""
+
+
+class TransportError(HpcdistError):
+    """The message transport failed or was used wrongly (e.g. an MPI world of size 1)."""
+
+    exit_code = 4
+
+
+class WorkerLost(HpcdistError):
+    """A worker died while holding data or running a task."""
+
+    exit_code = 4
+
+
+class WalltimeExceeded(HpcdistError):
+    """The job reached its walltime warning; work was stopped and persisted."""
+
+    exit_code = 5
+
+
+class CancelledError(HpcdistError):
+    """A task was cancelled before it finished."""
+
+
+class RemoteTraceback(Exception):
+    """Carries the formatted traceback of an exception raised inside a task.
+
+    It is attached as ``__cause__`` of the re-raised original exception on rank 0, so the
+    usual traceback printing shows where, on which rank and host, the task failed.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return "\n" + self.text
+
+
+class RemoteError(HpcdistError):
+    """Stands in for a task exception that could not be pickled back to rank 0."""
