@@ -7,6 +7,7 @@ one-line message on stderr and the error's exit status, never a traceback.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
@@ -23,10 +24,162 @@ def cli() -> None:
 # --- runtime commands (exec, run, bench) -----------------------------------------------
 
 
+@cli.command("exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("script", type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def exec_command(script: str, args: tuple[str, ...]) -> None:
+    """Inside an MPI world: rank 0 runs SCRIPT, every other rank is a worker.
+
+    Start it with `mpiexec -n N hpcdist exec script.py [ARGS...]`.
+    """
+    from hpcdist.runtime.entry import exec_script
+
+    sys.exit(exec_script(script, args))
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-n", "--ranks", "nranks", type=int, default=4, show_default=True,
+              help="MPI ranks, rank 0 (scheduler and driver) included.")
+@click.option("--timeout", type=float, default=None, help="Kill the job after this many seconds.")
+@click.argument("script", type=click.Path(dir_okay=False))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run_command(nranks: int, timeout: float | None, script: str, args: tuple[str, ...]) -> None:
+    """Run SCRIPT locally under mpiexec: `hpcdist run -n 4 script.py [ARGS...]`."""
+    from hpcdist.runtime.entry import run_script
+
+    sys.exit(run_script(script, args, nranks, timeout=timeout))
+
+
 # --- spec and rendering commands (validate, render, schema) ----------------------------
 
 
+def _spec_overrides(overrides: tuple[str, ...], scheduler: str | None) -> tuple[str, ...]:
+    # --scheduler is one more override, applied last
+    return overrides + ((f"scheduler={scheduler}",) if scheduler else ())
+
+
+_set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+    help="Override a spec key (value read as YAML), e.g. --set resources.ranks=16. Repeatable.",
+)
+
+
+@cli.command("validate")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--scheduler", type=click.Choice(["slurm", "sge", "local"]), help="Override spec.scheduler.")
+@_set_option
+def validate_command(spec_path: str, scheduler: str | None, overrides: tuple[str, ...]) -> None:
+    """Check SPEC and report every problem at once (exit 0 when valid, 2 when not)."""
+    from hpcdist.spec import load_spec
+
+    spec = load_spec(spec_path, _spec_overrides(overrides, scheduler))
+    r = spec.resources
+    click.echo(f"{spec_path}: valid (job {spec.name}, scheduler {spec.scheduler}, {r.ranks} ranks)")
+
+
+@cli.command("render")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--scheduler", type=click.Choice(["slurm", "sge"]), help="Batch system (default: spec.scheduler).")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the script here (default: stdout).")
+@_set_option
+def render_command(spec_path: str, scheduler: str | None, out: str | None, overrides: tuple[str, ...]) -> None:
+    """Print the SLURM or Grid Engine job script for SPEC (nothing is submitted)."""
+    import os
+
+    from hpcdist.spec import load_spec
+
+    script = load_spec(spec_path, _spec_overrides(overrides, scheduler)).render()
+    if out is None:
+        click.echo(script, nl=False)
+        return
+    try:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(script)
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from None
+    os.chmod(out, 0o755)
+
+
+@cli.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema (draft 2020-12) of job specs, for editor completion."""
+    import json
+
+    from hpcdist.spec_keys import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
 # --- batch commands (submit, status, cancel) ---------------------------------------------
+
+if TYPE_CHECKING:
+    from hpcdist.jobs import Job, JobStatus
+
+
+@cli.command("submit")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Make the run directory and script, but do not submit.")
+@click.option("--scheduler", default=None, help="Batch system to use instead of the spec's (slurm or sge).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec key (repeatable).")
+def submit_command(spec_path: str, dry_run: bool, scheduler: str | None, overrides: tuple[str, ...]) -> None:
+    """Validate SPEC, make its run directory and submit the job script."""
+    from hpcdist import jobs
+
+    job = jobs.submit(spec_path, dry_run=dry_run, scheduler=scheduler, overrides=overrides)
+    click.echo(f"run directory: {job.run_dir}")
+    click.echo(f"job id: {job.job_id}" if job.job_id is not None else f"dry run: {job.system} job not submitted")
+
+
+@cli.command("status")
+@click.argument("target", metavar="[RUN_DIR | JOB_ID]", required=False)
+@click.option("--watch", is_flag=True, help="Poll (backing off) until the job finishes; print each change.")
+@click.option("--scheduler", default=None, help="Batch system of a bare JOB_ID (default: the one installed).")
+@click.option("--interval", type=float, default=2.0, show_default=True, help="First --watch polling interval, s.")
+def status_command(target: str | None, watch: bool, scheduler: str | None, interval: float) -> None:
+    """Show a job's state. Exit 0 completed, 1 failed/cancelled/timeout, 2 usage,
+    3 batch command failed, 4 unknown to the batch system, 10 pending/running."""
+    import time
+
+    from hpcdist import jobs
+
+    job = jobs.resolve_job(target, scheduler)
+    if job.run_dir is not None:
+        click.echo(f"run directory: {job.run_dir}")
+    st = job.status()
+    _echo_status(job, st)
+    delay, last = interval, (st.state, st.progress)
+    while watch and st.state not in jobs.FINAL_STATES:
+        time.sleep(delay)
+        delay = min(delay * 1.5, 30.0)
+        st = job.status()
+        if (st.state, st.progress) != last:
+            _echo_status(job, st)
+            last = (st.state, st.progress)
+    sys.exit(jobs.exit_code_for(st.state))
+
+
+def _echo_status(job: Job, st: JobStatus) -> None:
+    import json
+
+    click.echo(f"job {st.job_id} ({job.system}): {st.state}" + (f" [{st.raw_state}]" if st.raw_state not in ("", st.state) else ""))
+    if st.reason:
+        click.echo(f"  reason: {st.reason}")
+    if st.exit_code is not None:
+        click.echo(f"  exit code: {st.exit_code}")
+    if st.progress is not None:
+        click.echo(f"  progress: {json.dumps(st.progress, sort_keys=True)}")
+
+
+@cli.command("cancel")
+@click.argument("target", metavar="RUN_DIR | JOB_ID")
+@click.option("--scheduler", default=None, help="Batch system of a bare JOB_ID (default: the one installed).")
+def cancel_command(target: str, scheduler: str | None) -> None:
+    """Cancel a submitted job."""
+    from hpcdist import jobs
+
+    job = jobs.resolve_job(target, scheduler)
+    job.cancel()
+    click.echo(f"cancel requested for {job.system} job {job.job_id}")
 
 
 def main(argv: list[str] | None = None) -> None:

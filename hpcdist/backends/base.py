@@ -1,0 +1,92 @@
+"""The message transport interface the scheduler, worker and client are written against.
+
+A transport connects ``size`` endpoints numbered by rank: rank 0 runs the scheduler and the
+driver, ranks 1..size-1 are workers. A message is ``(header, buffers)``: a small picklable
+header (the runtime uses tuples) and a list of raw byte buffers that travel out of band,
+typically the buffers of :func:`hpcdist.runtime.serialize.dumps`.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Sequence
+
+from hpcdist.errors import TransportError
+
+#: what :meth:`Transport.recv` returns: (source rank, header, buffers)
+Message = tuple[int, Any, list]
+
+
+class Transport(abc.ABC):
+    """One rank's endpoint of a message transport.
+
+    Contract shared by every implementation:
+
+    * :meth:`send` is thread-safe and never blocks on the network: it queues.
+    * Messages from one sender to one destination arrive in the order they were sent
+      (for sends made from one thread; sends from different threads are not ordered).
+    * ``dest == self.rank`` is loopback: the message reaches this endpoint's own
+      :meth:`recv` without pickling or copying, so header and buffers are the very objects
+      passed to :meth:`send`. Treat received headers as immutable.
+    * :meth:`recv` is called from one thread only, the rank's event-loop thread.
+    * Received buffers are writable, contiguous uint8 numpy arrays (or memoryviews) owned by
+      the receiver, usable as ``loads(data, buffers=...)`` without copying.
+    """
+
+    #: this endpoint's rank; 0 = scheduler/driver, 1..size-1 = workers
+    rank: int
+    #: number of ranks
+    size: int
+
+    @abc.abstractmethod
+    def send(self, dest: int, header: Any, buffers: Sequence[Any] = ()) -> None:
+        """Queue a message for rank ``dest``.
+
+        Args:
+            dest: destination rank, ``0 <= dest < size``; ``self.rank`` means loopback.
+            header: a small picklable object (treated as immutable once sent).
+            buffers: buffer-protocol objects (C- or F-contiguous) sent out of band; the
+                caller must not mutate them afterwards.
+
+        Raises:
+            TransportError: bad destination, unpicklable header, or the transport is closed.
+        """
+
+    @abc.abstractmethod
+    def recv(self, timeout: float | None) -> Message | None:
+        """Wait for the next message.
+
+        Args:
+            timeout: seconds to wait; ``None`` waits for ever, ``0`` polls once.
+
+        Returns:
+            ``(source_rank, header, buffers)``, or ``None`` if nothing came in time.
+
+        Raises:
+            TransportError: the transport is closed or was aborted.
+        """
+
+    @abc.abstractmethod
+    def host_of(self, rank: int) -> str:
+        """Host name of ``rank`` (exchanged at start-up)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flush queued sends, finish pending requests and release resources; idempotent."""
+
+    @abc.abstractmethod
+    def abort(self, code: int = 1) -> None:
+        """Tear the whole world down now; used when hpcdist's own loops fail."""
+
+    def _check_dest(self, dest: int) -> None:
+        if not isinstance(dest, int) or not 0 <= dest < self.size:
+            raise TransportError(f"rank {self.rank}: destination {dest!r} is not a rank of a world of size {self.size}")
+
+    def __enter__(self) -> "Transport":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} rank {self.rank} of {self.size}>"

@@ -1,0 +1,473 @@
+"""MPI transport: the only module of hpcdist that imports mpi4py (lazily, in the factory).
+
+Design (measurements behind it: the MPI transport notes of the project):
+
+* The thread that calls :meth:`MPITransport.recv` is the communication thread and makes every
+  MPI call. :meth:`~MPITransport.send` from other threads pickles the header and appends to a
+  thread-safe out-queue; the comm thread posts those sends on its next turn. A send from the
+  comm thread itself is posted at once.
+* Wire: the header is pickled (highest protocol) together with the buffer sizes and sent as one
+  message with ``TAG_HEADER``; each buffer follows as its own ``TAG_DATA`` message(s) via
+  ``Isend`` of the memoryview (buffers over :data:`CHUNK_BYTES` are split into chunks). The
+  receiver takes headers with ``Improbe`` + ``Message.Recv`` (MPI_Mrecv) from any source, then that source's data
+  messages into fresh ``np.empty(n, uint8)`` buffers. Messages of one (source, tag) pair do not
+  overtake each other, which keeps headers and buffers paired.
+* Every wake-up probes until two misses in a row: this MPICH misses a message that is already
+  waiting on the first probe.
+* Idle: spin while there was traffic in the last :data:`SPIN_S`, then wait in
+  ``outq.get(timeout=b)`` with ``b`` doubling from :data:`POLL_MIN_S` to the cap
+  (``HPCDIST_POLL_MAX_MS``, default 5 ms), so a local send wakes the thread at once and idle
+  ranks cost ~1-2 % CPU. The comm thread never blocks in MPI except in the ``Mrecv`` of a
+  message already probed.
+* The communicator is a ``Dup()`` of ``COMM_WORLD``, so user code on COMM_WORLD cannot steal
+  hpcdist's messages.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import pickle
+import queue
+import sys
+import threading
+import time
+from collections import deque
+from typing import Any, Sequence
+
+import numpy as np
+
+from hpcdist.backends.base import Message, Transport
+from hpcdist.errors import TransportError
+
+TAG_HEADER = 1
+TAG_DATA = 2
+#: largest single MPI message; bigger buffers are split (site MPIs without large counts)
+CHUNK_BYTES = 1 << 30
+#: keep spinning this long after the last traffic
+SPIN_S = 1e-3
+#: first idle wait; it doubles up to the cap
+POLL_MIN_S = 1e-5
+#: default cap of the idle wait, in ms (env HPCDIST_POLL_MAX_MS overrides)
+POLL_MAX_MS = 5.0
+#: close(): how long to wait for pending sends to complete
+CLOSE_WAIT_S = 2.0
+#: close(): MPI_Finalize waits for every rank; past this the process exits (faulthandler)
+FINALIZE_TIMEOUT_S = 60.0
+#: sys.setswitchinterval on worker ranks, so a GIL-bound task delays the comm thread less
+WORKER_SWITCH_INTERVAL = 0.001
+#: header messages taken per progress round before sends get their turn again
+_MAX_HEADERS_PER_ROUND = 64
+_LOOPBACK = -1
+
+# launcher variables that give the world size: hydra/PMI-1/PMI-2 (MPICH, Intel MPI, srun
+# --mpi=pmi2, Cray), Open MPI, MVAPICH2
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def _env_int(name: str) -> int | None:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def in_mpi_world() -> bool:
+    """Whether an MPI launcher started this process in a world of more than one rank.
+
+    Reads launcher environment variables only; never imports mpi4py.
+    """
+    for name in _SIZE_VARS:
+        size = _env_int(name)
+        if size is not None:
+            return size > 1
+    if _env_int("MPI_LOCALNRANKS") is not None and _env_int("MPI_LOCALNRANKS") > 1:  # hydra, per node
+        return True
+    if "PMIX_RANK" in os.environ or "PMI_RANK" in os.environ:  # srun --mpi=pmix: size from SLURM
+        size = _env_int("SLURM_STEP_NUM_TASKS") or _env_int("SLURM_NTASKS")
+        return size is not None and size > 1
+    return False
+
+
+def poll_max_seconds() -> float:
+    """The idle-wait cap in seconds: ``HPCDIST_POLL_MAX_MS`` or :data:`POLL_MAX_MS`."""
+    text = os.environ.get("HPCDIST_POLL_MAX_MS")
+    if text is None or not text.strip():
+        return POLL_MAX_MS / 1000.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 10_000:
+        raise TransportError(f"HPCDIST_POLL_MAX_MS={text!r}: expected a number of milliseconds in (0, 10000]")
+    return value / 1000.0
+
+
+def _size1_message() -> str:
+    promised = [
+        f"{name}={os.environ[name]}" for name in ("SLURM_NTASKS", "NSLOTS") if (_env_int(name) or 0) > 1
+    ]
+    if promised:
+        return (
+            f"the batch system promised several tasks ({', '.join(promised)}) but this MPI world has "
+            "size 1: the ranks were started as separate one-rank worlds (plain `srun` without "
+            "`--mpi=pmi2`, or an mpiexec from another MPI than the one mpi4py was built with); launch "
+            "with `srun --mpi=pmi2` or with the mpiexec of mpi4py's MPI"
+        )
+    return "hpcdist needs at least 2 MPI ranks: rank 0 schedules, the others work"
+
+
+class _Incoming:
+    """A message whose header has arrived and whose buffers are being received."""
+
+    __slots__ = ("src", "header", "bufs", "chunk", "index", "offset")
+
+    def __init__(self, src: int, header: Any, sizes: list[int], chunk: int) -> None:
+        self.src = src
+        self.header = header
+        self.bufs = [np.empty(n, dtype=np.uint8) for n in sizes]
+        self.chunk = chunk
+        self.index = 0  # buffer being filled
+        self.offset = 0  # bytes of it received
+        self._skip_empty()
+
+    def _skip_empty(self) -> None:
+        while self.index < len(self.bufs) and self.offset >= self.bufs[self.index].nbytes:
+            self.index += 1
+            self.offset = 0
+
+    @property
+    def done(self) -> bool:
+        return self.index >= len(self.bufs)
+
+    def next_slice(self) -> np.ndarray:
+        buf = self.bufs[self.index]
+        return buf[self.offset : self.offset + self.chunk]
+
+    def advance(self, n: int) -> None:
+        self.offset += n
+        self._skip_empty()
+
+    def message(self) -> Message:
+        return (self.src, self.header, self.bufs)
+
+
+class MPITransport(Transport):
+    """Transport over an MPI communicator; build it with :meth:`from_world`.
+
+    Args:
+        mpi: the ``mpi4py.MPI`` module.
+        comm: a communicator of size >= 2 reserved for this transport (a ``Dup``).
+        poll_max_s: cap of the idle wait in seconds.
+        finalize: whether :meth:`close` calls ``MPI_Finalize``.
+    """
+
+    def __init__(self, mpi: Any, comm: Any, *, poll_max_s: float, finalize: bool = True) -> None:
+        self._MPI = mpi
+        self._comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self._hosts: list[str] = comm.allgather(mpi.Get_processor_name())
+        self._poll_max = poll_max_s
+        self._finalize = finalize
+        self._status = mpi.Status()
+        self._outq: queue.SimpleQueue = queue.SimpleQueue()
+        self._ready: deque[Message] = deque()
+        self._incoming: dict[int, deque[_Incoming]] = {}
+        self._reqs: list[Any] = []  # pending Isend requests ...
+        self._keep: list[Any] = []  # ... and the buffers they read, kept alive until done
+        self._lock = threading.RLock()  # held while making MPI calls
+        self._owner: int | None = None  # thread ident of the comm thread (first recv caller)
+        self._closed = False
+        self._last_activity = time.monotonic()
+        self._backoff = POLL_MIN_S
+        #: counters: messages and bytes (header + buffers) sent and received over MPI, and
+        #: MPI data messages (buffer chunks) received
+        self.stats = {"sent": 0, "received": 0, "bytes_sent": 0, "bytes_received": 0, "data_messages_received": 0}
+
+    @classmethod
+    def from_world(cls, *, poll_max_ms: float | None = None, finalize: bool = True) -> "MPITransport":
+        """Initialise MPI (thread level MULTIPLE) and connect over a Dup of COMM_WORLD.
+
+        On worker ranks (rank > 0) this also sets ``sys.setswitchinterval`` to
+        :data:`WORKER_SWITCH_INTERVAL` so that GIL-bound tasks delay the comm thread less.
+        If this call initialises MPI, it turns off mpi4py's at-exit ``MPI_Finalize``: call
+        :meth:`close` on every rank at the end (a rank that exits without it ends the job).
+
+        Args:
+            poll_max_ms: cap of the idle wait; default ``HPCDIST_POLL_MAX_MS`` or 5 ms.
+            finalize: whether :meth:`close` calls ``MPI_Finalize``.
+
+        Raises:
+            TransportError: mpi4py is missing, MPI lacks thread support, or the world has
+                fewer than 2 ranks.
+        """
+        try:
+            import mpi4py
+        except ImportError:
+            raise TransportError(
+                "the mpi backend needs mpi4py: pip install 'hpcdist[mpich]' or build mpi4py against the site MPI"
+            ) from None
+        if "mpi4py.MPI" not in sys.modules:
+            mpi4py.rc.thread_level = "multiple"
+            # no MPI_Finalize at exit: close() finalizes on the clean path, and a rank that dies
+            # of an uncaught exception then ends the job at once instead of hanging in an
+            # at-exit Finalize that waits for workers still serving
+            mpi4py.rc.finalize = False
+        from mpi4py import MPI
+
+        if not MPI.Is_initialized():
+            MPI.Init_thread(MPI.THREAD_MULTIPLE)
+        provided = MPI.Query_thread()
+        if provided < MPI.THREAD_SERIALIZED:
+            names = {MPI.THREAD_SINGLE: "SINGLE", MPI.THREAD_FUNNELED: "FUNNELED"}
+            raise TransportError(
+                f"MPI provides thread level {names.get(provided, provided)}, hpcdist needs SERIALIZED or "
+                "MULTIPLE: import hpcdist before mpi4py.MPI or set mpi4py.rc.thread_level = 'multiple', "
+                "and use an MPI built with thread support"
+            )
+        world = MPI.COMM_WORLD
+        if world.Get_size() < 2:
+            raise TransportError(_size1_message())
+        poll_max_s = poll_max_seconds() if poll_max_ms is None else poll_max_ms / 1000.0
+        transport = cls(MPI, world.Dup(), poll_max_s=poll_max_s, finalize=finalize)
+        if transport.rank > 0:
+            sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
+        return transport
+
+    # -- public interface -------------------------------------------------------------
+
+    def send(self, dest: int, header: Any, buffers: Sequence[Any] = ()) -> None:
+        """Queue a message; see :meth:`Transport.send`. Never blocks on the network."""
+        if self._closed:
+            raise TransportError(f"rank {self.rank}: send to rank {dest} after close()")
+        self._check_dest(dest)
+        if dest == self.rank:
+            item: tuple = (_LOOPBACK, header, list(buffers), 0)
+        else:
+            try:
+                raws = [pickle.PickleBuffer(b).raw() for b in buffers]
+            except (BufferError, TypeError) as exc:
+                raise TransportError(f"rank {self.rank}: buffer for rank {dest} is not a contiguous buffer: {exc}") from None
+            try:
+                chunk = CHUNK_BYTES
+                data = pickle.dumps((header, [r.nbytes for r in raws], chunk), pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                raise TransportError(f"rank {self.rank}: header for rank {dest} cannot be pickled: {exc}") from exc
+            item = (dest, data, raws, chunk)
+        if threading.get_ident() == self._owner:
+            with self._lock:
+                self._drain_outq()  # keeps this thread's earlier queued sends first
+                self._post(item)
+            self._last_activity = time.monotonic()  # a reply is likely: spin in the next recv
+            self._backoff = POLL_MIN_S
+        else:
+            self._outq.put(item)
+
+    def recv(self, timeout: float | None) -> Message | None:
+        """Next message, or None after ``timeout`` s; see :meth:`Transport.recv`."""
+        if self._owner is None:
+            self._owner = threading.get_ident()
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        MPIException = self._MPI.Exception
+        try:
+            while True:
+                with self._lock:
+                    if self._closed:
+                        raise TransportError(f"rank {self.rank}: recv after close()")
+                    if self._ready:
+                        self._drain_outq()
+                        self._test_pending()
+                        return self._ready.popleft()
+                    active = self._progress()
+                    if self._ready:
+                        return self._ready.popleft()
+                now = time.monotonic()
+                if active:
+                    self._last_activity = now
+                    self._backoff = POLL_MIN_S
+                if deadline is not None and now >= deadline:
+                    return None
+                if now - self._last_activity < SPIN_S:
+                    continue
+                wait = self._backoff
+                if deadline is not None:
+                    wait = min(wait, deadline - now)
+                self._backoff = min(self._backoff * 2, self._poll_max)
+                try:
+                    item = self._outq.get(timeout=wait)
+                except queue.Empty:
+                    continue
+                with self._lock:
+                    self._post(item)
+                self._last_activity = time.monotonic()  # a reply is likely: spin again
+                self._backoff = POLL_MIN_S
+        except MPIException as exc:
+            raise TransportError(f"rank {self.rank}: MPI error in the comm thread: {exc}") from exc
+
+    def host_of(self, rank: int) -> str:
+        """Host name of ``rank`` (MPI_Get_processor_name, exchanged at start-up)."""
+        self._check_dest(rank)
+        return self._hosts[rank]
+
+    def close(self) -> None:
+        """Flush queued sends, wait up to :data:`CLOSE_WAIT_S` for them, free the
+        communicator and (unless built with ``finalize=False``) call ``MPI_Finalize``,
+        which returns only once every rank has called it; after
+        :data:`FINALIZE_TIMEOUT_S` the process exits via faulthandler. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._drain_outq()
+                deadline = time.monotonic() + CLOSE_WAIT_S
+                while self._reqs and time.monotonic() < deadline:
+                    self._test_pending()
+                    if self._reqs:
+                        time.sleep(1e-4)
+            finally:
+                self._release()
+
+    def abort(self, code: int = 1) -> None:
+        """``MPI_Abort`` on COMM_WORLD from any thread: every rank of the job dies now."""
+        self._MPI.COMM_WORLD.Abort(code)
+
+    @property
+    def pending_sends(self) -> int:
+        """Posted sends that have not completed yet (diagnostics)."""
+        return len(self._reqs)
+
+    # -- comm-thread internals (called with self._lock held) ----------------------------
+
+    def _release(self) -> None:
+        MPI = self._MPI
+        self._reqs.clear()
+        self._keep.clear()
+        try:
+            self._comm.Free()
+        except MPI.Exception:
+            pass  # already freed or MPI finalized elsewhere
+        if self._finalize and MPI.Is_initialized() and not MPI.Is_finalized():
+            # Finalize waits for every rank with the GIL held: only a C-level timer ends a hang
+            faulthandler.dump_traceback_later(FINALIZE_TIMEOUT_S, exit=True)
+            try:
+                MPI.Finalize()
+            finally:
+                faulthandler.cancel_dump_traceback_later()
+
+    def _drain_outq(self) -> int:
+        posted = 0
+        outq = self._outq
+        while not outq.empty():  # only this thread takes items, so get_nowait cannot fail
+            self._post(outq.get_nowait())
+            posted += 1
+        return posted
+
+    def _post(self, item: tuple) -> None:
+        dest, data, bufs, chunk = item
+        if dest == _LOOPBACK:
+            self._ready.append((self.rank, data, bufs))
+            return
+        comm, BYTE = self._comm, self._MPI.BYTE
+        self._track(comm.Isend([data, BYTE], dest, TAG_HEADER), data)
+        nbytes = len(data)
+        for raw in bufs:
+            n = raw.nbytes
+            for off in range(0, n, chunk):
+                part = raw[off : off + chunk]
+                self._track(comm.Isend([part, BYTE], dest, TAG_DATA), part)
+            nbytes += n
+        self.stats["sent"] += 1
+        self.stats["bytes_sent"] += nbytes
+
+    def _track(self, req: Any, keep: Any) -> None:
+        self._reqs.append(req)
+        self._keep.append(keep)
+
+    def _test_pending(self) -> None:
+        if not self._reqs:
+            return
+        done = self._MPI.Request.Testsome(self._reqs)
+        if done:
+            if len(done) == len(self._reqs):
+                self._reqs.clear()
+                self._keep.clear()
+            else:
+                gone = set(done)
+                self._reqs = [r for i, r in enumerate(self._reqs) if i not in gone]
+                self._keep = [k for i, k in enumerate(self._keep) if i not in gone]
+
+    def _progress(self) -> bool:
+        """One round: post queued sends, test requests, receive. True if anything moved."""
+        posted = self._drain_outq()
+        self._test_pending()
+        received = self._recv_data()
+        received += self._recv_headers()
+        if received:
+            received += self._recv_data()  # the buffers of headers just taken are often there
+        return bool(posted or received)
+
+    def _recv_headers(self) -> int:
+        MPI, comm, status = self._MPI, self._comm, self._status
+        got = misses = 0
+        while misses < 2 and got < _MAX_HEADERS_PER_ROUND:
+            msg = comm.Improbe(MPI.ANY_SOURCE, TAG_HEADER, status)
+            if msg is None:
+                misses += 1  # the first probe may only run progress: probe again
+                continue
+            misses = 0
+            src = status.Get_source()
+            data = bytearray(status.Get_count(MPI.BYTE))
+            msg.Recv([data, MPI.BYTE])
+            try:
+                header, sizes, chunk = pickle.loads(data)
+            except Exception as exc:
+                raise TransportError(f"rank {self.rank}: unreadable header from rank {src}: {exc}") from exc
+            entry = _Incoming(src, header, sizes, chunk)
+            self.stats["received"] += 1
+            self.stats["bytes_received"] += len(data) + sum(sizes)
+            waiting = self._incoming.get(src)
+            if waiting:
+                waiting.append(entry)  # stays behind the earlier message of this source
+            elif entry.done:
+                self._ready.append(entry.message())
+            else:
+                self._incoming[src] = deque([entry])
+            got += 1
+        return got
+
+    def _recv_data(self) -> int:
+        if not self._incoming:
+            return 0
+        MPI, comm, status = self._MPI, self._comm, self._status
+        moved = 0
+        for src in list(self._incoming):
+            waiting = self._incoming[src]
+            while waiting:
+                entry = waiting[0]
+                misses = 0
+                while not entry.done and misses < 2:
+                    msg = comm.Improbe(src, TAG_DATA, status)
+                    if msg is None:
+                        misses += 1
+                        continue
+                    misses = 0
+                    view = entry.next_slice()
+                    count = status.Get_count(MPI.BYTE)
+                    if count != view.nbytes:
+                        raise TransportError(
+                            f"rank {self.rank}: data message of {count} bytes from rank {src} where "
+                            f"{view.nbytes} were expected (mismatched sender/receiver protocol)"
+                        )
+                    msg.Recv([view, MPI.BYTE])
+                    entry.advance(count)
+                    moved += 1
+                    self.stats["data_messages_received"] += 1
+                if not entry.done:
+                    break
+                waiting.popleft()
+                self._ready.append(entry.message())
+            if not waiting:
+                del self._incoming[src]
+        return moved

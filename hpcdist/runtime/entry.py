@@ -1,0 +1,100 @@
+"""Entry points behind ``hpcdist exec`` (inside the world) and ``hpcdist run`` (around it)."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Sequence
+
+from hpcdist.errors import HpcdistError
+from hpcdist.launch import find_mpiexec
+
+
+def exec_script(script: str, args: Sequence[str], backend: str | None = None, workers: int | None = None) -> int:
+    """Run a driver script on rank 0 of a world; the other ranks are workers from the start.
+
+    Returns:
+        The exit status of the script (on rank 0; worker ranks exit inside).
+    """
+    from hpcdist.runtime.world import set_current_world, start_world
+
+    path = Path(script)
+    if not path.is_file():
+        raise HpcdistError(f"{script}: no such script")
+    world = start_world(backend or "mpi", workers)
+    set_current_world(world)
+    sys.argv = [str(path), *args]
+    sys.path.insert(0, str(path.resolve().parent))
+    code = 0
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, int) and exc.code is not None:
+            sys.stderr.write(f"{exc.code}\n")
+    except BaseException:  # noqa: BLE001 - the driver failed: print once, end every rank
+        traceback.print_exc()
+        sys.stderr.flush()
+        if world.backend == "mpi":
+            world.abort(1)
+        code = 1
+    finally:
+        set_current_world(None)
+    world.shutdown(code)
+    return code
+
+
+def run_script(script: str, args: Sequence[str], nranks: int, timeout: float | None = None,
+               mpiexec_args: Sequence[str] = ()) -> int:
+    """Start ``mpiexec -n N python -m hpcdist exec script args`` and stream its output.
+
+    When the job fails, the task each worker was running is reported (the world is gone by
+    then, so the workers wrote it down as they went).
+
+    Returns:
+        mpiexec's exit status.
+    """
+    if nranks < 2:
+        raise HpcdistError(f"-n {nranks}: hpcdist needs at least 2 MPI ranks: rank 0 schedules, the others work")
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        raise HpcdistError("no mpiexec found: install the embedded MPI with pip install 'hpcdist[mpich]', "
+                           "or load your site's MPI module")
+    if not Path(script).is_file():
+        raise HpcdistError(f"{script}: no such script")
+    with tempfile.TemporaryDirectory(prefix="hpcdist-") as state_dir:
+        env = dict(os.environ, HPCDIST_STATE_DIR=state_dir)
+        if timeout:
+            env["MPIEXEC_TIMEOUT"] = str(int(timeout))
+        argv = [mpiexec, *mpiexec_args, "-n", str(nranks), sys.executable, "-m", "hpcdist", "exec", script, *args]
+        proc = subprocess.Popen(argv, env=env)
+        try:
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            try:
+                code = proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+        if code != 0:
+            for line in postmortem(state_dir):
+                sys.stderr.write(f"hpcdist: {line}\n")
+    return code
+
+
+def postmortem(state_dir: str) -> list[str]:
+    """What each worker rank was running when the world ended, from its state file."""
+    lines = []
+    for path in sorted(Path(state_dir).glob("rank-*.task"), key=lambda p: int(p.stem.split("-")[1])):
+        text = path.read_bytes().decode(errors="replace").strip()
+        if text.startswith("R "):
+            rank = path.stem.split("-")[1]
+            lines.append(f"rank {rank} was running task {text[2:]!r} when the job ended")
+    return lines

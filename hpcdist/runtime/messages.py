@@ -1,0 +1,53 @@
+"""Message kinds of the runtime's wire protocol.
+
+A message is ``(kind, *fields)``: a small tuple header (pickled by the transport) plus
+out-of-band buffers. Payload values travel as ``(data, nbuf)`` pairs: ``data`` is the
+in-band pickle and the next ``nbuf`` buffers of the message are its out-of-band buffers.
+
+Rank 0, driver thread -> scheduler thread (loopback, never pickled):
+    SUBMIT (tasks)                 tasks: list of (TaskSpec, fn_id, fn_bytes, data, buffers)
+    SCATTER (items)                items: list of (key, ranks | None, data, buffers)
+    RELEASE (keys)  CANCEL (keys)
+    GATHER (keys, cfuture)         cfuture receives {key: (data, buffers)}
+    QUERY (fn, cfuture)            runs fn(scheduler) in the scheduler thread
+    CLOSE (code, cfuture)          shut the workers down
+Scheduler -> worker:
+    COMPUTE (entries, path)        path: rank 0's sys.path when it changed, else None; entry: (key, fn_id, fn_bytes | None, data, nbuf, {dep: [holders]})
+    PUT (key, data, nbuf)          GET (req, keys)   FREE (keys)   STEAL (key)   SHUTDOWN (code)
+Worker -> scheduler:
+    HELLO (info)                   info: {"host", "cores", "pid"}
+    DONE (records)                 record: (key, nbytes, duration, fetched_keys)
+    FAILED (key, exc_bytes, traceback_text, duration, fetched_keys)
+    DATA (req, key, data, nbuf)    STEAL_REPLY (key, ok)   BYE ()
+Worker -> worker:
+    WANT (keys)                    HAVE (key, data, nbuf) | MISSING (key)
+"""
+
+SUBMIT = "submit"
+SCATTER = "scatter"
+RELEASE = "release"
+CANCEL = "cancel"
+GATHER = "gather"
+QUERY = "query"
+CLOSE = "close"
+
+COMPUTE = "compute"
+PUT = "put"
+GET = "get"
+FREE = "free"
+STEAL = "steal"
+SHUTDOWN = "shutdown"
+
+HELLO = "hello"
+DONE = "done"
+FAILED = "failed"
+DATA = "data"
+STEAL_REPLY = "steal-reply"
+BYE = "bye"
+
+WANT = "want"
+HAVE = "have"
+MISSING = "missing"
+
+#: persistent-id tag the client uses for a Future inside task arguments
+FUTURE_REF = "hpcdist-future"

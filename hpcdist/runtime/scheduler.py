@@ -1,0 +1,251 @@
+"""Rank 0's event loop: messages in, :class:`SchedulerState` events, instructions out.
+
+The scheduler thread is rank 0's communication thread. It owns the pure
+:class:`~hpcdist.runtime.state.SchedulerState`, turns every arriving message into an event,
+and every instruction the state returns into a send to a worker or a notification of the
+client. Task payloads (function and arguments) wait here until their task has run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+import traceback
+from collections import defaultdict
+from typing import Any, Callable
+
+from hpcdist.runtime import messages as m
+from hpcdist.runtime import state as st
+
+#: seconds the shutdown waits for every worker's goodbye
+SHUTDOWN_GRACE = 2.0
+
+
+class Scheduler:
+    """Rank 0's scheduler over a transport.
+
+    Args:
+        transport: rank 0's endpoint.
+        notify: called in the scheduler thread with each client-facing instruction
+            (``("memory", key)``, ``("erred", key, error)``, ``("cancelled", key)``).
+    """
+
+    def __init__(self, transport: Any, notify: Callable[[tuple], None]) -> None:
+        self.transport = transport
+        self.notify = notify
+        self.worker_ranks = list(range(1, transport.size))
+        self.info: dict[int, dict] = {}
+        self.state: st.SchedulerState | None = None
+        self.payloads: dict[str, tuple] = {}  # key -> (fn_id, fn_bytes, data, buffers)
+        self.fn_sent: dict[int, set[str]] = defaultdict(set)
+        self.gathers: dict[int, list] = {}  # req -> [cfuture, {key: value}, npending]
+        self.req_ids = itertools.count()
+        self.scatter_rr = itertools.cycle(self.worker_ranks)
+        self.closing: tuple | None = None  # (deadline, byes, code, cfuture)
+        self.stopped = False
+        self._compute: dict[int, tuple[list, list]] = {}
+        self._free: dict[int, list[str]] = {}
+        self.path_sent: dict[int, list[str]] = {}
+        self._path_update: set[int] = set()
+
+    # ---- loop --------------------------------------------------------------------------------
+
+    def wait_for_workers(self, timeout: float) -> None:
+        """Block until every worker said hello; raises TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        pending: list[tuple] = []
+        while len(self.info) < len(self.worker_ranks):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = sorted(set(self.worker_ranks) - set(self.info))
+                raise TimeoutError(f"workers {missing} did not start within {timeout:g} s")
+            item = self.transport.recv(min(left, 0.5))
+            if item is None:
+                continue
+            src, header, buffers = item
+            if header[0] == m.HELLO:
+                self.info[src] = header[1]
+            else:
+                pending.append(item)
+        self.state = st.SchedulerState({r: self.info[r]["host"] for r in self.worker_ranks})
+        for item in pending:
+            self._dispatch(*item)
+
+    def run(self) -> None:
+        """Handle messages until the workers are shut down (scheduler thread)."""
+        while not self.stopped:
+            timeout = None if self.closing is None else max(0.0, self.closing[0] - time.monotonic())
+            item = self.transport.recv(timeout)
+            if item is not None:
+                self._dispatch(*item)
+                # Drain what is already waiting before sending, so tasks go out in batches.
+                for _ in range(1000):
+                    item = self.transport.recv(0)
+                    if item is None:
+                        break
+                    self._dispatch(*item)
+            self._flush()
+            if self.closing is not None and time.monotonic() >= self.closing[0]:
+                self._finish_close(timed_out=True)
+
+    def _dispatch(self, src: int, header: tuple, buffers: list) -> None:
+        kind = header[0]
+        handler = getattr(self, "_on_" + kind.replace("-", "_"))
+        handler(src, header, buffers)
+
+    def _handle(self, event: Any) -> None:
+        for ins in self.state.handle(event):
+            kind = ins[0]
+            if kind == "compute":
+                self._queue_compute(ins[1], ins[2], ins[3])
+            elif kind == "free":
+                self._free.setdefault(ins[1], []).extend(ins[2])
+            elif kind == "steal":
+                self.transport.send(ins[1], (m.STEAL, ins[2]))
+            else:
+                if kind in ("erred", "cancelled") or (kind == "memory" and self.state.state_of(ins[1]) == "memory"):
+                    self.payloads.pop(ins[1], None)
+                self.notify(ins)
+
+    def _queue_compute(self, rank: int, key: str, deps: dict) -> None:
+        fn_id, fn_bytes, data, buffers = self.payloads[key]
+        sent = self.fn_sent[rank]
+        if fn_id in sent:
+            fn_bytes = None
+        else:
+            sent.add(fn_id)
+        entries, bufs = self._compute.setdefault(rank, ([], []))
+        if fn_bytes is not None and self.path_sent.get(rank) != sys.path:
+            # A function pickled by reference needs its module: share rank 0's import path.
+            self.path_sent[rank] = list(sys.path)
+            self._path_update.add(rank)
+        entries.append((key, fn_id, fn_bytes, data, len(buffers), deps))
+        bufs.extend(buffers)
+
+    def _flush(self) -> None:
+        for rank, keys in self._free.items():
+            self.transport.send(rank, (m.FREE, keys))
+        self._free.clear()
+        for rank, (entries, bufs) in self._compute.items():
+            path = self.path_sent[rank] if rank in self._path_update else None
+            self.transport.send(rank, (m.COMPUTE, entries, path), bufs)
+        self._compute.clear()
+        self._path_update.clear()
+
+    # ---- from the client (loopback) -------------------------------------------------------------
+
+    def _on_submit(self, src: int, header: tuple, buffers: list) -> None:
+        specs = []
+        for spec, fn_id, fn_bytes, data, bufs in header[1]:
+            if spec.key not in self.payloads and self.state.state_of(spec.key) in (None, "cancelled", "forgotten"):
+                self.payloads[spec.key] = (fn_id, fn_bytes, data, bufs)
+            specs.append(spec)
+        self._handle(st.Submit(time.monotonic(), tuple(specs)))
+
+    def _on_scatter(self, src: int, header: tuple, buffers: list) -> None:
+        for key, ranks, data, bufs in header[1]:
+            ranks = tuple(ranks) if ranks else (next(self.scatter_rr),)
+            for rank in ranks:
+                self.transport.send(rank, (m.PUT, key, data, len(bufs)), bufs)
+            nbytes = len(data) + sum(memoryview(b).nbytes for b in bufs)
+            self._handle(st.Scatter(time.monotonic(), key, ranks, nbytes))
+
+    def _on_release(self, src: int, header: tuple, buffers: list) -> None:
+        self._handle(st.Release(time.monotonic(), tuple(header[1])))
+
+    def _on_cancel(self, src: int, header: tuple, buffers: list) -> None:
+        self._handle(st.Cancel(time.monotonic(), tuple(header[1])))
+
+    def _on_gather(self, src: int, header: tuple, buffers: list) -> None:
+        _, keys, cfuture = header
+        req = next(self.req_ids)
+        by_rank: dict[int, list[str]] = defaultdict(list)
+        who_has = self.state.who_has(keys)
+        for key in keys:
+            holders = who_has.get(key)
+            if not holders:
+                cfuture.set_exception(LookupError(f"no worker holds {key!r} (was it released?)"))
+                return
+            by_rank[holders[0]].append(key)
+        self.gathers[req] = [cfuture, {}, len(keys)]
+        for rank, rank_keys in by_rank.items():
+            self.transport.send(rank, (m.GET, req, rank_keys))
+
+    def _on_query(self, src: int, header: tuple, buffers: list) -> None:
+        _, fn, cfuture = header
+        try:
+            cfuture.set_result(fn(self))
+        except Exception as exc:  # noqa: BLE001 - the asking thread re-raises it
+            cfuture.set_exception(exc)
+
+    def _on_close(self, src: int, header: tuple, buffers: list) -> None:
+        _, code, cfuture = header
+        for rank in self.worker_ranks:
+            self.transport.send(rank, (m.SHUTDOWN, code))
+        self.closing = (time.monotonic() + SHUTDOWN_GRACE, set(), code, cfuture)
+
+    def _finish_close(self, timed_out: bool) -> None:
+        _, byes, _, cfuture = self.closing
+        self.stopped = True
+        missing = sorted(set(self.worker_ranks) - byes)
+        cfuture.set_result(missing if timed_out else [])
+
+    # ---- from workers ---------------------------------------------------------------------------
+
+    def _on_hello(self, src: int, header: tuple, buffers: list) -> None:
+        self.info[src] = header[1]
+
+    def _on_done(self, src: int, header: tuple, buffers: list) -> None:
+        now = time.monotonic()
+        for key, nbytes, duration, fetched in header[1]:
+            self._handle(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched)))
+
+    def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
+        _, key, exc_bytes, text, duration, fetched = header
+        if fetched:  # copies made for a task that failed: not worth keeping
+            self._free.setdefault(src, []).extend(fetched)
+        error = (exc_bytes, text, src, self.info.get(src, {}).get("host", "?"), self.transport.size)
+        self._handle(st.Failed(time.monotonic(), key, src, error, duration))
+
+    def _known(self, src: int, fetched: tuple) -> tuple:
+        """Keep copies the state knows about; free copies of keys it has already forgotten."""
+        known = tuple(k for k in fetched if self.state.state_of(k) not in (None, "forgotten"))
+        stale = [k for k in fetched if k not in known]
+        if stale:
+            self._free.setdefault(src, []).extend(stale)
+        return known
+
+    def _on_data(self, src: int, header: tuple, buffers: list) -> None:
+        _, req, key, data, nbuf = header
+        entry = self.gathers.get(req)
+        if entry is None:
+            return
+        if data is None:
+            del self.gathers[req]
+            entry[0].set_exception(LookupError(f"rank {src} no longer holds {key!r}"))
+            return
+        entry[1][key] = (data, buffers[:nbuf])
+        entry[2] -= 1
+        if entry[2] == 0:
+            del self.gathers[req]
+            entry[0].set_result(entry[1])
+
+    def _on_steal_reply(self, src: int, header: tuple, buffers: list) -> None:
+        self._handle(st.StealReply(time.monotonic(), header[1], src, header[2]))
+
+    def _on_bye(self, src: int, header: tuple, buffers: list) -> None:
+        if self.closing is not None:
+            self.closing[1].add(src)
+            if len(self.closing[1]) == len(self.worker_ranks):
+                self._finish_close(timed_out=False)
+
+
+def run_guarded(scheduler: Scheduler) -> None:
+    """The scheduler thread's body: a bug in hpcdist's loop aborts the world, never hangs it."""
+    try:
+        scheduler.run()
+    except BaseException:  # noqa: BLE001
+        sys.stderr.write("hpcdist: internal error in the scheduler:\n" + traceback.format_exc())
+        sys.stderr.flush()
+        scheduler.transport.abort(1)

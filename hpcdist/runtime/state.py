@@ -1,0 +1,870 @@
+"""The scheduler's task state machine: events in, instructions out, no I/O.
+
+:meth:`SchedulerState.handle` is the only way the state changes. Time arrives only inside events;
+every transition is appended to :attr:`SchedulerState.log`, which becomes the run's trace.
+
+Task states::
+
+    released -> waiting -> ready -> processing -> memory | erred     (+ cancelled, forgotten)
+
+``released`` means "known, not scheduled, holds no data". A key whose data is no longer needed
+goes back to ``released`` instead of being forgotten while a task that depends on it is still
+alive (waiting/ready/processing/memory/released): that keeps the lineage needed to recompute a
+key lost with its worker. ``forgotten`` means the key is no longer known (:meth:`state_of`
+returns None). ``ready`` is transient: a ready task is placed in the same ``handle()`` call.
+
+Instructions are plain tuples; see :data:`INSTRUCTIONS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from hpcdist.errors import HpcdistError, WorkerLost as WorkerLostError
+from hpcdist.runtime import policy
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "Cancel",
+    "DependencyMissing",
+    "Failed",
+    "Finished",
+    "InvalidTransition",
+    "Release",
+    "Scatter",
+    "SchedulerState",
+    "StealReply",
+    "Submit",
+    "TaskSpec",
+    "WorkerLost",
+]
+
+#: Instruction kinds ``handle()`` returns:
+#: ("compute", rank, key, {dep: [holders, same host as rank first]}), ("free", rank, [keys]),
+#: ("steal", rank, key), ("memory", key), ("erred", key, error), ("cancelled", key).
+#: "steal" is also sent when a queued task is no longer wanted (cancelled, released, or one of
+#: its inputs was lost), so the worker drops it if it has not started; the reply is then ignored.
+INSTRUCTIONS = ("compute", "free", "steal", "memory", "erred", "cancelled")
+
+RELEASED, WAITING, READY, PROCESSING = "released", "waiting", "ready", "processing"
+MEMORY, ERRED, CANCELLED, FORGOTTEN = "memory", "erred", "cancelled", "forgotten"
+
+#: The one table of legal transitions; anything else raises :class:`InvalidTransition`.
+ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        (FORGOTTEN, RELEASED),  # a key becomes known
+        (RELEASED, WAITING),
+        (RELEASED, READY),
+        (RELEASED, MEMORY),  # scattered data
+        (RELEASED, ERRED),  # a dependency is missing/erred, or no worker may run it
+        (RELEASED, CANCELLED),  # a dependency was cancelled
+        (RELEASED, FORGOTTEN),
+        (WAITING, READY),
+        (WAITING, ERRED),
+        (WAITING, CANCELLED),
+        (WAITING, RELEASED),  # nobody needs it any more, lineage kept
+        (WAITING, FORGOTTEN),
+        (READY, PROCESSING),
+        (READY, ERRED),  # restrictions match no live worker, or no worker left
+        (PROCESSING, MEMORY),
+        (PROCESSING, ERRED),
+        (PROCESSING, READY),  # retry, steal, or its worker died
+        (PROCESSING, RELEASED),  # an input was lost, or nobody needs it any more
+        (PROCESSING, CANCELLED),
+        (PROCESSING, FORGOTTEN),
+        (MEMORY, RELEASED),  # data freed (lineage kept) or lost with its worker
+        (MEMORY, ERRED),  # scattered data lost with its worker
+        (MEMORY, FORGOTTEN),
+        (ERRED, FORGOTTEN),
+        (CANCELLED, RELEASED),  # submitted again
+        (CANCELLED, FORGOTTEN),
+    }
+)
+
+PENDING = frozenset({WAITING, READY, PROCESSING})
+# a dependent in one of these states keeps its dependencies' records (lineage)
+RETAINING = PENDING | {MEMORY, RELEASED}
+
+
+class InvalidTransition(HpcdistError):
+    """A task was asked to make a transition the table does not allow (a scheduler bug)."""
+
+
+class DependencyMissing(HpcdistError):
+    """A task depends on a key the scheduler does not know (or on itself, through a cycle)."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the scheduler needs to know about one task.
+
+    Attributes:
+        key: Unique, pure key: the same key always means the same result.
+        deps: Keys whose results the task needs.
+        fn_name: Function name, for the per-function running-average duration.
+        workers: Ranks allowed to run the task, or None for any.
+        allow_other_workers: If True, ``workers`` is only a preference.
+        retries: How many times the task is run again after it raises.
+    """
+
+    key: str
+    deps: tuple[str, ...] = ()
+    fn_name: str = ""
+    workers: frozenset[int] | None = None
+    allow_other_workers: bool = False
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class Submit:
+    """The client submits tasks (they may depend on each other, in any order)."""
+
+    time: float
+    tasks: tuple[TaskSpec, ...]
+
+
+@dataclass(frozen=True)
+class Scatter:
+    """The client put the data of ``key`` on ``ranks``."""
+
+    time: float
+    key: str
+    ranks: tuple[int, ...]
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Worker ``rank`` computed ``key``; it now also holds the deps it ``fetched`` from peers."""
+
+    time: float
+    key: str
+    rank: int
+    nbytes: int
+    duration: float
+    fetched: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The task raised on ``rank``; ``error`` is opaque to the state."""
+
+    time: float
+    key: str
+    rank: int
+    error: object
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class Release:
+    """No client Future refers to these keys any more."""
+
+    time: float
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """The client cancels these keys (and, with them, their unfinished dependents)."""
+
+    time: float
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StealReply:
+    """Worker ``rank`` answers a ("steal", rank, key): ok=True means it handed the task back."""
+
+    time: float
+    key: str
+    rank: int
+    ok: bool
+
+
+@dataclass(frozen=True)
+class WorkerLost:
+    """Worker ``rank`` is gone, with its data and its queue."""
+
+    time: float
+    rank: int
+
+
+@dataclass(eq=False)
+class _Task:
+    spec: TaskSpec
+    state: str = FORGOTTEN
+    runnable: bool = True  # False for scattered data: nothing can recompute it
+    wanted: bool = False  # a client Future refers to it
+    dependents: set[str] = field(default_factory=set)
+    waiting_on: set[str] = field(default_factory=set)
+    processing_on: int | None = None
+    expected: float = 0.0  # duration estimate added to its worker's occupancy
+    retries_left: int = 0
+    failed_on: set[int] = field(default_factory=set)
+    error: object = None
+    nbytes: int | None = None
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+
+class _NbytesView(Mapping):
+    # key -> nbytes of the tasks table, without copying it for every placement
+    def __init__(self, tasks: dict[str, _Task]) -> None:
+        self._tasks = tasks
+
+    def __getitem__(self, key: str) -> int:
+        return self._tasks[key].nbytes or 0
+
+    def __iter__(self):
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+class SchedulerState:
+    """All task and worker bookkeeping of the scheduler (rank 0).
+
+    Args:
+        workers: Rank -> host name of every worker.
+
+    Attributes:
+        log: ``(time, key, from_state, to_state)`` for every transition, in order.
+        durations: Function name -> running average (EMA) of its task durations in seconds.
+    """
+
+    def __init__(self, workers: dict[int, str]) -> None:
+        self.log: list[tuple[float, str, str, str]] = []
+        self.durations: dict[str, float] = {}
+        self._host: dict[int, str] = dict(workers)
+        self._tasks: dict[str, _Task] = {}
+        self._who_has: dict[str, set[int]] = {}
+        self._has_what: dict[int, set[str]] = {r: set() for r in workers}
+        self._processing: dict[int, dict[str, None]] = {r: {} for r in workers}  # ordered set
+        self._occupancy: dict[int, float] = {r: 0.0 for r in workers}
+        self._steals: dict[str, tuple[int, int | None]] = {}  # key -> (victim, thief)
+        self._incoming: dict[int, set[str]] = {r: set() for r in workers}
+        self._nbytes = _NbytesView(self._tasks)
+        self._forgotten: list[str] = []
+        # per handle() call
+        self._now = 0.0
+        self._out: list[tuple] = []
+        self._frees: dict[int, set[str]] = {}
+        self._dirty: dict[str, None] = {}
+        self._rebalance = False
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def workers(self) -> dict[int, str]:
+        """Rank -> host name of the live workers."""
+        return dict(self._host)
+
+    def state_of(self, key: str) -> str | None:
+        """Return the state of ``key``, or None if it is unknown or forgotten."""
+        ts = self._tasks.get(key)
+        return ts.state if ts else None
+
+    def error_of(self, key: str) -> object:
+        """Return the error object of an erred key (None otherwise)."""
+        ts = self._tasks.get(key)
+        return ts.error if ts else None
+
+    def who_has(self, keys: Iterable[str] | None = None) -> dict[str, list[int]]:
+        """Return key -> sorted ranks holding it, for ``keys`` or for every key in memory."""
+        if keys is None:
+            keys = self._who_has
+        return {k: sorted(self._who_has.get(k, ())) for k in keys}
+
+    def has_what(self) -> dict[int, list[str]]:
+        """Return rank -> sorted keys it holds, for every live worker."""
+        return {r: sorted(keys) for r, keys in sorted(self._has_what.items())}
+
+    def processing_on(self, rank: int) -> list[str]:
+        """Return the keys assigned to ``rank``, in assignment (execution) order."""
+        return list(self._processing.get(rank, ()))
+
+    def occupancy(self, rank: int) -> float:
+        """Return the expected seconds of work queued on ``rank``, steals in flight included."""
+        return self._occupancy.get(rank, 0.0) + sum(self._tasks[k].expected for k in self._incoming.get(rank, ()))
+
+    def expected_duration(self, fn_name: str) -> float:
+        """Return the expected duration of a task of function ``fn_name``."""
+        return self.durations.get(fn_name, policy.DEFAULT_DURATION)
+
+    def pop_forgotten(self) -> list[str]:
+        """Return the keys forgotten since the last call (e.g. to drop their payloads), in order."""
+        out, self._forgotten = self._forgotten, []
+        return out
+
+    def history(self, key: str) -> list[tuple[float, str, str]]:
+        """Return ``(time, from_state, to_state)`` of every transition of ``key``."""
+        return [(t, a, b) for t, k, a, b in self.log if k == key]
+
+    # ------------------------------------------------------------------ events
+
+    def handle(self, event: object) -> list[tuple]:
+        """Apply one event and return the instructions it produces.
+
+        Raises:
+            InvalidTransition: If the event would move a task along an illegal transition.
+            TypeError: If ``event`` is not one of this module's event types.
+        """
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
+        self._now = event.time
+        self._out, self._frees, self._dirty, self._rebalance = [], {}, {}, False
+        handler(self, event)
+        self._settle()
+        if self._rebalance:
+            self._balance()
+        out = self._out
+        for rank in sorted(self._frees):
+            if self._frees[rank]:
+                out.append(("free", rank, sorted(self._frees[rank])))
+        self._out, self._frees = [], {}
+        return out
+
+    def _on_submit(self, ev: Submit) -> None:
+        roots: list[str] = []
+        for spec in ev.tasks:
+            ts = self._tasks.get(spec.key)
+            if ts is not None and ts.state != CANCELLED:
+                ts.wanted = True
+                if ts.state == MEMORY:
+                    self._out.append(("memory", ts.key))
+                elif ts.state == ERRED:
+                    self._out.append(("erred", ts.key, ts.error))
+                roots.append(ts.key)
+                continue
+            if ts is not None:  # cancelled: recreate from the new spec
+                self._unlink(ts)
+                self._transition(ts, RELEASED)
+                ts.spec, ts.error, ts.failed_on = spec, None, set()
+            else:
+                ts = self._new_task(spec)
+            ts.wanted, ts.runnable, ts.retries_left = True, True, spec.retries
+            roots.append(ts.key)
+        self._activate(roots)
+
+    def _on_scatter(self, ev: Scatter) -> None:
+        ts = self._tasks.get(ev.key)
+        ranks = [r for r in dict.fromkeys(ev.ranks) if r in self._host]
+        if ts is not None and ts.state not in (CANCELLED, RELEASED):
+            # pure-key dedup: an existing key is not replaced by scattered data
+            ts.wanted = True
+            if ts.state == MEMORY:
+                for r in ranks:
+                    self._add_replica(ts, r)
+                self._out.append(("memory", ts.key))
+                return
+            for r in ranks:
+                self._free(r, ts.key)
+            if ts.state == ERRED:
+                self._out.append(("erred", ts.key, ts.error))
+            return
+        if ts is None:
+            ts = self._new_task(TaskSpec(ev.key))
+            ts.runnable = False
+        elif ts.state == CANCELLED:
+            self._unlink(ts)
+            self._transition(ts, RELEASED)
+            ts.spec, ts.error, ts.runnable = TaskSpec(ev.key), None, False
+        ts.wanted = True
+        if not ranks:
+            self._err(ts, WorkerLostError(f"key {ev.key!r} was scattered to ranks {list(ev.ranks)}, none of which is alive"))
+            return
+        ts.nbytes = int(ev.nbytes)
+        self._transition(ts, MEMORY)
+        for r in ranks:
+            self._add_replica(ts, r)
+        self._out.append(("memory", ts.key))
+        self._data_arrived(ts)
+
+    def _on_finished(self, ev: Finished) -> None:
+        if ev.rank not in self._host:
+            return  # a message from a worker declared lost: its data is gone with it
+        for dep in ev.fetched:
+            dts = self._tasks.get(dep)
+            if dts is not None and dts.state == MEMORY:
+                self._add_replica(dts, ev.rank)
+            else:
+                self._free(ev.rank, dep)
+        ts = self._tasks.get(ev.key)
+        if ts is None or ts.state not in (PROCESSING, MEMORY):
+            self._free(ev.rank, ev.key)  # cancelled, forgotten, or no longer scheduled
+            return
+        if ts.state == MEMORY:
+            self._add_replica(ts, ev.rank)  # a duplicate run (e.g. a steal that raced)
+            return
+        fn = ts.spec.fn_name
+        self.durations[fn] = policy.ema(self.durations.get(fn), ev.duration)
+        # from another rank than planned (a raced steal): the planned rank drops its copy
+        self._leave_worker(ts, drop=ts.processing_on != ev.rank)
+        ts.nbytes = int(ev.nbytes)
+        self._transition(ts, MEMORY)
+        self._add_replica(ts, ev.rank)
+        if ts.wanted:
+            self._out.append(("memory", ts.key))
+        self._data_arrived(ts)
+        for dep in ts.spec.deps:
+            self._mark(dep)
+
+    def _on_failed(self, ev: Failed) -> None:
+        ts = self._tasks.get(ev.key)
+        if ts is None or ts.state != PROCESSING or ts.processing_on != ev.rank:
+            return  # stale: the task moved on (cancelled, stolen, re-placed)
+        self._leave_worker(ts, drop=False)
+        if ts.retries_left > 0:
+            ts.retries_left -= 1
+            ts.failed_on.add(ev.rank)
+            self._transition(ts, READY)
+            self._place(ts)
+            return
+        self._err(ts, ev.error)
+
+    def _on_release(self, ev: Release) -> None:
+        for key in ev.keys:
+            ts = self._tasks.get(key)
+            if ts is not None:
+                ts.wanted = False
+                self._mark(key)
+
+    def _on_cancel(self, ev: Cancel) -> None:
+        stack = [k for k in ev.keys if k in self._tasks]
+        while stack:
+            ts = self._tasks[stack.pop()]
+            if ts.state not in PENDING and ts.state != RELEASED:
+                continue  # finished keys stay as they are
+            self._leave_worker(ts, drop=True)
+            self._transition(ts, CANCELLED)
+            ts.waiting_on.clear()
+            if ts.wanted:
+                self._out.append(("cancelled", ts.key))
+            stack.extend(d for d in ts.dependents if self._tasks[d].state in PENDING)
+            for dep in ts.spec.deps:
+                self._mark(dep)
+
+    def _on_steal_reply(self, ev: StealReply) -> None:
+        entry = self._steals.get(ev.key)
+        if entry is None or entry[0] != ev.rank:
+            return  # the task already left the victim; nothing was planned on this reply
+        self._end_steal(ev.key)
+        ts = self._tasks[ev.key]
+        self._rebalance = True
+        if not ev.ok:
+            return  # it runs (or ran) on the victim
+        thief = entry[1]
+        self._leave_worker(ts, drop=False)
+        self._transition(ts, READY)
+        cands = self._candidates(ts)
+        if thief is not None and thief in cands:
+            self._assign(ts, thief)
+        else:
+            self._place(ts)
+
+    def _on_worker_lost(self, ev: WorkerLost) -> None:
+        rank = ev.rank
+        if rank not in self._host:
+            return
+        self._rebalance = True
+        for key, (victim, thief) in list(self._steals.items()):
+            if victim == rank:
+                self._end_steal(key)
+            elif thief == rank:
+                self._incoming[rank].discard(key)
+                self._steals[key] = (victim, None)
+        orphans = [self._tasks[k] for k in self._processing[rank]]
+        for ts in orphans:
+            self._leave_worker(ts, drop=False)
+        held = self._has_what.pop(rank)
+        del self._host[rank], self._processing[rank], self._occupancy[rank], self._incoming[rank]
+        self._frees.pop(rank, None)
+        roots = [ts.key for ts in orphans]
+        for ts in orphans:
+            self._transition(ts, RELEASED)
+        for key in sorted(held):
+            holders = self._who_has[key]
+            holders.discard(rank)
+            if holders:
+                continue
+            del self._who_has[key]
+            ts = self._tasks[key]
+            if not ts.runnable:
+                self._err(ts, WorkerLostError(f"key {key!r} was scattered data held only by lost worker rank {rank}; it cannot be recomputed"))
+                continue
+            self._transition(ts, RELEASED)
+            if ts.wanted:
+                roots.append(key)
+            for dkey in sorted(ts.dependents):
+                dts = self._tasks[dkey]
+                if dts.state == WAITING:
+                    dts.waiting_on.add(key)
+                    roots.append(key)
+                elif dts.state == PROCESSING:  # it would fetch the lost input: start it over
+                    self._leave_worker(dts, drop=True)
+                    self._transition(dts, RELEASED)
+                    roots.append(dkey)
+        self._activate(roots)
+        for ts in orphans:
+            self._mark(ts.key)
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _new_task(self, spec: TaskSpec) -> _Task:
+        ts = _Task(spec)
+        self._tasks[spec.key] = ts
+        self._transition(ts, RELEASED)
+        return ts
+
+    def _activate(self, roots: Iterable[str]) -> None:
+        """Schedule released tasks in ``roots`` and the released dependencies they need."""
+        order, cyclic = self._released_closure(roots)
+        for key in order:
+            ts = self._tasks[key]
+            if ts.state != RELEASED:
+                continue
+            missing = erred = cancelled = None
+            for dep in ts.spec.deps:
+                dts = self._tasks.get(dep)
+                if dts is not None:
+                    dts.dependents.add(key)  # (re)link: the dep may have been forgotten and resubmitted
+                if dts is None or dts.state == RELEASED or dep in cyclic:
+                    missing = missing or dep
+                elif dts.state == ERRED:
+                    erred = erred or dts
+                elif dts.state == CANCELLED:
+                    cancelled = cancelled or dep
+            if key in cyclic:
+                self._err(ts, DependencyMissing(f"task {key!r} depends on itself through a cycle of dependencies"))
+            elif missing is not None:
+                self._err(ts, DependencyMissing(
+                    f"task {key!r} depends on {missing!r}, which the scheduler does not have (never"
+                    " submitted, released, or scattered data that was lost); submit it with the task"
+                    " or keep a Future to it"))
+            elif erred is not None:
+                self._err(ts, erred.error)
+            elif cancelled is not None:
+                self._transition(ts, CANCELLED)
+                if ts.wanted:
+                    self._out.append(("cancelled", key))
+            else:
+                ts.waiting_on = {d for d in ts.spec.deps if self._tasks[d].state != MEMORY}
+                if ts.waiting_on:
+                    self._transition(ts, WAITING)
+                else:
+                    self._transition(ts, READY)
+                    self._place(ts)
+
+    def _released_closure(self, roots: Iterable[str]) -> tuple[list[str], set[str]]:
+        # Iterative post-order DFS through released tasks: deps come before dependents.
+        order: list[str] = []
+        done: set[str] = set()
+        cyclic: set[str] = set()
+        for root in roots:
+            ts = self._tasks.get(root)
+            if ts is None or ts.state != RELEASED or root in done:
+                continue
+            path = [root]
+            stack = [iter(ts.spec.deps)]
+            on_path = {root}
+            while stack:
+                for dep in stack[-1]:
+                    dts = self._tasks.get(dep)
+                    if dts is None or dts.state != RELEASED or dep in done or not dts.runnable:
+                        continue
+                    if dep in on_path:
+                        cyclic.update(path[path.index(dep):])
+                        continue
+                    path.append(dep)
+                    on_path.add(dep)
+                    stack.append(iter(dts.spec.deps))
+                    break
+                else:
+                    stack.pop()
+                    key = path.pop()
+                    on_path.discard(key)
+                    done.add(key)
+                    order.append(key)
+        return order, cyclic
+
+    def _candidates(self, ts: _Task) -> frozenset[int]:
+        return policy.valid_workers(self._host, ts.spec.workers, ts.spec.allow_other_workers)
+
+    def _place(self, ts: _Task) -> None:
+        """Put a ready task on a worker, or err it if no worker may run it."""
+        if not self._host:
+            self._err(ts, WorkerLostError(f"task {ts.key!r} cannot run: every worker was lost"))
+            return
+        cands = self._candidates(ts)
+        if not cands:
+            self._err(ts, policy.restriction_error(ts.key, ts.spec.workers or (), self._host))
+            return
+        if ts.failed_on:  # a retry: prefer a free worker where it has not failed yet
+            others = cands - ts.failed_on
+            if any(not self._processing[r] and not self._incoming[r] for r in others):
+                cands = others
+        occupancy = {r: self.occupancy(r) for r in cands}
+        rank = policy.decide_worker(ts.spec.deps, cands, self._who_has, self._nbytes, occupancy, self._host)
+        self._assign(ts, rank)
+
+    def _assign(self, ts: _Task, rank: int) -> None:
+        self._transition(ts, PROCESSING)
+        ts.processing_on = rank
+        ts.expected = self.expected_duration(ts.spec.fn_name)
+        self._processing[rank][ts.key] = None
+        self._occupancy[rank] += ts.expected
+        self._rebalance = True
+        host = self._host[rank]
+        where = {}
+        for dep in ts.spec.deps:
+            holders = self._who_has.get(dep, set())
+            where[dep] = sorted(holders, key=lambda h: (h != rank, self._host.get(h) != host, h))
+        if ts.key in self._frees.get(rank, ()):
+            self._frees[rank].discard(ts.key)
+        self._out.append(("compute", rank, ts.key, where))
+
+    def _leave_worker(self, ts: _Task, drop: bool) -> None:
+        """Take a processing task off its worker; ``drop`` asks the worker to discard it."""
+        rank = ts.processing_on
+        if rank is None:
+            return
+        if ts.key in self._steals:
+            self._end_steal(ts.key)
+        del self._processing[rank][ts.key]
+        if self._processing[rank]:
+            self._occupancy[rank] -= ts.expected
+        else:
+            self._occupancy[rank] = 0.0  # no float drift once the queue is empty
+            self._rebalance = True
+        ts.processing_on = None
+        ts.expected = 0.0
+        if drop:
+            self._out.append(("steal", rank, ts.key))
+
+    def _end_steal(self, key: str) -> None:
+        _, thief = self._steals.pop(key)
+        if thief is not None:
+            self._incoming[thief].discard(key)
+
+    def _balance(self) -> None:
+        idle = [r for r in self._host if not self._processing[r] and not self._incoming[r]]
+        if not idle:
+            return
+        queues = {
+            r: [k for k in q if k not in self._steals]
+            for r, q in self._processing.items()
+            if len(q) >= 2
+        }
+        if not queues:
+            return
+
+        def allowed_of(key: str) -> frozenset[int] | None:
+            spec = self._tasks[key].spec
+            if spec.workers is None:
+                return None
+            if spec.allow_other_workers and self._tasks[key].processing_on not in spec.workers:
+                return None  # already running outside its preference: anywhere will do
+            return spec.workers
+
+        plan = policy.balance_plan(
+            idle,
+            queues,
+            lambda k: self._tasks[k].expected,
+            lambda k: self._tasks[k].spec.deps,
+            allowed_of,
+            self._who_has,
+            self._nbytes,
+            self._host,
+        )
+        for thief, victim, key in plan:
+            self._steals[key] = (victim, thief)
+            self._incoming[thief].add(key)
+            self._out.append(("steal", victim, key))
+
+    # ------------------------------------------------------------------ errors and data
+
+    def _err(self, ts: _Task, error: object) -> None:
+        """Err ``ts`` and, recursively, every dependent still pending, with the same error."""
+        stack = [ts]
+        while stack:
+            t = stack.pop()
+            if t.state in (ERRED, MEMORY) and t is not ts:
+                continue
+            self._leave_worker(t, drop=t is not ts)
+            if t.state == MEMORY:
+                self._drop_data(t)
+            self._transition(t, ERRED)
+            t.error = error
+            t.waiting_on.clear()
+            if t.wanted:
+                self._out.append(("erred", t.key, error))
+            stack.extend(self._tasks[d] for d in sorted(t.dependents) if self._tasks[d].state in PENDING)
+            for dep in t.spec.deps:
+                self._mark(dep)
+
+    def _data_arrived(self, ts: _Task) -> None:
+        for dkey in sorted(ts.dependents):
+            dts = self._tasks[dkey]
+            if dts.state == WAITING and ts.key in dts.waiting_on:
+                dts.waiting_on.discard(ts.key)
+                if not dts.waiting_on:
+                    self._transition(dts, READY)
+                    self._place(dts)
+        self._mark(ts.key)
+
+    def _add_replica(self, ts: _Task, rank: int) -> None:
+        self._who_has.setdefault(ts.key, set()).add(rank)
+        self._has_what[rank].add(ts.key)
+        if ts.key in self._frees.get(rank, ()):
+            self._frees[rank].discard(ts.key)
+
+    def _drop_data(self, ts: _Task) -> None:
+        for rank in self._who_has.pop(ts.key, ()):
+            self._has_what[rank].discard(ts.key)
+            self._free(rank, ts.key)
+
+    def _free(self, rank: int, key: str) -> None:
+        if rank in self._host:
+            self._frees.setdefault(rank, set()).add(key)
+
+    def _unlink(self, ts: _Task) -> None:
+        for dep in ts.spec.deps:
+            if dep in self._tasks:
+                self._tasks[dep].dependents.discard(ts.key)
+                self._mark(dep)
+
+    # ------------------------------------------------------------------ memory management
+
+    def _mark(self, key: str) -> None:
+        self._dirty[key] = None
+
+    def _settle(self) -> None:
+        """Free data and forget keys nobody needs any more, until nothing changes."""
+        while self._dirty:
+            key = next(iter(self._dirty))
+            del self._dirty[key]
+            ts = self._tasks.get(key)
+            if ts is None or ts.wanted:
+                continue
+            states = [self._tasks[d].state for d in ts.dependents]
+            if ts.state in PENDING or ts.state == MEMORY:
+                if any(s in PENDING for s in states):
+                    continue
+            keep = ts.runnable and any(s in RETAINING for s in states)
+            if ts.state == RELEASED and keep:
+                continue
+            if ts.state in (ERRED, CANCELLED) and any(s in RETAINING for s in states):
+                continue
+            self._leave_worker(ts, drop=True)
+            if ts.state == MEMORY:
+                self._drop_data(ts)
+            ts.waiting_on.clear()
+            if keep and ts.state != RELEASED:
+                self._transition(ts, RELEASED)
+            elif not keep:
+                self._transition(ts, FORGOTTEN)
+                del self._tasks[key]
+                self._forgotten.append(key)
+                self._unlink(ts)
+                continue
+            for dep in ts.spec.deps:
+                self._mark(dep)
+
+    # ------------------------------------------------------------------ transitions and checks
+
+    def _transition(self, ts: _Task, to: str) -> None:
+        if (ts.state, to) not in ALLOWED_TRANSITIONS:
+            steps = ", ".join(f"t={t:g} {a}->{b}" for t, a, b in self.history(ts.key)) or "none"
+            raise InvalidTransition(
+                f"task {ts.key!r}: illegal transition {ts.state} -> {to}; its history: {steps}"
+            )
+        self.log.append((self._now, ts.key, ts.state, to))
+        ts.state = to
+
+    def validate(self) -> None:
+        """Check every invariant of the state.
+
+        Raises:
+            AssertionError: Naming the broken invariant and the keys or ranks involved.
+        """
+        tasks = self._tasks
+        ranks = set(self._host)
+        for name in ("_processing", "_has_what", "_occupancy", "_incoming"):
+            assert set(getattr(self, name)) == ranks, f"{name} covers ranks {sorted(getattr(self, name))}, workers are {sorted(ranks)}"
+        placed: dict[str, int] = {}
+        for rank, queue in self._processing.items():
+            for key in queue:
+                assert key not in placed, f"key {key!r} is processing on ranks {placed.get(key)} and {rank}"
+                placed[key] = rank
+                ts = tasks.get(key)
+                assert ts is not None and ts.state == PROCESSING and ts.processing_on == rank, (
+                    f"key {key!r} is queued on rank {rank} but is {ts and ts.state} on {ts and ts.processing_on}")
+            total = sum(tasks[k].expected for k in queue)
+            assert abs(self._occupancy[rank] - total) <= 1e-6 * max(1.0, total), (
+                f"rank {rank}: occupancy {self._occupancy[rank]} != sum of expected durations {total}")
+        for key, ts in tasks.items():
+            self._validate_task(key, ts, placed)
+        for key, holders in self._who_has.items():
+            assert holders, f"key {key!r} has an empty who_has entry"
+            for rank in holders:
+                assert rank in ranks and key in self._has_what[rank], f"who_has[{key!r}] has {rank}, has_what does not agree"
+        for rank, keys in self._has_what.items():
+            for key in keys:
+                assert rank in self._who_has.get(key, ()), f"has_what[{rank}] has {key!r}, who_has does not agree"
+        for key, (victim, thief) in self._steals.items():
+            assert tasks[key].processing_on == victim, f"steal of {key!r} from rank {victim}, but it is not queued there"
+            assert thief is None or key in self._incoming[thief], f"steal of {key!r} for rank {thief} not in incoming"
+        for rank, keys in self._incoming.items():
+            for key in keys:
+                assert self._steals.get(key, (None, None))[1] == rank, f"rank {rank} expects {key!r}, no steal for it"
+        for t, key, a, b in self.log:
+            assert (a, b) in ALLOWED_TRANSITIONS, f"log has illegal transition of {key!r} at t={t}: {a} -> {b}"
+
+    def _validate_task(self, key: str, ts: _Task, placed: dict[str, int]) -> None:
+        tasks = self._tasks
+        where = f"key {key!r} ({ts.state})"
+        assert ts.key == key and ts.state not in (FORGOTTEN, READY), f"{where}: bad state outside handle()"
+        if ts.state == PROCESSING:
+            assert placed.get(key) == ts.processing_on is not None, f"{where}: not in its worker's queue"
+        else:
+            assert ts.processing_on is None and key not in self._steals, f"{where}: still assigned to a worker"
+        if ts.state == MEMORY:
+            assert self._who_has.get(key) and ts.nbytes is not None, f"{where}: no holder or no nbytes"
+        else:
+            assert key not in self._who_has, f"{where}: has holders {sorted(self._who_has[key])}"
+        if ts.state == WAITING:
+            missing = {d for d in ts.spec.deps if tasks[d].state != MEMORY}
+            assert ts.waiting_on == missing and missing, f"{where}: waiting_on {ts.waiting_on} != {missing}"
+        else:
+            assert not ts.waiting_on, f"{where}: waiting_on {ts.waiting_on}"
+        if ts.state in PENDING:
+            for dep in ts.spec.deps:
+                assert dep in tasks and key in tasks[dep].dependents, f"{where}: dependency {dep!r} forgotten or unlinked"
+                assert ts.state != PROCESSING or tasks[dep].state == MEMORY, f"{where}: dependency {dep!r} not in memory"
+        for dkey in ts.dependents:
+            assert dkey in tasks and key in tasks[dkey].spec.deps, f"{where}: dangling dependent {dkey!r}"
+        states = {tasks[d].state for d in ts.dependents}
+        if ts.state == RELEASED:
+            assert ts.runnable and not ts.wanted and states & RETAINING, f"{where}: kept without a reason"
+        elif not ts.wanted and ts.state in PENDING | {MEMORY}:
+            assert states & PENDING, f"{where}: nobody needs it but it was not released"
+        elif not ts.wanted:
+            assert states & RETAINING, f"{where}: nobody needs it but it was not forgotten"
+
+
+_HANDLERS = {
+    Submit: SchedulerState._on_submit,
+    Scatter: SchedulerState._on_scatter,
+    Finished: SchedulerState._on_finished,
+    Failed: SchedulerState._on_failed,
+    Release: SchedulerState._on_release,
+    Cancel: SchedulerState._on_cancel,
+    StealReply: SchedulerState._on_steal_reply,
+    WorkerLost: SchedulerState._on_worker_lost,
+}

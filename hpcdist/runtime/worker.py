@@ -1,0 +1,356 @@
+"""A worker: holds results, runs tasks, serves its data to peers.
+
+Two threads share one worker. The communication thread runs :meth:`Worker.serve`: it
+receives every message (tasks, data requests from peers and the scheduler, frees,
+steals) and is the only caller of ``transport.recv``. The executor thread (the main
+thread under MPI) runs :meth:`Worker.execute`, one task at a time. A long task therefore
+never stops this worker from answering its peers and the scheduler.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+from hpcdist.runtime import messages as m
+from hpcdist.runtime import serialize
+from hpcdist.runtime.sizeof import sizeof
+
+_STOP = object()
+
+#: seconds a shut-down worker process waits for its running task before it exits anyway
+SHUTDOWN_TASK_GRACE = 1.0
+
+
+class _Task:
+    __slots__ = ("key", "fn_id", "data", "buffers", "missing")
+
+    def __init__(self, key: str, fn_id: str, data: bytes, buffers: list, missing: set[str]) -> None:
+        self.key = key
+        self.fn_id = fn_id
+        self.data = data
+        self.buffers = buffers
+        self.missing = missing
+
+
+class Worker:
+    """The worker side of the runtime, over any :class:`~hpcdist.backends.base.Transport`.
+
+    Args:
+        transport: this worker's endpoint; rank 0 is the scheduler.
+        state_file: optional path where the executor records the task it is running, so
+            that a launcher can name the task and rank after a crash took the world down.
+    """
+
+    def __init__(self, transport: Any, state_file: str | None = None) -> None:
+        self.transport = transport
+        self.rank = transport.rank
+        self.host = transport.host_of(transport.rank)
+        self.data: dict[str, Any] = {}
+        self.functions: dict[str, Any] = {}
+        self.lock = threading.Condition()
+        self.runq: deque[Any] = deque()
+        self.fetching: dict[str, _Task] = {}  # tasks waiting for dependencies from peers
+        self.waiters: dict[str, list[_Task]] = {}  # dep key -> tasks that need it
+        self.requested: set[str] = set()  # dep keys asked of a peer, not yet arrived
+        self.peer_waits: dict[str, list[int]] = {}  # key not here yet -> ranks that asked for it
+        self.fetched: list[str] = []  # copies made here, not yet reported to the scheduler
+        self.exit_code = 0
+        self._done: list[tuple] = []
+        self._done_since = 0.0
+        self._state_fd = os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) if state_file else None
+
+    # ---- communication thread -------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Handle messages until the scheduler says shut down (communication thread)."""
+        info = {"host": self.host or socket.gethostname(), "cores": _cores(), "pid": os.getpid()}
+        self.transport.send(0, (m.HELLO, info))
+        handlers = {
+            m.COMPUTE: self._on_compute,
+            m.PUT: self._on_put,
+            m.GET: self._on_get,
+            m.FREE: self._on_free,
+            m.STEAL: self._on_steal,
+            m.WANT: self._on_want,
+            m.HAVE: self._on_have,
+            m.MISSING: self._on_missing,
+        }
+        while True:
+            item = self.transport.recv(None)
+            if item is None:
+                continue
+            src, header, buffers = item
+            kind = header[0]
+            if kind == m.SHUTDOWN:
+                self.exit_code = header[1]
+                with self.lock:
+                    self.runq.appendleft(_STOP)
+                    self.lock.notify()
+                self.transport.send(0, (m.BYE,))
+                return
+            handlers[kind](src, header, buffers)
+
+    def _on_compute(self, src: int, header: tuple, buffers: list) -> None:
+        offset = 0
+        wants: dict[int, list[str]] = {}
+        ready = []
+        with self.lock:
+            if header[2]:
+                _extend_path(header[2])
+            for key, fn_id, fn_bytes, data, nbuf, deps in header[1]:
+                if fn_bytes is not None and fn_id not in self.functions:
+                    self.functions[fn_id] = fn_bytes  # unpickled when first run, so errors fail the task
+                task = _Task(key, fn_id, data, buffers[offset : offset + nbuf], set())
+                offset += nbuf
+                for dep, holders in deps.items():
+                    if dep in self.data:
+                        continue
+                    task.missing.add(dep)
+                    self.waiters.setdefault(dep, []).append(task)
+                    if dep not in self.requested:
+                        self.requested.add(dep)
+                        wants.setdefault(self._pick_holder(holders), []).append(dep)
+                if task.missing:
+                    self.fetching[key] = task
+                else:
+                    ready.append(task)
+            if ready:
+                self.runq.extend(ready)
+                self.lock.notify()
+        for peer, keys in wants.items():
+            self.transport.send(peer, (m.WANT, keys))
+
+    def _pick_holder(self, holders: list[int]) -> int:
+        # The scheduler lists same-host holders first; spread requests over them by rank.
+        same = [h for h in holders if self.transport.host_of(h) == self.host]
+        pool = same or holders
+        return pool[self.rank % len(pool)]
+
+    def _on_put(self, src: int, header: tuple, buffers: list) -> None:
+        _, key, data, nbuf = header
+        self._store(key, serialize.loads(data, buffers[:nbuf]), fetched=False)
+
+    def _on_have(self, src: int, header: tuple, buffers: list) -> None:
+        _, key, data, nbuf = header
+        self._store(key, serialize.loads(data, buffers[:nbuf]), fetched=True)
+
+    def _store(self, key: str, value: Any, fetched: bool) -> None:
+        """Keep a value that arrived and wake whatever waited for it."""
+        with self.lock:
+            self.data[key] = value
+            self.requested.discard(key)
+            if fetched:
+                self.fetched.append(key)
+            woken = False
+            for task in self.waiters.pop(key, ()):
+                task.missing.discard(key)
+                if not task.missing and self.fetching.pop(task.key, None) is task:
+                    self.runq.append(task)
+                    woken = True
+            if woken:
+                self.lock.notify()
+            peers = self.peer_waits.pop(key, ())
+        for peer in peers:
+            self._send_value(peer, (m.HAVE, key), value)
+
+    def _on_missing(self, src: int, header: tuple, buffers: list) -> None:
+        key = header[1]
+        with self.lock:
+            self.requested.discard(key)
+            failed = [t for t in self.waiters.pop(key, ()) if self.fetching.pop(t.key, None) is t]
+        for task in failed:
+            error = LookupError(f"dependency {key!r} of task {task.key!r} was not on rank {src} any more")
+            self._report_failure(task.key, error, "", 0.0)
+
+    def _on_want(self, src: int, header: tuple, buffers: list) -> None:
+        for key in header[1]:
+            with self.lock:
+                if key not in self.data:
+                    # Not here yet (a scatter or a copy still on its way): answer when it lands.
+                    self.peer_waits.setdefault(key, []).append(src)
+                    continue
+                value = self.data[key]
+            self._send_value(src, (m.HAVE, key), value)
+
+    def _on_get(self, src: int, header: tuple, buffers: list) -> None:
+        _, req, keys = header
+        for key in keys:
+            with self.lock:
+                present = key in self.data
+                value = self.data.get(key)
+            if present:
+                self._send_value(src, (m.DATA, req, key), value)
+            else:
+                self.transport.send(src, (m.DATA, req, key, None, 0))
+
+    def _send_value(self, dest: int, prefix: tuple, value: Any) -> None:
+        data, buffers = serialize.dumps(value)
+        self.transport.send(dest, prefix + (data, len(buffers)), buffers)
+
+    def _on_free(self, src: int, header: tuple, buffers: list) -> None:
+        with self.lock:
+            for key in header[1]:
+                self.data.pop(key, None)
+
+    def _on_steal(self, src: int, header: tuple, buffers: list) -> None:
+        key = header[1]
+        with self.lock:
+            ok = False
+            task = self.fetching.pop(key, None)
+            if task is not None:
+                ok = True
+                for dep in task.missing:
+                    waiting = self.waiters.get(dep, [])
+                    if task in waiting:
+                        waiting.remove(task)
+            else:
+                for queued in self.runq:
+                    if queued is not _STOP and queued.key == key:
+                        self.runq.remove(queued)
+                        ok = True
+                        break
+        self.transport.send(0, (m.STEAL_REPLY, key, ok))
+
+    # ---- executor thread ----------------------------------------------------------------
+
+    def execute(self) -> None:
+        """Run queued tasks until shutdown (executor thread; the main thread under MPI)."""
+        while True:
+            with self.lock:
+                while not self.runq:
+                    self._flush_done()
+                    self.lock.wait()
+                task = self.runq.popleft()
+            if task is _STOP:
+                self._flush_done()
+                return
+            self._run(task)
+
+    def _run(self, task: _Task) -> None:
+        self._record("R", task.key)
+        start = time.perf_counter()
+        try:
+            fn = self.functions[task.fn_id]
+            if isinstance(fn, bytes):
+                fn = self.functions[task.fn_id] = serialize.loads(fn)
+            args, kwargs = serialize.loads(task.data, task.buffers, persistent_load=self._resolve)
+            task.buffers = []
+            result = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - every task failure travels back to rank 0
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            duration = time.perf_counter() - start
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            self._record("-", task.key)
+            self._report_failure(task.key, exc, text, duration)
+            return
+        duration = time.perf_counter() - start
+        self._record("-", task.key)
+        self._store(task.key, result, fetched=False)
+        with self.lock:
+            fetched, self.fetched = self.fetched, []
+            more = bool(self.runq)
+        if not self._done:
+            self._done_since = start
+        self._done.append((task.key, sizeof(result), duration, tuple(fetched)))
+        # Batch reports of tiny tasks; never hold one back for more than ~2 ms.
+        if not more or len(self._done) >= 256 or time.perf_counter() - self._done_since > 0.002:
+            self._flush_done()
+
+    def _flush_done(self) -> None:
+        if self._done:
+            records, self._done = self._done, []
+            self.transport.send(0, (m.DONE, records))
+
+    def _resolve(self, pid: Any) -> Any:
+        tag, key = pid
+        if tag != m.FUTURE_REF:
+            raise ValueError(f"unknown persistent id {pid!r}")
+        with self.lock:
+            return self.data[key]
+
+    def _report_failure(self, key: str, exc: BaseException, text: str, duration: float) -> None:
+        self._flush_done()
+        try:
+            exc_bytes = serialize.dumps(exc)[0]
+            serialize.loads(exc_bytes)
+        except Exception:  # noqa: BLE001 - the exception itself cannot travel: send its text
+            from hpcdist.errors import RemoteError
+
+            exc_bytes = serialize.dumps(RemoteError(f"{type(exc).__name__}: {exc}"))[0]
+        with self.lock:
+            fetched, self.fetched = self.fetched, []
+        self.transport.send(0, (m.FAILED, key, exc_bytes, text, duration, tuple(fetched)))
+
+    def _record(self, mark: str, key: str) -> None:
+        if self._state_fd is not None:
+            line = f"{mark} {key}\n".encode()[:255].ljust(256)
+            os.pwrite(self._state_fd, line, 0)
+
+
+def _extend_path(entries: list[str]) -> None:
+    """Make the modules rank 0 can import importable here too (shared file systems)."""
+    for entry in reversed(entries):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def run_worker(transport: Any, *, state_file: str | None = None, exit_process: bool = False) -> int:
+    """Serve as a worker: this thread executes tasks, a second thread communicates.
+
+    Args:
+        transport: this worker's endpoint.
+        state_file: where the executor records the task it runs (see :class:`Worker`).
+        exit_process: (MPI) once shut down, close the transport and end the process with the
+            exit code the scheduler asked for. A normal interpreter exit, because an
+            ``os._exit`` right after ``MPI_Finalize`` makes Hydra report a bad termination;
+            only a task still running after the grace period is cut short with ``os._exit``.
+
+    Returns:
+        The exit code the scheduler asked for at shutdown.
+    """
+    worker = Worker(transport, state_file=state_file)
+    executed = threading.Event()
+
+    def communicate() -> None:
+        _guarded(worker.serve, transport)
+        if exit_process and not executed.wait(SHUTDOWN_TASK_GRACE):
+            sys.stderr.write(f"hpcdist: rank {transport.rank}: a task was still running at shutdown; exiting\n")
+            transport.close()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(worker.exit_code)
+
+    comm = threading.Thread(target=communicate, name="hpcdist-comm", daemon=True)
+    comm.start()
+    worker.execute()
+    executed.set()
+    comm.join()
+    if exit_process:
+        transport.close()
+        sys.exit(worker.exit_code)
+    return worker.exit_code
+
+
+def _guarded(loop: Any, transport: Any) -> None:
+    """Run one of hpcdist's own loops; a bug there aborts the world instead of hanging it."""
+    try:
+        loop()
+    except BaseException:  # noqa: BLE001
+        sys.stderr.write(f"hpcdist: internal error on rank {transport.rank}:\n{traceback.format_exc()}")
+        sys.stderr.flush()
+        transport.abort(1)
