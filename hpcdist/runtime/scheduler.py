@@ -46,6 +46,9 @@ class Scheduler:
         self.stopped = False
         self._compute: dict[int, tuple[list, list]] = {}
         self._free: dict[int, list[str]] = {}
+        #: payload bytes rank 0 received from / sent to workers (task arguments, scatters, gathers)
+        self.bytes_in = 0
+        self.bytes_out = 0
         self.path_sent: dict[int, list[str]] = {}
         self._path_update: set[int] = set()
 
@@ -89,7 +92,14 @@ class Scheduler:
             if self.closing is not None and time.monotonic() >= self.closing[0]:
                 self._finish_close(timed_out=True)
 
+    def _send(self, rank: int, header: tuple, buffers: list | tuple = ()) -> None:
+        if buffers:
+            self.bytes_out += sum(memoryview(b).nbytes for b in buffers)
+        self.transport.send(rank, header, buffers)
+
     def _dispatch(self, src: int, header: tuple, buffers: list) -> None:
+        if buffers and src != 0:
+            self.bytes_in += sum(memoryview(b).nbytes for b in buffers)
         kind = header[0]
         handler = getattr(self, "_on_" + kind.replace("-", "_"))
         handler(src, header, buffers)
@@ -129,7 +139,7 @@ class Scheduler:
         self._free.clear()
         for rank, (entries, bufs) in self._compute.items():
             path = self.path_sent[rank] if rank in self._path_update else None
-            self.transport.send(rank, (m.COMPUTE, entries, path), bufs)
+            self._send(rank, (m.COMPUTE, entries, path), bufs)
         self._compute.clear()
         self._path_update.clear()
 
@@ -147,7 +157,7 @@ class Scheduler:
         for key, ranks, data, bufs in header[1]:
             ranks = tuple(ranks) if ranks else (next(self.scatter_rr),)
             for rank in ranks:
-                self.transport.send(rank, (m.PUT, key, data, len(bufs)), bufs)
+                self._send(rank, (m.PUT, key, data, len(bufs)), bufs)
             nbytes = len(data) + sum(memoryview(b).nbytes for b in bufs)
             self._handle(st.Scatter(time.monotonic(), key, ranks, nbytes))
 
