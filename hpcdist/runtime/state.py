@@ -13,7 +13,11 @@ alive (waiting/ready/processing/memory/released): that keeps the lineage needed 
 key lost with its worker. ``forgotten`` means the key is no longer known (:meth:`state_of`
 returns None). ``ready`` is transient: a ready task is placed in the same ``handle()`` call.
 
-Instructions are plain tuples; see :data:`INSTRUCTIONS`.
+Data of a key is freed (``free`` instruction) as soon as no client Future wants it and no
+waiting/ready/processing task depends on it. An illegal transition raises
+:class:`InvalidTransition` (an :class:`~hpcdist.errors.HpcdistError`: a bug in hpcdist's own loop,
+which the glue turns into an abort); broken invariants found by :meth:`SchedulerState.validate`
+raise AssertionError. Instructions are plain tuples; see :data:`INSTRUCTIONS`.
 """
 
 from __future__ import annotations
@@ -290,11 +294,18 @@ class SchedulerState:
 
     def occupancy(self, rank: int) -> float:
         """Return the expected seconds of work queued on ``rank``, steals in flight included."""
-        return self._occupancy.get(rank, 0.0) + sum(self._tasks[k].expected for k in self._incoming.get(rank, ()))
+        return self._occupancy.get(rank, 0.0) + sum(
+            self._tasks[k].expected for k in self._incoming.get(rank, ())
+        )
 
     def expected_duration(self, fn_name: str) -> float:
         """Return the expected duration of a task of function ``fn_name``."""
         return self.durations.get(fn_name, policy.DEFAULT_DURATION)
+
+    def unfinished_wanted(self) -> list[str]:
+        """Keys a client Future waits for that are not in memory, erred or cancelled yet."""
+        final = (MEMORY, ERRED, CANCELLED)
+        return [k for k, ts in self._tasks.items() if ts.wanted and ts.state not in final]
 
     def pop_forgotten(self) -> list[str]:
         """Return the keys forgotten since the last call (e.g. to drop their payloads), in order."""
@@ -377,7 +388,12 @@ class SchedulerState:
             ts.spec, ts.error, ts.runnable = TaskSpec(ev.key), None, False
         ts.wanted = True
         if not ranks:
-            self._err(ts, WorkerLostError(f"key {ev.key!r} was scattered to ranks {list(ev.ranks)}, none of which is alive"))
+            self._err(
+                ts,
+                WorkerLostError(
+                    f"key {ev.key!r} was scattered to ranks {list(ev.ranks)}, none of which is alive"
+                ),
+            )
             return
         ts.nbytes = int(ev.nbytes)
         self._transition(ts, MEMORY)
@@ -412,8 +428,6 @@ class SchedulerState:
         if ts.wanted:
             self._out.append(("memory", ts.key))
         self._data_arrived(ts)
-        for dep in ts.spec.deps:
-            self._mark(dep)
 
     def _on_failed(self, ev: Failed) -> None:
         ts = self._tasks.get(ev.key)
@@ -447,8 +461,6 @@ class SchedulerState:
             if ts.wanted:
                 self._out.append(("cancelled", ts.key))
             stack.extend(d for d in ts.dependents if self._tasks[d].state in PENDING)
-            for dep in ts.spec.deps:
-                self._mark(dep)
 
     def _on_steal_reply(self, ev: StealReply) -> None:
         entry = self._steals.get(ev.key)
@@ -496,7 +508,8 @@ class SchedulerState:
             del self._who_has[key]
             ts = self._tasks[key]
             if not ts.runnable:
-                self._err(ts, WorkerLostError(f"key {key!r} was scattered data held only by lost worker rank {rank}; it cannot be recomputed"))
+                msg = f"key {key!r} was scattered data held only by lost worker rank {rank}; it cannot be recomputed"
+                self._err(ts, WorkerLostError(msg))
                 continue
             self._transition(ts, RELEASED)
             if ts.wanted:
@@ -511,8 +524,6 @@ class SchedulerState:
                     self._transition(dts, RELEASED)
                     roots.append(dkey)
         self._activate(roots)
-        for ts in orphans:
-            self._mark(ts.key)
 
     # ------------------------------------------------------------------ scheduling
 
@@ -541,12 +552,18 @@ class SchedulerState:
                 elif dts.state == CANCELLED:
                     cancelled = cancelled or dep
             if key in cyclic:
-                self._err(ts, DependencyMissing(f"task {key!r} depends on itself through a cycle of dependencies"))
+                self._err(
+                    ts, DependencyMissing(f"task {key!r} depends on itself through a cycle of dependencies")
+                )
             elif missing is not None:
-                self._err(ts, DependencyMissing(
-                    f"task {key!r} depends on {missing!r}, which the scheduler does not have (never"
-                    " submitted, released, or scattered data that was lost); submit it with the task"
-                    " or keep a Future to it"))
+                self._err(
+                    ts,
+                    DependencyMissing(
+                        f"task {key!r} depends on {missing!r}, which the scheduler does not have (never"
+                        " submitted, released, or scattered data that was lost); submit it with the task"
+                        " or keep a Future to it"
+                    ),
+                )
             elif erred is not None:
                 self._err(ts, erred.error)
             elif cancelled is not None:
@@ -579,7 +596,7 @@ class SchedulerState:
                     if dts is None or dts.state != RELEASED or dep in done or not dts.runnable:
                         continue
                     if dep in on_path:
-                        cyclic.update(path[path.index(dep):])
+                        cyclic.update(path[path.index(dep) :])
                         continue
                     path.append(dep)
                     on_path.add(dep)
@@ -657,9 +674,7 @@ class SchedulerState:
         if not idle:
             return
         queues = {
-            r: [k for k in q if k not in self._steals]
-            for r, q in self._processing.items()
-            if len(q) >= 2
+            r: [k for k in q if k not in self._steals] for r, q in self._processing.items() if len(q) >= 2
         }
         if not queues:
             return
@@ -705,8 +720,6 @@ class SchedulerState:
             if t.wanted:
                 self._out.append(("erred", t.key, error))
             stack.extend(self._tasks[d] for d in sorted(t.dependents) if self._tasks[d].state in PENDING)
-            for dep in t.spec.deps:
-                self._mark(dep)
 
     def _data_arrived(self, ts: _Task) -> None:
         for dkey in sorted(ts.dependents):
@@ -716,7 +729,6 @@ class SchedulerState:
                 if not dts.waiting_on:
                     self._transition(dts, READY)
                     self._place(dts)
-        self._mark(ts.key)
 
     def _add_replica(self, ts: _Task, rank: int) -> None:
         self._who_has.setdefault(ts.key, set()).add(rank)
@@ -765,16 +777,13 @@ class SchedulerState:
             if ts.state == MEMORY:
                 self._drop_data(ts)
             ts.waiting_on.clear()
-            if keep and ts.state != RELEASED:
+            if keep:
                 self._transition(ts, RELEASED)
-            elif not keep:
+            else:
                 self._transition(ts, FORGOTTEN)
                 del self._tasks[key]
                 self._forgotten.append(key)
                 self._unlink(ts)
-                continue
-            for dep in ts.spec.deps:
-                self._mark(dep)
 
     # ------------------------------------------------------------------ transitions and checks
 
@@ -786,6 +795,10 @@ class SchedulerState:
             )
         self.log.append((self._now, ts.key, ts.state, to))
         ts.state = to
+        if to != FORGOTTEN:  # whether it and its deps are still needed may have changed: recheck
+            self._dirty[ts.key] = None
+            for dep in ts.spec.deps:
+                self._dirty[dep] = None
 
     def validate(self) -> None:
         """Check every invariant of the state.
@@ -796,35 +809,52 @@ class SchedulerState:
         tasks = self._tasks
         ranks = set(self._host)
         for name in ("_processing", "_has_what", "_occupancy", "_incoming"):
-            assert set(getattr(self, name)) == ranks, f"{name} covers ranks {sorted(getattr(self, name))}, workers are {sorted(ranks)}"
+            assert (
+                set(getattr(self, name)) == ranks
+            ), f"{name} covers ranks {sorted(getattr(self, name))}, workers are {sorted(ranks)}"
         placed: dict[str, int] = {}
         for rank, queue in self._processing.items():
             for key in queue:
                 assert key not in placed, f"key {key!r} is processing on ranks {placed.get(key)} and {rank}"
                 placed[key] = rank
                 ts = tasks.get(key)
-                assert ts is not None and ts.state == PROCESSING and ts.processing_on == rank, (
-                    f"key {key!r} is queued on rank {rank} but is {ts and ts.state} on {ts and ts.processing_on}")
+                got = (ts.state, ts.processing_on) if ts else None
+                assert got == (PROCESSING, rank), f"key {key!r} is queued on rank {rank} but is {got}"
             total = sum(tasks[k].expected for k in queue)
-            assert abs(self._occupancy[rank] - total) <= 1e-6 * max(1.0, total), (
-                f"rank {rank}: occupancy {self._occupancy[rank]} != sum of expected durations {total}")
+            drift = abs(self._occupancy[rank] - total)
+            assert drift <= 1e-6 * max(
+                1.0, total
+            ), f"rank {rank}: occupancy {self._occupancy[rank]} != {total}"
         for key, ts in tasks.items():
             self._validate_task(key, ts, placed)
         for key, holders in self._who_has.items():
             assert holders, f"key {key!r} has an empty who_has entry"
             for rank in holders:
-                assert rank in ranks and key in self._has_what[rank], f"who_has[{key!r}] has {rank}, has_what does not agree"
+                assert (
+                    rank in ranks and key in self._has_what[rank]
+                ), f"who_has[{key!r}] has {rank}, has_what does not agree"
         for rank, keys in self._has_what.items():
             for key in keys:
-                assert rank in self._who_has.get(key, ()), f"has_what[{rank}] has {key!r}, who_has does not agree"
+                assert rank in self._who_has.get(
+                    key, ()
+                ), f"has_what[{rank}] has {key!r}, who_has does not agree"
         for key, (victim, thief) in self._steals.items():
-            assert tasks[key].processing_on == victim, f"steal of {key!r} from rank {victim}, but it is not queued there"
-            assert thief is None or key in self._incoming[thief], f"steal of {key!r} for rank {thief} not in incoming"
+            assert (
+                tasks[key].processing_on == victim
+            ), f"steal of {key!r} from rank {victim}, but it is not queued there"
+            assert (
+                thief is None or key in self._incoming[thief]
+            ), f"steal of {key!r} for rank {thief} not in incoming"
         for rank, keys in self._incoming.items():
             for key in keys:
-                assert self._steals.get(key, (None, None))[1] == rank, f"rank {rank} expects {key!r}, no steal for it"
+                assert (
+                    self._steals.get(key, (None, None))[1] == rank
+                ), f"rank {rank} expects {key!r}, no steal for it"
         for t, key, a, b in self.log:
-            assert (a, b) in ALLOWED_TRANSITIONS, f"log has illegal transition of {key!r} at t={t}: {a} -> {b}"
+            assert (
+                a,
+                b,
+            ) in ALLOWED_TRANSITIONS, f"log has illegal transition of {key!r} at t={t}: {a} -> {b}"
 
     def _validate_task(self, key: str, ts: _Task, placed: dict[str, int]) -> None:
         tasks = self._tasks
@@ -833,7 +863,9 @@ class SchedulerState:
         if ts.state == PROCESSING:
             assert placed.get(key) == ts.processing_on is not None, f"{where}: not in its worker's queue"
         else:
-            assert ts.processing_on is None and key not in self._steals, f"{where}: still assigned to a worker"
+            assert (
+                ts.processing_on is None and key not in self._steals
+            ), f"{where}: still assigned to a worker"
         if ts.state == MEMORY:
             assert self._who_has.get(key) and ts.nbytes is not None, f"{where}: no holder or no nbytes"
         else:
@@ -845,8 +877,12 @@ class SchedulerState:
             assert not ts.waiting_on, f"{where}: waiting_on {ts.waiting_on}"
         if ts.state in PENDING:
             for dep in ts.spec.deps:
-                assert dep in tasks and key in tasks[dep].dependents, f"{where}: dependency {dep!r} forgotten or unlinked"
-                assert ts.state != PROCESSING or tasks[dep].state == MEMORY, f"{where}: dependency {dep!r} not in memory"
+                assert (
+                    dep in tasks and key in tasks[dep].dependents
+                ), f"{where}: dependency {dep!r} forgotten or unlinked"
+                assert (
+                    ts.state != PROCESSING or tasks[dep].state == MEMORY
+                ), f"{where}: dependency {dep!r} not in memory"
         for dkey in ts.dependents:
             assert dkey in tasks and key in tasks[dkey].spec.deps, f"{where}: dangling dependent {dkey!r}"
         states = {tasks[d].state for d in ts.dependents}

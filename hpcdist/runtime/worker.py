@@ -18,6 +18,7 @@ import traceback
 from collections import deque
 from typing import Any
 
+from hpcdist.errors import TransportError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.sizeof import sizeof
@@ -350,6 +351,10 @@ def _guarded(loop: Any, transport: Any) -> None:
     """Run one of hpcdist's own loops; a bug there aborts the world instead of hanging it."""
     try:
         loop()
+    except TransportError as exc:  # the world is going down (e.g. rank 0 is gone): say so briefly
+        sys.stderr.write(f"hpcdist: rank {transport.rank}: {exc}\n")
+        sys.stderr.flush()
+        transport.abort(1)
     except BaseException:  # noqa: BLE001
         sys.stderr.write(f"hpcdist: internal error on rank {transport.rank}:\n{traceback.format_exc()}")
         sys.stderr.flush()

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import traceback
 from concurrent.futures import Future as _CFuture
+from concurrent.futures import TimeoutError as CFTimeoutError
 from typing import Any, Callable
 
 from hpcdist.errors import HpcdistError, TransportError
@@ -21,31 +23,32 @@ from hpcdist.runtime.worker import run_worker
 #: seconds rank 0 waits for every worker's hello at start-up
 STARTUP_TIMEOUT = float(os.environ.get("HPCDIST_STARTUP_TIMEOUT", "60"))
 
-BACKENDS = ("thread", "mpi")
-ALIASES = {
-    "threads": "thread",
-    "threaded": "thread",
-    "mpirun": "mpi",
-    "mpiexec": "mpi",
-    "cluster": "mpi",
-}
-
 
 def resolve_backend(name: str | None) -> tuple[str, str]:
-    """The canonical backend name and why it was chosen (argument, variable or automatic)."""
-    how = "argument"
-    if name is None:
-        name, how = os.environ.get("HPCDIST_BACKEND") or None, "HPCDIST_BACKEND"
-    if name is None:
-        from hpcdist.backends.mpi import in_mpi_world
+    """The canonical backend name and why it was chosen.
 
-        return ("mpi", "automatic: started by an MPI launcher") if in_mpi_world() else ("thread", "automatic")
-    canonical = ALIASES.get(name.lower(), name.lower())
-    if canonical not in BACKENDS:
-        valid = ", ".join(BACKENDS)
-        aliases = ", ".join(f"{a} -> {c}" for a, c in sorted(ALIASES.items()))
-        raise HpcdistError(f"unknown backend {name!r} ({how}); valid: {valid}; aliases: {aliases}")
-    return canonical, how
+    Order: the explicit argument, else ``HPCDIST_BACKEND``, else automatic (``mpi`` when an
+    MPI launcher started this process in a world of more than one rank, else ``process``).
+
+    Returns:
+        ``(name, reason)``, the reason being ``"argument"``, ``"HPCDIST_BACKEND"`` or
+        ``"automatic: ..."``.
+
+    Raises:
+        HpcdistError: an unknown name; the message lists the valid names and aliases.
+    """
+    from hpcdist.backends import canonical_name
+
+    if name is not None:
+        return canonical_name(name, "the backend argument"), "argument"
+    env = os.environ.get("HPCDIST_BACKEND", "").strip()
+    if env:
+        return canonical_name(env, "HPCDIST_BACKEND"), "HPCDIST_BACKEND"
+    from hpcdist.backends.mpi import in_mpi_world
+
+    if in_mpi_world():
+        return "mpi", "automatic: started by an MPI launcher in a world of more than one rank"
+    return "process", f"automatic: not in an MPI world; one worker process per core ({_default_workers()})"
 
 
 class World:
@@ -65,9 +68,22 @@ class World:
         self.scheduler = Scheduler(transport, self._notify)
         self._join_workers = join_workers
         self.closed = False
-        self.scheduler.wait_for_workers(STARTUP_TIMEOUT)
-        self.thread = threading.Thread(target=run_guarded, args=(self.scheduler,), name="hpcdist-scheduler", daemon=True)
+        # The scheduler thread must be the first (and only) thread on rank 0 to make MPI calls,
+        # the start-up handshake included: sends posted from another thread that then stops
+        # calling MPI were seen never to complete.
+        started: _CFuture = _CFuture()
+        self.thread = threading.Thread(target=self._run, args=(started,), name="hpcdist-scheduler", daemon=True)
         self.thread.start()
+        started.result()
+
+    def _run(self, started: _CFuture) -> None:
+        try:
+            self.scheduler.wait_for_workers(STARTUP_TIMEOUT)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the thread that started the world
+            started.set_exception(exc)
+            return
+        started.set_result(None)
+        run_guarded(self.scheduler)
 
     @property
     def info(self) -> dict[int, dict]:
@@ -86,6 +102,8 @@ class World:
 
     def send(self, header: tuple) -> None:
         """Hand a message to the scheduler thread (loopback, no copy)."""
+        if self.scheduler.failed is not None:
+            raise self.scheduler.failed
         if self.closed:
             raise HpcdistError("this hpcdist world has been shut down")
         self.transport.send(0, header)
@@ -94,7 +112,16 @@ class World:
         """Send a request carrying a concurrent future and wait for its answer."""
         cf: _CFuture = _CFuture()
         self.send(header_without_future + (cf,))
-        return cf.result(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:  # wake up now and then: a failed scheduler answers nothing
+            wait = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
+            try:
+                return cf.result(wait)
+            except CFTimeoutError:
+                if self.scheduler.failed is not None:
+                    raise self.scheduler.failed from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
 
     def shutdown(self, code: int = 0) -> None:
         """Stop every worker (each exits with ``code`` on MPI) and close the transport."""
@@ -134,20 +161,31 @@ def set_current_world(world: World | None) -> None:
 
 
 def start_world(backend: str | None = None, n_workers: int | None = None) -> World:
-    """Start a world on ``backend``; on MPI ranks other than 0 this serves and never returns."""
+    """Start a world on ``backend`` (resolved by :func:`resolve_backend`).
+
+    On MPI ranks other than 0 this serves as a worker and never returns.
+
+    Args:
+        backend: a backend name or alias, or None for the default.
+        n_workers: workers for the thread and process backends (default: one per core).
+    """
+    from hpcdist.backends import get_backend
+
     name, _ = resolve_backend(backend)
-    if name == "mpi":
-        return _start_mpi()
-    return _start_threads(n_workers or _default_workers())
+    spec = get_backend(name)
+    if n_workers is not None and spec.uses_worker_count and n_workers < 1:
+        raise HpcdistError(f"the {name} backend needs at least 1 worker, got {n_workers}")
+    return spec.start(n_workers if spec.uses_worker_count else None)
 
 
 def _default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def _start_threads(n_workers: int) -> World:
+def _start_threads(n_workers: int | None = None) -> World:
     from hpcdist.backends.inproc import InprocHub
 
+    n_workers = n_workers or _default_workers()
     if n_workers < 1:
         raise HpcdistError(f"the thread backend needs at least 1 worker, got {n_workers}")
     hub = InprocHub(n_workers + 1)
@@ -164,7 +202,19 @@ def _start_threads(n_workers: int) -> World:
     return World(hub.endpoint(0), "thread", join)
 
 
-def _start_mpi() -> World:
+def _start_processes(n_workers: int | None = None) -> World:
+    from hpcdist.backends.process import spawn_world
+
+    transport, join = spawn_world(n_workers or _default_workers(), STARTUP_TIMEOUT)
+    try:
+        return World(transport, "process", join)
+    except BaseException as exc:
+        transport.abort(1)
+        join()
+        raise TransportError(f"the process backend could not start: {exc}") from exc
+
+
+def _start_mpi(n_workers: int | None = None) -> World:
     from hpcdist.backends.mpi import MPITransport
 
     transport = MPITransport.from_world()

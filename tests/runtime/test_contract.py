@@ -1,7 +1,11 @@
 """The Client contract: the same tests on every backend.
 
-Collected directly, they run on the in-process thread backend. tests/runtime/test_contract_mpi.py
-runs this same file on rank 0 of a real ``mpiexec -n 4`` world (``HPCDIST_CONTRACT_ATTACHED=1``).
+Collected directly, they run on the local, thread and process backends (the ``client``
+fixture is parametrized). tests/runtime/test_contract_mpi.py runs this same file on rank 0
+of real ``mpiexec -n 2`` and ``-n 4`` worlds (``HPCDIST_CONTRACT_ATTACHED=1``).
+
+The ``local`` backend runs each call inline at submit time, so a few tests check what that
+means instead (a future is done before anyone can cancel it or ask for data while it runs).
 """
 
 from __future__ import annotations
@@ -18,14 +22,23 @@ import hpcdist
 from hpcdist.errors import RemoteTraceback
 
 
-@pytest.fixture(scope="module")
-def client():
-    if os.environ.get("HPCDIST_CONTRACT_ATTACHED") == "1":
+ATTACHED = os.environ.get("HPCDIST_CONTRACT_ATTACHED") == "1"
+
+
+@pytest.fixture(scope="module", params=["attached"] if ATTACHED else ["local", "thread", "process"])
+def client(request):
+    if request.param == "attached":
         c = hpcdist.Client()  # attaches to the world started by `hpcdist exec`
     else:
-        c = hpcdist.Client(backend="thread", workers=3)
+        c = hpcdist.Client(backend=request.param, workers=3)
+        assert c.backend == request.param
     yield c
     c.close()
+
+
+def runs_inline(client):
+    """True on the local backend: every call has run by the time submit() returns."""
+    return client.backend == "local"
 
 
 def inc(x):
@@ -206,6 +219,10 @@ def test_released_results_are_freed(client):
 def test_cancel_a_waiting_task(client):
     blocker = client.submit(slow, 1, 1.0, pure=False)
     dependent = client.submit(inc, blocker)
+    if runs_inline(client):  # nothing ever waits: both ran inside submit()
+        assert blocker.done() and dependent.done()
+        assert not dependent.cancel() and dependent.result(timeout=5) == 2
+        return
     assert dependent.cancel()
     assert dependent.cancelled()
     with pytest.raises(cf.CancelledError):
@@ -264,6 +281,9 @@ def test_busy_worker_still_serves_data(client):
     rank = min(client.workers)
     [arr] = client.scatter([np.arange(1000)], workers=[rank])
     busy = client.submit(slow, 0, 1.0, workers=[rank], pure=False)
+    if runs_inline(client):  # the caller is the worker: the task ran inside submit()
+        assert busy.done() and arr.result(timeout=5)[-1] == 999
+        return
     start = time.monotonic()
     assert arr.result(timeout=5)[-1] == 999
     assert time.monotonic() - start < 0.9, "the data came only after the long task ended"

@@ -1,0 +1,427 @@
+"""Process transport: worker processes on this machine, connected by pipes.
+
+Topology: a full mesh. Every pair of ranks shares one duplex pipe (an AF_UNIX socket pair
+wrapped in :class:`multiprocessing.connection.Connection`), created by rank 0 before the
+workers start and handed to each worker process as inherited file descriptors. So data
+between two workers goes straight from one to the other (rank 0 never relays it), each
+connection has a single writer and a single reader on each side, and no lock or feeder
+process is shared between senders. The cost is ``size * (size - 1)`` descriptors in rank 0
+while it starts the workers (raised to the hard limit when needed), which is fine for one
+node's worth of cores.
+
+Workers are fresh interpreters (``python -c`` through :mod:`subprocess`: the spawn start
+method's semantics, safe under MPI and on macOS), which, unlike :mod:`multiprocessing`'s
+spawn, never re-import the driver's ``__main__``: a script that builds a ``Client()`` at
+top level without an ``if __name__ == "__main__"`` guard works as under MPI.
+
+Wire: one message = a header frame (``pickle((header, buffer sizes))``) followed by one
+``send_bytes`` frame per out-of-band buffer, written from its memoryview without copying;
+the receiver reads each into a fresh ``np.empty(n, uint8)`` with ``recv_bytes_into``. An
+empty frame is a peer's goodbye; end-of-file without one means the peer died, which is an
+error on rank 0 (naming the worker, its pid and exit status) and, on a worker, only when
+rank 0 is the one that died (a worker exits when it loses rank 0).
+
+Sends never block the caller on a full pipe: a small message goes out at once when the pipe
+has room and nothing is queued for that peer; anything else is queued for a per-peer writer
+thread. Receiving blocks in ``poll`` on every pipe (no spinning when idle);
+loopback sends wake it through a self-pipe.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import resource
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from multiprocessing.connection import Connection
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from hpcdist.backends.base import Message, Transport
+from hpcdist.errors import HpcdistError, TransportError
+
+#: messages up to this size (header + buffers) are written by the sending thread itself
+DIRECT_MAX = 64 * 1024
+#: close(): how long to wait for queued sends to drain
+CLOSE_WAIT_S = 5.0
+#: sys.setswitchinterval in worker processes, so GIL-bound tasks delay the comm thread less
+WORKER_SWITCH_INTERVAL = 0.001
+#: seconds join() waits for worker processes to exit before terminating them
+JOIN_TIMEOUT_S = 5.0
+_GOODBYE = b""
+# launcher variables a worker must not inherit: it is not an MPI rank
+_LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_COMM_WORLD", "MV2_COMM_WORLD", "MPI_LOCALNRANKS", "MPI_LOCALRANKID")
+# one BLAS/OpenMP thread per worker process unless the user said otherwise
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class _Peer:
+    """The connection to one other rank and its send queue."""
+
+    __slots__ = ("rank", "conn", "cond", "queue", "writing", "thread", "gone", "poll")
+
+    def __init__(self, rank: int, conn: Connection) -> None:
+        self.rank = rank
+        self.conn = conn
+        self.cond = threading.Condition()
+        self.queue: deque[list] = deque()
+        self.writing = False
+        self.thread: threading.Thread | None = None
+        self.gone = False  # said goodbye, died, or we closed
+        self.poll = select.poll()
+        self.poll.register(conn.fileno(), select.POLLOUT)
+
+
+class PipeTransport(Transport):
+    """One rank's endpoint of a pipe mesh; see the module docstring.
+
+    Args:
+        rank: this endpoint's rank.
+        size: number of ranks.
+        conns: rank -> the connection to that rank, for every other rank.
+        describe: optional ``rank -> str`` naming a peer in errors (pid, exit status).
+    """
+
+    def __init__(self, rank: int, size: int, conns: dict[int, Connection],
+                 describe: Callable[[int], str] | None = None) -> None:
+        if sorted(conns) != [r for r in range(size) if r != rank]:
+            raise TransportError(f"rank {rank}: need a connection to each of the other {size - 1} ranks")
+        self.rank = rank
+        self.size = size
+        self._host = socket.gethostname()
+        self._peers = {r: _Peer(r, c) for r, c in conns.items()}
+        self._by_fd = {p.conn.fileno(): p for p in self._peers.values()}
+        self._describe = describe or (lambda r: f"rank {r}")
+        self._loop: deque[Message] = deque()
+        self._loop_lock = threading.Lock()
+        self._ready: deque[Message] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._poller = select.poll()
+        for fd in (*self._by_fd, self._wake_r):
+            self._poller.register(fd, select.POLLIN)
+        self._closed = False
+        self._aborted: int | None = None
+        #: counters for tests and benchmarks
+        self.stats = {"sent": 0, "received": 0, "bytes_sent": 0, "bytes_received": 0, "queued": 0}
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send(self, dest: int, header: Any, buffers: Sequence[Any] = ()) -> None:
+        """Queue a message for ``dest``; see :meth:`Transport.send`. Never blocks on a full pipe."""
+        self._check_open()
+        self._check_dest(dest)
+        if dest == self.rank:
+            with self._loop_lock:
+                was_empty = not self._loop
+                self._loop.append((self.rank, header, list(buffers)))
+            if was_empty:
+                self._wake()
+            return
+        try:
+            raws = [pickle.PickleBuffer(b).raw() for b in buffers]
+        except (BufferError, TypeError) as exc:
+            raise TransportError(f"rank {self.rank}: buffer for rank {dest} is not a contiguous buffer: {exc}") from None
+        try:
+            head = pickle.dumps((header, [r.nbytes for r in raws]), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise TransportError(f"rank {self.rank}: header for rank {dest} cannot be pickled: {exc}") from exc
+        frames = [head, *raws]
+        nbytes = len(head) + sum(r.nbytes for r in raws)
+        self.stats["sent"] += 1
+        self.stats["bytes_sent"] += nbytes
+        peer = self._peers[dest]
+        with peer.cond:
+            if peer.gone:
+                return  # like the in-process transport: messages to a closed endpoint are dropped
+            if nbytes <= DIRECT_MAX and not peer.queue and not peer.writing and peer.poll.poll(0):
+                # The pipe has room (a writable AF_UNIX socket has >= 3/4 of its send buffer
+                # free, more than DIRECT_MAX): this write cannot block, so skip the hand-off.
+                self._write(peer, frames)
+                return
+            peer.queue.append(frames)
+            self.stats["queued"] += 1
+            if peer.thread is None:
+                peer.thread = threading.Thread(target=self._writer, args=(peer,), daemon=True,
+                                               name=f"hpcdist-pipe-{self.rank}-to-{dest}")
+                peer.thread.start()
+            peer.cond.notify_all()
+
+    def _write(self, peer: _Peer, frames: list) -> None:
+        try:
+            for frame in frames:
+                peer.conn.send_bytes(frame)
+        except OSError:
+            peer.gone = True  # the peer died; its end-of-file tells the receiving side
+            peer.queue.clear()
+
+    def _writer(self, peer: _Peer) -> None:
+        while True:
+            with peer.cond:
+                while not peer.queue and not peer.gone:
+                    peer.cond.wait()
+                if peer.gone:
+                    peer.cond.notify_all()
+                    return
+                frames = peer.queue.popleft()
+                peer.writing = True
+            self._write(peer, frames)
+            with peer.cond:
+                peer.writing = False
+                peer.cond.notify_all()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already full of wake-ups, or closed
+
+    # -- receiving -------------------------------------------------------------------
+
+    def recv(self, timeout: float | None) -> Message | None:
+        """Next message, or None after ``timeout`` s; see :meth:`Transport.recv`."""
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while True:
+            self._check_open()
+            if self._loop:
+                with self._loop_lock:
+                    return self._loop.popleft()
+            if self._ready:
+                return self._ready.popleft()
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            # one poll object for the transport's life: multiprocessing.connection.wait
+            # builds a selector per call, which costs tens of µs per message
+            for fd, _ in self._poller.poll(None if left is None else math.ceil(left * 1000)):
+                if fd == self._wake_r:
+                    os.read(self._wake_r, 4096)
+                    continue
+                peer = self._by_fd[fd]
+                if peer.gone:
+                    self._unwatch(peer)
+                else:
+                    self._read(peer)
+            if not self._loop and not self._ready and deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def _unwatch(self, peer: _Peer) -> None:
+        try:
+            self._poller.unregister(peer.conn.fileno())
+        except (KeyError, ValueError, OSError):
+            pass  # already unregistered, or the connection is closed
+
+    def _read(self, peer: _Peer) -> None:
+        try:
+            head = peer.conn.recv_bytes()
+            if head == _GOODBYE:
+                with peer.cond:
+                    peer.gone = True
+                    peer.cond.notify_all()
+                self._unwatch(peer)
+                return
+            header, sizes = pickle.loads(head)
+            bufs = []
+            for n in sizes:
+                buf = np.empty(n, dtype=np.uint8)
+                if peer.conn.recv_bytes_into(buf) != n:
+                    raise TransportError(f"rank {self.rank}: short buffer from rank {peer.rank}")
+                bufs.append(buf)
+        except (EOFError, OSError):
+            with peer.cond:
+                peer.gone = True
+                peer.cond.notify_all()
+            self._unwatch(peer)
+            if self._closed or self._aborted is not None:
+                return
+            if self.rank != 0 and peer.rank != 0:
+                # Only rank 0 acts on a dead worker (it knows which one died and why, and
+                # stops the world); a worker going down too would hide the real culprit.
+                return
+            raise TransportError(
+                f"rank {self.rank}: lost the connection to {self._describe(peer.rank)} (the process died?)"
+            ) from None
+        self.stats["received"] += 1
+        self.stats["bytes_received"] += len(head) + sum(sizes)
+        self._ready.append((peer.rank, header, bufs))
+
+    # -- the rest of the interface ---------------------------------------------------------
+
+    def host_of(self, rank: int) -> str:
+        """This machine's host name: every rank runs here."""
+        self._check_dest(rank)
+        return self._host
+
+    def close(self) -> None:
+        """Flush queued sends (up to :data:`CLOSE_WAIT_S`), say goodbye to every peer and
+        close the pipes. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        for peer in self._peers.values():
+            with peer.cond:
+                while (peer.queue or peer.writing) and not peer.gone and time.monotonic() < deadline:
+                    peer.cond.wait(0.05)
+                if not peer.gone:
+                    self._write(peer, [_GOODBYE])
+                peer.gone = True
+                peer.cond.notify_all()
+        for peer in self._peers.values():
+            if peer.thread is not None:
+                peer.thread.join(1.0)
+            peer.conn.close()
+        self._wake()
+
+    def abort(self, code: int = 1) -> None:
+        """Drop every connection now: peers see end-of-file and fail. A worker process exits
+        with ``code``; on rank 0, :func:`spawn_world`'s join terminates the workers."""
+        if self._aborted is not None:
+            return
+        self._aborted = code
+        for peer in self._peers.values():
+            peer.gone = True
+            try:
+                peer.conn.close()
+            except OSError:
+                pass
+        self._wake()
+        if self.rank != 0:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def _check_open(self) -> None:
+        if self._aborted is not None:
+            raise TransportError(f"rank {self.rank}: the process world was aborted with code {self._aborted}")
+        if self._closed:
+            raise TransportError(f"rank {self.rank}: transport used after close()")
+
+
+# -- starting a world ----------------------------------------------------------------------
+
+
+def spawn_world(n_workers: int, startup_timeout: float = 60.0) -> tuple[PipeTransport, Callable[[], None]]:
+    """Start ``n_workers`` worker processes connected to this process (rank 0) and to each other.
+
+    Args:
+        n_workers: number of worker processes (ranks 1..n_workers).
+        startup_timeout: seconds a worker may take to connect (passed for error messages;
+            the caller waits for the workers' hello).
+
+    Returns:
+        ``(transport, join)``: rank 0's endpoint and a function that waits for the worker
+        processes to exit (terminating them after :data:`JOIN_TIMEOUT_S`).
+
+    Raises:
+        HpcdistError: too few file descriptors, or a worker process could not be started.
+    """
+    if n_workers < 1:
+        raise HpcdistError(f"the process backend needs at least 1 worker, got {n_workers}")
+    size = n_workers + 1
+    _ensure_fds(size * (size - 1) + 64)
+    ends: dict[int, dict[int, Connection]] = {r: {} for r in range(size)}
+    import multiprocessing
+
+    for i in range(size):
+        for j in range(i + 1, size):
+            a, b = multiprocessing.Pipe(duplex=True)
+            ends[i][j], ends[j][i] = a, b
+    env = _worker_env()
+    procs: dict[int, subprocess.Popen] = {}
+    try:
+        for rank in range(1, size):
+            fds = {peer: conn.fileno() for peer, conn in ends[rank].items()}
+            fd_arg = ",".join(f"{peer}={fd}" for peer, fd in fds.items())
+            code = f"from hpcdist.backends.process import worker_main; worker_main({rank}, {size}, {fd_arg!r})"
+            procs[rank] = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=list(fds.values()),
+                                           stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        for p in procs.values():
+            p.kill()
+        raise HpcdistError(f"cannot start a worker process: {exc}") from exc
+    finally:
+        for rank in range(1, size):
+            for conn in ends[rank].values():
+                conn.close()
+
+    def describe(rank: int) -> str:
+        proc = procs.get(rank)
+        if proc is None:
+            return f"rank {rank}"
+        code = proc.poll()
+        if code is None:
+            try:
+                code = proc.wait(0.2)
+            except subprocess.TimeoutExpired:
+                return f"worker rank {rank} (pid {proc.pid})"
+        how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        return f"worker rank {rank} (pid {proc.pid}, {how})"
+
+    transport = PipeTransport(0, size, ends[0], describe)
+
+    def join() -> None:
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        for proc in procs.values():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    transport.processes = procs  # type: ignore[attr-defined]  # for diagnostics and tests
+    return transport, join
+
+
+def _ensure_fds(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and needed > hard:
+        raise HpcdistError(
+            f"the process backend needs ~{needed} file descriptors for its pipes but the hard limit is "
+            f"{hard}: use fewer workers, raise `ulimit -Hn`, or use the mpi backend"
+        )
+    resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+
+
+def _worker_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_LAUNCHER_PREFIXES)}
+    for name in _THREAD_VARS:
+        env.setdefault(name, "1")
+    # the workers import hpcdist from where this process did, even if it is not installed
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if here not in parts:
+        env["PYTHONPATH"] = os.pathsep.join([*parts, here])
+    return env
+
+
+def worker_main(rank: int, size: int, fds: str) -> None:
+    """Body of a worker process: serve until shut down, then exit with the scheduler's code.
+
+    Args:
+        rank: this worker's rank.
+        size: number of ranks.
+        fds: ``"peer=fd,..."``, the inherited connection to each other rank.
+    """
+    from hpcdist.runtime.worker import run_worker
+
+    conns = {}
+    for item in fds.split(","):
+        peer, fd = item.split("=")
+        conns[int(peer)] = Connection(int(fd))
+    sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
+    transport = PipeTransport(rank, size, conns)
+    run_worker(transport, exit_process=True)  # closes the transport and calls sys.exit
