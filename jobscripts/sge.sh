@@ -1,0 +1,53 @@
+#!/bin/bash
+${directives}
+# shellcheck disable=SC1090,SC1091,SC2016  # setup may source cluster-only files; quoted values are literal
+#
+# Job ${job_name}, rendered by hpcdist from ${spec_file}.
+# hpcdist filled in the template placeholders at render time; the rest is plain bash.
+
+set -euo pipefail
+
+# Modules and setup lines from the spec (environment.modules, environment.setup).
+${modules}
+${setup}
+
+# Variables from the spec (environment.vars), exported to every rank.
+${exports}
+
+export HPCDIST_JOB_NAME=${job_name}
+export HPCDIST_RUN_DIR=${run_dir}
+mkdir -p "$HPCDIST_RUN_DIR"
+cd ${workdir}
+
+PYTHON=$(command -v ${python}) || { echo "hpcdist: interpreter not found:" ${python} >&2; exit 127; }
+${find_launcher}
+
+# Walltime warning: Grid Engine has no --signal, so a timer in this script sends USR1
+# ${grace} s before h_rt. With -notify, qdel sends USR2 shortly before its KILL; both are
+# forwarded to the launcher as USR1 (the warning). Bash runs a trap only between commands,
+# so the launcher runs in the background; `wait` returns early when a trap fires: wait again.
+LAUNCHER_PID=
+SIGNALLED=0
+# shellcheck disable=SC2317  # called from the traps below
+forward() {
+  SIGNALLED=1
+  if [ -n "$LAUNCHER_PID" ]; then kill -s "$1" "$LAUNCHER_PID" 2>/dev/null || true; fi
+}
+trap 'forward USR1' USR1 USR2
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+${warning_timer}
+
+${launch} &
+LAUNCHER_PID=$!
+RC=0
+while :; do
+  SIGNALLED=0
+  wait "$LAUNCHER_PID" && RC=0 || RC=$?
+  if [ "$SIGNALLED" = 0 ]; then break; fi
+done
+kill "$WARNING_TIMER" 2>/dev/null || true
+
+# The launcher's exit status, for `hpcdist status`.
+printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"
+exit "$RC"

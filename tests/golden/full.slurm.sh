@@ -1,0 +1,68 @@
+#!/bin/bash
+#SBATCH --job-name=full-job.1
+#SBATCH --ntasks=8
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=4
+#SBATCH --cpus-per-task=2
+#SBATCH --mem=1431M
+#SBATCH --time=1-02:03:04
+#SBATCH --partition=short
+#SBATCH --account=proj42
+#SBATCH --gpus-per-node=1
+#SBATCH --output=/PROJECT/runs/full-job.1-20240101-000000/slurm-%j.out
+#SBATCH --signal=B:USR1@600
+#SBATCH --constraint=haswell
+#SBATCH --exclusive
+# shellcheck disable=SC1090,SC1091,SC2016  # setup may source cluster-only files; quoted values are literal
+#
+# Job full-job.1, rendered by hpcdist from full.yaml.
+# hpcdist filled in the template placeholders at render time; the rest is plain bash.
+
+set -euo pipefail
+
+# Modules and setup lines from the spec (environment.modules, environment.setup).
+set +u
+module load gcc/12
+module load openmpi/4.1
+set -u
+source .venv/bin/activate
+ulimit -c 0
+
+# Variables from the spec (environment.vars), exported to every rank.
+export OMP_NUM_THREADS=2
+export GREETING='hello world'
+export QUOTED='it'"'"'s $HOME'
+
+export HPCDIST_JOB_NAME=full-job.1
+export HPCDIST_RUN_DIR=/PROJECT/runs/full-job.1-20240101-000000
+mkdir -p "$HPCDIST_RUN_DIR"
+cd /PROJECT
+
+PYTHON=$(command -v python3) || { echo "hpcdist: interpreter not found:" python3 >&2; exit 127; }
+
+# Walltime warning (--signal=B:USR1) and cancellation (TERM) reach this shell only. Bash runs
+# a trap only between commands, so the launcher runs in the background and the traps forward
+# the signal to it; `wait` returns early when a trap fires, so wait again.
+LAUNCHER_PID=
+SIGNALLED=0
+# shellcheck disable=SC2317  # called from the traps below
+forward() {
+  SIGNALLED=1
+  if [ -n "$LAUNCHER_PID" ]; then kill -s "$1" "$LAUNCHER_PID" 2>/dev/null || true; fi
+}
+trap 'forward USR1' USR1
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+
+srun --mpi=pmi2 --cpu-bind=cores "$PYTHON" -m hpcdist exec /PROJECT/driver.py --samples 1e8 'two words' &
+LAUNCHER_PID=$!
+RC=0
+while :; do
+  SIGNALLED=0
+  wait "$LAUNCHER_PID" && RC=0 || RC=$?
+  if [ "$SIGNALLED" = 0 ]; then break; fi
+done
+
+# The launcher's exit status, for `hpcdist status`.
+printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"
+exit "$RC"

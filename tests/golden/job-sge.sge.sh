@@ -1,0 +1,69 @@
+#!/bin/bash
+#$ -N pi-sge
+#$ -S /bin/bash
+#$ -cwd
+#$ -pe mpi 4
+#$ -l h_rt=1:00:00
+#$ -l mem_free=1024M
+#$ -q all.q
+#$ -o /PROJECT/runs/pi-sge-20240101-000000/sge-$JOB_ID.out
+#$ -j y
+#$ -notify
+# shellcheck disable=SC1090,SC1091,SC2016  # setup may source cluster-only files; quoted values are literal
+#
+# Job pi-sge, rendered by hpcdist from job-sge.yaml.
+# hpcdist filled in the template placeholders at render time; the rest is plain bash.
+
+set -euo pipefail
+
+# Modules and setup lines from the spec (environment.modules, environment.setup).
+
+# Variables from the spec (environment.vars), exported to every rank.
+export OMP_NUM_THREADS=1
+
+export HPCDIST_JOB_NAME=pi-sge
+export HPCDIST_RUN_DIR=/PROJECT/runs/pi-sge-20240101-000000
+mkdir -p "$HPCDIST_RUN_DIR"
+cd /PROJECT
+
+PYTHON=$(command -v python3) || { echo "hpcdist: interpreter not found:" python3 >&2; exit 127; }
+MPIEXEC="$(dirname "$PYTHON")/mpiexec"
+if [ ! -x "$MPIEXEC" ]; then
+  MPIEXEC=$(command -v mpiexec) || { echo "hpcdist: mpiexec not found" >&2; exit 127; }
+fi
+
+# Walltime warning: Grid Engine has no --signal, so a timer in this script sends USR1
+# 300 s before h_rt. With -notify, qdel sends USR2 shortly before its KILL; both are
+# forwarded to the launcher as USR1 (the warning). Bash runs a trap only between commands,
+# so the launcher runs in the background; `wait` returns early when a trap fires: wait again.
+LAUNCHER_PID=
+SIGNALLED=0
+# shellcheck disable=SC2317  # called from the traps below
+forward() {
+  SIGNALLED=1
+  if [ -n "$LAUNCHER_PID" ]; then kill -s "$1" "$LAUNCHER_PID" 2>/dev/null || true; fi
+}
+trap 'forward USR1' USR1 USR2
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+(
+  trap 'kill "$TIMER_SLEEP" 2>/dev/null; exit 0' TERM
+  sleep 3300 &
+  TIMER_SLEEP=$!
+  wait "$TIMER_SLEEP" && kill -s USR1 "$$"
+) </dev/null >/dev/null 2>&1 &
+WARNING_TIMER=$!
+
+"$MPIEXEC" -n "$NSLOTS" "$PYTHON" -m hpcdist exec /PROJECT/pi.py --samples 100000000 &
+LAUNCHER_PID=$!
+RC=0
+while :; do
+  SIGNALLED=0
+  wait "$LAUNCHER_PID" && RC=0 || RC=$?
+  if [ "$SIGNALLED" = 0 ]; then break; fi
+done
+kill "$WARNING_TIMER" 2>/dev/null || true
+
+# The launcher's exit status, for `hpcdist status`.
+printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"
+exit "$RC"

@@ -1,0 +1,57 @@
+#!/bin/bash
+#SBATCH --job-name=pi
+#SBATCH --ntasks=4
+#SBATCH --cpus-per-task=1
+#SBATCH --mem=2048M
+#SBATCH --time=00:10:00
+#SBATCH --output=/PROJECT/runs/pi-20240101-000000/slurm-%j.out
+#SBATCH --signal=B:USR1@60
+# shellcheck disable=SC1090,SC1091,SC2016  # setup may source cluster-only files; quoted values are literal
+#
+# Job pi, rendered by hpcdist from job.yaml.
+# hpcdist filled in the template placeholders at render time; the rest is plain bash.
+
+set -euo pipefail
+
+# Modules and setup lines from the spec (environment.modules, environment.setup).
+
+# Variables from the spec (environment.vars), exported to every rank.
+export OMP_NUM_THREADS=1
+
+export HPCDIST_JOB_NAME=pi
+export HPCDIST_RUN_DIR=/PROJECT/runs/pi-20240101-000000
+mkdir -p "$HPCDIST_RUN_DIR"
+cd /PROJECT
+
+PYTHON=$(command -v python3) || { echo "hpcdist: interpreter not found:" python3 >&2; exit 127; }
+MPIEXEC="$(dirname "$PYTHON")/mpiexec"
+if [ ! -x "$MPIEXEC" ]; then
+  MPIEXEC=$(command -v mpiexec) || { echo "hpcdist: mpiexec not found" >&2; exit 127; }
+fi
+
+# Walltime warning (--signal=B:USR1) and cancellation (TERM) reach this shell only. Bash runs
+# a trap only between commands, so the launcher runs in the background and the traps forward
+# the signal to it; `wait` returns early when a trap fires, so wait again.
+LAUNCHER_PID=
+SIGNALLED=0
+# shellcheck disable=SC2317  # called from the traps below
+forward() {
+  SIGNALLED=1
+  if [ -n "$LAUNCHER_PID" ]; then kill -s "$1" "$LAUNCHER_PID" 2>/dev/null || true; fi
+}
+trap 'forward USR1' USR1
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+
+"$MPIEXEC" -n "$SLURM_NTASKS" "$PYTHON" -m hpcdist exec /PROJECT/pi.py --samples 1000000 &
+LAUNCHER_PID=$!
+RC=0
+while :; do
+  SIGNALLED=0
+  wait "$LAUNCHER_PID" && RC=0 || RC=$?
+  if [ "$SIGNALLED" = 0 ]; then break; fi
+done
+
+# The launcher's exit status, for `hpcdist status`.
+printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"
+exit "$RC"

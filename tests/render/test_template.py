@@ -1,0 +1,65 @@
+"""Template mechanics: ${lowercase} placeholders only, site templates, unknown placeholders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpcdist.errors import RenderError
+from hpcdist.render.base import PLACEHOLDERS, JobTemplate
+from hpcdist.render import Slurm
+from hpcdist.spec import load_spec
+
+
+def test_only_braced_lowercase_names_are_placeholders() -> None:
+    text = 'echo ${name} $name ${NAME} $((1 + 2)) $! "$(date)" $$'
+    assert JobTemplate(text).substitute(name="X") == 'echo X $name ${NAME} $((1 + 2)) $! "$(date)" $$'
+
+
+def test_a_site_template_gets_the_same_placeholders(project: Path) -> None:
+    site = project / "site"
+    site.mkdir()
+    (site / "slurm.sh").write_text("#!/bin/bash\n${directives}\n#SBATCH --qos=high\nRANKS=${ranks}\n${launch} &\nwait\n")
+    spec = load_spec(project / "job-slurm.yaml", ("template=site/slurm.sh",))
+    script = spec.render(timestamp="T")
+    assert spec.template == site / "slurm.sh"
+    assert "#SBATCH --job-name=pi-slurm\n" in script and "#SBATCH --qos=high\nRANKS=8\n" in script
+    assert '"$MPIEXEC" -n "$SLURM_NTASKS"' in script
+
+
+def test_unknown_placeholder_is_an_error_listing_the_available_ones(project: Path) -> None:
+    (project / "bad.sh").write_text("#!/bin/bash\necho ${jobname}\n")
+    spec = load_spec(project / "job-slurm.yaml", ("template=bad.sh",))
+    with pytest.raises(RenderError, match=r"bad\.sh: unknown placeholder \$\{jobname\}; available: .*\$\{job_name\}"):
+        spec.render()
+
+
+def test_missing_template_is_a_spec_error(project: Path) -> None:
+    from hpcdist.errors import SpecError
+
+    with pytest.raises(SpecError, match="template: file 'nope.sh' not found"):
+        load_spec(project / "job-slurm.yaml", ("template=nope.sh",))
+
+
+def test_documented_placeholders_are_the_real_ones(project: Path) -> None:
+    spec = load_spec(project / "job-slurm.yaml")
+    assert set(Slurm().placeholders(spec, Path("/r"))) == set(PLACEHOLDERS)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "batch.md").read_text()
+    assert [p for p in PLACEHOLDERS if f"`${{{p}}}`" not in docs] == []
+
+
+def test_builtin_templates_use_every_placeholder_they_need() -> None:
+    root = Path(__file__).resolve().parents[2] / "jobscripts"
+    for name in ("slurm.sh", "sge.sh"):
+        text = (root / name).read_text()
+        for needed in ("directives", "exports", "run_dir", "workdir", "python", "launch", "find_launcher"):
+            assert f"${{{needed}}}" in text, (name, needed)
+    assert "${warning_timer}" in (root / "sge.sh").read_text()
+
+
+def test_setup_lines_must_be_single_lines(project: Path) -> None:
+    from hpcdist.errors import SpecError
+
+    with pytest.raises(SpecError, match="environment.setup: item 0"):
+        load_spec(project / "job.yaml", ('environment.setup=["a\\nb"]',))
