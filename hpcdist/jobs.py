@@ -1,0 +1,408 @@
+"""Submitting a job spec to a batch system and following the job: submit, status, cancel, wait.
+
+A submission makes a *run directory* holding the rendered script (``job.sh``), the resolved
+spec (``spec.yaml``) and the job record (``job.json``); the job writes its output there. The
+directory is built under a temporary sibling name and renamed into place only after the
+batch system accepted the job, so a rejected submission leaves nothing behind.
+
+Every batch command goes through :func:`hpcdist.launch.run_command`. The state of a job is
+read with one batched queue query per poll (``squeue`` / ``qstat``); only a job that has
+left the queue is looked up in the accounting (``sacct``, else SLURM's jobcomp file;
+``qacct``). States are normalised to :data:`STATES`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from hpcdist import launch
+from hpcdist.errors import HpcdistError, SpecError, SubmitError
+from hpcdist.jobs_query import FINAL_STATES, STATES, JobStatus, query_states
+
+__all__ = [
+    "Job",
+    "JobStatus",
+    "RunDirError",
+    "STATES",
+    "FINAL_STATES",
+    "EXIT_CODES",
+    "submit",
+    "resolve_job",
+    "exit_code_for",
+]
+
+#: ``hpcdist status`` exit codes by state (2: usage error, 3: a batch command failed)
+EXIT_CODES: Mapping[str, int] = {
+    "COMPLETED": 0,
+    "FAILED": 1,
+    "CANCELLED": 1,
+    "TIMEOUT": 1,
+    "UNKNOWN": 4,
+    "PENDING": 10,
+    "RUNNING": 10,
+}
+
+JOB_FILE = "job.json"
+SCRIPT_FILE = "job.sh"
+SPEC_FILE = "spec.yaml"
+PROGRESS_FILE = "progress.json"
+SUBMIT_TIMEOUT = 60.0
+QUERY_TIMEOUT = 30.0
+
+
+class RunDirError(HpcdistError):
+    """A run directory or job id given on the command line cannot be used."""
+
+    exit_code = 2
+
+
+def exit_code_for(state: str) -> int:
+    """The ``hpcdist status`` exit code for a normalised state (see :data:`EXIT_CODES`)."""
+    return EXIT_CODES.get(state, EXIT_CODES["UNKNOWN"])
+
+
+@dataclass
+class Job:
+    """A submitted (or dry-run) job and its run directory.
+
+    Attributes:
+        job_id: the batch system's id (None for a dry run).
+        system: ``slurm`` or ``sge``.
+        run_dir: the run directory (None when the job was named by id alone).
+        submitted: submission time (seconds since the epoch), if known.
+        script: path of the rendered job script, if known.
+    """
+
+    job_id: str | None
+    system: str
+    run_dir: Path | None = None
+    submitted: float | None = None
+    script: Path | None = None
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_run_dir(cls, path: str | os.PathLike[str]) -> Job:
+        """The job recorded in a run directory's ``job.json``.
+
+        Raises:
+            RunDirError: when the directory or its record is missing or unreadable.
+        """
+        run_dir = Path(path).resolve()
+        record_path = run_dir / JOB_FILE
+        if not run_dir.is_dir():
+            raise RunDirError(f"{path}: no such run directory")
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RunDirError(f"{path}: not a run directory (no {JOB_FILE}; made by `hpcdist submit`)") from None
+        except (OSError, ValueError) as exc:
+            raise RunDirError(f"{record_path}: cannot read the job record: {exc}") from None
+        if not isinstance(record, dict) or record.get("system") not in ("slurm", "sge"):
+            raise RunDirError(f"{record_path}: not a job record (expected keys system, job_id, submitted, script)")
+        return cls(
+            job_id=record.get("job_id"),
+            system=record["system"],
+            run_dir=run_dir,
+            submitted=record.get("submitted"),
+            script=Path(record["script"]) if record.get("script") else None,
+            record=record,
+        )
+
+    @property
+    def dry_run(self) -> bool:
+        """True when the job was rendered but never submitted."""
+        return self.job_id is None
+
+    def _require_id(self, what: str) -> str:
+        if self.job_id is None:
+            raise RunDirError(f"{self.run_dir}: a dry run was never submitted; nothing to {what}")
+        return self.job_id
+
+    def progress(self) -> dict[str, Any] | None:
+        """The run's own progress report (``progress.json`` in the run directory), if any."""
+        if self.run_dir is None:
+            return None
+        try:
+            data = json.loads((self.run_dir / PROGRESS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else {"progress": data}
+
+    def status(self) -> JobStatus:
+        """The job's state now (one queue query; accounting only once it left the queue).
+
+        Raises:
+            CommandError: when the batch system's command fails.
+        """
+        job_id = self._require_id("query")
+        st = query_states(self.system, [job_id], timeout=QUERY_TIMEOUT)[job_id]
+        if st.state in ("UNKNOWN", "FAILED") and self.record.get("cancel_requested"):
+            # a cancelled job that never started has no accounting record, and one that
+            # handled the warning signal may end with its own non-zero status
+            st.state, st.reason = "CANCELLED", st.reason or "cancelled with hpcdist cancel"
+        if st.exit_code is None and st.state in FINAL_STATES and self.run_dir is not None:
+            st.exit_code = _read_exit_code(self.run_dir)
+        st.progress = self.progress()
+        return st
+
+    def cancel(self) -> None:
+        """Ask the batch system to cancel the job (and note the request in ``job.json``).
+
+        Raises:
+            CommandError: with the batch system's own message when it refuses.
+        """
+        from hpcdist.render import get_system
+
+        job_id = self._require_id("cancel")
+        launch.run_command(get_system(self.system).cancel_argv(job_id), timeout=QUERY_TIMEOUT)
+        if self.run_dir is not None and (self.run_dir / JOB_FILE).exists():
+            self.record["cancel_requested"] = time.time()
+            _write_json(self.run_dir / JOB_FILE, self.record)
+
+    def wait(
+        self, timeout: float | None = None, poll: float = 0.5, max_poll: float = 10.0, unknown_grace: float = 30.0
+    ) -> JobStatus:
+        """Poll until the job reaches a final state, backing off from ``poll`` to ``max_poll`` s.
+
+        Args:
+            timeout: give up after this many seconds (None: wait for ever).
+            poll: first polling interval in seconds; it grows by half each poll.
+            max_poll: longest polling interval.
+            unknown_grace: how long a job may stay UNKNOWN (gone from the queue, no
+                accounting record yet) before that is returned as its final answer.
+
+        Returns:
+            The final status (or UNKNOWN after ``unknown_grace``).
+
+        Raises:
+            TimeoutError: when ``timeout`` passes first.
+        """
+        start = time.monotonic()
+        unknown_since: float | None = None
+        interval = poll
+        while True:
+            st = self.status()
+            now = time.monotonic()
+            if st.state in FINAL_STATES:
+                return st
+            if st.state == "UNKNOWN":
+                unknown_since = now if unknown_since is None else unknown_since
+                if now - unknown_since >= unknown_grace:
+                    return st
+            else:
+                unknown_since = None
+            if timeout is not None and now - start + interval > timeout:
+                raise TimeoutError(f"job {self.job_id} still {st.state} after {timeout:g} s")
+            time.sleep(interval)
+            interval = min(interval * 1.5, max(max_poll, poll))
+
+
+def _read_exit_code(run_dir: Path) -> int | None:
+    # the rendered scripts write the launcher's exit status there
+    try:
+        return int((run_dir / "exit_code").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- submission -------------------------------------------------------------------------
+
+
+def submit(
+    spec: Any,
+    dry_run: bool = False,
+    *,
+    scheduler: str | None = None,
+    overrides: Iterable[str] = (),
+) -> Job:
+    """Validate, render and submit a job spec; make its run directory.
+
+    Args:
+        spec: a :class:`~hpcdist.spec.JobSpec`, or the path of a spec file.
+        dry_run: do everything but submit (the run directory is made, ``job_id`` is None).
+        scheduler: ``slurm`` or ``sge`` instead of the spec's own ``scheduler`` (spec paths only).
+        overrides: ``key.path=value`` settings applied to the spec file (spec paths only).
+
+    Returns:
+        The submitted job, with :attr:`Job.run_dir` in place.
+
+    Raises:
+        SpecError: the spec is invalid (nothing is submitted).
+        RenderError: the spec cannot be rendered for its batch system.
+        SubmitError: the batch system rejected the job; the message is its own.
+    """
+    from hpcdist.render import get_system, render
+    from hpcdist.spec import JobSpec, load_spec
+
+    extra = list(overrides)
+    if scheduler is not None:
+        extra.append(f"scheduler={scheduler}")
+    if isinstance(spec, JobSpec):
+        if extra:
+            spec = load_spec(spec.path, extra)
+    else:
+        spec = load_spec(spec, extra)
+    if spec.scheduler not in ("slurm", "sge"):
+        raise SpecError(
+            f"{spec.source}: scheduler: {spec.scheduler!r} cannot be submitted; "
+            "set scheduler: slurm or sge, or pass --scheduler (to run locally: hpcdist run)"
+        )
+    system = get_system(spec.scheduler)
+    timestamp = _free_timestamp(spec)
+    run_dir = spec.run_dir(timestamp)
+    script_text = render(spec, spec.scheduler, timestamp=timestamp)
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".partial", dir=run_dir.parent))
+    record: dict[str, Any] = {}
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run directory is not
+        tmp_script = tmp / SCRIPT_FILE
+        tmp_script.write_text(script_text, encoding="utf-8")
+        tmp_script.chmod(0o755)
+        (tmp / SPEC_FILE).write_text(spec_to_yaml(spec), encoding="utf-8")
+        record = {
+            "system": spec.scheduler,
+            "job_id": None,
+            "submitted": None,
+            "script": str(run_dir / SCRIPT_FILE),
+            "spec": str(spec.path),
+            "name": spec.name,
+        }
+        if dry_run:
+            record["dry_run"] = True
+        else:
+            argv = system.submit_argv(tmp_script)
+            result = launch.run_command(argv, timeout=SUBMIT_TIMEOUT, check=False)
+            if result.returncode != 0:
+                message = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()
+                raise SubmitError(
+                    f"{argv[0]} rejected the job (exit {result.returncode}): {' / '.join(message[-5:])}"
+                )
+            record["job_id"] = system.parse_job_id(result.stdout)
+            record["submitted"] = time.time()
+        _write_json(tmp / JOB_FILE, record)
+        os.rename(tmp, run_dir)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if record.get("job_id") is not None and not isinstance(exc, KeyboardInterrupt):
+            raise SubmitError(
+                f"job {record['job_id']} was submitted but its run directory {run_dir} could not be "
+                f"put in place ({exc}); cancel it with: hpcdist cancel {record['job_id']} --scheduler {spec.scheduler}"
+            ) from exc
+        raise
+    return Job.from_run_dir(run_dir)
+
+
+def _free_timestamp(spec: Any) -> str:
+    """A timestamp whose run directory does not exist yet (suffix -2, -3, ... on a clash)."""
+    from hpcdist.spec import TIMESTAMP_FORMAT
+
+    base = time.strftime(TIMESTAMP_FORMAT)
+    stamp, n = base, 1
+    while spec.run_dir(stamp).exists():
+        n += 1
+        stamp = f"{base}-{n}"
+        if n > 1000:
+            raise SubmitError(f"{spec.run_dir(base)}: run directory exists; change `output` in {spec.source}")
+    return stamp
+
+
+def spec_to_yaml(spec: Any) -> str:
+    """The resolved spec (overrides applied, paths absolute) as YAML that load_spec reads back."""
+    r, env, prog = spec.resources, spec.environment, spec.program
+    resources: dict[str, Any] = {}
+    for name in r.__dataclass_fields__:
+        value = getattr(r, name)
+        if value is None:
+            continue
+        if name == "walltime":
+            hours, rest = divmod(value, 3600)
+            value = f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+        elif name == "memory":
+            value = _memory_text(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        resources[name] = value
+    program: dict[str, Any] = {}
+    if prog.script is not None:
+        program["script"] = shlex.join([str(prog.script), *prog.args])
+    else:
+        program["pipeline"] = dict(prog.pipeline or {})
+    data: dict[str, Any] = {
+        "name": spec.name,
+        "scheduler": spec.scheduler,
+        "resources": resources,
+        "environment": {
+            "modules": list(env.modules),
+            "setup": list(env.setup),
+            "vars": dict(env.vars),
+            "workdir": str(env.workdir),
+            "python": env.python,
+            "inherit_env": env.inherit_env,
+        },
+        "launcher": spec.launcher,
+        "launcher_args": list(spec.launcher_args),
+        "program": program,
+        "output": spec.output,
+    }
+    if spec.template is not None:
+        data["template"] = str(spec.template)
+    header = f"# resolved from {spec.path} by hpcdist submit\n"
+    return header + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def _memory_text(size: int) -> str:
+    # the largest unit that represents the byte count exactly (load_spec needs a unit)
+    for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size / 1000:g}KB"
+
+
+# --- naming a job on the command line ---------------------------------------------------------
+
+
+def resolve_job(target: str | None, scheduler: str | None = None) -> Job:
+    """The job named by a run directory or a job id (``None``: the current directory).
+
+    Args:
+        target: a run directory made by :func:`submit`, or a batch job id.
+        scheduler: the batch system of a bare job id (default: the one installed here).
+
+    Raises:
+        RunDirError: when ``target`` is neither, or the batch system cannot be told.
+    """
+    path = Path(target) if target is not None else Path.cwd()
+    if path.is_dir() or target is None or not target.replace(".", "").replace("_", "").isdigit():
+        return Job.from_run_dir(path)
+    if scheduler is None:
+        found = [name for name, cmd in (("slurm", "squeue"), ("sge", "qstat")) if shutil.which(cmd)]
+        if len(found) != 1:
+            raise RunDirError(
+                f"job id {target}: cannot tell the batch system "
+                f"({'both SLURM and Grid Engine' if found else 'neither squeue nor qstat'} found); "
+                "pass --scheduler slurm or --scheduler sge"
+            )
+        scheduler = found[0]
+    if scheduler not in ("slurm", "sge"):
+        raise RunDirError(f"--scheduler {scheduler}: expected slurm or sge")
+    return Job(job_id=target, system=scheduler)

@@ -1,0 +1,1 @@
+"""Tests against a real SLURM and Grid Engine (markers slurm, sge)."""

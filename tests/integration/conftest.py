@@ -1,0 +1,150 @@
+"""Fixtures for the tests against a real SLURM / Grid Engine (CI starts them with .ci/*-up.sh).
+
+A system that is not reachable skips its tests, unless HPCDIST_REQUIRE_SLURM=1 /
+HPCDIST_REQUIRE_SGE=1 is set: then its absence is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpcdist.errors import CommandError
+from hpcdist.launch import run_command
+
+JOB_TIMEOUT = 60.0  # seconds any one test job may take, queueing included
+PI_SPEC = Path(__file__).resolve().parents[2] / "examples" / "pi" / "job.yaml"
+
+
+def _reachable(system: str, argv: list[str], variable: str) -> None:
+    try:
+        run_command(argv, timeout=15)
+        return
+    except CommandError as exc:
+        problem = str(exc)
+    message = f"{system} is not reachable ({problem}); bring it up with .ci/{system.lower()}-up.sh"
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{message} [{variable}=1 makes this a failure]", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> str:
+    """Skip (or fail) unless a SLURM controller answers."""
+    _reachable("SLURM", ["sinfo", "-h", "-o", "%T"], "HPCDIST_REQUIRE_SLURM")
+    return "slurm"
+
+
+@pytest.fixture(scope="session")
+def sge() -> str:
+    """Skip (or fail) unless a Grid Engine qmaster answers."""
+    _reachable("SGE", ["qstat", "-f"], "HPCDIST_REQUIRE_SGE")
+    return "sge"
+
+
+RANKS_PY = """\
+import os, sys
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+line = f"rank {comm.rank} of {comm.size}\\n"
+sys.stdout.write(line)  # one write per line: ranks' lines must not interleave
+with open(os.path.join(os.environ["HPCDIST_RUN_DIR"], f"rank-{comm.rank}.txt"), "w") as f:
+    f.write(line)
+"""
+
+
+def write_ranks_spec(tmp_path: Path, scheduler: str, extra: str = "") -> Path:
+    """A 4-rank spec whose job runs a plain mpi4py script under the job's mpiexec.
+
+    Until the runtime (``hpcdist exec``) is wired in, a spec-local template replaces the
+    built-in launch line: the directives, interpreter and mpiexec lookup are still rendered.
+    """
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS_PY)
+    template = tmp_path / "ranks-template.sh"
+    template.write_text(
+        "#!/bin/bash\n${directives}\nset -euo pipefail\n${exports}\n"
+        "export HPCDIST_RUN_DIR=${run_dir}\ncd ${workdir}\n"
+        "PYTHON=${python}\n${find_launcher}\n"
+        f'"$MPIEXEC" -n ${{ranks}} "$PYTHON" {shlex.quote(str(script))}\n'
+    )
+    return _write_spec(tmp_path, "ranks", scheduler, "ranks.py", "ranks-template.sh", extra)
+
+
+def write_sleep_spec(tmp_path: Path, scheduler: str, seconds: int = 60, extra: str = "") -> Path:
+    """A spec whose job only sleeps (for status and cancel)."""
+    (tmp_path / "noop.py").write_text("")
+    (tmp_path / "sleep-template.sh").write_text(f"#!/bin/bash\n${{directives}}\nsleep {seconds}\n")
+    return _write_spec(tmp_path, "sleeper", scheduler, "noop.py", "sleep-template.sh", extra)
+
+
+def _write_spec(tmp_path: Path, name: str, scheduler: str, script: str, template: str, extra: str) -> Path:
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(
+        f"name: {name}\n"
+        f"scheduler: {scheduler}\n"
+        "resources:\n  ranks: 4\n  walltime: \"00:05:00\"\n"
+        f"{extra}"
+        "environment:\n"
+        f"  python: {sys.executable}\n"
+        "  vars:\n    MPIEXEC_TIMEOUT: 60\n"
+        f"program:\n  script: {script}\n"
+        f"template: {template}\n"
+        "output: runs/{name}-{timestamp}\n"
+    )
+    return spec
+
+
+def pi_overrides(tmp_path: Path) -> list[str]:
+    """``--set`` arguments that run the pi example with this interpreter, writing under tmp_path."""
+    return ["--set", f"environment.python={sys.executable}", "--set", f"output={tmp_path}/runs/{{name}}-{{timestamp}}"]
+
+
+def wait_or_cancel(job: Any, timeout: float = JOB_TIMEOUT) -> Any:
+    """``job.wait``; a job still unfinished after ``timeout`` is cancelled and the test fails
+    with the tail of the job's output (no test leaves a job behind in the queue)."""
+    try:
+        return job.wait(timeout=timeout, poll=0.2, max_poll=1.0)
+    except TimeoutError as exc:
+        tail = ""
+        for out in sorted(job.run_dir.glob("*.out")) if job.run_dir else ():
+            tail += f"\n--- {out.name} ---\n" + "\n".join(out.read_text(errors="replace").splitlines()[-30:])
+        job.cancel()
+        pytest.fail(f"{exc}; cancelled it.{tail or ' (no output yet)'}", pytrace=False)
+
+
+def hpcdist_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m hpcdist ARGS`` as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "hpcdist", *args], capture_output=True, text=True, timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def run_dirs(tmp_path: Path) -> list[str]:
+    """Entries of the specs' runs/ folder (hidden temporary ones included)."""
+    runs = tmp_path / "runs"
+    return sorted(os.listdir(runs)) if runs.exists() else []
+
+
+@pytest.fixture
+def batch() -> object:
+    """The helpers above, for the tests (integration tests import nothing from conftest)."""
+
+    class Helpers:
+        ranks_spec = staticmethod(write_ranks_spec)
+        sleep_spec = staticmethod(write_sleep_spec)
+        cli = staticmethod(hpcdist_cli)
+        run_dirs = staticmethod(run_dirs)
+        pi_overrides = staticmethod(pi_overrides)
+        pi_spec = PI_SPEC
+        wait = staticmethod(wait_or_cancel)
+        job_timeout = JOB_TIMEOUT
+
+    return Helpers
