@@ -17,9 +17,10 @@ _LAZY = {
     "wait": "hpcdist.runtime.client",
     "load_spec": "hpcdist.spec",
     "submit": "hpcdist.jobs",
+    "get_backend": "hpcdist.backends",
 }
 
-__all__ = ["Client", "Future", "as_completed", "wait", "load_spec", "submit", "__version__"]
+__all__ = ["Client", "Future", "as_completed", "wait", "load_spec", "submit", "get_backend", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -38,16 +38,75 @@ def exec_command(script: str, args: tuple[str, ...]) -> None:
 
 
 @cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("-n", "--ranks", "nranks", type=int, default=4, show_default=True,
-              help="MPI ranks, rank 0 (scheduler and driver) included.")
+@click.option("-n", "--ranks", "nranks", type=int, default=None,
+              help="MPI ranks, rank 0 (scheduler and driver) included  [default: 4].")
+@click.option("--backend", default=None, metavar="NAME",
+              help="local, thread, process or mpi (or an alias); default mpi, under mpiexec.")
+@click.option("--workers", type=int, default=None, help="Workers (thread/process; mpi: ranks - 1).")
 @click.option("--timeout", type=float, default=None, help="Kill the job after this many seconds.")
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def run_command(nranks: int, timeout: float | None, script: str, args: tuple[str, ...]) -> None:
-    """Run SCRIPT locally under mpiexec: `hpcdist run -n 4 script.py [ARGS...]`."""
-    from hpcdist.runtime.entry import run_script
+def run_command(nranks: int | None, backend: str | None, workers: int | None, timeout: float | None,
+                script: str, args: tuple[str, ...]) -> None:
+    """Run SCRIPT locally: under mpiexec (`hpcdist run -n 4 script.py [ARGS...]`) or, with
+    `--backend thread|process|local [--workers N]`, in this process without MPI."""
+    from hpcdist.runtime.entry import run_local, run_script, split_run_options
 
+    name, nranks, workers = split_run_options(backend, nranks, workers)
+    if name != "mpi":
+        sys.exit(run_local(script, args, name, workers, timeout=timeout))
     sys.exit(run_script(script, args, nranks, timeout=timeout))
+
+
+@cli.command("bench")
+@click.option("-n", "--ranks", "nranks", type=int, default=4, show_default=True,
+              help="Processes per system, driver included (peers get N-1 workers).")
+@click.option("--quick", is_flag=True, help="Fewer repetitions: a smoke test, not a measurement.")
+@click.option("--only", multiple=True, metavar="NAME",
+              help="Run only this workload (repeatable): tiny_map, latency, bandwidth, chains, tree_sum, "
+                   "idle_cpu, launch.")
+@click.option("--peers/--no-peers", default=True, show_default=True,
+              help="Also measure mpi4py.futures, dask.distributed and ProcessPoolExecutor where installed.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds one measured world may run.")
+def bench_command(nranks: int, quick: bool, only: tuple[str, ...], peers: bool, json_path: str | None,
+                  timeout: float) -> None:
+    """Measure per-task overhead, latency and bandwidth here, next to the peers, in one table."""
+    from hpcdist.bench import PEERS, run_bench
+    from hpcdist.bench.report import build, render
+
+    result = run_bench(nranks, quick=quick, only=only, peers=PEERS if peers else (), timeout=timeout,
+                       progress=lambda line: click.echo(f"bench: {line}", err=True))
+    rows = build(result)
+    click.echo(render(result, rows))
+    if json_path:
+        import json
+
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump({**result, "table": rows}, fh, indent=2, default=str)
+    status = result["systems"]["hpcdist"]
+    if status != "ok":
+        raise HpcdistError(f"bench: hpcdist {status}\n{result['stderr'].get('hpcdist', '')}")
+
+
+# --- environment (doctor) ---------------------------------------------------------------
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--backend", default=None, metavar="NAME", help="Resolve this backend name instead of the default.")
+@click.option("--no-smoke", is_flag=True, help="Skip the 2-worker smoke run on each backend.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds for each child process.")
+def doctor_command(as_json: bool, backend: str | None, no_smoke: bool, timeout: float) -> None:
+    """Report versions, the MPI library, launchers, the backend chosen here and why, and
+    smoke-run every backend. Exit 1 when something needed is missing or broken."""
+    import json
+
+    from hpcdist.doctor import diagnose, format_report
+
+    report = diagnose(backend=backend, smoke=not no_smoke, timeout=timeout)
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    sys.exit(1 if report["problems"] else 0)
 
 
 # --- spec and rendering commands (validate, render, schema) ----------------------------
@@ -161,7 +220,8 @@ def status_command(target: str | None, watch: bool, scheduler: str | None, inter
 def _echo_status(job: Job, st: JobStatus) -> None:
     import json
 
-    click.echo(f"job {st.job_id} ({job.system}): {st.state}" + (f" [{st.raw_state}]" if st.raw_state not in ("", st.state) else ""))
+    raw = f" [{st.raw_state}]" if st.raw_state not in ("", st.state) else ""
+    click.echo(f"job {st.job_id} ({job.system}): {st.state}{raw}")
     if st.reason:
         click.echo(f"  reason: {st.reason}")
     if st.exit_code is not None:
