@@ -37,6 +37,16 @@ def exec_command(script: str, args: tuple[str, ...]) -> None:
     sys.exit(exec_script(script, args))
 
 
+@cli.command("postmortem")
+@click.argument("state_dir", type=click.Path(file_okay=False))
+def postmortem_command(state_dir: str) -> None:
+    """Print what each worker was running when a job ended (STATE_DIR = $HPCDIST_STATE_DIR)."""
+    from hpcdist.runtime.entry import postmortem
+
+    for line in postmortem(state_dir):
+        click.echo(f"hpcdist: {line}")
+
+
 @cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("-n", "--ranks", "nranks", type=int, default=None,
               help="MPI ranks, rank 0 (scheduler and driver) included  [default: 4].")

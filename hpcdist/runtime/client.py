@@ -400,6 +400,16 @@ class Client:
         """Worker rank -> ``{"host": name, "cores": n}``."""
         return {r: {"host": i["host"], "cores": i["cores"]} for r, i in sorted(self._world.info.items())}
 
+    @property
+    def walltime_warning(self) -> threading.Event:
+        """Set once the batch system's walltime warning (SIGUSR1) reached rank 0.
+
+        A driver can check it between rounds of work and stop submitting in time.
+        """
+        from hpcdist.runtime.world import walltime_warning
+
+        return walltime_warning
+
     def get_executor(self) -> ClientExecutor:
         """A :class:`concurrent.futures.Executor` running on this client's workers."""
         return ClientExecutor(self)

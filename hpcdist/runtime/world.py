@@ -145,6 +145,30 @@ class World:
         self.transport.abort(code)
 
 
+#: set on rank 0 when the batch system's walltime warning (SIGUSR1) arrived
+walltime_warning = threading.Event()
+
+
+def install_signal_handlers(rank: int) -> None:
+    """SIGUSR1 is the walltime warning the rendered job scripts forward to every rank.
+
+    Its default action would kill the process; instead workers ignore it (rank 0 decides
+    what to do) and rank 0 records it in :data:`walltime_warning`. Only possible from the
+    main thread; elsewhere the defaults stay.
+    """
+    import signal
+
+    def on_warning(signum: int, frame: Any) -> None:
+        if not walltime_warning.is_set():
+            sys.stderr.write("hpcdist: walltime warning received (SIGUSR1)\n")
+        walltime_warning.set()
+
+    try:
+        signal.signal(signal.SIGUSR1, on_warning if rank == 0 else signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        pass
+
+
 _current: World | None = None
 _lock = threading.Lock()
 
@@ -218,6 +242,7 @@ def _start_mpi(n_workers: int | None = None) -> World:
     from hpcdist.backends.mpi import MPITransport
 
     transport = MPITransport.from_world()
+    install_signal_handlers(transport.rank)
     if transport.rank != 0:
         state_dir = os.environ.get("HPCDIST_STATE_DIR")
         state_file = os.path.join(state_dir, f"rank-{transport.rank}.task") if state_dir else None

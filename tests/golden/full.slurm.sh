@@ -35,7 +35,9 @@ export QUOTED='it'"'"'s $HOME'
 
 export HPCDIST_JOB_NAME=full-job.1
 export HPCDIST_RUN_DIR=/PROJECT/runs/full-job.1-20240101-000000
-mkdir -p "$HPCDIST_RUN_DIR"
+# Each worker notes the task it runs here, so a crash can be traced to a task and a rank.
+export HPCDIST_STATE_DIR="$HPCDIST_RUN_DIR/ranks"
+mkdir -p "$HPCDIST_STATE_DIR"
 cd /PROJECT
 
 PYTHON=$(command -v python3) || { echo "hpcdist: interpreter not found:" python3 >&2; exit 127; }
@@ -62,6 +64,9 @@ while :; do
   wait "$LAUNCHER_PID" && RC=0 || RC=$?
   if [ "$SIGNALLED" = 0 ]; then break; fi
 done
+
+# On failure, name the task each worker was running when the job ended.
+if [ "$RC" != 0 ]; then "$PYTHON" -m hpcdist postmortem "$HPCDIST_STATE_DIR" >&2 || true; fi
 
 # The launcher's exit status, for `hpcdist status`.
 printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"

@@ -22,7 +22,9 @@ export OMP_NUM_THREADS=1
 
 export HPCDIST_JOB_NAME=pi
 export HPCDIST_RUN_DIR=/PROJECT/runs/pi-20240101-000000
-mkdir -p "$HPCDIST_RUN_DIR"
+# Each worker notes the task it runs here, so a crash can be traced to a task and a rank.
+export HPCDIST_STATE_DIR="$HPCDIST_RUN_DIR/ranks"
+mkdir -p "$HPCDIST_STATE_DIR"
 cd /PROJECT
 
 PYTHON=$(command -v python3) || { echo "hpcdist: interpreter not found:" python3 >&2; exit 127; }
@@ -62,6 +64,9 @@ while :; do
   if [ "$SIGNALLED" = 0 ]; then break; fi
 done
 kill "$WARNING_TIMER" 2>/dev/null || true
+
+# On failure, name the task each worker was running when the job ended.
+if [ "$RC" != 0 ]; then "$PYTHON" -m hpcdist postmortem "$HPCDIST_STATE_DIR" >&2 || true; fi
 
 # The launcher's exit status, for `hpcdist status`.
 printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"

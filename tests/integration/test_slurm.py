@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -88,3 +89,35 @@ def test_rejected_submission_shows_sbatch_message_and_leaves_no_run_dir(slurm, b
     assert "invalid partition" in result.stderr.lower()
     assert result.stderr.startswith("hpcdist: error: sbatch rejected the job")
     assert batch.run_dirs(tmp_path) == []
+
+
+CRASH_PY = """\
+import os
+
+import hpcdist
+
+
+def die():
+    os._exit(3)
+
+
+with hpcdist.Client() as client:
+    client.submit(die, key="the-fatal-task", workers=[2]).result()
+"""
+
+
+def test_worker_crash_is_traced_to_task_and_rank(slurm, batch, tmp_path):
+    (tmp_path / "crash.py").write_text(CRASH_PY)
+    spec = tmp_path / "crash.yaml"
+    spec.write_text(
+        "name: crash\nscheduler: slurm\n"
+        "resources:\n  ranks: 4\n  walltime: \"00:05:00\"\n"
+        f"environment:\n  python: {sys.executable}\n  vars:\n    MPIEXEC_TIMEOUT: 60\n"
+        "program:\n  script: crash.py\n"
+        "output: runs/{name}-{timestamp}\n"
+    )
+    job = jobs.submit(spec)
+    st = batch.wait(job)
+    output = (job.run_dir / f"slurm-{job.job_id}.out").read_text()
+    assert st.state == "FAILED", output
+    assert "rank 2 was running task 'the-fatal-task'" in output, output

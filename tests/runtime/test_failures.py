@@ -81,3 +81,10 @@ def test_plain_srun_singletons_are_detected(tmp_path):
     assert proc.returncode != 0
     assert "--mpi=pmi2" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_walltime_warning_signal_is_recorded_not_fatal():
+    proc = run_mpi("walltime_signal.py", 4, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "after warning: [1, 2, 3] warned=True" in proc.stdout
+    assert proc.stderr.count("walltime warning received") == 1
