@@ -30,6 +30,10 @@ SAME_HOST_BANDWIDTH = 5e9
 SAME_HOST_FACTOR = CROSS_HOST_BANDWIDTH / SAME_HOST_BANDWIDTH
 #: weight of the newest duration in the per-function running average
 EMA_ALPHA = 0.5
+#: seconds a steal costs before the thief can start: a round trip to the victim and a new send
+#: (idle ranks poll every few ms). Without it, tasks of microseconds were stolen back and forth:
+#: thousands of useless steal messages per thousand tiny tasks.
+STEAL_LATENCY = 0.002
 
 __all__ = [
     "CROSS_HOST_BANDWIDTH",
@@ -261,7 +265,8 @@ def _best_move(thieves, tload, queues, vload, expected, deps_of, allowed_of, who
                 if allowed is not None and thief not in allowed:
                     continue
                 cost = transfer_time(thief, deps_of(key), who_has, nbytes, host_of) + duration
-                if tload[thief] + cost < ahead + duration:
+                # the steal's latency is paid once for the whole batch, not per task
+                if tload[thief] + STEAL_LATENCY + cost < ahead + duration:
                     return thief, victim, index, cost
     return None
 

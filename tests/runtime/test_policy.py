@@ -189,3 +189,18 @@ def test_short_queue_of_long_tasks_versus_thief_load():
     # "b" finishes at 4 + 1 s on rank 1; on a thief with 4.5 s queued at 5.5 s, with 2.5 s at 3.5 s
     assert _plan([2], {1: ["a", "b"]}, durations={"a": 4.0}, loads={2: 4.5}) == []
     assert _plan([2], {1: ["a", "b"]}, durations={"a": 4.0}, loads={2: 2.5}) == [(2, 1, "b")]
+
+
+@pytest.mark.parametrize(
+    ("duration", "stolen"),
+    [
+        (1e-5, 0),  # 100 tasks of 10 us: 1 ms of waiting saves less than a steal costs
+        (1e-3, 49),  # 1 ms tasks: half the queue, less what the steal's latency covers
+        (1.0, 50),  # long tasks: an even split
+    ],
+)
+def test_tasks_shorter_than_a_steal_round_trip_stay_where_they_are(duration, stolen):
+    queue = [f"t{i}" for i in range(100)]
+    plan = _plan([2], {1: queue}, durations={k: duration for k in queue})
+    assert len(plan) == stolen
+    assert all(victim == 1 for _, victim, _ in plan)
