@@ -25,8 +25,34 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hpcdist.errors import HpcdistError, WorkerLost as WorkerLostError
+from hpcdist.errors import WorkerLost as WorkerLostError
 from hpcdist.runtime import policy
+# The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
+from hpcdist.runtime.events import (  # noqa: F401
+    ALLOWED_TRANSITIONS,
+    CANCELLED,
+    ERRED,
+    FORGOTTEN,
+    INSTRUCTIONS,
+    MEMORY,
+    PENDING,
+    PROCESSING,
+    READY,
+    RELEASED,
+    RETAINING,
+    WAITING,
+    Cancel,
+    DependencyMissing,
+    Failed,
+    Finished,
+    InvalidTransition,
+    Release,
+    Scatter,
+    StealReply,
+    Submit,
+    TaskSpec,
+    WorkerLost,
+)
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -43,156 +69,6 @@ __all__ = [
     "TaskSpec",
     "WorkerLost",
 ]
-
-#: Instruction kinds ``handle()`` returns:
-#: ("compute", rank, key, {dep: [holders, same host as rank first]}), ("free", rank, [keys]),
-#: ("steal", rank, key), ("memory", key), ("erred", key, error), ("cancelled", key).
-#: "steal" is also sent when a queued task is no longer wanted (cancelled, released, or one of
-#: its inputs was lost), so the worker drops it if it has not started; the reply is then ignored.
-INSTRUCTIONS = ("compute", "free", "steal", "memory", "erred", "cancelled")
-
-RELEASED, WAITING, READY, PROCESSING = "released", "waiting", "ready", "processing"
-MEMORY, ERRED, CANCELLED, FORGOTTEN = "memory", "erred", "cancelled", "forgotten"
-
-#: The one table of legal transitions; anything else raises :class:`InvalidTransition`.
-ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
-    {
-        (FORGOTTEN, RELEASED),  # a key becomes known
-        (RELEASED, WAITING),
-        (RELEASED, READY),
-        (RELEASED, MEMORY),  # scattered data
-        (RELEASED, ERRED),  # a dependency is missing/erred, or no worker may run it
-        (RELEASED, CANCELLED),  # a dependency was cancelled
-        (RELEASED, FORGOTTEN),
-        (WAITING, READY),
-        (WAITING, ERRED),
-        (WAITING, CANCELLED),
-        (WAITING, RELEASED),  # nobody needs it any more, lineage kept
-        (WAITING, FORGOTTEN),
-        (READY, PROCESSING),
-        (READY, ERRED),  # restrictions match no live worker, or no worker left
-        (PROCESSING, MEMORY),
-        (PROCESSING, ERRED),
-        (PROCESSING, READY),  # retry, steal, or its worker died
-        (PROCESSING, RELEASED),  # an input was lost, or nobody needs it any more
-        (PROCESSING, CANCELLED),
-        (PROCESSING, FORGOTTEN),
-        (MEMORY, RELEASED),  # data freed (lineage kept) or lost with its worker
-        (MEMORY, ERRED),  # scattered data lost with its worker
-        (MEMORY, FORGOTTEN),
-        (ERRED, FORGOTTEN),
-        (CANCELLED, RELEASED),  # submitted again
-        (CANCELLED, FORGOTTEN),
-    }
-)
-
-PENDING = frozenset({WAITING, READY, PROCESSING})
-# a dependent in one of these states keeps its dependencies' records (lineage)
-RETAINING = PENDING | {MEMORY, RELEASED}
-
-
-class InvalidTransition(HpcdistError):
-    """A task was asked to make a transition the table does not allow (a scheduler bug)."""
-
-
-class DependencyMissing(HpcdistError):
-    """A task depends on a key the scheduler does not know (or on itself, through a cycle)."""
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What the scheduler needs to know about one task.
-
-    Attributes:
-        key: Unique, pure key: the same key always means the same result.
-        deps: Keys whose results the task needs.
-        fn_name: Function name, for the per-function running-average duration.
-        workers: Ranks allowed to run the task, or None for any.
-        allow_other_workers: If True, ``workers`` is only a preference.
-        retries: How many times the task is run again after it raises.
-    """
-
-    key: str
-    deps: tuple[str, ...] = ()
-    fn_name: str = ""
-    workers: frozenset[int] | None = None
-    allow_other_workers: bool = False
-    retries: int = 0
-
-
-@dataclass(frozen=True)
-class Submit:
-    """The client submits tasks (they may depend on each other, in any order)."""
-
-    time: float
-    tasks: tuple[TaskSpec, ...]
-
-
-@dataclass(frozen=True)
-class Scatter:
-    """The client put the data of ``key`` on ``ranks``."""
-
-    time: float
-    key: str
-    ranks: tuple[int, ...]
-    nbytes: int
-
-
-@dataclass(frozen=True)
-class Finished:
-    """Worker ``rank`` computed ``key``; it now also holds the deps it ``fetched`` from peers."""
-
-    time: float
-    key: str
-    rank: int
-    nbytes: int
-    duration: float
-    fetched: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Failed:
-    """The task raised on ``rank``; ``error`` is opaque to the state."""
-
-    time: float
-    key: str
-    rank: int
-    error: object
-    duration: float = 0.0
-
-
-@dataclass(frozen=True)
-class Release:
-    """No client Future refers to these keys any more."""
-
-    time: float
-    keys: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Cancel:
-    """The client cancels these keys (and, with them, their unfinished dependents)."""
-
-    time: float
-    keys: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class StealReply:
-    """Worker ``rank`` answers a ("steal", rank, key): ok=True means it handed the task back."""
-
-    time: float
-    key: str
-    rank: int
-    ok: bool
-
-
-@dataclass(frozen=True)
-class WorkerLost:
-    """Worker ``rank`` is gone, with its data and its queue."""
-
-    time: float
-    rank: int
 
 
 @dataclass(eq=False)
@@ -806,92 +682,9 @@ class SchedulerState:
         Raises:
             AssertionError: Naming the broken invariant and the keys or ranks involved.
         """
-        tasks = self._tasks
-        ranks = set(self._host)
-        for name in ("_processing", "_has_what", "_occupancy", "_incoming"):
-            assert (
-                set(getattr(self, name)) == ranks
-            ), f"{name} covers ranks {sorted(getattr(self, name))}, workers are {sorted(ranks)}"
-        placed: dict[str, int] = {}
-        for rank, queue in self._processing.items():
-            for key in queue:
-                assert key not in placed, f"key {key!r} is processing on ranks {placed.get(key)} and {rank}"
-                placed[key] = rank
-                ts = tasks.get(key)
-                got = (ts.state, ts.processing_on) if ts else None
-                assert got == (PROCESSING, rank), f"key {key!r} is queued on rank {rank} but is {got}"
-            total = sum(tasks[k].expected for k in queue)
-            drift = abs(self._occupancy[rank] - total)
-            assert drift <= 1e-6 * max(
-                1.0, total
-            ), f"rank {rank}: occupancy {self._occupancy[rank]} != {total}"
-        for key, ts in tasks.items():
-            self._validate_task(key, ts, placed)
-        for key, holders in self._who_has.items():
-            assert holders, f"key {key!r} has an empty who_has entry"
-            for rank in holders:
-                assert (
-                    rank in ranks and key in self._has_what[rank]
-                ), f"who_has[{key!r}] has {rank}, has_what does not agree"
-        for rank, keys in self._has_what.items():
-            for key in keys:
-                assert rank in self._who_has.get(
-                    key, ()
-                ), f"has_what[{rank}] has {key!r}, who_has does not agree"
-        for key, (victim, thief) in self._steals.items():
-            assert (
-                tasks[key].processing_on == victim
-            ), f"steal of {key!r} from rank {victim}, but it is not queued there"
-            assert (
-                thief is None or key in self._incoming[thief]
-            ), f"steal of {key!r} for rank {thief} not in incoming"
-        for rank, keys in self._incoming.items():
-            for key in keys:
-                assert (
-                    self._steals.get(key, (None, None))[1] == rank
-                ), f"rank {rank} expects {key!r}, no steal for it"
-        for t, key, a, b in self.log:
-            assert (
-                a,
-                b,
-            ) in ALLOWED_TRANSITIONS, f"log has illegal transition of {key!r} at t={t}: {a} -> {b}"
+        from hpcdist.runtime.state_check import check_invariants
 
-    def _validate_task(self, key: str, ts: _Task, placed: dict[str, int]) -> None:
-        tasks = self._tasks
-        where = f"key {key!r} ({ts.state})"
-        assert ts.key == key and ts.state not in (FORGOTTEN, READY), f"{where}: bad state outside handle()"
-        if ts.state == PROCESSING:
-            assert placed.get(key) == ts.processing_on is not None, f"{where}: not in its worker's queue"
-        else:
-            assert (
-                ts.processing_on is None and key not in self._steals
-            ), f"{where}: still assigned to a worker"
-        if ts.state == MEMORY:
-            assert self._who_has.get(key) and ts.nbytes is not None, f"{where}: no holder or no nbytes"
-        else:
-            assert key not in self._who_has, f"{where}: has holders {sorted(self._who_has[key])}"
-        if ts.state == WAITING:
-            missing = {d for d in ts.spec.deps if tasks[d].state != MEMORY}
-            assert ts.waiting_on == missing and missing, f"{where}: waiting_on {ts.waiting_on} != {missing}"
-        else:
-            assert not ts.waiting_on, f"{where}: waiting_on {ts.waiting_on}"
-        if ts.state in PENDING:
-            for dep in ts.spec.deps:
-                assert (
-                    dep in tasks and key in tasks[dep].dependents
-                ), f"{where}: dependency {dep!r} forgotten or unlinked"
-                assert (
-                    ts.state != PROCESSING or tasks[dep].state == MEMORY
-                ), f"{where}: dependency {dep!r} not in memory"
-        for dkey in ts.dependents:
-            assert dkey in tasks and key in tasks[dkey].spec.deps, f"{where}: dangling dependent {dkey!r}"
-        states = {tasks[d].state for d in ts.dependents}
-        if ts.state == RELEASED:
-            assert ts.runnable and not ts.wanted and states & RETAINING, f"{where}: kept without a reason"
-        elif not ts.wanted and ts.state in PENDING | {MEMORY}:
-            assert states & PENDING, f"{where}: nobody needs it but it was not released"
-        elif not ts.wanted:
-            assert states & RETAINING, f"{where}: nobody needs it but it was not forgotten"
+        check_invariants(self)
 
 
 _HANDLERS = {
