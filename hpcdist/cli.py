@@ -78,7 +78,7 @@ def run_command(nranks: int | None, backend: str | None, workers: int | None, ti
 @click.option("--peers/--no-peers", default=True, show_default=True,
               help="Also measure mpi4py.futures, dask.distributed and ProcessPoolExecutor where installed.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
-@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds one measured world may run.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds one measured world may run.")
 def bench_command(nranks: int, quick: bool, only: tuple[str, ...], peers: bool, json_path: str | None,
                   timeout: float) -> None:
     """Measure per-task overhead, latency and bandwidth here, next to the peers, in one table."""

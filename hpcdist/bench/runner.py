@@ -1,0 +1,168 @@
+"""The parent side of ``hpcdist bench``: start each system's world, collect its results.
+
+Each system runs in processes of its own, started here: ``mpiexec -n N`` for hpcdist and
+mpi4py.futures, a plain Python process for dask.distributed (LocalCluster) and
+ProcessPoolExecutor. Launch to first result is timed here, from ``Popen`` to the child's
+``first_result`` line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+from hpcdist.bench.child import PREFIX
+from hpcdist.bench.workloads import RUNNERS
+from hpcdist.errors import HpcdistError
+from hpcdist.launch import find_mpiexec
+
+PEERS = ("mpi4py.futures", "dask", "processpool")
+#: every workload name ``--only`` accepts
+WORKLOADS = (*RUNNERS, "launch")
+#: launches timed per system (median reported)
+LAUNCHES = {False: 3, True: 1}
+
+
+def peer_available(name: str) -> bool:
+    """Whether a peer can be measured here (its package importable, mpiexec found)."""
+    if name == "processpool":
+        return True
+    if name == "mpi4py.futures":
+        return importlib.util.find_spec("mpi4py") is not None and find_mpiexec() is not None
+    if name == "dask":
+        return importlib.util.find_spec("distributed") is not None
+    raise HpcdistError(f"unknown bench peer {name!r}; known: {', '.join(PEERS)}")
+
+
+def child_argv(system: str, nranks: int, args: Sequence[str]) -> list[str]:
+    """The command that starts ``system`` with ``nranks`` processes (driver included)."""
+    child = [sys.executable, "-m", "hpcdist.bench.child"]
+    if system in ("hpcdist", "mpi4py.futures"):
+        mpiexec = find_mpiexec()
+        if mpiexec is None:
+            raise HpcdistError("no mpiexec found: install the mpich extra (pip install 'hpcdist[mpich]') "
+                               "or load your site's MPI module")
+        if system == "mpi4py.futures":
+            child = [sys.executable, "-m", "mpi4py.futures", "-m", "hpcdist.bench.child"]
+        return [mpiexec, "-n", str(nranks), *child, system, *args]
+    return [*child, system, "--workers", str(nranks - 1), *args]
+
+
+def _environment(timeout: float) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["MPIEXEC_TIMEOUT"] = str(max(1, int(timeout)))
+    return env
+
+
+def run_child(argv: Sequence[str], timeout: float) -> tuple[list[dict[str, Any]], float | None, int, str]:
+    """Run one child and collect its BENCH records.
+
+    Returns:
+        (records, seconds from start to the ``first_result`` line or None, exit status,
+        the last lines of its standard error).
+    """
+    records: list[dict[str, Any]] = []
+    first: list[float] = []
+    started: list[str] = []
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
+                                text=True, env=_environment(timeout))
+
+        def read() -> None:
+            for line in proc.stdout:
+                if not line.startswith(PREFIX):
+                    continue
+                rec = json.loads(line[len(PREFIX):])
+                if rec.get("event") == "first_result":
+                    first.append(time.perf_counter() - t0)
+                elif rec.get("event") == "start":
+                    started.append(rec["workload"])
+                else:
+                    records.append(rec)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            code = proc.wait(timeout + 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = proc.wait()
+        reader.join(5)
+        proc.stdout.close()
+        err.seek(0)
+        text = err.read().strip()
+    unfinished = [w for w in started if not any(r.get("workload") == w for r in records)]
+    if code != 0 and unfinished:
+        records.append({"workload": unfinished[-1], "error": f"did not finish (world exited with status {code})"})
+    tail = "\n".join(text.splitlines()[-40:])
+    return records, (first[0] if first else None), code, tail
+
+
+def run_bench(nranks: int = 4, quick: bool = False, only: Sequence[str] = (), peers: Sequence[str] = PEERS,
+              timeout: float = 300.0, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """Measure hpcdist and the peers on every (or the ``only``) workload.
+
+    Args:
+        nranks: processes per system, driver included (mpiexec -n; peers get nranks-1 workers).
+        quick: fewer repetitions (same array sizes), for a smoke test.
+        only: workload names to run (default all, see :data:`WORKLOADS`).
+        peers: peers to measure besides hpcdist; those not installed are reported so.
+        timeout: seconds one child may run.
+        progress: called with a short line before each child starts.
+
+    Returns:
+        ``{"nranks", "quick", "systems": {name: "ok" | "not installed" | "failed: ..."},
+        "results": {workload: {system: record}}, "stderr": {failed system: its last lines}}``;
+        a record has ``value`` and may have ``bytes_via_master``, ``extra`` or ``error``.
+    """
+    if nranks < 2:
+        raise HpcdistError(f"-n {nranks}: the bench needs at least 2 ranks (1 scheduler + workers)")
+    unknown = sorted(set(only) - set(WORKLOADS))
+    if unknown:
+        raise HpcdistError(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
+    names = [w for w in WORKLOADS if not only or w in only]
+    in_child = [w for w in names if w in RUNNERS]
+    systems: dict[str, str] = {}
+    failures: dict[str, str] = {}
+    results: dict[str, dict[str, Any]] = {}
+    flags = (["--quick"] if quick else []) + (["--only", ",".join(in_child)] if only else [])
+    for system in ("hpcdist", *peers):
+        if system != "hpcdist" and not peer_available(system):
+            systems[system] = "not installed"
+            continue
+        systems[system] = "ok"
+        if in_child:
+            progress(f"{system}: workloads ({', '.join(in_child)})")
+            recs, _, code, tail = run_child(child_argv(system, nranks, flags), timeout)
+            for rec in recs:
+                results.setdefault(rec["workload"], {})[system] = rec
+            if code != 0:
+                hung = [r["workload"] for r in recs if r.get("error", "").startswith("did not finish")]
+                where = f" during {hung[0]}" if hung else ""
+                systems[system] = f"failed: exit {code}{where}: {tail.splitlines()[-1] if tail else 'no output'}"
+                failures[system] = tail
+                continue
+        if "launch" in names:
+            progress(f"{system}: launch to first result")
+            times = []
+            for _ in range(LAUNCHES[quick]):
+                _, first, code, tail = run_child(child_argv(system, nranks, ["--launch"]), min(timeout, 120))
+                if first is None or code != 0:
+                    results.setdefault("launch", {})[system] = {"error": f"exit {code}: {tail[-200:]}"}
+                    break
+                times.append(first)
+            else:
+                results.setdefault("launch", {})[system] = {"value": statistics.median(times),
+                                                            "extra": {"launches": [round(t, 3) for t in times]}}
+    return {"nranks": nranks, "quick": quick, "systems": systems, "results": results, "stderr": failures}
