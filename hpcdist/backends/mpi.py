@@ -343,7 +343,9 @@ class MPITransport(Transport):
                         return self._ready.popleft()
                 if deadline is not None and now >= deadline:
                     return None
-                if now - self._last_activity < SPIN_S:
+                if now - self._last_activity < SPIN_S or self._reqs:
+                    # (Also while our own sends are pending: MPICH completes them only when this
+                    # rank drives progress; backing off here cost a whole poll period per reply.)
                     # Hot: poll at the shortest wait, but in a blocking get that releases the GIL, so
                     # the thread we just handed work to (driver, executor) runs now rather than after a
                     # forced GIL switch (5 ms by default): a pure busy loop here cost ~5 ms per hop.

@@ -122,6 +122,7 @@ class Client:
         self._futures: dict[str, list[weakref.ref]] = {}
         self._refs: dict[str, int] = {}
         self._errors: dict[int, tuple[Any, BaseException]] = {}
+        self._small: dict[str, bytes] = {}  # pickles of small results, sent along with "memory"
         self._fn_cache: dict[int, tuple[Any, str, bytes]] = {}
         self._callbacks: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
@@ -145,6 +146,7 @@ class Client:
                 return
             self._refs.pop(key, None)
             self._futures.pop(key, None)
+            self._small.pop(key, None)
         try:
             self._world.send((m.RELEASE, (key,)))
         except HpcdistError:
@@ -158,6 +160,8 @@ class Client:
     def _on_instruction(self, ins: tuple) -> None:
         kind, key = ins[0], ins[1]
         if kind == "memory":
+            if len(ins) > 2:
+                self._small[key] = ins[2]
             for fut in self._live(key):
                 _set_done(fut, None)
         elif kind == "erred":
@@ -344,9 +348,19 @@ class Client:
     # ---- results ----------------------------------------------------------------------------------
 
     def _fetch(self, keys: Sequence[str]) -> dict[str, Any]:
-        """Bring the values of finished keys to rank 0."""
-        raw = self._world.call((m.GATHER, list(dict.fromkeys(keys))))
-        return {k: serialize.loads(data, buffers) for k, (data, buffers) in raw.items()}
+        """Bring the values of finished keys to rank 0 (small ones are already here)."""
+        values = {}
+        remote = []
+        for key in dict.fromkeys(keys):
+            small = self._small.get(key)
+            if small is None:
+                remote.append(key)
+            else:
+                values[key] = serialize.loads(small)
+        if remote:
+            raw = self._world.call((m.GATHER, remote))
+            values.update((k, serialize.loads(data, buffers)) for k, (data, buffers) in raw.items())
+        return values
 
     def gather(self, futures: Any, errors: str = "raise") -> Any:
         """Wait for futures and return their values, keeping the shape of ``futures``.
@@ -517,7 +531,7 @@ def _install_abort_hook(world: World) -> None:
         previous(exc_type, exc, tb)
         sys.stderr.flush()
         if not world.closed:
-            world.abort(1)
+            world.shutdown(1)  # every rank exits 1; aborts only if the workers do not answer
 
     sys.excepthook = hook
 

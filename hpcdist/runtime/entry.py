@@ -38,11 +38,11 @@ def exec_script(script: str, args: Sequence[str], backend: str | None = None, wo
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, int) and exc.code is not None:
             sys.stderr.write(f"{exc.code}\n")
-    except BaseException:  # noqa: BLE001 - the driver failed: print once, end every rank
+    except BaseException:  # noqa: BLE001 - the driver failed: print once, end every rank non-zero
+        # A clean shutdown with status 1, not MPI_Abort: an abort tears mpiexec down before it
+        # has forwarded this traceback (seen cut in half).
         traceback.print_exc()
         sys.stderr.flush()
-        if world.backend == "mpi":
-            world.abort(1)
         code = 1
     finally:
         set_current_world(None)

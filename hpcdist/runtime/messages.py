@@ -16,11 +16,12 @@ Scheduler -> worker:
     PUT (key, data, nbuf)          GET (req, keys)   FREE (keys)   STEAL (key)   SHUTDOWN (code)
 Worker -> scheduler:
     HELLO (info)                   info: {"host", "cores", "pid"}
-    DONE (records)                 record: (key, nbytes, duration, fetched_keys)
+    DONE (records)                 record: (key, nbytes, duration, fetched_keys, small_result_pickle | None)
     FAILED (key, exc_bytes, traceback_text, duration, fetched_keys)
-    DATA (req, key, data, nbuf)    STEAL_REPLY (key, ok)   BYE ()
+    DATA (req, entries)            entries: [(key, data | None if not held, nbuf)], buffers in order
+    STEAL_REPLY (key, ok)          BYE ()
 Worker -> worker:
-    WANT (keys)                    HAVE (key, data, nbuf) | MISSING (key)
+    WANT (keys)                    HAVE (entries) as in DATA; a key not held yet is sent when it lands
 """
 
 SUBMIT = "submit"
@@ -47,7 +48,6 @@ BYE = "bye"
 
 WANT = "want"
 HAVE = "have"
-MISSING = "missing"
 
 #: persistent-id tag the client uses for a Future inside task arguments
 FUTURE_REF = "hpcdist-future"

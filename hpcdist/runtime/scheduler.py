@@ -39,6 +39,7 @@ class Scheduler:
         self.info: dict[int, dict] = {}
         self.state: st.SchedulerState | None = None
         self.payloads: dict[str, tuple] = {}  # key -> (fn_id, fn_bytes, data, buffers)
+        self.small: dict[str, bytes] = {}  # key -> pickle of a small result, sent with its DONE
         self.fn_sent: dict[int, set[str]] = defaultdict(set)
         self.gathers: dict[int, list] = {}  # req -> [cfuture, {key: value}, npending]
         self.req_ids = itertools.count()
@@ -115,10 +116,13 @@ class Scheduler:
                 self._free.setdefault(ins[1], []).extend(ins[2])
             elif kind == "steal":
                 self.transport.send(ins[1], (m.STEAL, ins[2]))
+            elif kind == "memory" and ins[1] in self.small:
+                self.notify(("memory", ins[1], self.small[ins[1]]))  # result() needs no round trip
             else:
                 self.notify(ins)
         for key in self.state.pop_forgotten():
             self.payloads.pop(key, None)
+            self.small.pop(key, None)
 
     def _queue_compute(self, rank: int, key: str, deps: dict) -> None:
         fn_id, fn_bytes, data, buffers = self.payloads[key]
@@ -173,14 +177,19 @@ class Scheduler:
         _, keys, cfuture = header
         req = next(self.req_ids)
         by_rank: dict[int, list[str]] = defaultdict(list)
-        who_has = self.state.who_has(keys)
-        for key in keys:
+        values = {k: (self.small[k], []) for k in keys if k in self.small}
+        remote = [k for k in keys if k not in values]
+        who_has = self.state.who_has(remote)
+        for key in remote:
             holders = who_has.get(key)
             if not holders:
                 cfuture.set_exception(LookupError(f"no worker holds {key!r} (was it released?)"))
                 return
             by_rank[holders[0]].append(key)
-        self.gathers[req] = [cfuture, {}, len(keys)]
+        if not remote:
+            cfuture.set_result(values)
+            return
+        self.gathers[req] = [cfuture, values, len(remote)]
         for rank, rank_keys in by_rank.items():
             self.transport.send(rank, (m.GET, req, rank_keys))
 
@@ -210,7 +219,9 @@ class Scheduler:
 
     def _on_done(self, src: int, header: tuple, buffers: list) -> None:
         now = time.monotonic()
-        for key, nbytes, duration, fetched in header[1]:
+        for key, nbytes, duration, fetched, inline in header[1]:
+            if inline is not None:
+                self.small[key] = inline
             self._handle(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched)))
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
@@ -229,16 +240,19 @@ class Scheduler:
         return known
 
     def _on_data(self, src: int, header: tuple, buffers: list) -> None:
-        _, req, key, data, nbuf = header
+        _, req, entries = header
         entry = self.gathers.get(req)
         if entry is None:
             return
-        if data is None:
-            del self.gathers[req]
-            entry[0].set_exception(LookupError(f"rank {src} no longer holds {key!r}"))
-            return
-        entry[1][key] = (data, buffers[:nbuf])
-        entry[2] -= 1
+        offset = 0
+        for key, data, nbuf in entries:
+            if data is None:
+                del self.gathers[req]
+                entry[0].set_exception(LookupError(f"rank {src} no longer holds {key!r}"))
+                return
+            entry[1][key] = (data, buffers[offset : offset + nbuf])
+            offset += nbuf
+        entry[2] -= len(entries)
         if entry[2] == 0:
             del self.gathers[req]
             entry[0].set_result(entry[1])

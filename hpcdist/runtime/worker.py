@@ -24,9 +24,13 @@ from hpcdist.runtime import serialize
 from hpcdist.runtime.sizeof import sizeof
 
 _STOP = object()
+_ABSENT = object()  # a requested key this worker does not hold
 
 #: seconds a shut-down worker process waits for its running task before it exits anyway
 SHUTDOWN_TASK_GRACE = 1.0
+#: results whose pickle is at most this many bytes (and has no out-of-band buffer) travel with the
+#: completion report, so rank 0 can answer result() without asking the worker again
+INLINE_MAX = 1024
 
 
 class _Task:
@@ -81,7 +85,6 @@ class Worker:
             m.STEAL: self._on_steal,
             m.WANT: self._on_want,
             m.HAVE: self._on_have,
-            m.MISSING: self._on_missing,
         }
         while True:
             item = self.transport.recv(None)
@@ -139,8 +142,10 @@ class Worker:
         self._store(key, serialize.loads(data, buffers[:nbuf]), fetched=False)
 
     def _on_have(self, src: int, header: tuple, buffers: list) -> None:
-        _, key, data, nbuf = header
-        self._store(key, serialize.loads(data, buffers[:nbuf]), fetched=True)
+        offset = 0
+        for key, data, nbuf in header[1]:
+            self._store(key, serialize.loads(data, buffers[offset : offset + nbuf]), fetched=True)
+            offset += nbuf
 
     def _store(self, key: str, value: Any, fetched: bool) -> None:
         """Keep a value that arrived and wake whatever waited for it."""
@@ -159,41 +164,36 @@ class Worker:
                 self.lock.notify()
             peers = self.peer_waits.pop(key, ())
         for peer in peers:
-            self._send_value(peer, (m.HAVE, key), value)
-
-    def _on_missing(self, src: int, header: tuple, buffers: list) -> None:
-        key = header[1]
-        with self.lock:
-            self.requested.discard(key)
-            failed = [t for t in self.waiters.pop(key, ()) if self.fetching.pop(t.key, None) is t]
-        for task in failed:
-            error = LookupError(f"dependency {key!r} of task {task.key!r} was not on rank {src} any more")
-            self._report_failure(task.key, error, "", 0.0)
+            self._send_values(peer, (m.HAVE,), [(key, value)])
 
     def _on_want(self, src: int, header: tuple, buffers: list) -> None:
-        for key in header[1]:
-            with self.lock:
-                if key not in self.data:
-                    # Not here yet (a scatter or a copy still on its way): answer when it lands.
+        items = []
+        with self.lock:
+            for key in header[1]:
+                if key in self.data:
+                    items.append((key, self.data[key]))
+                else:  # not here yet (a scatter or a copy on its way): answer when it lands
                     self.peer_waits.setdefault(key, []).append(src)
-                    continue
-                value = self.data[key]
-            self._send_value(src, (m.HAVE, key), value)
+        if items:
+            self._send_values(src, (m.HAVE,), items)
 
     def _on_get(self, src: int, header: tuple, buffers: list) -> None:
         _, req, keys = header
-        for key in keys:
-            with self.lock:
-                present = key in self.data
-                value = self.data.get(key)
-            if present:
-                self._send_value(src, (m.DATA, req, key), value)
-            else:
-                self.transport.send(src, (m.DATA, req, key, None, 0))
+        with self.lock:
+            items = [(key, self.data[key]) if key in self.data else (key, _ABSENT) for key in keys]
+        self._send_values(src, (m.DATA, req), items)
 
-    def _send_value(self, dest: int, prefix: tuple, value: Any) -> None:
-        data, buffers = serialize.dumps(value)
-        self.transport.send(dest, prefix + (data, len(buffers)), buffers)
+    def _send_values(self, dest: int, prefix: tuple, items: list[tuple[str, Any]]) -> None:
+        """One message for many values: entries ``(key, data, nbuf)``, buffers in order."""
+        entries, buffers = [], []
+        for key, value in items:
+            if value is _ABSENT:
+                entries.append((key, None, 0))
+                continue
+            data, bufs = serialize.dumps(value)
+            entries.append((key, data, len(bufs)))
+            buffers.extend(bufs)
+        self.transport.send(dest, prefix + (entries,), buffers)
 
     def _on_free(self, src: int, header: tuple, buffers: list) -> None:
         with self.lock:
@@ -260,7 +260,13 @@ class Worker:
             more = bool(self.runq)
         if not self._done:
             self._done_since = start
-        self._done.append((task.key, sizeof(result), duration, tuple(fetched)))
+        nbytes = sizeof(result)
+        inline = None
+        if nbytes <= INLINE_MAX:  # small results ride along: result() needs no second round trip
+            data, bufs = serialize.dumps(result)
+            if not bufs and len(data) <= INLINE_MAX:
+                inline = data
+        self._done.append((task.key, nbytes, duration, tuple(fetched), inline))
         # Batch reports of tiny tasks; never hold one back for more than ~2 ms.
         if not more or len(self._done) >= 256 or time.perf_counter() - self._done_since > 0.002:
             self._flush_done()

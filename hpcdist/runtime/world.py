@@ -130,11 +130,14 @@ class World:
         try:
             missing = self.call((m.CLOSE, code), timeout=10)
         except Exception:  # noqa: BLE001 - the scheduler is gone; nothing left to stop politely
-            missing = None
+            missing = list(self.info)
         self.closed = True
         self.thread.join(5)
         if missing:
-            sys.stderr.write(f"hpcdist: workers {missing} did not confirm shutdown in time\n")
+            # Workers that do not answer would keep MPI_Finalize waiting for ever: end them.
+            sys.stderr.write(f"hpcdist: workers {missing} did not confirm shutdown in time; aborting\n")
+            sys.stderr.flush()
+            self.transport.abort(code or 1)
         self.transport.close()
         if self._join_workers is not None:
             self._join_workers()
