@@ -65,6 +65,8 @@ class Program:
     script: Path | None = None
     args: tuple[str, ...] = ()
     pipeline: Mapping[str, Any] | None = None
+    #: the parsed pipeline (:class:`hpcdist.pipeline.model.Pipeline`) when ``pipeline`` is set
+    parsed: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -301,8 +303,8 @@ class _Validator:
             res = self._grace(res)
         if scheduler == "sge" and v.get("launcher") == "srun":
             self.problem(self._where("launcher"), "launcher", "srun exists only under SLURM; use auto or mpiexec")
-        program = self._program(prog) if prog is not None else None
         environment = self._environment(env) if env is not None else None
+        program = self._program(prog, environment) if prog is not None else None
         output = v.get("output")
         if output is not _INVALID and output is not None:
             self._check_output(output)
@@ -351,7 +353,7 @@ class _Validator:
                 res = dict(res, grace=max(1, walltime // 2))  # the default adapts to short jobs
         return res
 
-    def _program(self, prog: dict[str, Any]) -> Program | None:
+    def _program(self, prog: dict[str, Any], environment: Environment | None = None) -> Program | None:
         script, pipeline = prog.get("script"), prog.get("pipeline")
         if script is _INVALID or pipeline is _INVALID:
             return None
@@ -360,7 +362,15 @@ class _Validator:
                          "expected exactly one of script or pipeline" + (", got both" if script else ", got neither"))
             return None
         if pipeline is not None:
-            return Program(pipeline=MappingProxyType(dict(pipeline)))
+            from hpcdist.pipeline.model import parse_pipeline
+
+            node = self.root.value["program"].value["pipeline"]  # type: ignore[union-attr]
+            dirs = dict.fromkeys(str(d) for d in (environment.workdir if environment else self.base, self.base))
+            before = len(self.problems)
+            parsed = parse_pipeline(node, self.problems, tuple(dirs))
+            if parsed is None and len(self.problems) == before:
+                return None
+            return Program(pipeline=MappingProxyType(dict(pipeline)), parsed=parsed)
         try:
             words = shlex.split(script)
         except ValueError as exc:

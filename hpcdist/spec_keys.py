@@ -109,7 +109,8 @@ ENVIRONMENT = Key("environment", "section", "How the job script prepares the env
 PROGRAM = Key("program", "section", "What rank 0 runs: exactly one of script or pipeline.", REQUIRED, children=(
     Key("script", "str", "Driver script and its arguments (path relative to the spec file's folder).", None,
         "pi.py --samples 100000"),
-    Key("pipeline", "mapping", "A pipeline description (not supported by render yet).", None, {}),
+    Key("pipeline", "mapping", "A task graph of Python functions (keys: docs/pipelines.md).", None,
+        {"module": "tasks", "tasks": {"total": {"call": "merge", "args": [{"ref": "counts"}]}}}),
 ))
 
 SPEC = Key("spec", "section", "An hpcdist job spec.", REQUIRED, children=(

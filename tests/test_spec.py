@@ -206,8 +206,10 @@ def test_program_needs_exactly_one_of_script_or_pipeline(tmp_path: Path) -> None
     assert "got neither" in problems(tmp_path, neither)[0]
     bad = "name: a\nresources: {ranks: 2}\nprogram: {pipeline: [1]}\n"
     assert "program.pipeline: expected a mapping" in problems(tmp_path, bad)[0]
-    spec = load_spec(write(tmp_path, "name: a\nresources: {ranks: 2}\nprogram: {pipeline: {steps: []}}\n"))
-    assert spec.program.script is None and dict(spec.program.pipeline or {}) == {"steps": []}
+    pipeline = "{tasks: {a: {call: 'os:getcwd'}}}"
+    spec = load_spec(write(tmp_path, f"name: a\nresources: {{ranks: 2}}\nprogram: {{pipeline: {pipeline}}}\n"))
+    assert spec.program.script is None and dict(spec.program.pipeline or {}) == {"tasks": {"a": {"call": "os:getcwd"}}}
+    assert list(spec.program.parsed.tasks) == ["a"]  # checked in depth by tests/pipeline/test_model.py
 
 
 def test_srun_under_sge_is_refused(tmp_path: Path) -> None:

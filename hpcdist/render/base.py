@@ -113,8 +113,6 @@ class BatchSystem:
 
     def check(self, spec: JobSpec) -> None:
         """Raise :class:`RenderError` for specs this system cannot run."""
-        if spec.program.script is None:
-            raise RenderError(f"{spec.source}: program.pipeline: pipelines are not supported yet")
         if spec.resources.walltime is None:
             raise RenderError(f"{spec.source}: resources.walltime: required for {self.name} (e.g. \"01:00:00\")")
 
@@ -194,8 +192,13 @@ def directive_path(path: Path, what: str) -> str:
 
 
 def python_command(spec: JobSpec) -> str:
-    """``"$PYTHON" -m hpcdist exec SCRIPT ARGS...`` with every word quoted."""
+    """``"$PYTHON" -m hpcdist exec SCRIPT ARGS...`` with every word quoted; for a pipeline
+    ``"$PYTHON" -m hpcdist run SPEC --run-dir "$HPCDIST_RUN_DIR"`` (inside the world, rank 0
+    runs the pipeline; the resolved spec that ``hpcdist submit`` wrote into the run directory
+    takes precedence over SPEC)."""
     program = spec.program
+    if program.script is None:
+        return f'"$PYTHON" -m hpcdist run {q(spec.path)} --run-dir "$HPCDIST_RUN_DIR"'
     words = [q(program.script)] + [q(a) for a in program.args]
     return '"$PYTHON" -m hpcdist exec ' + " ".join(words)
 

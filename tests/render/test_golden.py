@@ -28,6 +28,8 @@ CASES = [
     ("job-slurm.yaml", "slurm"),
     ("job-sge.yaml", "sge"),
     ("full.yaml", "slurm"),
+    ("pipeline.yaml", "slurm"),
+    ("pipeline.yaml", "sge"),
 ]
 
 

@@ -67,10 +67,11 @@ def test_launcher_srun_uses_pmi2_and_quotes_arguments(project: Path) -> None:
     assert "MPIEXEC" not in script
 
 
-def test_pipeline_and_missing_walltime_are_refused(project: Path) -> None:
-    spec = load_spec(project / "job.yaml", ("program.script=null", "program.pipeline={steps: []}"))
-    with pytest.raises(RenderError, match="pipelines are not supported yet"):
-        spec.render("slurm")
+def test_pipeline_runs_hpcdist_run_and_missing_walltime_is_refused(project: Path) -> None:
+    spec = load_spec(project / "job.yaml", ("program.script=null", "program.pipeline={tasks: {a: {call: 'os:getcwd'}}}"))
+    line = next(x for x in spec.render("slurm").splitlines() if x.startswith('"$MPIEXEC"'))
+    assert line == (f'"$MPIEXEC" -n "$SLURM_NTASKS" "$PYTHON" -m hpcdist run {project}/job.yaml'
+                    ' --run-dir "$HPCDIST_RUN_DIR" &')
     spec = load_spec(project / "job.yaml", ("resources.walltime=null",))
     with pytest.raises(RenderError, match="resources.walltime: required for slurm"):
         spec.render("slurm")

@@ -1,0 +1,286 @@
+"""``hpcdist run SPEC``: run a spec's pipeline locally, on any backend, or inside an MPI world.
+
+Three ways in:
+
+* backend ``mpi`` (the default), outside a world: validate the spec, make the run directory,
+  start ``mpiexec -n N python -m hpcdist run RUN_DIR/spec.yaml --run-dir RUN_DIR`` and
+  forward Ctrl-C/SIGTERM to rank 0, which stops the world cleanly;
+* inside an MPI world (under ``mpiexec``/``srun``, as in the rendered job scripts): rank 0
+  runs the pipeline, every other rank is a worker;
+* ``--backend thread|process|local``: everything in this process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from hpcdist.errors import HpcdistError, SpecError
+from hpcdist.pipeline import status
+from hpcdist.pipeline.rundir import LOGS, MANIFEST, OBJECTS, ensure_layout
+
+__all__ = ["is_spec", "run_spec", "parse_trailing"]
+
+SPEC_FILE = "spec.yaml"
+PID_FILE = "rank-0.pid"
+#: seconds between forwarding a stop to rank 0 and killing the launcher
+STOP_GRACE = 4.0
+
+
+def is_spec(path: str) -> bool:
+    """Whether ``hpcdist run``'s argument is a job spec (``.yaml``/``.yml``) rather than a script."""
+    return path.lower().endswith((".yaml", ".yml"))
+
+
+@click.command(context_settings={"ignore_unknown_options": False})
+@click.option("-n", "--ranks", "nranks", type=int, default=None)
+@click.option("--backend", default=None)
+@click.option("--workers", type=int, default=None)
+@click.option("--timeout", type=float, default=None)
+@click.option("--set", "overrides", multiple=True)
+@click.option("--resume", type=click.Path(file_okay=False), default=None)
+@click.option("--run-dir", "run_dir", type=click.Path(file_okay=False), default=None)
+def _trailing(**kw: Any) -> dict[str, Any]:
+    return kw
+
+
+def parse_trailing(args: Sequence[str]) -> dict[str, Any]:
+    """The options written after SPEC (``hpcdist run SPEC -n 4 --set k=v``)."""
+    try:
+        ctx = _trailing.make_context("hpcdist run SPEC", list(args))
+    except click.UsageError as exc:
+        raise HpcdistError(f"hpcdist run SPEC: {exc.format_message()}") from None
+    return dict(ctx.params)
+
+
+def run_spec(spec_path: str, *, nranks: int | None = None, backend: str | None = None, workers: int | None = None,
+             timeout: float | None = None, overrides: Sequence[str] = (), resume: str | None = None,
+             run_dir: str | None = None) -> int:
+    """Run the pipeline of ``spec_path``; returns the exit status (:mod:`hpcdist.pipeline.status`)."""
+    from hpcdist.backends.mpi import in_mpi_world
+
+    if in_mpi_world():
+        return _in_world(spec_path, overrides, run_dir or resume or os.environ.get("HPCDIST_RUN_DIR"))
+    from hpcdist.runtime.entry import split_run_options
+
+    name, nranks_, workers = split_run_options(backend, nranks, workers)
+    spec = _load(spec_path, overrides)
+    if spec.program.parsed is None:  # a spec whose program is a script: run that script
+        return _run_script_spec(spec, name, nranks_, workers, timeout, resume or run_dir)
+    directory = _prepare_run_dir(spec, resume or run_dir, must_exist=resume is not None)
+    click.echo(f"hpcdist: run directory: {directory}")
+    if name == "mpi":
+        return _launch_mpi(spec, directory, nranks_, timeout)
+    return _in_process(spec, directory, name, workers, timeout)
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+def _load(spec_path: str, overrides: Sequence[str]) -> Any:
+    from hpcdist.spec import load_spec
+
+    return load_spec(spec_path, overrides)
+
+
+def _run_script_spec(spec: Any, backend: str, nranks: int, workers: int | None, timeout: float | None,
+                     resume: str | None) -> int:
+    from hpcdist.runtime.entry import run_local, run_script
+
+    if resume:
+        raise HpcdistError(f"--resume: {spec.source} runs a script, not a pipeline; there is nothing to resume")
+    script, args = str(spec.program.script), spec.program.args
+    os.chdir(spec.environment.workdir)
+    if backend != "mpi":
+        return run_local(script, args, backend, workers, timeout=timeout)
+    return run_script(script, args, nranks, timeout=timeout)
+
+
+def _prepare_run_dir(spec: Any, given: str | None, must_exist: bool) -> Path:
+    from hpcdist.jobs import spec_to_yaml
+
+    if given:
+        directory = Path(os.path.abspath(given))
+        if must_exist and not ((directory / MANIFEST).exists() or (directory / OBJECTS).is_dir()):
+            raise HpcdistError(f"--resume {given}: not a pipeline run directory (no {MANIFEST} or {OBJECTS}/)")
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        directory, n = spec.run_dir(stamp), 1
+        while directory.exists():
+            n += 1
+            directory = spec.run_dir(f"{stamp}-{n}")
+    ensure_layout(directory)
+    text = spec_to_yaml(spec).replace("by hpcdist submit", "by hpcdist run", 1)
+    from hpcdist.pipeline.rundir import atomic_write
+
+    atomic_write(directory / SPEC_FILE, text.encode())
+    return directory
+
+
+def _stop_handlers(stop: threading.Event) -> None:
+    def on_stop(signum: int, frame: Any) -> None:
+        if not stop.is_set():
+            sys.stderr.write(f"hpcdist: {signal.Signals(signum).name}: stopping; finished results are kept\n")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, on_stop)
+        except ValueError:  # not the main thread
+            pass
+
+
+def _execute(client: Any, spec: Any, directory: Path, stop: threading.Event) -> int:
+    from hpcdist.pipeline.progress import Progress
+    from hpcdist.pipeline.runner import Deadline, Runner
+    from hpcdist.runtime.world import walltime_warning
+
+    log_path = directory / LOGS / "rank-0.log"
+    log_fh = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+
+    def log(line: str) -> None:
+        log_fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+        log_fh.flush()
+
+    progress = Progress()
+    try:
+        runner = Runner(client, spec.program.parsed, directory, deadline=Deadline.from_environment(
+            spec.resources.walltime), walltime_event=walltime_warning, stop_event=stop, progress=progress, log=log)
+        result = runner.run()
+        progress.close(result.counts, 0, time.time() - runner.started)
+    finally:
+        log_fh.close()
+    tasks = result.manifest.get("tasks", {})
+    failed = [(tid, t["error"]) for tid, t in tasks.items() if t["status"] == "failed"]
+    for tid, error in failed[:10]:
+        sys.stderr.write(f"hpcdist: task {tid} failed: {error}\n")
+    if len(failed) > 10:
+        sys.stderr.write(f"hpcdist: ... and {len(failed) - 10} more failed tasks (see {directory / MANIFEST})\n")
+    name, meaning = status.EXIT_STATUSES[result.code]
+    sys.stderr.write(f"hpcdist: pipeline {name}: {meaning}\n")
+    if result.code == status.OK:
+        click.echo(f"hpcdist: output_hash {result.output_hash}")
+    return result.code
+
+
+def _in_world(spec_path: str, overrides: Sequence[str], run_dir: str | None) -> int:
+    from hpcdist.runtime.client import Client
+
+    client = Client(backend="mpi")  # ranks other than 0 serve as workers and exit inside
+    code = status.INTERNAL
+    try:
+        if not run_dir:
+            raise HpcdistError("inside an MPI world, hpcdist run SPEC needs --run-dir (or HPCDIST_RUN_DIR)")
+        directory = Path(os.path.abspath(run_dir))
+        ensure_layout(directory)
+        (directory / LOGS / PID_FILE).write_text(f"{os.getpid()}\n")
+        if (directory / SPEC_FILE).is_file():  # the resolved spec written at submission wins
+            spec_path = str(directory / SPEC_FILE)
+        spec = _load(spec_path, overrides)
+        if spec.program.parsed is None:
+            raise SpecError(f"{spec_path}: program: inside an MPI world hpcdist run SPEC runs pipelines only")
+        os.chdir(spec.environment.workdir)
+        stop = threading.Event()
+        _stop_handlers(stop)
+        code = _execute(client, spec, directory, stop)
+    except HpcdistError as exc:
+        sys.stderr.write(f"hpcdist: error: {exc}\n")
+        code = exc.exit_code if isinstance(exc, SpecError) else status.INTERNAL
+    except BaseException:  # noqa: BLE001 - report once, then end every rank cleanly
+        import traceback
+
+        traceback.print_exc()
+        code = status.INTERNAL
+    finally:
+        client._shutdown(0)
+    return code
+
+
+def _in_process(spec: Any, directory: Path, backend: str, workers: int | None, timeout: float | None) -> int:
+    import faulthandler
+
+    from hpcdist.runtime.client import Client
+
+    if timeout:
+        faulthandler.dump_traceback_later(timeout, exit=True)
+    from hpcdist.runtime.world import install_signal_handlers
+
+    os.chdir(spec.environment.workdir)
+    stop = threading.Event()
+    _stop_handlers(stop)
+    install_signal_handlers(0)  # SIGUSR1: the walltime warning, as on rank 0 of an MPI world
+    try:
+        with Client(backend=backend, workers=workers) as client:
+            return _execute(client, spec, directory, stop)
+    finally:
+        if timeout:
+            faulthandler.cancel_dump_traceback_later()
+
+
+def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) -> int:
+    from hpcdist.launch import find_mpiexec
+    from hpcdist.runtime.entry import postmortem
+
+    if nranks < 2:
+        raise HpcdistError(f"-n {nranks}: hpcdist needs at least 2 MPI ranks: rank 0 schedules, the others work")
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        raise HpcdistError("no mpiexec found: install the embedded MPI with pip install 'hpcdist[mpich]', "
+                           "or load your site's MPI module")
+    state_dir = directory / "ranks"
+    state_dir.mkdir(exist_ok=True)
+    pid_file = directory / LOGS / PID_FILE
+    try:
+        pid_file.unlink()
+    except FileNotFoundError:
+        pass
+    env = dict(os.environ, HPCDIST_STATE_DIR=str(state_dir), HPCDIST_RUN_DIR=str(directory))
+    if timeout:
+        env["MPIEXEC_TIMEOUT"] = str(int(timeout))
+    argv = [mpiexec, "-n", str(nranks), sys.executable, "-m", "hpcdist", "run", str(directory / SPEC_FILE),
+            "--run-dir", str(directory)]
+    # own session: a terminal's Ctrl-C reaches only this process, which asks rank 0 to stop
+    proc = subprocess.Popen(argv, env=env, cwd=spec.environment.workdir, start_new_session=True)
+    stop = threading.Event()
+    _stop_handlers(stop)
+
+    def forward_warning(signum: int, frame: Any) -> None:
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGUSR1)
+        except (OSError, ValueError):
+            sys.stderr.write("hpcdist: walltime warning arrived before rank 0 started; ignored\n")
+
+    signal.signal(signal.SIGUSR1, forward_warning)
+    code = None
+    while code is None:
+        try:
+            code = proc.wait(0.2)
+        except subprocess.TimeoutExpired:
+            if stop.is_set():
+                code = _stop_world(proc, pid_file)
+    if code not in status.EXIT_STATUSES:
+        for line in postmortem(str(state_dir)):
+            sys.stderr.write(f"hpcdist: {line}\n")
+    return code if code >= 0 else 128 - code
+
+
+def _stop_world(proc: subprocess.Popen, pid_file: Path) -> int:
+    """Ask rank 0 to stop (SIGTERM), then end the launcher if it is still there after the grace."""
+    try:
+        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+    except (OSError, ValueError):
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return status.INTERRUPTED

@@ -1,0 +1,392 @@
+"""The parsed ``program.pipeline`` section: tasks, references, map and after.
+
+:func:`parse_pipeline` turns the YAML node tree (with file:line:column) into a frozen
+:class:`Pipeline`, appending every problem it finds to the spec validator's list, so a
+pipeline is checked on the same path, with the same message format, as the rest of the spec.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hpcdist.spec_yaml import MAPPING, SCALAR, SEQUENCE, Node, Problem, Where
+
+__all__ = ["Ref", "TaskDef", "Pipeline", "parse_pipeline", "TASK_NAME_PATTERN", "ON_ERROR"]
+
+TASK_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
+ON_ERROR = ("continue", "stop")
+_CALL_RE = re.compile(r"(?:[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*:)?[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
+_PIPELINE_KEYS = ("module", "on_error", "tasks", "save")
+_TASK_KEYS = ("call", "args", "kwargs", "map", "after", "retries", "timeout", "workers", "resources", "cache")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """``{ref: NAME}`` inside args/kwargs: replaced by task NAME's output."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class TaskDef:
+    """One task of the pipeline as written (a mapped task expands into several at run time).
+
+    Attributes:
+        name: the task's name (key under ``tasks``).
+        call: ``package.module:function``, or a name in the pipeline's ``module``.
+        args: positional arguments; :class:`Ref` objects anywhere inside stand for outputs.
+        kwargs: keyword arguments, same rules as ``args``.
+        map: None, the name of a task to fan out over, or a literal list.
+        after: tasks that must finish first (no data passed).
+        retries: reruns after a failure or timeout.
+        timeout: seconds one attempt may take (None: no limit).
+        workers: rank numbers or host names preferred for this task (a hint).
+        resources: free-form hints, recorded in the manifest.
+        cache: False: always recompute (and so every task downstream).
+        where: position of the task in the spec (for messages).
+    """
+
+    name: str
+    call: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    map: str | tuple[Any, ...] | None = None
+    after: tuple[str, ...] = ()
+    retries: int = 0
+    timeout: float | None = None
+    workers: tuple[Any, ...] = ()
+    resources: dict[str, Any] = field(default_factory=dict)
+    cache: bool = True
+    where: Where = Where("")
+
+    @property
+    def refs(self) -> list[str]:
+        """Names referenced with ``{ref: NAME}`` in args and kwargs, in order, without repeats."""
+        out: list[str] = []
+        _collect_refs((self.args, self.kwargs), out)
+        return list(dict.fromkeys(out))
+
+    @property
+    def deps(self) -> list[str]:
+        """Every task this one waits for: refs, the mapped-over task, after."""
+        names = list(self.refs)
+        if isinstance(self.map, str):
+            names.append(self.map)
+        names.extend(self.after)
+        return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A validated pipeline.
+
+    Attributes:
+        tasks: task definitions by name, in spec order.
+        module: default module for ``call`` names without a colon.
+        on_error: ``continue`` (skip what depends on a failed task) or ``stop``.
+        save: names of the tasks whose outputs go to the run directory's ``outputs/``.
+        import_dirs: folders put first on ``sys.path`` to import the callables.
+    """
+
+    tasks: dict[str, TaskDef]
+    module: str | None = None
+    on_error: str = "continue"
+    save: tuple[str, ...] = ()
+    import_dirs: tuple[str, ...] = ()
+
+    def target(self, name: str) -> tuple[str, str]:
+        """``(module, attribute path)`` of task ``name``'s callable."""
+        return split_call(self.tasks[name].call, self.module)
+
+
+def split_call(call: str, module: str | None) -> tuple[str, str]:
+    """``"pkg.mod:fn"`` -> ``("pkg.mod", "fn")``; ``"fn"`` -> ``(module, "fn")``."""
+    if ":" in call:
+        mod, _, attr = call.partition(":")
+        return mod, attr
+    return module or "", call
+
+
+def _collect_refs(value: Any, out: list[str]) -> None:
+    if isinstance(value, Ref):
+        out.append(value.name)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _collect_refs(v, out)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect_refs(v, out)
+
+
+# ---- parsing --------------------------------------------------------------------------------
+
+
+class _Parser:
+    def __init__(self, problems: list[Problem], prefix: str) -> None:
+        self.problems = problems
+        self.prefix = prefix
+        self.ok = True
+
+    def problem(self, where: Where, path: str, message: str) -> None:
+        self.ok = False
+        self.problems.append(Problem(where, f"{self.prefix}.{path}" if path else self.prefix, message))
+
+    def unknown_keys(self, node: Node, allowed: tuple[str, ...], path: str) -> None:
+        import difflib
+
+        for name in node.value:
+            if name not in allowed:
+                close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+                hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(allowed)})"
+                sub = f"{path}.{name}" if path else name
+                self.problem(node.key_where.get(name, node.where), sub, "unknown key" + hint)
+
+    def scalar(self, node: Node | None, path: str, types: tuple[type, ...], what: str) -> Any:
+        if node is None or (node.kind == SCALAR and node.value is None):
+            return None
+        if node.kind != SCALAR or isinstance(node.value, bool) and bool not in types or not isinstance(
+            node.value, types
+        ):
+            self.problem(node.where, path, f"expected {what}, got {_describe(node)}")
+            return None
+        return node.value
+
+    def value(self, node: Node, path: str) -> Any:
+        """Plain data with ``{ref: NAME}`` mappings turned into :class:`Ref`."""
+        if node.kind == MAPPING:
+            if "ref" in node.value:
+                if len(node.value) != 1:
+                    self.problem(node.where, path, "a {ref: NAME} mapping takes no other keys")
+                    return None
+                target = node.value["ref"]
+                if target.kind != SCALAR or not isinstance(target.value, str):
+                    self.problem(target.where, f"{path}.ref", f"expected a task name, got {_describe(target)}")
+                    return None
+                return _Located(Ref(target.value), target.where, f"{path}.ref")
+            return {k: self.value(v, f"{path}.{k}") for k, v in node.value.items()}
+        if node.kind == SEQUENCE:
+            return [self.value(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+        return node.value
+
+
+@dataclass(frozen=True)
+class _Located:
+    ref: Ref
+    where: Where
+    path: str
+
+
+def _describe(node: Node) -> str:
+    if node.kind == MAPPING:
+        return "a mapping"
+    if node.kind == SEQUENCE:
+        return "a list"
+    if node.value is None:
+        return "nothing (null)"
+    return repr(node.value)
+
+
+def _strip(value: Any, refs: list[_Located]) -> Any:
+    # replace _Located by its Ref, remembering where each reference was written
+    if isinstance(value, _Located):
+        refs.append(value)
+        return value.ref
+    if isinstance(value, list):
+        return tuple(_strip(v, refs) for v in value)
+    if isinstance(value, dict):
+        return {k: _strip(v, refs) for k, v in value.items()}
+    return value
+
+
+def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, ...] = (),
+                   check_imports: bool = True, prefix: str = "program.pipeline") -> Pipeline | None:
+    """Check a ``program.pipeline`` node and build the :class:`Pipeline`.
+
+    Every problem is appended to ``problems`` as ``file:line:column: key.path: message``:
+    unknown keys, wrong types, references to unknown tasks, cycles (the cycle is named),
+    ``map`` over something that is not a list, callables that cannot be imported or are
+    not callable (imported here, with ``import_dirs`` first on ``sys.path``).
+
+    Returns:
+        The pipeline, or None when there was a problem.
+    """
+    p = _Parser(problems, prefix)
+    if node.kind != MAPPING:
+        p.problem(node.where, "", f"expected a mapping with tasks:, got {_describe(node)}")
+        return None
+    p.unknown_keys(node, _PIPELINE_KEYS, "")
+    module = p.scalar(node.value.get("module"), "module", (str,), "a module name such as mypkg.tasks")
+    if module is not None and not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", module):
+        p.problem(node.value["module"].where, "module", f"expected a dotted module name, got {module!r}")
+        module = None
+    on_error = p.scalar(node.value.get("on_error"), "on_error", (str,), "continue or stop") or "continue"
+    if on_error not in ON_ERROR:
+        p.problem(node.value["on_error"].where, "on_error", f"expected continue or stop, got {on_error!r}")
+    tasks_node = node.value.get("tasks")
+    if tasks_node is None or tasks_node.kind != MAPPING or not tasks_node.value:
+        where = tasks_node.where if tasks_node is not None else node.where
+        got = "nothing" if tasks_node is None else _describe(tasks_node)
+        p.problem(where, "tasks", f"expected a mapping of task names to tasks ({{call: ...}}), got {got}")
+        return None
+    tasks: dict[str, TaskDef] = {}
+    ref_sites: dict[str, list[_Located]] = {}
+    for name, tnode in tasks_node.value.items():
+        where = tasks_node.key_where.get(name, tnode.where)
+        if not re.fullmatch(TASK_NAME_PATTERN, name):
+            p.problem(where, f"tasks.{name}", "task names are letters, digits, _ and - (not first a digit or -)")
+            continue
+        task, sites = _parse_task(p, name, tnode, where)
+        if task is not None:
+            tasks[name] = task
+            ref_sites[name] = sites
+    save = _parse_save(p, node.value.get("save"), tasks_node)
+    _check_links(p, tasks, ref_sites, tasks_node)
+    if True:  # every check runs, so all problems are reported at once
+        from hpcdist.pipeline.graph import find_cycle
+
+        cycle = find_cycle({n: t.deps for n, t in tasks.items()})
+        if cycle:
+            first = tasks[cycle[0]]
+            p.problem(first.where, f"tasks.{cycle[0]}", "dependency cycle: " + " -> ".join(cycle + [cycle[0]]))
+    if check_imports:
+        from hpcdist.pipeline.imports import check_callable
+
+        for t in tasks.values():
+            mod, attr = split_call(t.call, module)
+            if not mod:
+                p.problem(t.where, f"tasks.{t.name}.call",
+                          f"{t.call!r} names no module: write module:function or set program.pipeline.module")
+                continue
+            err = check_callable(mod, attr, import_dirs)
+            if err:
+                p.problem(t.where, f"tasks.{t.name}.call", err)
+    if not p.ok:
+        return None
+    if save is None:  # default: the outputs nobody else consumes
+        used = {d for t in tasks.values() for d in t.deps}
+        save = tuple(n for n in tasks if n not in used)
+    return Pipeline(tasks=tasks, module=module, on_error=on_error, save=save, import_dirs=tuple(import_dirs))
+
+
+def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDef | None, list[_Located]]:
+    path = f"tasks.{name}"
+    if node.kind != MAPPING:
+        p.problem(node.where, path, f"expected a mapping such as {{call: module:function}}, got {_describe(node)}")
+        return None, []
+    p.unknown_keys(node, _TASK_KEYS, path)
+    v = node.value
+    call = p.scalar(v.get("call"), f"{path}.call", (str,), "module:function or a function name")
+    if call is None:
+        if "call" not in v:
+            p.problem(where, f"{path}.call", "required key missing (the function to run)")
+        return None, []
+    if not _CALL_RE.fullmatch(call):
+        p.problem(v["call"].where, f"{path}.call", f"expected module:function or a function name, got {call!r}")
+    sites: list[_Located] = []
+    args: tuple[Any, ...] = ()
+    if "args" in v and v["args"].value is not None:
+        if v["args"].kind != SEQUENCE:
+            p.problem(v["args"].where, f"{path}.args", f"expected a list, got {_describe(v['args'])}")
+        else:
+            args = _strip(p.value(v["args"], f"{path}.args"), sites)
+    kwargs: dict[str, Any] = {}
+    if "kwargs" in v and v["kwargs"].value is not None:
+        if v["kwargs"].kind != MAPPING:
+            p.problem(v["kwargs"].where, f"{path}.kwargs", f"expected a mapping, got {_describe(v['kwargs'])}")
+        else:
+            kwargs = _strip(p.value(v["kwargs"], f"{path}.kwargs"), sites)
+            for k in kwargs:
+                if not k.isidentifier():
+                    p.problem(v["kwargs"].key_where.get(k, v["kwargs"].where), f"{path}.kwargs.{k}",
+                              "not a valid keyword argument name")
+    map_: str | tuple[Any, ...] | None = None
+    if "map" in v and v["map"].value is not None:
+        m = v["map"]
+        if m.kind == SEQUENCE:
+            inner: list[_Located] = []
+            map_ = _strip(p.value(m, f"{path}.map"), inner)
+            if inner:
+                p.problem(inner[0].where, f"{path}.map",
+                          "a literal map list cannot hold {ref: ...}; write map: NAME to map over a task's output")
+        elif m.kind == SCALAR and isinstance(m.value, str):
+            map_ = m.value
+        elif m.kind == MAPPING and set(m.value) == {"ref"}:
+            ref = p.value(m, f"{path}.map")
+            map_ = ref.ref.name if isinstance(ref, _Located) else None
+        else:
+            p.problem(m.where, f"{path}.map", f"expected a task name or a literal list to map over, got {_describe(m)}")
+    after: tuple[str, ...] = ()
+    if "after" in v and v["after"].value is not None:
+        a = v["after"]
+        items = [a] if a.kind == SCALAR else a.value if a.kind == SEQUENCE else None
+        if items is None or any(i.kind != SCALAR or not isinstance(i.value, str) for i in items):
+            p.problem(a.where, f"{path}.after", f"expected a task name or a list of task names, got {_describe(a)}")
+        else:
+            after = tuple(i.value for i in items)
+    retries = p.scalar(v.get("retries"), f"{path}.retries", (int,), "an integer >= 0")
+    if retries is not None and retries < 0:
+        p.problem(v["retries"].where, f"{path}.retries", f"expected an integer >= 0, got {retries}")
+    timeout = p.scalar(v.get("timeout"), f"{path}.timeout", (int, float), "a number of seconds > 0")
+    if timeout is not None and timeout <= 0:
+        p.problem(v["timeout"].where, f"{path}.timeout", f"expected a number of seconds > 0, got {timeout}")
+    workers: tuple[Any, ...] = ()
+    if "workers" in v and v["workers"].value is not None:
+        w = v["workers"]
+        items = [w] if w.kind == SCALAR else w.value if w.kind == SEQUENCE else None
+        if items is None or any(i.kind != SCALAR or isinstance(i.value, bool)
+                                or not isinstance(i.value, (int, str)) for i in items):
+            p.problem(w.where, f"{path}.workers", f"expected ranks or host names, got {_describe(w)}")
+        else:
+            workers = tuple(i.value for i in items)
+    resources: dict[str, Any] = {}
+    if "resources" in v and v["resources"].value is not None:
+        if v["resources"].kind != MAPPING:
+            p.problem(v["resources"].where, f"{path}.resources", f"expected a mapping, got {_describe(v['resources'])}")
+        else:
+            resources = v["resources"].plain()
+    cache = p.scalar(v.get("cache"), f"{path}.cache", (bool,), "true or false")
+    task = TaskDef(
+        name=name, call=call, args=tuple(args), kwargs=dict(kwargs), map=map_, after=after,
+        retries=retries or 0, timeout=float(timeout) if timeout is not None else None, workers=workers,
+        resources=resources, cache=True if cache is None else cache, where=where,
+    )
+    if isinstance(map_, str):
+        sites.append(_Located(Ref(map_), v["map"].where, f"{path}.map"))
+    for a_name in after:
+        sites.append(_Located(Ref(a_name), v["after"].where, f"{path}.after"))
+    return task, sites
+
+
+def _parse_save(p: _Parser, node: Node | None, tasks_node: Node) -> tuple[str, ...] | None:
+    if node is None or (node.kind == SCALAR and node.value is None):
+        return None
+    items = [node] if node.kind == SCALAR else node.value if node.kind == SEQUENCE else None
+    if items is None or any(i.kind != SCALAR or not isinstance(i.value, str) for i in items):
+        p.problem(node.where, "save", f"expected a list of task names, got {_describe(node)}")
+        return None
+    for i in items:
+        if i.value not in tasks_node.value:
+            p.problem(i.where, "save", f"unknown task {i.value!r}" + _close(i.value, list(tasks_node.value)))
+    return tuple(dict.fromkeys(i.value for i in items))
+
+
+def _check_links(p: _Parser, tasks: dict[str, TaskDef], sites: dict[str, list[_Located]], tasks_node: Node) -> None:
+    for name, located in sites.items():
+        for loc in located:
+            target = loc.ref.name
+            if target == name:
+                p.problem(loc.where, loc.path, f"task {name!r} refers to itself")
+            elif target not in tasks:
+                p.problem(loc.where, loc.path, f"unknown task {target!r}" + _close(target, list(tasks)))
+    for t in tasks.values():
+        if isinstance(t.map, tuple) and not t.map:
+            p.problem(t.where, f"tasks.{t.name}.map", "maps over an empty list: nothing would run")
+
+
+def _close(name: str, names: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (tasks: {', '.join(names)})"

@@ -1,0 +1,197 @@
+"""The run directory: stored results, the manifest, saved outputs and their hash.
+
+Layout::
+
+    RUN_DIR/spec.yaml              the resolved spec
+    RUN_DIR/manifest.json          per task: status, attempts, rank, host, times, bytes, error, key
+    RUN_DIR/objects/KEY.EXT        every finished task's result (the cache), KEY.meta.json beside it
+    RUN_DIR/outputs/NAME.EXT       the saved outputs (NAME/00000.EXT ... for a mapped task)
+    RUN_DIR/output_hash            sha256 over outputs/ (also in the manifest)
+    RUN_DIR/logs/                  rank 0's log and one log per worker process
+
+Results are written as ``.npy`` (numpy arrays without Python objects), ``.json`` (when JSON
+represents the value exactly: None, bool, int, finite float, str, lists and str-keyed dicts
+of those) or ``.pkl`` (cloudpickle) otherwise. Every file is written under a temporary name
+and renamed into place; a result's ``KEY.meta.json`` record is written last, so a result counts
+only once it is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = [
+    "atomic_write", "write_json", "encode", "save_object", "load_object", "stored_meta",
+    "copy_outputs", "output_hash", "ensure_layout",
+]
+
+OBJECTS, OUTPUTS, LOGS, MANIFEST, HASH_FILE = "objects", "outputs", "logs", "manifest.json", "output_hash"
+
+
+def ensure_layout(run_dir: Path) -> None:
+    """Create the run directory and its sub-folders (idempotent)."""
+    for sub in (OBJECTS, LOGS):
+        (run_dir / sub).mkdir(parents=True, exist_ok=True)
+
+
+def atomic_write(path: Path, data: bytes | Iterable[bytes], fsync: bool = True) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
+
+    ``fsync`` also survives a machine crash; without it a crashed *process* still never
+    leaves a partial file (results skip it: a fsync per result costs milliseconds).
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
+                fh.write(chunk)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_json(path: Path, data: Any, fsync: bool = True) -> None:
+    """``data`` as indented JSON, atomically."""
+    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode(), fsync)
+
+
+def _exact_json(value: Any, depth: int = 0) -> bool:
+    # exact types only: a numpy float64 or a tuple would not come back as itself
+    if depth > 100:
+        return False
+    t = type(value)
+    if value is None or t in (bool, int, str):
+        return True
+    if t is float:
+        return math.isfinite(value)
+    if t is list:
+        return all(_exact_json(v, depth + 1) for v in value)
+    if t is dict:
+        return all(type(k) is str and _exact_json(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def encode(value: Any) -> tuple[str, bytes]:
+    """``(extension, file contents)`` for a result: npy, json or pkl (see the module doc)."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is optional
+        np = None  # type: ignore[assignment]
+    if np is not None and type(value) is np.ndarray and not value.dtype.hasobject:
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(value), allow_pickle=False)
+        return "npy", buf.getvalue()
+    if _exact_json(value):
+        return "json", (json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode()
+    import cloudpickle
+
+    return "pkl", cloudpickle.dumps(value, protocol=5)
+
+
+def save_object(objects_dir: Path, key: str, value: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Store ``value`` as ``objects_dir/KEY.EXT`` and its record as ``KEY.meta.json``.
+
+    Returns:
+        The record: key, file, format, bytes, length (for lists/tuples) and ``extra``.
+    """
+    ext, data = encode(value)
+    name = f"{key}.{ext}"
+    atomic_write(objects_dir / name, data, fsync=False)
+    meta: dict[str, Any] = {"key": key, "file": name, "format": ext, "bytes": len(data),
+                            "sha256": hashlib.sha256(data).hexdigest()}
+    if isinstance(value, (list, tuple)):
+        meta["length"] = len(value)
+    meta.update(extra or {})
+    write_json(objects_dir / f"{key}.meta.json", meta, fsync=False)
+    return meta
+
+
+def stored_meta(objects_dir: Path, key: str) -> dict[str, Any] | None:
+    """The record of a stored result that is complete (file present, size as recorded), or None."""
+    try:
+        meta = json.loads((objects_dir / f"{key}.meta.json").read_text(encoding="utf-8"))
+        size = (objects_dir / meta["file"]).stat().st_size
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return meta if meta.get("key") == key and size == meta.get("bytes") else None
+
+
+def load_object(path: str | os.PathLike[str]) -> Any:
+    """Read a stored result back (the inverse of :func:`encode`)."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        import numpy as np
+
+        return np.load(path, allow_pickle=False)
+    if path.suffix == ".json":
+        return json.loads(path.read_text(encoding="utf-8"))
+    import pickle
+
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
+def copy_outputs(run_dir: Path, saved: dict[str, list[str | None]], mapped: set[str]) -> list[str]:
+    """Copy the saved tasks' stored results into ``outputs/`` (replacing what was there).
+
+    Args:
+        saved: task name -> object file names of its concrete tasks, in item order
+            (None for an item without a result; such an item is left out).
+        mapped: names of mapped tasks (their outputs become a folder of items).
+
+    Returns:
+        The paths written, relative to the run directory.
+    """
+    out_dir = run_dir / OUTPUTS
+    tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".outputs-"))
+    written = []
+    for name, files in saved.items():
+        if name in mapped:
+            (tmp / name).mkdir()
+        for i, f in enumerate(files):
+            if f is None:
+                continue
+            ext = f.rsplit(".", 1)[-1]
+            rel = f"{name}/{i:05d}.{ext}" if name in mapped else f"{name}.{ext}"
+            shutil.copyfile(run_dir / OBJECTS / f, tmp / rel)
+            written.append(f"{OUTPUTS}/{rel}")
+    old = run_dir / ".outputs-old"
+    if out_dir.exists():
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return sorted(written)
+
+
+def output_hash(run_dir: Path) -> str:
+    """sha256 over every file under ``outputs/`` (relative path, size and bytes, in path order).
+
+    The stored encodings are canonical (sorted JSON keys, C-ordered .npy), so the hash is the
+    same on every backend, with any number of workers, and across reruns.
+    """
+    h = hashlib.sha256()
+    base = run_dir / OUTPUTS
+    files = sorted(p for p in base.rglob("*") if p.is_file()) if base.exists() else []
+    for p in files:
+        rel = p.relative_to(base).as_posix()
+        h.update(f"{rel}\0{p.stat().st_size}\0".encode())
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,453 @@
+"""Running a pipeline on a :class:`~hpcdist.runtime.client.Client`.
+
+Rank 0 dispatches concrete tasks as their dependencies finish, at most one per worker at a
+time (so ``running`` and per-task timeouts mean what they say), retries failures, reuses
+valid stored results, writes the manifest as it goes and stops cleanly on the walltime
+warning, the job's end time, Ctrl-C/SIGTERM or ``on_error: stop``.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from hpcdist.pipeline import status
+from hpcdist.pipeline.execute import Element, TaskTimeout, load_stored, run_task
+from hpcdist.pipeline.graph import OK_STATES, Item, Plan
+from hpcdist.pipeline.imports import resolve_callable
+from hpcdist.pipeline.keys import function_identity, make_key_fn
+from hpcdist.pipeline.model import Pipeline, Ref
+from hpcdist.pipeline.rundir import (
+    HASH_FILE, MANIFEST, OBJECTS, copy_outputs, ensure_layout, output_hash, stored_meta, write_json,
+)
+
+__all__ = ["RunResult", "Runner", "Deadline"]
+
+#: seconds rank 0 waits past a task's timeout before it gives up on it itself
+TIMEOUT_SLACK = 2.0
+#: how often the manifest is rewritten while tasks finish
+MANIFEST_INTERVAL = 1.0
+
+
+@dataclass
+class Deadline:
+    """When the job must be finished: ``end`` (epoch seconds) or None for no limit.
+
+    ``margin`` seconds are kept free at the end for writing the manifest and shutting down.
+    """
+
+    end: float | None = None
+    margin: float = 10.0
+
+    @classmethod
+    def from_environment(cls, walltime: int | None = None, environ: dict[str, str] | None = None) -> Deadline:
+        """``SLURM_JOB_END_TIME``; else, inside a batch job, its start (``SLURM_JOB_START_TIME``,
+        or now) plus ``walltime``; else no limit."""
+        env = os.environ if environ is None else environ
+        for name in ("SLURM_JOB_END_TIME", "HPCDIST_JOB_END_TIME"):
+            text = env.get(name, "").strip()
+            if text.isdigit() and int(text) > 0:
+                return cls(float(text))
+        if walltime and ("SLURM_JOB_ID" in env or "JOB_ID" in env):
+            start = env.get("SLURM_JOB_START_TIME", "")
+            return cls((float(start) if start.isdigit() else time.time()) + walltime)
+        return cls(None)
+
+    def left(self, now: float | None = None) -> float:
+        """Seconds left before the margin (infinite without a limit)."""
+        if self.end is None:
+            return float("inf")
+        return self.end - self.margin - (time.time() if now is None else now)
+
+
+@dataclass
+class RunResult:
+    """How a run ended: exit ``code`` (see :mod:`hpcdist.pipeline.status`), counts, hash."""
+
+    code: int
+    counts: dict[str, int]
+    output_hash: str
+    reason: str = ""
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Record:
+    attempts: int = 0
+    rank: int | None = None
+    host: str | None = None
+    start: float | None = None
+    end: float | None = None
+    bytes: int | None = None
+    error: str | None = None
+    file: str | None = None
+    dispatched: float | None = None
+
+
+class Runner:
+    """Runs one pipeline into one run directory.
+
+    Args:
+        client: a connected client (any backend).
+        pipeline: the validated pipeline.
+        run_dir: the run directory (created if needed; stored results there are reused).
+        deadline: the job's end time.
+        walltime_event: set when the walltime warning arrived.
+        stop_event: set on Ctrl-C/SIGTERM.
+        progress: called with ``(counts, running, elapsed)`` after every change.
+        log: receives plain log lines (rank 0's log).
+    """
+
+    def __init__(self, client: Any, pipeline: Pipeline, run_dir: Path, *, deadline: Deadline | None = None,
+                 walltime_event: threading.Event | None = None, stop_event: threading.Event | None = None,
+                 progress: Callable[[dict[str, int], int, float], None] | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.client = client
+        self.pipeline = pipeline
+        self.run_dir = Path(run_dir)
+        self.deadline = deadline or Deadline()
+        self.walltime_event = walltime_event or threading.Event()
+        self.stop_event = stop_event or threading.Event()
+        self.progress = progress or (lambda counts, running, elapsed: None)
+        self.log = log or (lambda line: None)
+        self.nonce = uuid.uuid4().hex
+        self.targets = {n: pipeline.target(n) for n in pipeline.tasks}
+        identities = {n: function_identity(resolve_callable(*self.targets[n], pipeline.import_dirs))
+                      for n in pipeline.tasks}
+        self.plan = Plan(pipeline, make_key_fn(identities, self.nonce))
+        self.records: dict[str, _Record] = {}
+        self.futures: dict[str, Any] = {}  # tid -> future of its value (computed or loaded)
+        self.running: dict[str, Any] = {}  # tid -> future of the attempt in flight
+        self.done_q: queue.SimpleQueue = queue.SimpleQueue()
+        self.queue: deque[Item] = deque()  # ready, not reusable, waiting for a free worker
+        self.durations: dict[str, tuple[int, float]] = {}  # task name -> (n, mean seconds)
+        self.started = time.time()
+        self._manifest_at = 0.0
+        self.reason = ""
+        self.previous = _previous_records(self.run_dir / MANIFEST)
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Run until every task is terminal or the run must stop; write manifest and outputs."""
+        ensure_layout(self.run_dir)
+        capacity = max(1, self.client.nworkers)
+        self.log(f"run {self.run_dir}: {len(self.pipeline.tasks)} task definitions, {capacity} workers")
+        while True:
+            self._check_stop()
+            self._take_ready(capacity)
+            self._report()
+            if self.plan.stopped or (not self.running and (self.plan.finished() or not self._pending())):
+                break
+            try:
+                tid, fut = self.done_q.get(timeout=0.2)
+            except queue.Empty:
+                self._check_timeouts()
+                continue
+            self._finish(tid, fut)
+            while True:  # drain what else finished meanwhile
+                try:
+                    tid, fut = self.done_q.get_nowait()
+                except queue.Empty:
+                    break
+                self._finish(tid, fut)
+        return self._close()
+
+    def _pending(self) -> bool:
+        counts = self.plan.counts()
+        return counts.get("waiting", 0) + counts.get("ready", 0) > 0
+
+    def _check_stop(self) -> None:
+        if self.plan.stopped:
+            return
+        if self.stop_event.is_set():
+            self.reason = "interrupted"
+            self.log("interrupted: cancelling running tasks")
+            self.plan.stop()
+            for tid, fut in list(self.running.items()):
+                self.client.cancel([fut])
+                self.records[tid].error = "interrupted"
+                self.running.pop(tid)
+        elif self.walltime_event.is_set():
+            self.reason = "walltime"
+            self.log("walltime warning: no new tasks; running ones may finish")
+            self.plan.stop()
+        elif self.deadline.left() <= 0:
+            self.reason = "walltime"
+            self.log("job end time reached: no new tasks")
+            self.plan.stop()
+
+    def _take_ready(self, capacity: int) -> None:
+        while not self.plan.stopped:  # reused results can make more tasks ready at once
+            fresh = self.plan.ready()
+            if not fresh:
+                break
+            for item in fresh:
+                if not self._reuse(item):
+                    self.queue.append(item)
+        while self.queue and len(self.running) < capacity and not self.plan.stopped:
+            item = self.queue.popleft()
+            if item.state != "ready":
+                continue
+            mean = self.durations.get(item.name, (0, 0.0))[1]
+            if mean and mean > self.deadline.left():
+                self.reason = "walltime"
+                self.log(f"{item.tid}: expected {mean:.1f} s, only {self.deadline.left():.1f} s left: stopping")
+                self.plan.stop()
+                return
+            self._dispatch(item)
+
+    def _reuse(self, item: Item) -> bool:
+        if not self.pipeline.tasks[item.name].cache:
+            return False
+        meta = stored_meta(self.run_dir / OBJECTS, item.key)
+        if meta is None:
+            return False
+        rec = self.records.setdefault(item.tid, _Record())
+        rec.file, rec.bytes, rec.host = meta["file"], meta["bytes"], meta.get("host")
+        rec.start, rec.end = meta.get("start"), meta.get("end")
+        old = self.previous.get(item.key, {})
+        rec.rank, rec.attempts = old.get("rank"), old.get("attempts", 0)
+        self.plan.done(item.tid, meta.get("length"), cached=True)
+        return True
+
+    # ---- dispatch -----------------------------------------------------------------------------
+
+    def _value_future(self, tid: str) -> Any:
+        fut = self.futures.get(tid)
+        if fut is None:  # a reused result: load it on a worker once, when first needed
+            rec = self.records[tid]
+            path = str(self.run_dir / OBJECTS / str(rec.file))
+            fut = self.futures[tid] = self.client.submit(load_stored, path, key=f"load-{self.plan.items[tid].key}")
+        return fut
+
+    def _substitute(self, value: Any) -> Any:
+        if isinstance(value, Ref):
+            tids = self.plan.group(value.name) or []
+            if self.plan.is_mapped(value.name):
+                return [self._value_future(t) for t in tids]
+            return self._value_future(tids[0])
+        if isinstance(value, (list, tuple)):
+            return [self._substitute(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._substitute(v) for k, v in value.items()}
+        return value
+
+    def _dispatch(self, item: Item) -> None:
+        t = self.pipeline.tasks[item.name]
+        args = list(self._substitute(list(t.args)))
+        if item.source is not None:
+            src = self.plan.items[item.source]
+            head = self._value_future(src.tid)
+            args.insert(0, head if self.plan.is_mapped(src.name) else Element(head, item.index or 0))
+        elif item.index is not None:
+            args.insert(0, item.value)
+        kwargs = self._substitute(dict(t.kwargs))
+        rec = self.records.setdefault(item.tid, _Record())
+        rec.attempts += 1
+        rec.error = None
+        rec.dispatched = time.time()
+        module, attr = self.targets[item.name]
+        info = {"run_dir": str(self.run_dir), "key": item.key, "tid": item.tid, "timeout": t.timeout,
+                "import_dirs": list(self.pipeline.import_dirs)}
+        fut = self.client.submit(run_task, module, attr, tuple(args), kwargs, info,
+                                 key=f"{item.key}~{rec.attempts}", workers=list(t.workers) or None,
+                                 allow_other_workers=True)
+        self.plan.mark(item.tid, "running")
+        self.running[item.tid] = fut
+        fut.add_done_callback(lambda f, tid=item.tid: self.done_q.put((tid, f)))
+
+    # ---- completion ---------------------------------------------------------------------------
+
+    def _finish(self, tid: str, fut: Any) -> None:
+        if self.running.get(tid) is not fut:
+            return  # a cancelled or timed-out attempt reporting late
+        del self.running[tid]
+        item = self.plan.items[tid]
+        rec = self.records[tid]
+        error: BaseException | None = None
+        if fut.cancelled():
+            error = TaskTimeout("cancelled")
+        else:
+            error = fut.exception()
+        meta = stored_meta(self.run_dir / OBJECTS, item.key) if error is None else None
+        if error is None and meta is None:
+            error = RuntimeError(f"the result of {tid} was not stored in {self.run_dir / OBJECTS}")
+        if error is not None:
+            self._failed(item, f"{type(error).__name__}: {error}")
+            return
+        assert meta is not None
+        rec.file, rec.bytes, rec.host = meta["file"], meta["bytes"], meta.get("host")
+        rec.start, rec.end = meta.get("start"), meta.get("end")
+        try:
+            ranks = self.client.who_has([fut]).get(fut.key) or []
+            rec.rank = ranks[0] if ranks else None
+        except Exception:  # noqa: BLE001 - the rank is informative only
+            rec.rank = None
+        if rec.start is not None and rec.end is not None:
+            n, mean = self.durations.get(item.name, (0, 0.0))
+            self.durations[item.name] = (n + 1, mean + (rec.end - rec.start - mean) / (n + 1))
+        self.futures[tid] = fut
+        self.plan.done(tid, meta.get("length"))
+        self._release(item)
+
+    def _failed(self, item: Item, text: str) -> None:
+        rec = self.records[item.tid]
+        retries = self.pipeline.tasks[item.name].retries
+        rec.error = text.splitlines()[0][:2000] if text else "failed"
+        if self.stop_event.is_set():  # lost to the interrupt (a worker that got Ctrl-C too)
+            self.plan.set_state(item.tid, "not_run")
+            return
+        if rec.attempts <= retries and not self.plan.stopped:
+            self.log(f"{item.tid}: attempt {rec.attempts} failed ({rec.error}); retrying")
+            self.plan.mark(item.tid, "ready")
+            self.queue.appendleft(item)
+            return
+        self.log(f"{item.tid}: failed after {rec.attempts} attempt(s): {rec.error}")
+        self.plan.set_state(item.tid, "failed")
+
+    def _check_timeouts(self) -> None:
+        now = time.time()
+        for tid, fut in list(self.running.items()):
+            timeout = self.pipeline.tasks[self.plan.items[tid].name].timeout
+            rec = self.records[tid]
+            if timeout and rec.dispatched is not None and now - rec.dispatched > timeout + TIMEOUT_SLACK:
+                self.running.pop(tid)
+                self.client.cancel([fut])
+                self._failed(self.plan.items[tid], f"TaskTimeout: no result within its timeout of {timeout:g} s")
+
+    def _release(self, item: Item) -> None:
+        # drop futures nobody will read again, so workers can free the values
+        for d in item.deps:
+            dep = self.plan.items[d]
+            consumers = [n for n, t in self.pipeline.tasks.items() if dep.name in t.deps]
+            if all(self.plan.group(n) is not None for n in consumers) and all(
+                    self.plan.items[x].state not in ("waiting", "ready", "running") for x in dep.dependents):
+                self.futures.pop(d, None)
+
+    # ---- reporting ----------------------------------------------------------------------------
+
+    def _report(self, force: bool = False) -> None:
+        counts = self.plan.counts()
+        self.progress(counts, len(self.running), time.time() - self.started)
+        if force or time.time() - self._manifest_at >= MANIFEST_INTERVAL:
+            self._write_manifest()
+
+    def _manifest(self, final: bool = False, digest: str | None = None, code: int | None = None) -> dict[str, Any]:
+        tasks = {}
+        for tid, it in self.plan.items.items():
+            rec = self.records.get(tid, _Record())
+            state = "running" if tid in self.running else it.state
+            error = rec.error if state in ("failed", "not_run") or rec.error else self.plan.errors.get(tid)
+            tasks[tid] = {
+                "task": it.name, "index": it.index, "status": state, "attempts": rec.attempts, "rank": rec.rank,
+                "host": rec.host, "start": rec.start, "end": rec.end, "bytes": rec.bytes,
+                "error": error or self.plan.errors.get(tid), "key": it.key or None, "output": rec.file,
+                "inputs": list(it.deps),
+            }
+        doc: dict[str, Any] = {
+            "transfer": self._transfer(),
+            "version": 1, "final": final, "started": self.started, "updated": time.time(),
+            "counts": self.plan.counts(), "reason": self.reason or None, "save": list(self.pipeline.save),
+            "workers": {str(r): w for r, w in self.client.workers.items()}, "backend": self.client.backend,
+            "tasks": tasks,
+        }
+        if digest is not None:
+            doc["output_hash"] = digest
+        if code is not None:
+            doc["exit_status"] = code
+        return doc
+
+    def _transfer(self) -> dict[str, int]:
+        """Input bytes of the tasks run here, and how many of them came from another rank
+        (an estimate: a copy fetched earlier for another task is counted again)."""
+        total = moved = 0
+        for tid, it in self.plan.items.items():
+            rec = self.records.get(tid)
+            if rec is None or rec.rank is None or it.state != "done":
+                continue
+            for d in it.deps:
+                dep, drec = self.plan.items[d], self.records.get(d)
+                if drec is None or drec.bytes is None or dep.state != "done" or drec.rank is None:
+                    continue
+                if self.pipeline.tasks[it.name].after and dep.name in self.pipeline.tasks[it.name].after \
+                        and dep.name not in self.pipeline.tasks[it.name].refs and dep.tid != it.source:
+                    continue  # `after` passes no data
+                total += drec.bytes
+                moved += drec.bytes if drec.rank != rec.rank else 0
+        return {"input_bytes": total, "moved_bytes": moved}
+
+    def _write_manifest(self, **kw: Any) -> dict[str, Any]:
+        doc = self._manifest(**kw)
+        write_json(self.run_dir / MANIFEST, doc)
+        self._manifest_at = time.time()
+        return doc
+
+    def _close(self) -> RunResult:
+        if self.plan.stopped and self.running:
+            self._drain()
+        self.plan.close()
+        saved: dict[str, list[str | None]] = {}
+        for name in self.pipeline.save:
+            tids = [t for t in self.plan.group(name) or [] if not t.endswith("[]")]
+            saved[name] = [self.records[t].file if self.plan.items[t].state in OK_STATES else None for t in tids]
+        copy_outputs(self.run_dir, saved, {n for n in self.pipeline.save if self.plan.is_mapped(n)})
+        digest = output_hash(self.run_dir)
+        counts = self.plan.counts()
+        bad = counts.get("failed", 0) + counts.get("skipped", 0)
+        if self.reason == "interrupted":
+            code = status.INTERRUPTED
+        elif self.reason == "walltime":
+            code = status.WALLTIME
+        elif bad or counts.get("not_run", 0):
+            code = status.TASKS_FAILED
+        else:
+            code = status.OK
+        if code == status.OK:
+            (self.run_dir / HASH_FILE).write_text(digest + "\n")
+        else:
+            try:
+                (self.run_dir / HASH_FILE).unlink()
+            except FileNotFoundError:
+                pass
+        doc = self._write_manifest(final=True, digest=digest, code=code)
+        self.progress(counts, 0, time.time() - self.started)
+        self.log(f"finished: exit status {code} ({status.EXIT_STATUSES[code][0]}), counts {counts}")
+        return RunResult(code, counts, digest, self.reason, doc)
+
+    def _drain(self) -> None:
+        """After a stop: let running tasks finish while the deadline allows."""
+        while self.running:
+            left = self.deadline.left()
+            if left <= 0 or self.stop_event.is_set():
+                for tid, fut in list(self.running.items()):
+                    self.client.cancel([fut])
+                    self.records[tid].error = "stopped before it finished"
+                    self.plan.mark(tid, "not_run")
+                self.running.clear()
+                return
+            try:
+                tid, fut = self.done_q.get(timeout=min(0.2, left))
+            except queue.Empty:
+                self._check_timeouts()
+                continue
+            self._finish(tid, fut)
+            self._report()
+
+
+def _previous_records(path: Path) -> dict[str, dict[str, Any]]:
+    """Task entries of an earlier manifest in this run directory, by cache key (for resumed runs)."""
+    import json
+
+    try:
+        tasks = json.loads(path.read_text(encoding="utf-8")).get("tasks", {})
+        return {t["key"]: t for t in tasks.values() if t.get("key") and t.get("status") in OK_STATES}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
