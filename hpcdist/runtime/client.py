@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import itertools
 import queue
 import sys
 import threading
@@ -123,6 +124,9 @@ class Client:
         self._refs: dict[str, int] = {}
         self._errors: dict[int, tuple[Any, BaseException]] = {}
         self._small: dict[str, bytes] = {}  # pickles of small results, sent along with "memory"
+        # fresh keys: a counter behind a token unique to this client (uuid4 per task cost ~5 us)
+        self._token = uuid.uuid4().hex[:12]
+        self._counter = itertools.count()
         self._fn_cache: dict[int, tuple[Any, str, bytes]] = {}
         self._callbacks: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
@@ -233,7 +237,7 @@ class Client:
                     h.update(b)
                 key = f"{name}-{h.hexdigest()}"
             else:
-                key = f"{name}-{uuid.uuid4().hex}"
+                key = f"{name}-{self._token}-{next(self._counter)}"
         spec = TaskSpec(key=key, deps=tuple(deps), fn_name=name, workers=self._ranks(workers),
                         allow_other_workers=allow_other_workers, retries=retries)
         return spec, fn_id, fn_bytes, data, buffers
@@ -311,7 +315,7 @@ class Client:
             values, shape = [data], "one"
         items, futures = [], []
         for i, value in enumerate(values):
-            key = f"{type(value).__name__}-{uuid.uuid4().hex}"
+            key = f"{type(value).__name__}-{self._token}-{next(self._counter)}"
             payload, buffers = serialize.dumps(value)
             if broadcast:
                 ranks: list[int] | None = allowed

@@ -21,6 +21,9 @@ from hpcdist.runtime import state as st
 
 #: seconds the shutdown waits for every worker's goodbye
 SHUTDOWN_GRACE = 2.0
+#: frees wait for this many keys or this many seconds, whichever comes first
+FREE_BATCH = 256
+FREE_DELAY = 0.005
 
 
 class Scheduler:
@@ -49,6 +52,7 @@ class Scheduler:
         self.failed: BaseException | None = None
         self._compute: dict[int, tuple[list, list]] = {}
         self._free: dict[int, list[str]] = {}
+        self._free_since = 0.0
         #: payload bytes rank 0 received from / sent to workers (task arguments, scatters, gathers)
         self.bytes_in = 0
         self.bytes_out = 0
@@ -82,6 +86,8 @@ class Scheduler:
         """Handle messages until the workers are shut down (scheduler thread)."""
         while not self.stopped:
             timeout = None if self.closing is None else max(0.0, self.closing[0] - time.monotonic())
+            if self._free:  # wake up to send batched frees
+                timeout = FREE_DELAY if timeout is None else min(timeout, FREE_DELAY)
             item = self.transport.recv(timeout)
             if item is not None:
                 self._dispatch(*item)
@@ -113,7 +119,7 @@ class Scheduler:
             if kind == "compute":
                 self._queue_compute(ins[1], ins[2], ins[3])
             elif kind == "free":
-                self._free.setdefault(ins[1], []).extend(ins[2])
+                self._queue_free(ins[1], ins[2])
             elif kind == "steal":
                 self.transport.send(ins[1], (m.STEAL, ins[2]))
             elif kind == "memory" and ins[1] in self.small:
@@ -140,14 +146,28 @@ class Scheduler:
         bufs.extend(buffers)
 
     def _flush(self) -> None:
-        for rank, keys in self._free.items():
-            self.transport.send(rank, (m.FREE, keys))
-        self._free.clear()
+        # Frees are batched (one message per released future was most of the traffic with tiny
+        # tasks), but never held back behind a COMPUTE to the same rank: see _send_frees.
+        pending = sum(len(keys) for keys in self._free.values())
+        if pending >= FREE_BATCH or (pending and time.monotonic() - self._free_since >= FREE_DELAY):
+            for rank in list(self._free):
+                self._send_frees(rank)
         for rank, (entries, bufs) in self._compute.items():
+            self._send_frees(rank)  # a key freed then recomputed here must be freed first
             path = self.path_sent[rank] if rank in self._path_update else None
             self._send(rank, (m.COMPUTE, entries, path), bufs)
         self._compute.clear()
         self._path_update.clear()
+
+    def _send_frees(self, rank: int) -> None:
+        keys = self._free.pop(rank, None)
+        if keys:
+            self.transport.send(rank, (m.FREE, keys))
+
+    def _queue_free(self, rank: int, keys: list[str]) -> None:
+        if not self._free:
+            self._free_since = time.monotonic()
+        self._free.setdefault(rank, []).extend(keys)
 
     # ---- from the client (loopback) -------------------------------------------------------------
 
@@ -227,7 +247,7 @@ class Scheduler:
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
         _, key, exc_bytes, text, duration, fetched = header
         if fetched:  # copies made for a task that failed: not worth keeping
-            self._free.setdefault(src, []).extend(fetched)
+            self._queue_free(src, list(fetched))
         error = (exc_bytes, text, src, self.info.get(src, {}).get("host", "?"), self.transport.size)
         self._handle(st.Failed(time.monotonic(), key, src, error, duration))
 
@@ -236,7 +256,7 @@ class Scheduler:
         known = tuple(k for k in fetched if self.state.state_of(k) not in (None, "forgotten"))
         stale = [k for k in fetched if k not in known]
         if stale:
-            self._free.setdefault(src, []).extend(stale)
+            self._queue_free(src, stale)
         return known
 
     def _on_data(self, src: int, header: tuple, buffers: list) -> None:

@@ -288,3 +288,15 @@ def test_busy_worker_still_serves_data(client):
     assert arr.result(timeout=5)[-1] == 999
     assert time.monotonic() - start < 0.9, "the data came only after the long task ended"
     busy.result(timeout=10)
+
+
+def test_resubmitting_a_released_pure_key_computes_it_again(client):
+    for round_ in range(20):
+        fut = client.submit(inc, 777, key="resubmitted-key")
+        assert fut.result(timeout=10) == 778
+        del fut  # its FREE may still be batched when the same key is computed again
+    again = client.submit(inc, 777, key="resubmitted-key")
+    time.sleep(0.05)  # let every delayed FREE go out
+    assert again.result(timeout=10) == 778
+    # small results come from rank 0's cache: a dependent task proves the worker still holds it
+    assert client.submit(inc, again, pure=False).result(timeout=10) == 779
