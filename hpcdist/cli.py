@@ -54,14 +54,35 @@ def postmortem_command(state_dir: str) -> None:
               help="local, thread, process or mpi (or an alias); default mpi, under mpiexec.")
 @click.option("--workers", type=int, default=None, help="Workers (thread/process; mpi: ranks - 1).")
 @click.option("--timeout", type=float, default=None, help="Kill the job after this many seconds.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="SPEC only: override a spec key (repeatable).")
+@click.option("--resume", type=click.Path(file_okay=False), default=None, metavar="RUN_DIR",
+              help="SPEC only: continue the pipeline run in RUN_DIR, reusing its finished results.")
+@click.option("--run-dir", "run_dir", type=click.Path(file_okay=False), default=None, hidden=True)
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run_command(nranks: int | None, backend: str | None, workers: int | None, timeout: float | None,
+                overrides: tuple[str, ...], resume: str | None, run_dir: str | None,
                 script: str, args: tuple[str, ...]) -> None:
     """Run SCRIPT locally: under mpiexec (`hpcdist run -n 4 script.py [ARGS...]`) or, with
-    `--backend thread|process|local [--workers N]`, in this process without MPI."""
+    `--backend thread|process|local [--workers N]`, in this process without MPI.
+
+    With a job spec (`hpcdist run SPEC.yaml [-n 4] [--set k=v] [--resume RUN_DIR]`) it runs the
+    spec's pipeline and prints the run directory (see docs/pipelines.md)."""
     from hpcdist.runtime.entry import run_local, run_script, split_run_options
 
+    # --- pipelines (issue 5) ---
+    from hpcdist.pipeline.entry import is_spec, parse_trailing, run_spec
+
+    if is_spec(script):
+        opts = dict(nranks=nranks, backend=backend, workers=workers, timeout=timeout, resume=resume,
+                    run_dir=run_dir)
+        later = parse_trailing(args)
+        opts.update({k: v for k, v in later.items() if v is not None and k != "overrides"})
+        sys.exit(run_spec(script, overrides=overrides + tuple(later["overrides"]), **opts))
+    if overrides or resume or run_dir:
+        raise HpcdistError("--set, --resume and --run-dir apply to a job spec (hpcdist run SPEC.yaml)")
+    # --- end pipelines ---
     name, nranks, workers = split_run_options(backend, nranks, workers)
     if name != "mpi":
         sys.exit(run_local(script, args, name, workers, timeout=timeout))
@@ -75,18 +96,21 @@ def run_command(nranks: int | None, backend: str | None, workers: int | None, ti
 @click.option("--only", multiple=True, metavar="NAME",
               help="Run only this workload (repeatable): tiny_map, latency, bandwidth, chains, tree_sum, "
                    "idle_cpu, launch.")
+@click.option("--backend", default="mpi", show_default=True, metavar="NAME",
+              help="hpcdist's backend: mpi (under mpiexec), thread, process or local (or an alias).")
 @click.option("--peers/--no-peers", default=True, show_default=True,
-              help="Also measure mpi4py.futures, dask.distributed and ProcessPoolExecutor where installed.")
+              help="Also measure the backend's peers where installed: mpi4py.futures, dask.distributed and "
+                   "ProcessPoolExecutor for mpi; ProcessPoolExecutor or ThreadPoolExecutor and dask otherwise.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds one measured world may run.")
-def bench_command(nranks: int, quick: bool, only: tuple[str, ...], peers: bool, json_path: str | None,
-                  timeout: float) -> None:
+def bench_command(nranks: int, quick: bool, only: tuple[str, ...], backend: str, peers: bool,
+                  json_path: str | None, timeout: float) -> None:
     """Measure per-task overhead, latency and bandwidth here, next to the peers, in one table."""
-    from hpcdist.bench import PEERS, run_bench
+    from hpcdist.bench import run_bench
     from hpcdist.bench.report import build, render
 
-    result = run_bench(nranks, quick=quick, only=only, peers=PEERS if peers else (), timeout=timeout,
-                       progress=lambda line: click.echo(f"bench: {line}", err=True))
+    result = run_bench(nranks, quick=quick, only=only, peers=None if peers else (), timeout=timeout,
+                       progress=lambda line: click.echo(f"bench: {line}", err=True), backend=backend)
     rows = build(result)
     click.echo(render(result, rows))
     if json_path:
@@ -186,16 +210,26 @@ if TYPE_CHECKING:
 
 
 @cli.command("submit")
-@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.argument("spec_path", metavar="[SPEC]", type=click.Path(dir_okay=False), required=False)
 @click.option("--dry-run", is_flag=True, help="Make the run directory and script, but do not submit.")
 @click.option("--scheduler", default=None, help="Batch system to use instead of the spec's (slurm or sge).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec key (repeatable).")
-def submit_command(spec_path: str, dry_run: bool, scheduler: str | None, overrides: tuple[str, ...]) -> None:
-    """Validate SPEC, make its run directory and submit the job script."""
+@click.option("--resume", type=click.Path(file_okay=False), default=None, metavar="RUN_DIR",
+              help="Continue the pipeline in RUN_DIR (reusing its results) instead of making a new run "
+                   "directory; SPEC defaults to RUN_DIR/spec.yaml.")
+@click.option("--resubmit", "automatic", is_flag=True, hidden=True,
+              help="Used by job scripts after the walltime status: count against program.pipeline.resubmit.")
+def submit_command(spec_path: str | None, dry_run: bool, scheduler: str | None, overrides: tuple[str, ...],
+                   resume: str | None, automatic: bool) -> None:
+    """Validate SPEC, make its run directory and submit the job script
+    (`hpcdist submit [SPEC] --resume RUN_DIR`: continue a pipeline run there)."""
     from hpcdist import jobs
 
-    job = jobs.submit(spec_path, dry_run=dry_run, scheduler=scheduler, overrides=overrides)
-    click.echo(f"run directory: {job.run_dir}")
+    if spec_path is None and resume is None:
+        raise click.UsageError("missing argument SPEC (or --resume RUN_DIR)")
+    job = jobs.submit(spec_path, dry_run=dry_run, scheduler=scheduler, overrides=overrides, resume=resume,
+                      automatic=automatic)
+    click.echo(f"run directory: {job.run_dir}" + (f" (resumed: {job.script.name})" if resume and job.script else ""))
     click.echo(f"job id: {job.job_id}" if job.job_id is not None else f"dry run: {job.system} job not submitted")
 
 

@@ -144,6 +144,7 @@ class Job:
         Raises:
             CommandError: when the batch system's command fails.
         """
+        self._follow()
         job_id = self._require_id("query")
         st = query_states(self.system, [job_id], timeout=QUERY_TIMEOUT)[job_id]
         if st.state in ("UNKNOWN", "FAILED") and self.record.get("cancel_requested"):
@@ -155,19 +156,45 @@ class Job:
         st.progress = self.progress()
         return st
 
+    def _follow(self) -> None:
+        # a run continued by `submit --resume` (or a job that resubmitted itself) names its
+        # newest job in job.json: follow it
+        if self.run_dir is None:
+            return
+        try:
+            newest = Job.from_run_dir(self.run_dir)
+        except RunDirError:
+            return
+        if newest.job_id is not None and newest.job_id != self.job_id:
+            self.job_id, self.system, self.submitted = newest.job_id, newest.system, newest.submitted
+            self.script, self.record = newest.script, newest.record
+
     def cancel(self) -> None:
         """Ask the batch system to cancel the job (and note the request in ``job.json``).
+
+        The request is noted first, so a job script that reacts to the cancellation (Grid
+        Engine's -notify signal looks like the walltime warning) does not resubmit itself.
 
         Raises:
             CommandError: with the batch system's own message when it refuses.
         """
         from hpcdist.render import get_system
 
+        self._follow()
         job_id = self._require_id("cancel")
-        launch.run_command(get_system(self.system).cancel_argv(job_id), timeout=QUERY_TIMEOUT)
-        if self.run_dir is not None and (self.run_dir / JOB_FILE).exists():
+        noted = self.run_dir is not None and (self.run_dir / JOB_FILE).exists()
+        if noted:
+            assert self.run_dir is not None
             self.record["cancel_requested"] = time.time()
             _write_json(self.run_dir / JOB_FILE, self.record)
+        try:
+            launch.run_command(get_system(self.system).cancel_argv(job_id), timeout=QUERY_TIMEOUT)
+        except BaseException:
+            if noted:
+                assert self.run_dir is not None
+                self.record.pop("cancel_requested", None)
+                _write_json(self.run_dir / JOB_FILE, self.record)
+            raise
 
     def wait(
         self, timeout: float | None = None, poll: float = 0.5, max_poll: float = 10.0, unknown_grace: float = 30.0
@@ -230,14 +257,21 @@ def submit(
     *,
     scheduler: str | None = None,
     overrides: Iterable[str] = (),
+    resume: str | os.PathLike[str] | None = None,
+    automatic: bool = False,
 ) -> Job:
-    """Validate, render and submit a job spec; make its run directory.
+    """Validate, render and submit a job spec; make its run directory (or continue one).
 
     Args:
-        spec: a :class:`~hpcdist.spec.JobSpec`, or the path of a spec file.
+        spec: a :class:`~hpcdist.spec.JobSpec`, or the path of a spec file; with ``resume``
+            also None: the run directory's own resolved ``spec.yaml``.
         dry_run: do everything but submit (the run directory is made, ``job_id`` is None).
         scheduler: ``slurm`` or ``sge`` instead of the spec's own ``scheduler`` (spec paths only).
         overrides: ``key.path=value`` settings applied to the spec file (spec paths only).
+        resume: an existing pipeline run directory: submit a job that continues the pipeline
+            there, reusing its results (see :mod:`hpcdist.jobs_resume`); no new directory.
+        automatic: with ``resume``: the job script resubmitting itself after the walltime
+            status, counted against ``program.pipeline.resubmit``.
 
     Returns:
         The submitted job, with :attr:`Job.run_dir` in place.
@@ -246,10 +280,21 @@ def submit(
         SpecError: the spec is invalid (nothing is submitted).
         RenderError: the spec cannot be rendered for its batch system.
         SubmitError: the batch system rejected the job; the message is its own.
+        RunDirError: ``resume`` is not a pipeline run directory, or its newest job still runs.
     """
     from hpcdist.render import get_system, render
     from hpcdist.spec import JobSpec, load_spec
 
+    if resume is not None:
+        if dry_run:
+            raise RunDirError("--dry-run and --resume cannot be combined; see the script with hpcdist render SPEC")
+        from hpcdist.jobs_resume import submit_resume
+
+        return submit_resume(spec, resume, scheduler=scheduler, overrides=overrides, automatic=automatic)
+    if automatic:
+        raise RunDirError("an automatic resubmission needs the run directory to resume")
+    if spec is None:
+        raise SpecError("no job spec given (hpcdist submit SPEC)")
     extra = list(overrides)
     if scheduler is not None:
         extra.append(f"scheduler={scheduler}")

@@ -37,11 +37,12 @@ class Key:
     Attributes:
         name: the key as written in YAML.
         kind: one of section, str, name, choice, int, bool, walltime, memory, path,
-            strlist, strmap, mapping.
+            strlist, strmap, mapping; in the pipeline section also tasks, list, number,
+            names (a name or a list of names), map and hosts (checked by hpcdist.pipeline.model).
         doc: one-line description (used in the docs and the JSON Schema).
         default: the default value, or REQUIRED.
         example: an example value (docs and schema).
-        children: the keys of a section.
+        children: the keys of a section (or of a mapping the pipeline model checks).
         choices: allowed values of a choice key.
         minimum: smallest allowed integer.
         pattern: regular expression a string (or every list item) must match in full.
@@ -106,11 +107,48 @@ ENVIRONMENT = Key("environment", "section", "How the job script prepares the env
     Key("inherit_env", "bool", "SGE only: pass the submitting shell's environment (qsub -V).", False, False),
 ))
 
+# The pipeline section: hpcdist.pipeline.model validates it (references, cycles, imports) with
+# the names, patterns, choices and minimums below; the JSON Schema is derived from the same keys.
+TASK_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
+DOTTED_PATTERN = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
+CALL_PATTERN = rf"(?:{DOTTED_PATTERN}:)?{DOTTED_PATTERN}"
+
+TASK = Key("task", "section", "One task: a call of a Python function.", None, children=(
+    Key("call", "str", "package.module:function, or a function name in the pipeline's module.", REQUIRED,
+        "count_words", pattern=CALL_PATTERN),
+    Key("args", "list", "Positional arguments; {ref: NAME} anywhere inside is replaced by task NAME's output.",
+        [], [{"ref": "files"}, 2]),
+    Key("kwargs", "mapping", "Keyword arguments, same rules as args.", {}, {"factor": 3}),
+    Key("map", "map", "Fan out one task per item of task NAME's output, or of a literal list "
+        "(the item is the first positional argument).", None, "files", pattern=TASK_NAME_PATTERN),
+    Key("after", "names", "Tasks that must finish first; no data is passed.", [], ["corpus"],
+        pattern=TASK_NAME_PATTERN),
+    Key("retries", "int", "Reruns after a failure or a timeout.", 0, 2, minimum=0),
+    Key("timeout", "number", "Seconds one attempt may take; a timed-out attempt counts as failed.", None, 120),
+    Key("workers", "hosts", "Preferred worker ranks or host names (a hint).", [], [1, 2]),
+    Key("resources", "mapping", "Free-form hints, kept in the spec; not enforced.", {}, {"memory": "2GiB"}),
+    Key("cache", "bool", "false: always recompute (and so everything downstream).", True, True),
+))
+
+PIPELINE = Key("pipeline", "mapping", "A task graph of Python functions (docs/pipelines.md).", None,
+               {"module": "tasks", "tasks": {"total": {"call": "merge", "args": [{"ref": "counts"}]}}}, children=(
+    Key("module", "str", "Module in which a call without a colon is looked up.", None, "tasks",
+        pattern=DOTTED_PATTERN),
+    Key("on_error", "choice", "continue: a failed task skips only its dependents; stop: dispatch nothing new.",
+        "continue", "continue", choices=("continue", "stop")),
+    Key("tasks", "tasks", "Task name -> task (letters, digits, _ and -; not first a digit or -).", REQUIRED,
+        {"total": {"call": "merge_counts", "args": [{"ref": "counts"}]}}, children=(TASK,),
+        pattern=TASK_NAME_PATTERN),
+    Key("save", "names", "Tasks whose outputs go to outputs/ and into output_hash "
+        "(default: the tasks nothing depends on).", None, ["total"], pattern=TASK_NAME_PATTERN),
+    Key("resubmit", "int", "Batch jobs stopped at the walltime (status 5) submit themselves again with "
+        "--resume, at most this many times in all.", 0, 2, minimum=0),
+))
+
 PROGRAM = Key("program", "section", "What rank 0 runs: exactly one of script or pipeline.", REQUIRED, children=(
     Key("script", "str", "Driver script and its arguments (path relative to the spec file's folder).", None,
         "pi.py --samples 100000"),
-    Key("pipeline", "mapping", "A task graph of Python functions (keys: docs/pipelines.md).", None,
-        {"module": "tasks", "tasks": {"total": {"call": "merge", "args": [{"ref": "counts"}]}}}),
+    PIPELINE,
 ))
 
 SPEC = Key("spec", "section", "An hpcdist job spec.", REQUIRED, children=(
@@ -284,14 +322,15 @@ def _expected(key: Key) -> str:
 def _schema(key: Key) -> dict[str, Any]:
     kind = key.kind
     s: dict[str, Any]
-    if kind == "section":
+    if kind == "section" or (kind == "mapping" and key.children):
         s = {
             "type": "object",
             "properties": {k.name: _schema(k) for k in key.children},
             "additionalProperties": False,
         }
         # a section with a required key is required too (resources: ranks)
-        required = [k.name for k in key.children if k.required or any(c.required for c in k.children)]
+        required = [k.name for k in key.children
+                    if k.required or (k.kind == "section" and any(c.required for c in k.children))]
         if required:
             s["required"] = required
         if key.name == "program":
@@ -321,6 +360,27 @@ def _schema(key: Key) -> dict[str, Any]:
         }
     elif kind == "mapping":
         s = {"type": "object"}
+    elif kind == "tasks":
+        s = {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": f"^(?:{key.pattern})$"},
+            "additionalProperties": _schema(key.children[0]),
+        }
+    elif kind == "list":
+        s = {"type": "array"}
+    elif kind == "number":
+        s = {"type": "number", "exclusiveMinimum": 0}
+    elif kind == "names":
+        name = {"type": "string", "pattern": f"^(?:{key.pattern})$"}
+        s = {"anyOf": [name, {"type": "array", "items": name}]}
+    elif kind == "map":
+        name = {"type": "string", "pattern": f"^(?:{key.pattern})$"}
+        ref = {"type": "object", "properties": {"ref": name}, "required": ["ref"], "additionalProperties": False}
+        s = {"anyOf": [name, {"type": "array", "minItems": 1}, ref]}
+    elif kind == "hosts":
+        one = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "minLength": 1}]}
+        s = {"anyOf": [one, {"type": "array", "items": one}]}
     else:
         s = {"type": "string", "minLength": 1}
         if key.pattern:

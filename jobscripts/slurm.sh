@@ -52,4 +52,4 @@ if [ "$RC" != 0 ]; then "$PYTHON" -m hpcdist postmortem "$HPCDIST_STATE_DIR" >&2
 
 # The launcher's exit status, for `hpcdist status`.
 printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"
-exit "$RC"
+${resubmit}exit "$RC"

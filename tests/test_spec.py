@@ -291,15 +291,34 @@ def test_schema_is_derived_from_the_key_table() -> None:
         out = []
         for name, sub in node.get("properties", {}).items():
             out.append(prefix + name)
-            if sub.get("type") == "object" and "properties" in sub:
+            if sub.get("type") == "object" and "properties" in sub and prefix + name != "program.pipeline":
                 out.extend(paths(sub, prefix + name + "."))
         return out
 
-    assert sorted(paths(schema)) == sorted(all_paths())
+    assert sorted(paths(schema)) == sorted(all_paths())  # the pipeline section: next test
     assert schema["required"] == ["name", "resources", "program"]
     assert [k.name for k in SPEC.children if k.required] == ["name", "program"]
     assert schema["properties"]["resources"]["properties"]["ranks"]["minimum"] == 2
     assert schema["properties"]["resources"]["additionalProperties"] is False
+
+
+def test_schema_describes_the_pipeline_section_from_the_key_table() -> None:
+    from hpcdist.pipeline import model
+    from hpcdist.spec_keys import PIPELINE
+
+    pipeline = json_schema()["properties"]["program"]["properties"]["pipeline"]
+    assert list(pipeline["properties"]) == ["module", "on_error", "tasks", "save", "resubmit"]
+    assert list(pipeline["properties"]) == list(model._PIPELINE_KEYS)  # the validator's own list
+    assert pipeline["required"] == ["tasks"] and pipeline["additionalProperties"] is False
+    assert pipeline["properties"]["on_error"]["enum"] == list(model.ON_ERROR) == ["continue", "stop"]
+    assert pipeline["properties"]["resubmit"] == {
+        "type": "integer", "minimum": 0, "description": PIPELINE.child("resubmit").doc, "default": 0, "examples": [2]}
+    task = pipeline["properties"]["tasks"]["additionalProperties"]
+    assert list(task["properties"]) == list(model._TASK_KEYS) == [
+        "call", "args", "kwargs", "map", "after", "retries", "timeout", "workers", "resources", "cache"]
+    assert task["required"] == ["call"] and task["additionalProperties"] is False
+    assert task["properties"]["retries"]["minimum"] == 0 and task["properties"]["cache"]["default"] is True
+    assert "program.pipeline" not in json_schema()["properties"]["program"].get("required", [])
 
 
 def test_examples_and_documented_spec_satisfy_the_schema(tmp_path: Path) -> None:
@@ -310,8 +329,32 @@ def test_examples_and_documented_spec_satisfy_the_schema(tmp_path: Path) -> None
     jsonschema.Draft202012Validator.check_schema(json_schema())
     repo = Path(__file__).resolve().parents[1]
     docs = [repo / "examples" / "pi" / n for n in ("job.yaml", "job-slurm.yaml", "job-sge.yaml")]
-    for doc in [*docs, write(tmp_path, GOOD)]:
+    pipelines = sorted(repo.glob("examples/*/job.yaml"))
+    assert {p.parent.name for p in pipelines} >= {"wordcount", "montecarlo_pi", "array_tree"}
+    for doc in [*docs, *pipelines, write(tmp_path, GOOD)]:
         assert list(validator.iter_errors(yaml.safe_load(doc.read_text()))) == [], doc
+
+
+def test_schema_rejects_pipeline_mistakes() -> None:
+    import jsonschema
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    repo = Path(__file__).resolve().parents[1]
+    good = yaml.safe_load((repo / "examples" / "wordcount" / "job.yaml").read_text())
+    pipeline = good["program"]["pipeline"]
+    cases = {
+        "resubmit": ({"resubmit": -1}, "-1 is less than the minimum of 0"),
+        "unknown key": ({"retry": 1}, "'retry' was unexpected"),
+        "on_error": ({"on_error": "halt"}, "'halt' is not one of"),
+        "task key": ({"tasks": {**pipeline["tasks"], "x": {"call": "f", "retry": 2}}}, "'retry' was unexpected"),
+        "no call": ({"tasks": {"x": {"args": [1]}}}, "'call' is a required property"),
+        "task name": ({"tasks": {"1x": {"call": "f"}}}, "'1x' does not match"),
+    }
+    for what, (change, message) in cases.items():
+        bad = {**good, "program": {"pipeline": {**pipeline, **change}}}
+        messages = " / ".join(e.message for e in validator.iter_errors(bad))
+        assert message in messages, (what, messages)
     bad = yaml.safe_load(GOOD.replace("ranks: 8", "ranks: 1").replace("resources:", "resources:\n  rank: 2"))
     messages = " ".join(e.message for e in validator.iter_errors(bad))
     assert re.search(r"1 is less than the minimum of 2", messages) and "'rank'" in messages

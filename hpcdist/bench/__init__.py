@@ -1,8 +1,8 @@
 """``hpcdist bench``: the runtime's per-task overhead, latency and bandwidth next to its peers.
 
-:func:`run_bench` (in :mod:`hpcdist.bench.runner`) starts hpcdist's MPI world and, where
-installed, mpi4py.futures, dask.distributed and ProcessPoolExecutor, runs the same workloads
-in each and returns the results; :mod:`hpcdist.bench.report` makes the table. See
+:func:`run_bench` (in :mod:`hpcdist.bench.runner`) starts hpcdist's world on one backend
+(MPI by default) and, where installed, that backend's peers (mpi4py.futures, dask.distributed,
+Process/ThreadPoolExecutor), runs the same workloads in each and returns the results; :mod:`hpcdist.bench.report` makes the table. See
 docs/bench.md. Nothing is imported eagerly, so ``python -m hpcdist.bench.child`` stays clean.
 """
 

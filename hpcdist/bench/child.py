@@ -16,7 +16,7 @@ import traceback
 from typing import Any
 
 PREFIX = "BENCH "
-SYSTEMS = ("hpcdist", "mpi4py.futures", "dask", "processpool")
+SYSTEMS = ("hpcdist", "mpi4py.futures", "dask", "processpool", "threadpool")
 
 
 def emit(record: dict[str, Any]) -> None:
@@ -25,7 +25,12 @@ def emit(record: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
-def _start(name: str, nworkers: int, sizes: Any, launch: bool) -> Any:
+def _start(name: str, nworkers: int, sizes: Any, launch: bool, backend: str = "mpi") -> Any:
+    if name == "hpcdist" and backend != "mpi":
+        from hpcdist import Client
+        from hpcdist.bench.systems import HpcdistSystem
+
+        return HpcdistSystem(Client(backend=backend, workers=nworkers))
     if name == "hpcdist":
         if not launch:
             from hpcdist.bench.peers import rawmpi
@@ -46,16 +51,19 @@ def _start(name: str, nworkers: int, sizes: Any, launch: bool) -> Any:
         from hpcdist.bench.peers.dask_peer import DaskSystem
 
         return DaskSystem(nworkers)
-    from hpcdist.bench.systems import process_pool
+    from hpcdist.bench.systems import process_pool, thread_pool
 
-    return process_pool(nworkers)
+    return thread_pool(nworkers) if name == "threadpool" else process_pool(nworkers)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the requested workloads on one system; results go to stdout as BENCH lines."""
     p = argparse.ArgumentParser(prog="python -m hpcdist.bench.child")
     p.add_argument("system", choices=SYSTEMS)
-    p.add_argument("--workers", type=int, default=3, help="workers for dask and processpool")
+    p.add_argument("--workers", type=int, default=3,
+                   help="workers for dask, the pools and hpcdist on a backend other than mpi")
+    p.add_argument("--backend", default="mpi", choices=("mpi", "thread", "process", "local"),
+                   help="hpcdist's backend; mpi runs under mpiexec, the others start in this process")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", default="", help="comma-separated workload names")
     p.add_argument("--launch", action="store_true", help="only time launch to first result")
@@ -66,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from hpcdist.bench import tasks, workloads
 
     sizes = workloads.QUICK if args.quick else workloads.FULL
-    system = _start(args.system, args.workers, sizes, args.launch)
+    system = _start(args.system, args.workers, sizes, args.launch, args.backend)
     try:
         if args.launch:
             system.value(system.submit(tasks.noop, 1))
@@ -85,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             finally:
                 faulthandler.cancel_dump_traceback_later()
-            if out is not None:
-                emit({"workload": name, **out})
+            # None: the workload does not apply here (bandwidth without task placement)
+            emit({"workload": name, **out} if out is not None else
+                 {"workload": name, "value": None, "skipped": "does not apply to this system"})
         return 0
     finally:
         system.close()

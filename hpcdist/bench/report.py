@@ -1,4 +1,8 @@
-"""The table of ``hpcdist bench``: one row per figure, hpcdist and each peer, ratios, targets."""
+"""The table of ``hpcdist bench``: one row per figure, hpcdist and each peer, ratios, targets.
+
+:data:`ROWS` holds the mpi backend's targets; :data:`BACKEND_TARGETS` replaces some of them
+on the other backends, whose peers are the concurrent.futures pools.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +42,9 @@ def _ratio(row: Row, ours: float | None, peer: float | None) -> float | None:
     if ours is None or peer is None or row.field != "value":
         return None
     if row.lower_is_better:
-        return peer / ours if ours > 0 else math.inf
+        if ours == 0:  # e.g. idle CPU: both at 0 is a tie, not an infinite win
+            return 1.0 if peer == 0 else math.inf
+        return peer / ours
     return ours / peer if peer > 0 else math.inf
 
 
@@ -62,6 +68,24 @@ def _tiny(v: dict, raw: dict) -> bool | None:
 def _at_most_dask(v: dict, raw: dict) -> bool | None:
     h, d = v.get("hpcdist"), v.get("dask")
     return None if h is None or d is None else h <= d
+
+
+def _within(peer: str, k: float) -> Callable[[dict, dict], bool | None]:
+    """Check: hpcdist's figure is at most ``k`` times the peer's (lower is better)."""
+    def check(v: dict, raw: dict) -> bool | None:
+        h, p = v.get("hpcdist"), v.get(peer)
+        return None if h is None or p is None else h <= k * p
+
+    return check
+
+
+def _faster(peer: str) -> Callable[[dict, dict], bool | None]:
+    """Check: hpcdist's time is below the peer's."""
+    def check(v: dict, raw: dict) -> bool | None:
+        h, p = v.get("hpcdist"), v.get(peer)
+        return None if h is None or p is None else h < p
+
+    return check
 
 
 def _bandwidth(v: dict, raw: dict) -> bool | None:
@@ -89,6 +113,31 @@ ROWS = (
 )
 
 
+#: backend -> {(workload, field): (target, check)} replacing the targets of :data:`ROWS`;
+#: an empty target means none (the mpi target names a peer or a figure that is not measured)
+BACKEND_TARGETS: dict[str, dict[tuple[str, str], tuple[str, Any]]] = {
+    "process": {
+        ("tiny_map", "value"): ("<=2x processpool", _within("processpool", 2)),
+        ("bandwidth", "value"): ("", None),
+        ("chains", "value"): ("< processpool", _faster("processpool")),
+    },
+    "thread": {("tiny_map", "value"): ("", None), ("bandwidth", "value"): ("", None)},
+    "local": {("tiny_map", "value"): ("", None), ("bandwidth", "value"): ("", None)},
+}
+
+
+def rows_for(backend: str) -> tuple[Row, ...]:
+    """The rows of the table for ``backend``, with that backend's targets."""
+    over = BACKEND_TARGETS.get(backend, {})
+    out = []
+    for row in ROWS:
+        if (row.key, row.field) in over:
+            target, check = over[row.key, row.field]
+            row = Row(row.key, row.title, row.unit, row.lower_is_better, row.field, target, check)
+        out.append(row)
+    return tuple(out)
+
+
 def _value(rec: dict[str, Any] | None, field: str) -> float | None:
     if not rec or rec.get(field) is None:
         return None
@@ -103,12 +152,13 @@ def build(bench: dict[str, Any]) -> list[dict[str, Any]]:
     res = bench["results"]
     raw = {k: _value(res.get(k, {}).get("hpcdist"), "value") for k in ("raw_bandwidth", "raw_latency")}
     rows = []
-    for row in ROWS:
+    for row in rows_for(bench.get("backend", "mpi")):
         if row.key not in res:
             continue
         recs = res[row.key]
         values = {s: _value(recs.get(s), row.field) for s in systems}
-        if row.key.startswith("raw_") and all(v is None for v in values.values()):
+        skipped = any(r.get("skipped") for r in recs.values())
+        if row.key.startswith("raw_") and not skipped and all(v is None for v in values.values()):
             continue
         met = row.check(values, raw) if row.check else None
         rows.append({
@@ -157,13 +207,29 @@ def render(bench: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         cells += [r["target"], {True: "yes", False: "NO", None: "?" if r["target"] else ""}[r["met"]]]
         lines.append(cells)
     widths = [max(len(str(c)) for c in col) for col in zip(head, *lines)]
-    out = [f"hpcdist bench: {bench['nranks']} ranks (1 driver + {bench['nranks'] - 1} workers)"
-           + (", quick" if bench["quick"] else "")]
+    out = [_title(bench)]
     for cells in (head, ["-" * w for w in widths], *lines):
         out.append("  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) if i < len(head) - 2 else str(c).ljust(w)
                              for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
     out.append("x vs PEER: how many times better hpcdist is (>1: hpcdist faster / higher bandwidth).")
+    backend = bench.get("backend", "mpi")
+    na = bench.get("not_applicable") or {}
+    if na:
+        reasons = sorted(set(na.values()))
+        out.append(f"n/a on the {backend} backend: {', '.join(na)} ({'; '.join(reasons)}).")
     for s, status in bench["systems"].items():
         if status.startswith("failed"):
             out.append(f"{s}: {status}")
     return "\n".join(out)
+
+
+def _title(bench: dict[str, Any]) -> str:
+    n = bench["nranks"]
+    quick = ", quick" if bench["quick"] else ""
+    backend = bench.get("backend", "mpi")
+    if backend == "mpi":
+        return f"hpcdist bench: {n} ranks (1 driver + {n - 1} workers){quick}"
+    if backend == "local":
+        return f"hpcdist bench: local backend (tasks run inline in the driver; peers: {n - 1} workers){quick}"
+    kind = "worker threads in the driver's process" if backend == "thread" else "worker processes"
+    return f"hpcdist bench: {backend} backend, 1 driver + {n - 1} {kind}{quick}"

@@ -1,9 +1,10 @@
 """The parent side of ``hpcdist bench``: start each system's world, collect its results.
 
-Each system runs in processes of its own, started here: ``mpiexec -n N`` for hpcdist and
-mpi4py.futures, a plain Python process for dask.distributed (LocalCluster) and
-ProcessPoolExecutor. Launch to first result is timed here, from ``Popen`` to the child's
-``first_result`` line.
+Each system runs in processes of its own, started here: ``mpiexec -n N`` for hpcdist on the
+mpi backend and for mpi4py.futures, a plain Python process for hpcdist on the other backends
+(``Client(backend=..., workers=N-1)`` inside it), dask.distributed (LocalCluster) and the
+concurrent.futures pools. Launch to first result is timed here, from ``Popen`` to the
+child's ``first_result`` line.
 """
 
 from __future__ import annotations
@@ -19,12 +20,24 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
+from hpcdist.backends import canonical_name
 from hpcdist.bench.child import PREFIX
 from hpcdist.bench.workloads import RUNNERS
 from hpcdist.errors import HpcdistError
 from hpcdist.launch import find_mpiexec
 
+#: the peers of the mpi backend (the default)
 PEERS = ("mpi4py.futures", "dask", "processpool")
+#: backend -> the peers measured next to it by default
+BACKEND_PEERS = {
+    "mpi": PEERS,
+    "process": ("processpool", "dask"),
+    "thread": ("threadpool", "dask"),
+    "local": ("threadpool", "dask"),
+}
+#: rows and peers that need an MPI world: "n/a" on the other backends
+MPI_ONLY_WORKLOADS = ("raw_latency", "raw_bandwidth")
+MPI_ONLY_PEERS = ("mpi4py.futures",)
 #: every workload name ``--only`` accepts
 WORKLOADS = (*RUNNERS, "launch")
 #: launches timed per system (median reported)
@@ -33,18 +46,25 @@ LAUNCHES = {False: 3, True: 1}
 
 def peer_available(name: str) -> bool:
     """Whether a peer can be measured here (its package importable, mpiexec found)."""
-    if name == "processpool":
+    if name in ("processpool", "threadpool"):
         return True
     if name == "mpi4py.futures":
         return importlib.util.find_spec("mpi4py") is not None and find_mpiexec() is not None
     if name == "dask":
         return importlib.util.find_spec("distributed") is not None
-    raise HpcdistError(f"unknown bench peer {name!r}; known: {', '.join(PEERS)}")
+    known = sorted({p for peers in BACKEND_PEERS.values() for p in peers})
+    raise HpcdistError(f"unknown bench peer {name!r}; known: {', '.join(known)}")
 
 
-def child_argv(system: str, nranks: int, args: Sequence[str]) -> list[str]:
-    """The command that starts ``system`` with ``nranks`` processes (driver included)."""
+def child_argv(system: str, nranks: int, args: Sequence[str], backend: str = "mpi") -> list[str]:
+    """The command that starts ``system`` with ``nranks`` processes (driver included).
+
+    ``backend`` only matters for hpcdist: ``mpi`` starts it under ``mpiexec -n nranks``, any
+    other backend in one plain process that starts ``nranks - 1`` workers itself.
+    """
     child = [sys.executable, "-m", "hpcdist.bench.child"]
+    if system == "hpcdist" and backend != "mpi":
+        return [*child, system, "--backend", backend, "--workers", str(nranks - 1), *args]
     if system in ("hpcdist", "mpi4py.futures"):
         mpiexec = find_mpiexec()
         if mpiexec is None:
@@ -109,25 +129,37 @@ def run_child(argv: Sequence[str], timeout: float) -> tuple[list[dict[str, Any]]
     return records, (first[0] if first else None), code, tail
 
 
-def run_bench(nranks: int = 4, quick: bool = False, only: Sequence[str] = (), peers: Sequence[str] = PEERS,
-              timeout: float = 300.0, progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def run_bench(nranks: int = 4, quick: bool = False, only: Sequence[str] = (), peers: Sequence[str] | None = None,
+              timeout: float = 300.0, progress: Callable[[str], None] = lambda s: None,
+              backend: str = "mpi") -> dict[str, Any]:
     """Measure hpcdist and the peers on every (or the ``only``) workload.
 
     Args:
-        nranks: processes per system, driver included (mpiexec -n; peers get nranks-1 workers).
+        nranks: processes per system, driver included (mpiexec -n, or the driver plus
+            nranks-1 workers on the other backends; peers get nranks-1 workers).
         quick: fewer repetitions (same array sizes), for a smoke test.
         only: workload names to run (default all, see :data:`WORKLOADS`).
-        peers: peers to measure besides hpcdist; those not installed are reported so.
+        peers: peers to measure besides hpcdist (default: the backend's, see
+            :data:`BACKEND_PEERS`); those not installed are reported so.
         timeout: seconds one child may run.
         progress: called with a short line before each child starts.
+        backend: hpcdist's backend (``mpi``, ``thread``, ``process``, ``local`` or an alias).
 
     Returns:
-        ``{"nranks", "quick", "systems": {name: "ok" | "not installed" | "failed: ..."},
-        "results": {workload: {system: record}}, "stderr": {failed system: its last lines}}``;
-        a record has ``value`` and may have ``bytes_via_master``, ``extra`` or ``error``.
+        ``{"nranks", "quick", "backend", "systems": {name: "ok" | "not installed" | "failed: ..."},
+        "results": {workload: {system: record}}, "stderr": {failed system: its last lines},
+        "not_applicable": {row or peer: why}}``; a record has ``value`` and may have
+        ``bytes_via_master``, ``extra``, ``error`` or ``skipped`` (why there is no value).
     """
+    backend = canonical_name(backend, "--backend")
     if nranks < 2:
         raise HpcdistError(f"-n {nranks}: the bench needs at least 2 ranks (1 scheduler + workers)")
+    if peers is None:
+        peers = BACKEND_PEERS[backend]
+    not_applicable: dict[str, str] = {}
+    if backend != "mpi":
+        peers = [p for p in peers if p not in MPI_ONLY_PEERS]
+        not_applicable = {name: "they need the mpi backend" for name in ("raw MPI rows", *MPI_ONLY_PEERS)}
     unknown = sorted(set(only) - set(WORKLOADS))
     if unknown:
         raise HpcdistError(f"unknown workload(s) {', '.join(unknown)}; known: {', '.join(WORKLOADS)}")
@@ -137,6 +169,9 @@ def run_bench(nranks: int = 4, quick: bool = False, only: Sequence[str] = (), pe
     failures: dict[str, str] = {}
     results: dict[str, dict[str, Any]] = {}
     flags = (["--quick"] if quick else []) + (["--only", ",".join(in_child)] if only else [])
+    if backend != "mpi" and in_child:
+        for name in MPI_ONLY_WORKLOADS:
+            results[name] = {"hpcdist": {"workload": name, "skipped": "needs the mpi backend"}}
     for system in ("hpcdist", *peers):
         if system != "hpcdist" and not peer_available(system):
             systems[system] = "not installed"
@@ -144,7 +179,7 @@ def run_bench(nranks: int = 4, quick: bool = False, only: Sequence[str] = (), pe
         systems[system] = "ok"
         if in_child:
             progress(f"{system}: workloads ({', '.join(in_child)})")
-            recs, _, code, tail = run_child(child_argv(system, nranks, flags), timeout)
+            recs, _, code, tail = run_child(child_argv(system, nranks, flags, backend), timeout)
             for rec in recs:
                 results.setdefault(rec["workload"], {})[system] = rec
             if code != 0:
@@ -157,7 +192,8 @@ def run_bench(nranks: int = 4, quick: bool = False, only: Sequence[str] = (), pe
             progress(f"{system}: launch to first result")
             times = []
             for _ in range(LAUNCHES[quick]):
-                _, first, code, tail = run_child(child_argv(system, nranks, ["--launch"]), min(timeout, 120))
+                _, first, code, tail = run_child(child_argv(system, nranks, ["--launch"], backend),
+                                                 min(timeout, 120))
                 if first is None or code != 0:
                     results.setdefault("launch", {})[system] = {"error": f"exit {code}: {tail[-200:]}"}
                     break
@@ -165,4 +201,5 @@ def run_bench(nranks: int = 4, quick: bool = False, only: Sequence[str] = (), pe
             else:
                 results.setdefault("launch", {})[system] = {"value": statistics.median(times),
                                                             "extra": {"launches": [round(t, 3) for t in times]}}
-    return {"nranks": nranks, "quick": quick, "systems": systems, "results": results, "stderr": failures}
+    return {"nranks": nranks, "quick": quick, "backend": backend, "systems": systems, "results": results,
+            "stderr": failures, "not_applicable": not_applicable}

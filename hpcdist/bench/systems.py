@@ -65,11 +65,12 @@ class HpcdistSystem(System):
     """hpcdist's :class:`~hpcdist.Client` in the current MPI world (or any backend)."""
 
     name = "hpcdist"
-    placement = True
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.ranks = sorted(client.workers)
+        # pinning to "worker 0" and "worker 1" needs two workers (the local backend has one)
+        self.placement = len(self.ranks) >= 2
 
     def submit(self, fn: Callable, *args: Any, where: int | None = None) -> Any:
         workers = None if where is None else [self.ranks[where]]
@@ -92,7 +93,9 @@ class HpcdistSystem(System):
 
     def pids(self) -> list[int]:
         info = self.client._world.info
-        return [os.getpid(), *(info[r].get("pid") for r in self.ranks if info[r].get("pid"))]
+        # thread and local workers report the driver's own pid: count each process once
+        pids = [os.getpid(), *(info[r].get("pid") for r in self.ranks if info[r].get("pid"))]
+        return list(dict.fromkeys(pids))
 
     def close(self) -> None:
         self.client.close()
@@ -102,7 +105,8 @@ class ExecutorSystem(System):
     """A :class:`concurrent.futures.Executor` peer (ProcessPoolExecutor, mpi4py.futures).
 
     Futures passed as arguments are resolved on the driver, so data moves worker -> driver
-    -> worker; :meth:`bytes_via_master` adds up the array bytes that made that trip.
+    -> worker; :meth:`bytes_via_master` adds up the array bytes that made that trip (for a
+    thread pool that trip is a reference, not a copy, but the bytes are counted the same way).
 
     Args:
         name: column name.
@@ -153,3 +157,9 @@ def process_pool(nworkers: int) -> ExecutorSystem:
     """The ``concurrent.futures.ProcessPoolExecutor`` peer with ``nworkers`` processes."""
     ex = cf.ProcessPoolExecutor(nworkers)
     return ExecutorSystem("processpool", ex, lambda: [os.getpid(), *children_of(os.getpid())])
+
+
+def thread_pool(nworkers: int) -> ExecutorSystem:
+    """The ``concurrent.futures.ThreadPoolExecutor`` peer with ``nworkers`` threads."""
+    ex = cf.ThreadPoolExecutor(nworkers)
+    return ExecutorSystem("threadpool", ex, lambda: [os.getpid()])

@@ -11,15 +11,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from hpcdist.spec_keys import PIPELINE, TASK_NAME_PATTERN
 from hpcdist.spec_yaml import MAPPING, SCALAR, SEQUENCE, Node, Problem, Where
 
 __all__ = ["Ref", "TaskDef", "Pipeline", "parse_pipeline", "TASK_NAME_PATTERN", "ON_ERROR"]
 
-TASK_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_-]*"
-ON_ERROR = ("continue", "stop")
-_CALL_RE = re.compile(r"(?:[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*:)?[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
-_PIPELINE_KEYS = ("module", "on_error", "tasks", "save")
-_TASK_KEYS = ("call", "args", "kwargs", "map", "after", "retries", "timeout", "workers", "resources", "cache")
+# key names, patterns, choices and minimums come from the key table (hpcdist.spec_keys.PIPELINE),
+# which also yields the JSON Schema: one description of the section
+_TASKS = PIPELINE.child("tasks")
+_TASK = _TASKS.children[0]  # type: ignore[union-attr]
+ON_ERROR = PIPELINE.child("on_error").choices  # type: ignore[union-attr]
+_CALL_RE = re.compile(_TASK.child("call").pattern)  # type: ignore[union-attr,arg-type]
+_MODULE_RE = re.compile(PIPELINE.child("module").pattern)  # type: ignore[union-attr,arg-type]
+_PIPELINE_KEYS = tuple(k.name for k in PIPELINE.children)
+_TASK_KEYS = tuple(k.name for k in _TASK.children)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ class Pipeline:
         on_error: ``continue`` (skip what depends on a failed task) or ``stop``.
         save: names of the tasks whose outputs go to the run directory's ``outputs/``.
         import_dirs: folders put first on ``sys.path`` to import the callables.
+        resubmit: how many times a batch job stopped at the walltime may submit itself again.
     """
 
     tasks: dict[str, TaskDef]
@@ -95,6 +101,7 @@ class Pipeline:
     on_error: str = "continue"
     save: tuple[str, ...] = ()
     import_dirs: tuple[str, ...] = ()
+    resubmit: int = 0
 
     def target(self, name: str) -> tuple[str, str]:
         """``(module, attribute path)`` of task ``name``'s callable."""
@@ -218,12 +225,13 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
         return None
     p.unknown_keys(node, _PIPELINE_KEYS, "")
     module = p.scalar(node.value.get("module"), "module", (str,), "a module name such as mypkg.tasks")
-    if module is not None and not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", module):
+    if module is not None and not _MODULE_RE.fullmatch(module):
         p.problem(node.value["module"].where, "module", f"expected a dotted module name, got {module!r}")
         module = None
     on_error = p.scalar(node.value.get("on_error"), "on_error", (str,), "continue or stop") or "continue"
     if on_error not in ON_ERROR:
         p.problem(node.value["on_error"].where, "on_error", f"expected continue or stop, got {on_error!r}")
+    resubmit = _count(p, node.value.get("resubmit"), "resubmit", PIPELINE)
     tasks_node = node.value.get("tasks")
     if tasks_node is None or tasks_node.kind != MAPPING or not tasks_node.value:
         where = tasks_node.where if tasks_node is not None else node.where
@@ -267,7 +275,19 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
     if save is None:  # default: the outputs nobody else consumes
         used = {d for t in tasks.values() for d in t.deps}
         save = tuple(n for n in tasks if n not in used)
-    return Pipeline(tasks=tasks, module=module, on_error=on_error, save=save, import_dirs=tuple(import_dirs))
+    return Pipeline(tasks=tasks, module=module, on_error=on_error, save=save, import_dirs=tuple(import_dirs),
+                    resubmit=resubmit or 0)
+
+
+def _count(p: _Parser, node: Node | None, path: str, parent: Any) -> int | None:
+    """An integer key with the minimum its key-table entry gives (retries, resubmit)."""
+    minimum = parent.child(path.rsplit(".", 1)[-1]).minimum
+    value = p.scalar(node, path, (int,), f"an integer >= {minimum}")
+    if value is not None and value < minimum:
+        assert node is not None
+        p.problem(node.where, path, f"expected an integer >= {minimum}, got {value}")
+        return None
+    return value
 
 
 def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDef | None, list[_Located]]:
@@ -325,9 +345,7 @@ def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDe
             p.problem(a.where, f"{path}.after", f"expected a task name or a list of task names, got {_describe(a)}")
         else:
             after = tuple(i.value for i in items)
-    retries = p.scalar(v.get("retries"), f"{path}.retries", (int,), "an integer >= 0")
-    if retries is not None and retries < 0:
-        p.problem(v["retries"].where, f"{path}.retries", f"expected an integer >= 0, got {retries}")
+    retries = _count(p, v.get("retries"), f"{path}.retries", _TASK)
     timeout = p.scalar(v.get("timeout"), f"{path}.timeout", (int, float), "a number of seconds > 0")
     if timeout is not None and timeout <= 0:
         p.problem(v["timeout"].where, f"{path}.timeout", f"expected a number of seconds > 0, got {timeout}")

@@ -40,6 +40,8 @@ PLACEHOLDERS = {
     "warning_timer": "SGE: a background timer that sends USR1 to the script `grace` seconds before the walltime",
     "ranks": "the number of ranks",
     "grace": "seconds between the warning signal and the walltime",
+    "resubmit": "pipelines with program.pipeline.resubmit > 0: lines that submit the run again with --resume "
+                "after the walltime status (5); empty otherwise",
 }
 
 
@@ -139,6 +141,7 @@ class BatchSystem:
             "warning_timer": self.warning_timer(spec),
             "ranks": str(spec.resources.ranks),
             "grace": str(spec.resources.grace),
+            "resubmit": resubmit_lines(spec),
         }
 
     def load_template(self, spec: JobSpec) -> tuple[str, str]:
@@ -201,6 +204,30 @@ def python_command(spec: JobSpec) -> str:
         return f'"$PYTHON" -m hpcdist run {q(spec.path)} --run-dir "$HPCDIST_RUN_DIR"'
     words = [q(program.script)] + [q(a) for a in program.args]
     return '"$PYTHON" -m hpcdist exec ' + " ".join(words)
+
+
+def resubmit_lines(spec: JobSpec) -> str:
+    """For a pipeline with ``resubmit: N > 0``: the lines (each ending in a newline) that run
+    ``hpcdist submit --resume`` on the run directory when the launcher exited with the
+    walltime status; hpcdist counts the resubmissions in ``job.json`` and stops at N.
+    Empty for every other spec, so their scripts do not change."""
+    parsed = spec.program.parsed
+    limit = getattr(parsed, "resubmit", 0) if parsed is not None else 0
+    if not limit:
+        return ""
+    from hpcdist.pipeline.status import WALLTIME
+
+    return "\n".join([
+        "",
+        f"# Stopped at the walltime (status {WALLTIME}): submit this run again with --resume, at most",
+        f"# {int(limit)} times in all (program.pipeline.resubmit; hpcdist counts them in job.json).",
+        f'if [ "$RC" = {WALLTIME} ]; then',
+        '  "$PYTHON" -m hpcdist submit --resume "$HPCDIST_RUN_DIR" --resubmit ||',
+        '    echo "hpcdist: not resubmitted; continue with: hpcdist submit --resume $HPCDIST_RUN_DIR" >&2',
+        "fi",
+        "",
+        "",
+    ])  # fmt: skip
 
 
 def find_mpiexec_lines() -> str:

@@ -80,6 +80,79 @@ def test_ratios_targets_and_rendering():
     assert "x vs dask" in text and "NO" in text and "yes" in text
 
 
+def _quick_table(tmp_path, *extra):
+    out = tmp_path / "out.json"
+    res = CliRunner().invoke(cli, ["bench", "--quick", "-n", "3", "--json", str(out), "--timeout", "60", *extra])
+    assert res.exit_code == 0, res.output
+    return json.loads(out.read_text()), res.output
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_quick_bench_on_a_non_mpi_backend(tmp_path, backend):
+    data, text = _quick_table(tmp_path, "--backend", backend, "--no-peers")
+    assert data["backend"] == backend and data["systems"] == {"hpcdist": "ok"}
+    rows = data["table"]
+    assert {r["workload"] for r in rows} == EVERY_ROW
+    for r in rows:
+        value = r["values"]["hpcdist"]
+        if r["workload"].startswith("raw_"):
+            assert value is None and r["notes"]["hpcdist"] == "n/a", r  # raw MPI: mpi backend only
+        elif r["field"] == "bytes_via_master":
+            assert value == 0, r  # chains and tree: data moves worker to worker, never through rank 0
+        elif r["workload"] == "idle_cpu":
+            assert 0 <= value < 100, r
+        else:
+            assert value > 0, r
+    title = next(line for line in text.splitlines() if line.startswith("hpcdist bench:"))
+    assert f"{backend} backend, 1 driver + 2 worker" in title
+    assert "n/a on the {} backend: raw MPI rows, mpi4py.futures".format(backend) in text
+
+
+def test_process_backend_against_processpool():
+    result = runner.run_bench(3, quick=True, only=("tiny_map", "chains"), backend="processes", timeout=60)
+    assert result["backend"] == "process"
+    assert list(result["systems"]) == ["hpcdist", "processpool", "dask"]  # the backend's peers
+    result["systems"].pop("dask")  # the rest of the assertions do not depend on dask being installed
+    rows = {(r["workload"], r["field"]): r for r in report.build(result)}
+    tiny, chains = rows["tiny_map", "value"], rows["chains", "value"]
+    assert tiny["target"] == "<=2x processpool" and chains["target"] == "< processpool"
+    assert tiny["values"]["processpool"] > 0 and tiny["met"] in (True, False)
+    assert chains["ratios"]["processpool"] > 0 and chains["met"] in (True, False)
+    moved = rows["chains", "bytes_via_master"]["values"]
+    assert moved["hpcdist"] == 0 and moved["processpool"] == 1024  # 8 chains x 4 trips of 32 MiB
+
+
+def test_backend_targets_and_title():
+    bench = {
+        "nranks": 3, "quick": False, "backend": "process",
+        "systems": {"hpcdist": "ok", "processpool": "ok"},
+        "not_applicable": {"raw MPI rows": "they need the mpi backend"},
+        "results": {
+            "tiny_map": {"hpcdist": {"value": 90.0}, "processpool": {"value": 40.0}},
+            "raw_latency": {"hpcdist": {"value": None, "skipped": "needs the mpi backend"}},
+            "bandwidth": {"hpcdist": {"value": 0.6}, "processpool": {"value": None, "skipped": "no placement"}},
+            "chains": {"hpcdist": {"value": 0.1, "bytes_via_master": 0},
+                       "processpool": {"value": 2.5, "bytes_via_master": 1 << 30}},
+            "idle_cpu": {"hpcdist": {"value": 0.0}, "processpool": {"value": 0.0}},
+        },
+    }
+    rows = {(r["workload"], r["field"]): r for r in report.build(bench)}
+    assert rows["tiny_map", "value"]["met"] is False  # 90 us is more than 2 x 40 us
+    assert rows["chains", "value"]["met"] is True and rows["chains", "value"]["ratios"]["processpool"] == 25.0
+    assert rows["raw_latency", "value"]["notes"]["hpcdist"] == "n/a"  # shown, not dropped
+    assert rows["bandwidth", "value"]["target"] == ""  # no raw MPI figure to compare with
+    assert rows["idle_cpu", "value"]["ratios"]["processpool"] == 1.0  # 0 % vs 0 % is a tie
+    text = report.render(bench, list(rows.values()))
+    assert text.splitlines()[0] == "hpcdist bench: process backend, 1 driver + 2 worker processes"
+    assert "n/a on the process backend: raw MPI rows (they need the mpi backend)." in text
+
+
+def test_unknown_backend_is_a_clear_error():
+    res = CliRunner().invoke(cli, ["bench", "--backend", "nosuch", "--no-peers"])
+    assert res.exit_code != 0
+    assert "unknown backend 'nosuch' (from --backend)" in str(res.exception)
+
+
 def test_unknown_workload_is_a_clear_error():
     res = CliRunner().invoke(cli, ["bench", "--only", "nosuch", "--no-peers"])
     assert res.exit_code != 0

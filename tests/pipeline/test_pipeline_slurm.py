@@ -1,4 +1,5 @@
-"""A pipeline job under the real SLURM: warning signal -> walltime status, complete manifest, resume.
+"""A pipeline job under the real SLURM: warning signal -> walltime status, complete manifest, resume;
+with ``resubmit: 1`` the job submits itself again and the second job finishes the run.
 
 Skipped when no SLURM controller answers, unless HPCDIST_REQUIRE_SLURM=1 (then a failure),
 like tests/integration.
@@ -68,3 +69,44 @@ def test_warning_signal_ends_a_pipeline_job_with_the_walltime_status_and_it_resu
     manifest = json.loads((job.run_dir / "manifest.json").read_text())
     assert sum(1 for t in manifest["tasks"].values() if t["status"] == "cached") == done
     assert manifest["exit_status"] == 0
+
+
+def _local_hash(spec: Path) -> str:
+    proc = subprocess.run([sys.executable, "-m", "hpcdist", "run", str(spec), "--backend", "thread", "--workers",
+                           "2", "--timeout", "60"], capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("hpcdist: output_hash ", 1)[1].split()[0]
+
+
+def test_walltime_status_resubmits_the_job_once_and_the_second_job_finishes(slurm, project, tmp_path: Path) -> None:
+    spec = project("""\
+        tasks:
+          naps: {call: nap, map: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11], kwargs: {seconds: 0.4}}
+          sum: {call: total, args: [{ref: naps}]}
+        resubmit: 1
+        """)
+    overrides = ["scheduler=slurm", "resources.walltime=00:05:00", f"environment.python={sys.executable}",
+                 "environment.vars={MPIEXEC_TIMEOUT: 60}"]
+    job = jobs.submit(str(spec), overrides=overrides)
+    first = job.job_id
+    try:
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while not list((job.run_dir / "objects").glob("naps-*.meta.json")):
+            assert time.monotonic() < deadline, "no task finished in time"
+            time.sleep(0.1)
+        run_command(["scancel", "--signal=USR1", "--batch", str(first)], timeout=15)
+        final = job.wait(timeout=JOB_TIMEOUT, poll=0.2, max_poll=1.0)  # follows the resubmitted job
+    finally:
+        if job.status().state not in jobs.FINAL_STATES:
+            job.cancel()
+    record = json.loads((job.run_dir / "job.json").read_text())
+    assert [j["how"] for j in record["jobs"]] == ["submit", "resubmit"] and record["resubmits"] == 1
+    second = record["jobs"][1]["job_id"]
+    assert final.job_id == second != first and final.state == "COMPLETED", final
+    assert "hpcdist: pipeline walltime" in (job.run_dir / f"slurm-{first}.out").read_text()
+    assert (job.run_dir / "job-2.sh").exists() and (job.run_dir / "exit_code").read_text().strip() == "0"
+    manifest = json.loads((job.run_dir / "manifest.json").read_text())
+    assert manifest["final"] and manifest["exit_status"] == 0 and manifest["reason"] is None
+    statuses = [t["status"] for t in manifest["tasks"].values()]
+    assert "cached" in statuses and set(statuses) <= {"cached", "done"}
+    assert manifest["output_hash"] == _local_hash(spec)

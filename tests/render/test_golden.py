@@ -30,6 +30,8 @@ CASES = [
     ("full.yaml", "slurm"),
     ("pipeline.yaml", "slurm"),
     ("pipeline.yaml", "sge"),
+    ("pipeline-resubmit.yaml", "slurm"),
+    ("pipeline-resubmit.yaml", "sge"),
 ]
 
 

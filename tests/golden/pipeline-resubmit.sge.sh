@@ -1,0 +1,79 @@
+#!/bin/bash
+#$ -N pipeline-resubmit
+#$ -S /bin/bash
+#$ -cwd
+#$ -pe mpi 4
+#$ -l h_rt=0:30:00
+#$ -o /PROJECT/runs/pipeline-resubmit-20240101-000000/sge-$JOB_ID.out
+#$ -j y
+#$ -notify
+# shellcheck disable=SC1090,SC1091,SC2016  # setup may source cluster-only files; quoted values are literal
+#
+# Job pipeline-resubmit, rendered by hpcdist from pipeline-resubmit.yaml.
+# hpcdist filled in the template placeholders at render time; the rest is plain bash.
+
+set -euo pipefail
+
+# Modules and setup lines from the spec (environment.modules, environment.setup).
+
+# Variables from the spec (environment.vars), exported to every rank.
+
+export HPCDIST_JOB_NAME=pipeline-resubmit
+export HPCDIST_RUN_DIR=/PROJECT/runs/pipeline-resubmit-20240101-000000
+# Each worker notes the task it runs here, so a crash can be traced to a task and a rank.
+export HPCDIST_STATE_DIR="$HPCDIST_RUN_DIR/ranks"
+mkdir -p "$HPCDIST_STATE_DIR"
+cd /PROJECT
+
+PYTHON=$(command -v python3) || { echo "hpcdist: interpreter not found:" python3 >&2; exit 127; }
+MPIEXEC="$(dirname "$PYTHON")/mpiexec"
+if [ ! -x "$MPIEXEC" ]; then
+  MPIEXEC=$(command -v mpiexec) || { echo "hpcdist: mpiexec not found" >&2; exit 127; }
+fi
+
+# Walltime warning: Grid Engine has no --signal, so a timer in this script sends USR1
+# 60 s before h_rt. With -notify, qdel sends USR2 shortly before its KILL; both are
+# forwarded to the launcher as USR1 (the warning). Bash runs a trap only between commands,
+# so the launcher runs in the background; `wait` returns early when a trap fires: wait again.
+LAUNCHER_PID=
+SIGNALLED=0
+# shellcheck disable=SC2317  # called from the traps below
+forward() {
+  SIGNALLED=1
+  if [ -n "$LAUNCHER_PID" ]; then kill -s "$1" "$LAUNCHER_PID" 2>/dev/null || true; fi
+}
+trap 'forward USR1' USR1 USR2
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+(
+  trap 'kill "$TIMER_SLEEP" 2>/dev/null; exit 0' TERM
+  sleep 1740 &
+  TIMER_SLEEP=$!
+  wait "$TIMER_SLEEP" && kill -s USR1 "$$"
+) </dev/null >/dev/null 2>&1 &
+WARNING_TIMER=$!
+
+"$MPIEXEC" -n "$NSLOTS" "$PYTHON" -m hpcdist run /PROJECT/pipeline-resubmit.yaml --run-dir "$HPCDIST_RUN_DIR" &
+LAUNCHER_PID=$!
+RC=0
+while :; do
+  SIGNALLED=0
+  wait "$LAUNCHER_PID" && RC=0 || RC=$?
+  if [ "$SIGNALLED" = 0 ]; then break; fi
+done
+kill "$WARNING_TIMER" 2>/dev/null || true
+
+# On failure, name the task each worker was running when the job ended.
+if [ "$RC" != 0 ]; then "$PYTHON" -m hpcdist postmortem "$HPCDIST_STATE_DIR" >&2 || true; fi
+
+# The launcher's exit status, for `hpcdist status`.
+printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"
+
+# Stopped at the walltime (status 5): submit this run again with --resume, at most
+# 2 times in all (program.pipeline.resubmit; hpcdist counts them in job.json).
+if [ "$RC" = 5 ]; then
+  "$PYTHON" -m hpcdist submit --resume "$HPCDIST_RUN_DIR" --resubmit ||
+    echo "hpcdist: not resubmitted; continue with: hpcdist submit --resume $HPCDIST_RUN_DIR" >&2
+fi
+
+exit "$RC"
