@@ -7,6 +7,7 @@ HPCDIST_REQUIRE_SGE=1 is set: then its absence is a failure.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from hpcdist import jobs
 from hpcdist.errors import CommandError
 from hpcdist.launch import run_command
 
@@ -133,6 +135,25 @@ def run_dirs(tmp_path: Path) -> list[str]:
     return sorted(os.listdir(runs)) if runs.exists() else []
 
 
+PI_LINE = r"pi ~ 3\.1\d* from 1000000 samples in 32 tasks on 3 workers \(ranks \[1, 2, 3\]\)"
+
+
+def check_pi_example(system: str, tmp_path: Path) -> None:
+    """Submit examples/pi to ``system`` through ``hpcdist submit`` and check the 4-rank run."""
+    result = hpcdist_cli("submit", str(PI_SPEC), "--scheduler", system, *pi_overrides(tmp_path))
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(re.search(r"^run directory: (.+)$", result.stdout, re.M).group(1))
+    assert run_dir.parent == tmp_path / "runs"
+    job = jobs.Job.from_run_dir(run_dir)
+    st = wait_or_cancel(job)
+    prefix = "slurm" if system == "slurm" else "sge"
+    output = (run_dir / f"{prefix}-{job.job_id}.out").read_text()
+    assert st.state == "COMPLETED", output
+    assert st.exit_code == 0 and (run_dir / "exit_code").read_text().strip() == "0"
+    # rank 0 schedules; the three other ranks of the 4-rank world are the workers
+    assert re.search(PI_LINE, output), output
+
+
 @pytest.fixture
 def batch() -> object:
     """The helpers above, for the tests (integration tests import nothing from conftest)."""
@@ -144,6 +165,7 @@ def batch() -> object:
         run_dirs = staticmethod(run_dirs)
         pi_overrides = staticmethod(pi_overrides)
         pi_spec = PI_SPEC
+        check_pi_example = staticmethod(check_pi_example)
         wait = staticmethod(wait_or_cancel)
         job_timeout = JOB_TIMEOUT
 

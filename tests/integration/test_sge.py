@@ -47,18 +47,7 @@ def test_four_rank_mpi_job_runs_to_completed(sge, batch, tmp_path):
 
 
 def test_pi_example_runs_through_hpcdist_exec(sge, batch, tmp_path):
-    result = batch.cli("submit", str(batch.pi_spec), "--scheduler", "sge", *batch.pi_overrides(tmp_path))
-    assert result.returncode == 0, result.stderr
-    run_dir = Path(re.search(r"^run directory: (.+)$", result.stdout, re.M).group(1))
-    assert run_dir.parent == tmp_path / "runs"
-    job = jobs.Job.from_run_dir(run_dir)
-    st = batch.wait(job)
-    output = (run_dir / f"sge-{job.job_id}.out").read_text()
-    assert st.state == "COMPLETED", output
-    assert st.exit_code == 0 and (run_dir / "exit_code").read_text().strip() == "0"
-    # rank 0 schedules; the three other ranks of the 4-rank world are the workers
-    pattern = r"pi ~ 3\.1\d* from 1000000 samples in 32 tasks on 3 workers \(ranks \[1, 2, 3\]\)"
-    assert re.search(pattern, output), output
+    batch.check_pi_example("sge", tmp_path)
 
 
 def test_status_while_queued_and_running_then_cancel(sge, batch, tmp_path):
