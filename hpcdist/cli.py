@@ -116,8 +116,11 @@ def bench_command(nranks: int, quick: bool, only: tuple[str, ...], backend: str,
     if json_path:
         import json
 
-        with open(json_path, "w", encoding="utf-8") as fh:
-            json.dump({**result, "table": rows}, fh, indent=2, default=str)
+        try:
+            with open(json_path, "w", encoding="utf-8") as fh:
+                json.dump({**result, "table": rows}, fh, indent=2, default=str)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {json_path}: {exc.strerror}") from None
     status = result["systems"]["hpcdist"]
     if status != "ok":
         raise HpcdistError(f"bench: hpcdist {status}\n{result['stderr'].get('hpcdist', '')}")
@@ -213,7 +216,7 @@ if TYPE_CHECKING:
 @click.argument("spec_path", metavar="[SPEC]", type=click.Path(dir_okay=False), required=False)
 @click.option("--dry-run", is_flag=True, help="Make the run directory and script, but do not submit.")
 @click.option("--scheduler", default=None, help="Batch system to use instead of the spec's (slurm or sge).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a spec key (repeatable).")
+@_set_option
 @click.option("--resume", type=click.Path(file_okay=False), default=None, metavar="RUN_DIR",
               help="Continue the pipeline in RUN_DIR (reusing its results) instead of making a new run "
                    "directory; SPEC defaults to RUN_DIR/spec.yaml.")
@@ -237,7 +240,8 @@ def submit_command(spec_path: str | None, dry_run: bool, scheduler: str | None, 
 @click.argument("target", metavar="[RUN_DIR | JOB_ID]", required=False)
 @click.option("--watch", is_flag=True, help="Poll (backing off) until the job finishes; print each change.")
 @click.option("--scheduler", default=None, help="Batch system of a bare JOB_ID (default: the one installed).")
-@click.option("--interval", type=float, default=2.0, show_default=True, help="First --watch polling interval, s.")
+@click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="First --watch polling interval, s.")
 def status_command(target: str | None, watch: bool, scheduler: str | None, interval: float) -> None:
     """Show a job's state. Exit 0 completed, 1 failed/cancelled/timeout, 2 usage,
     3 batch command failed, 4 unknown to the batch system, 10 pending/running."""

@@ -86,8 +86,7 @@ def _mpi_probe(timeout: float) -> dict[str, Any]:
     except HpcdistError as exc:
         return {"error": str(exc)}
     if res.returncode != 0:
-        tail = (res.stderr.strip() or res.stdout.strip() or "no output").splitlines()[-1]
-        return {"error": f"importing mpi4py.MPI failed (exit {res.returncode}): {tail}"}
+        return {"error": f"importing mpi4py.MPI failed (exit {res.returncode}): {res.tail(1)}"}
     try:
         return json.loads(res.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -192,9 +191,8 @@ def _smoke_mpi(mpiexec: str, timeout: float) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     if res.returncode == 0 and "hpcdist-smoke-ok 2" in res.stdout:
         return {"backend": "mpi", "status": "ok", "seconds": seconds, "error": None}
-    tail = " / ".join((res.stderr.strip() or res.stdout.strip() or "no output").splitlines()[-3:])
     return {"backend": "mpi", "status": "failed", "seconds": seconds,
-            "error": f"mpiexec -n 3 exited {res.returncode}: {tail}"}
+            "error": f"mpiexec -n 3 exited {res.returncode}: {res.tail(3)}"}
 
 
 def format_report(report: dict[str, Any]) -> str:

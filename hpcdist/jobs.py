@@ -13,6 +13,7 @@ left the queue is looked up in the accounting (``sacct``, else SLURM's jobcomp f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -28,6 +29,7 @@ import yaml
 from hpcdist import launch
 from hpcdist.errors import HpcdistError, SpecError, SubmitError
 from hpcdist.jobs_query import FINAL_STATES, STATES, JobStatus, query_states
+from hpcdist.spec_keys import MEMORY_UNITS
 
 __all__ = [
     "Job",
@@ -266,7 +268,7 @@ def submit(
         spec: a :class:`~hpcdist.spec.JobSpec`, or the path of a spec file; with ``resume``
             also None: the run directory's own resolved ``spec.yaml``.
         dry_run: do everything but submit (the run directory is made, ``job_id`` is None).
-        scheduler: ``slurm`` or ``sge`` instead of the spec's own ``scheduler`` (spec paths only).
+        scheduler: ``slurm`` or ``sge`` instead of the spec's own ``scheduler``.
         overrides: ``key.path=value`` settings applied to the spec file (spec paths only).
         resume: an existing pipeline run directory: submit a job that continues the pipeline
             there, reusing its results (see :mod:`hpcdist.jobs_resume`); no new directory.
@@ -283,7 +285,6 @@ def submit(
         RunDirError: ``resume`` is not a pipeline run directory, or its newest job still runs.
     """
     from hpcdist.render import get_system, render
-    from hpcdist.spec import JobSpec, load_spec
 
     if resume is not None:
         if dry_run:
@@ -295,14 +296,7 @@ def submit(
         raise RunDirError("an automatic resubmission needs the run directory to resume")
     if spec is None:
         raise SpecError("no job spec given (hpcdist submit SPEC)")
-    extra = list(overrides)
-    if scheduler is not None:
-        extra.append(f"scheduler={scheduler}")
-    if isinstance(spec, JobSpec):
-        if extra:
-            spec = load_spec(spec.path, extra)
-    else:
-        spec = load_spec(spec, extra)
+    spec = spec_with(spec, scheduler, overrides)
     if spec.scheduler not in ("slurm", "sge"):
         raise SpecError(
             f"{spec.source}: scheduler: {spec.scheduler!r} cannot be submitted; "
@@ -335,14 +329,7 @@ def submit(
         if dry_run:
             record["dry_run"] = True
         else:
-            argv = system.submit_argv(tmp_script)
-            result = launch.run_command(argv, timeout=SUBMIT_TIMEOUT, check=False)
-            if result.returncode != 0:
-                message = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()
-                raise SubmitError(
-                    f"{argv[0]} rejected the job (exit {result.returncode}): {' / '.join(message[-5:])}"
-                )
-            record["job_id"] = system.parse_job_id(result.stdout)
+            record["job_id"] = submit_script(system, tmp_script)
             record["submitted"] = time.time()
         _write_json(tmp / JOB_FILE, record)
         os.rename(tmp, run_dir)
@@ -355,6 +342,32 @@ def submit(
             ) from exc
         raise
     return Job.from_run_dir(run_dir)
+
+
+def spec_with(spec: Any, scheduler: str | None, overrides: Iterable[str]) -> Any:
+    """The :class:`~hpcdist.spec.JobSpec` to submit: a spec path loaded with ``overrides`` and
+    ``scheduler=``; a JobSpec with its scheduler replaced (re-reading its file would drop
+    the overrides it was loaded with, so ``overrides`` need the path)."""
+    from hpcdist.spec import JobSpec, load_spec
+
+    if not isinstance(spec, JobSpec):
+        return load_spec(spec, [*overrides, *([f"scheduler={scheduler}"] if scheduler else [])])
+    if list(overrides):
+        raise SpecError(f"{spec.source}: overrides apply to a spec file: pass its path, or load_spec(path, overrides)")
+    return dataclasses.replace(spec, scheduler=scheduler) if scheduler else spec
+
+
+def submit_script(system: Any, script: Path, env: Mapping[str, str] | None = None) -> str:
+    """Submit ``script`` with ``system`` (a :class:`~hpcdist.render.BatchSystem`); the job id.
+
+    Raises:
+        SubmitError: the batch system rejected the job; the message is its own.
+    """
+    argv = system.submit_argv(script)
+    result = launch.run_command(argv, timeout=SUBMIT_TIMEOUT, check=False, env=env)
+    if result.returncode != 0:
+        raise SubmitError(f"{argv[0]} rejected the job (exit {result.returncode}): {result.tail()}")
+    return system.parse_job_id(result.stdout)
 
 
 def _free_timestamp(spec: Any) -> str:
@@ -416,11 +429,13 @@ def spec_to_yaml(spec: Any) -> str:
 
 
 def _memory_text(size: int) -> str:
-    # the largest unit that represents the byte count exactly (load_spec needs a unit)
-    for unit, factor in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    # the largest unit that represents the byte count exactly (load_spec needs a unit);
+    # decimal units too, so 1.5GB comes back as 1500MB, not as a rounded or 1.5e+06 float
+    for unit in ("TiB", "GiB", "MiB", "KiB", "TB", "GB", "MB", "KB"):
+        factor = MEMORY_UNITS[unit]
         if size % factor == 0:
             return f"{size // factor}{unit}"
-    return f"{size / 1000:g}KB"
+    return f"{size // 1000}.{size % 1000:03d}KB"
 
 
 # --- naming a job on the command line ---------------------------------------------------------

@@ -66,8 +66,7 @@ def query_states(system: str, job_ids: list[str], timeout: float = 30.0) -> dict
 
 
 def _failed(result: launch.CommandResult) -> CommandError:
-    message = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()
-    return CommandError(f"{result.argv[0]} failed (exit {result.returncode}): {' / '.join(message[-5:])}")
+    return CommandError(f"{result.argv[0]} failed (exit {result.returncode}): {result.tail()}")
 
 
 # --- SLURM ----------------------------------------------------------------------------------

@@ -22,10 +22,9 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from hpcdist import launch
 from hpcdist.errors import SpecError, SubmitError
-from hpcdist.jobs import (JOB_FILE, QUERY_TIMEOUT, SCRIPT_FILE, SPEC_FILE, SUBMIT_TIMEOUT, Job, RunDirError,
-                          _write_json)
+from hpcdist.jobs import (JOB_FILE, QUERY_TIMEOUT, SCRIPT_FILE, SPEC_FILE, Job, RunDirError, _write_json, spec_with,
+                          submit_script)
 from hpcdist.jobs_query import query_states
 
 __all__ = ["submit_resume", "resubmit_env"]
@@ -63,20 +62,15 @@ def submit_resume(
         SubmitError: the batch system rejected the job, or (automatic) no resubmission is due.
     """
     from hpcdist.render import get_system
-    from hpcdist.spec import JobSpec, load_spec
 
     directory = _run_directory(run_dir)
     record = _read_record(directory)
-    extra = list(overrides) + ([f"scheduler={scheduler}"] if scheduler else [])
     if spec is None:
         if not (directory / SPEC_FILE).is_file():
             raise RunDirError(f"{run_dir}: no {SPEC_FILE} in the run directory; name the spec: "
                               f"hpcdist submit SPEC --resume {run_dir}")
         spec = directory / SPEC_FILE
-    if not isinstance(spec, JobSpec):
-        spec = load_spec(spec, extra)
-    elif extra:
-        spec = load_spec(spec.path, extra)
+    spec = spec_with(spec, scheduler, overrides)
     if spec.program.parsed is None:
         raise SpecError(f"{spec.source}: program: runs a script, not a pipeline; there is nothing to resume")
     if spec.scheduler not in ("slurm", "sge"):
@@ -108,13 +102,7 @@ def submit_resume(
             atomic_write(spec_path, new_spec)
         script.write_text(script_text, encoding="utf-8")
         script.chmod(0o755)
-        argv = system.submit_argv(script)
-        result = launch.run_command(argv, timeout=SUBMIT_TIMEOUT, check=False,
-                                    env=resubmit_env() if automatic else None)
-        if result.returncode != 0:
-            message = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()
-            raise SubmitError(f"{argv[0]} rejected the job (exit {result.returncode}): {' / '.join(message[-5:])}")
-        job_id = system.parse_job_id(result.stdout)
+        job_id = submit_script(system, script, env=resubmit_env() if automatic else None)
     except BaseException:
         script.unlink(missing_ok=True)
         if old_spec is None:

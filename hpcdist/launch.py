@@ -21,6 +21,11 @@ class CommandResult:
     stdout: str
     stderr: str
 
+    def tail(self, lines: int = 5) -> str:
+        """The last ``lines`` lines of stderr (else stdout) joined by `` / ``, for one-line messages."""
+        text = self.stderr.strip() or self.stdout.strip() or "no output"
+        return " / ".join(text.splitlines()[-lines:])
+
 
 def run_command(
     argv: Sequence[str],
@@ -57,12 +62,13 @@ def run_command(
         )
     except FileNotFoundError:
         raise CommandError(f"{argv[0]}: command not found (is it installed and on PATH?)") from None
+    except OSError as exc:  # not executable, a directory, ...
+        raise CommandError(f"{argv[0]}: cannot run it: {exc.strerror or exc}") from None
     except subprocess.TimeoutExpired:
         raise CommandError(f"{' '.join(argv)}: no answer within {timeout:g} s") from None
     result = CommandResult(argv, proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
-        message = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()
-        raise CommandError(f"{argv[0]} failed (exit {proc.returncode}): {' / '.join(message[-5:])}")
+        raise CommandError(f"{argv[0]} failed (exit {proc.returncode}): {result.tail()}")
     return result
 
 

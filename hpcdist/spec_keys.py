@@ -168,17 +168,6 @@ SPEC = Key("spec", "section", "An hpcdist job spec.", REQUIRED, children=(
 ))
 
 
-def lookup(path: str) -> Key | None:
-    """The :class:`Key` at a dotted path such as ``resources.ranks`` (None if unknown)."""
-    key = SPEC
-    for part in path.split("."):
-        found = key.child(part) if key.kind == "section" else None
-        if found is None:
-            return None
-        key = found
-    return key
-
-
 def all_paths(key: Key = SPEC, prefix: str = "") -> list[str]:
     """Every valid dotted key path (sections included)."""
     out = []
@@ -221,7 +210,7 @@ def parse_memory(text: str) -> int | None:
     m = MEMORY_RE.match(text)
     if not m:
         return None
-    return int(float(m.group(1)) * MEMORY_UNITS[m.group(2)])
+    return round(float(m.group(1)) * MEMORY_UNITS[m.group(2)])  # not int(): 8.2 * 10**6 is 8199999.99...
 
 
 def check_value(key: Key, node: Node) -> tuple[Any, str | None]:
@@ -309,7 +298,8 @@ def _expected(key: Key) -> str:
     if kind == "choice":
         return "one of " + ", ".join(key.choices)
     if kind == "name":
-        allowed = "letters, digits, '.', '_', '-'" if key.pattern == NAME_PATTERN else "letters, digits, ._@+,-"
+        allowed = {NAME_PATTERN: "letters, digits, '.', '_', '-'", ACCOUNT_PATTERN: "letters, digits, ._@+,-"}.get(
+            key.pattern or "", "letters, digits and '_', not first a digit")
         return f"a name made of {allowed}"
     if kind == "path":
         return "a path"

@@ -107,6 +107,15 @@ def test_submit_sge_with_scheduler_option_and_override(tmp_path, monkeypatch):
     assert "-pe mpi 6" in (job.run_dir / "job.sh").read_text()
 
 
+def test_submit_a_loaded_spec_keeps_its_overrides(tmp_path, monkeypatch):
+    FakeBatch(monkeypatch, qsub=const(0, "78\n"))
+    spec = load_spec(write_spec(tmp_path), ["resources.ranks=6"])
+    job = jobs.submit(spec, scheduler="sge")
+    assert job.system == "sge" and "-pe mpi 6" in (job.run_dir / "job.sh").read_text()
+    with pytest.raises(SpecError, match="overrides apply to a spec file"):
+        jobs.submit(spec, overrides=["resources.ranks=8"])
+
+
 def test_resolved_spec_copy_loads_back_equal(tmp_path, monkeypatch):
     FakeBatch(monkeypatch, sbatch=const(0, "5\n"))
     job = jobs.submit(write_spec(tmp_path), overrides=["resources.ranks=8"])
@@ -117,6 +126,14 @@ def test_resolved_spec_copy_loads_back_equal(tmp_path, monkeypatch):
     assert copy.environment == original.environment
     assert copy.program == original.program
     assert (copy.name, copy.scheduler, copy.launcher) == (original.name, original.scheduler, original.launcher)
+
+
+@pytest.mark.parametrize("memory", ["1.5GB", "8.2MB", "1.0000001GB", "3KiB"])
+def test_resolved_spec_copy_keeps_the_exact_memory(tmp_path, monkeypatch, memory):
+    FakeBatch(monkeypatch, sbatch=const(0, "5\n"))
+    job = jobs.submit(write_spec(tmp_path), overrides=[f"resources.memory={memory}"])
+    original = load_spec(tmp_path / "job.yaml", [f"resources.memory={memory}"])
+    assert load_spec(job.run_dir / "spec.yaml").resources.memory == original.resources.memory
 
 
 def test_rejected_submission_leaves_nothing_and_shows_batch_message(tmp_path, monkeypatch):
@@ -349,6 +366,9 @@ def test_status_cli_usage_errors_exit_2(tmp_path, monkeypatch, capsys):
         assert code == 2
     err = capsys.readouterr().err
     assert "no such run directory" in err and "not a run directory" in err
+    for interval in ("0", "-1"):
+        assert cli("status", str(tmp_path), "--watch", "--interval", interval) == 2
+    assert "Invalid value for '--interval'" in capsys.readouterr().err
 
 
 def test_status_of_bare_job_id_with_scheduler(monkeypatch, capsys):
@@ -414,3 +434,22 @@ def test_bare_job_id_picks_the_installed_batch_system(monkeypatch, installed, ex
         job = jobs.resolve_job("123")
         assert (job.job_id, job.system, job.run_dir) == ("123", expect, None)
     assert jobs.resolve_job("123", "sge").system == "sge"
+
+
+# --- the real run_command ----------------------------------------------------------------------
+
+
+def test_run_command_failures_are_one_line_command_errors(tmp_path):
+    run = launch.run_command  # the module's own, not a fake
+    result = run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=10, check=False)
+    assert (result.returncode, result.stdout, result.stderr, result.tail()) == (3, "out\n", "err\n", "err")
+    with pytest.raises(CommandError, match=r"^sh failed \(exit 3\): a / b$"):
+        run(["sh", "-c", "printf 'a\\nb\\n' >&2; exit 3"], timeout=10)
+    with pytest.raises(CommandError, match="command not found"):
+        run([str(tmp_path / "nope")], timeout=10)
+    not_executable = tmp_path / "script.sh"
+    not_executable.write_text("#!/bin/sh\n")
+    with pytest.raises(CommandError, match=r"script.sh: cannot run it: Permission denied"):
+        run([str(not_executable)], timeout=10)
+    with pytest.raises(CommandError, match=r"no answer within 0.2 s"):
+        run(["sleep", "5"], timeout=0.2)

@@ -217,6 +217,15 @@ def test_srun_under_sge_is_refused(tmp_path: Path) -> None:
     assert problems(tmp_path, text) == ["job.yaml:17:11: launcher: srun exists only under SLURM; use auto or mpiexec"]
 
 
+def test_name_messages_describe_each_key_s_own_pattern(tmp_path: Path) -> None:
+    lines = problems(tmp_path, GOOD, ("resources.memory_resource=h-vmem", "resources.account=-x"))
+    assert sorted(lines) == [
+        "--set resources.account=-x: resources.account: expected a name made of letters, digits, ._@+,-, got '-x'",
+        "--set resources.memory_resource=h-vmem: resources.memory_resource: expected a name made of letters, "
+        "digits and '_', not first a digit, got 'h-vmem'",
+    ]
+
+
 def test_output_placeholders_are_checked(tmp_path: Path) -> None:
     lines = problems(tmp_path, GOOD.replace("runs/{name}-{timestamp}", "runs/{user}"))
     assert lines == ["job.yaml:20:9: output: unknown placeholder {user}; available: {name}, {timestamp}"]

@@ -81,7 +81,7 @@ def in_mpi_world() -> bool:
         size = _env_int(name)
         if size is not None:
             return size > 1
-    if _env_int("MPI_LOCALNRANKS") is not None and _env_int("MPI_LOCALNRANKS") > 1:  # hydra, per node
+    if (_env_int("MPI_LOCALNRANKS") or 0) > 1:  # hydra, per node
         return True
     if "PMIX_RANK" in os.environ or "PMI_RANK" in os.environ:  # srun --mpi=pmix: size from SLURM
         size = _env_int("SLURM_STEP_NUM_TASKS") or _env_int("SLURM_NTASKS")

@@ -340,13 +340,12 @@ class PipeTransport(Transport):
 # -- starting a world ----------------------------------------------------------------------
 
 
-def spawn_world(n_workers: int, startup_timeout: float = 60.0) -> tuple[PipeTransport, Callable[[], None]]:
+def spawn_world(n_workers: int) -> tuple[PipeTransport, Callable[[], None]]:
     """Start ``n_workers`` worker processes connected to this process (rank 0) and to each other.
 
     Args:
-        n_workers: number of worker processes (ranks 1..n_workers).
-        startup_timeout: seconds a worker may take to connect (passed for error messages;
-            the caller waits for the workers' hello).
+        n_workers: number of worker processes (ranks 1..n_workers). The caller waits for
+            their hello (see :class:`~hpcdist.runtime.world.World`).
 
     Returns:
         ``(transport, join)``: rank 0's endpoint and a function that waits for the worker

@@ -25,7 +25,7 @@ import click
 
 from hpcdist.errors import HpcdistError, SpecError
 from hpcdist.pipeline import status
-from hpcdist.pipeline.rundir import LOGS, MANIFEST, OBJECTS, ensure_layout
+from hpcdist.pipeline.rundir import LOGS, MANIFEST, OBJECTS, atomic_write, ensure_layout
 
 __all__ = ["is_spec", "run_spec", "parse_trailing"]
 
@@ -119,8 +119,6 @@ def _prepare_run_dir(spec: Any, given: str | None, must_exist: bool) -> Path:
             directory = spec.run_dir(f"{stamp}-{n}")
     ensure_layout(directory)
     text = spec_to_yaml(spec).replace("by hpcdist submit", "by hpcdist run", 1)
-    from hpcdist.pipeline.rundir import atomic_write
-
     atomic_write(directory / SPEC_FILE, text.encode())
     return directory
 
@@ -247,8 +245,7 @@ def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) 
         env["MPIEXEC_TIMEOUT"] = str(int(timeout))
     argv = [mpiexec, "-n", str(nranks), sys.executable, "-m", "hpcdist", "run", str(directory / SPEC_FILE),
             "--run-dir", str(directory)]
-    # own session: a terminal's Ctrl-C reaches only this process, which asks rank 0 to stop
-    proc = subprocess.Popen(argv, env=env, cwd=spec.environment.workdir, start_new_session=True)
+    # handlers first: a Ctrl-C while the world starts must not orphan it
     stop = threading.Event()
     _stop_handlers(stop)
 
@@ -259,6 +256,8 @@ def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) 
             sys.stderr.write("hpcdist: walltime warning arrived before rank 0 started; ignored\n")
 
     signal.signal(signal.SIGUSR1, forward_warning)
+    # own session: a terminal's Ctrl-C reaches only this process, which asks rank 0 to stop
+    proc = subprocess.Popen(argv, env=env, cwd=spec.environment.workdir, start_new_session=True)
     code = None
     while code is None:
         try:

@@ -214,8 +214,9 @@ class Plan:
     def _expand(self, name: str) -> bool:
         t = self.pipeline.tasks[name]
         deps: list[str] = []
+        whole = set(t.refs) | set(t.after)  # named besides map: every item is needed
         for d in t.deps:
-            if d == t.map and self.is_mapped(d):
+            if d == t.map and self.is_mapped(d) and d not in whole:
                 continue  # item-wise: b[i] needs only a[i]
             g = self.groups[d]
             if g is None:

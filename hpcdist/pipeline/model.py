@@ -207,8 +207,7 @@ def _strip(value: Any, refs: list[_Located]) -> Any:
     return value
 
 
-def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, ...] = (),
-                   check_imports: bool = True, prefix: str = "program.pipeline") -> Pipeline | None:
+def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, ...] = ()) -> Pipeline | None:
     """Check a ``program.pipeline`` node and build the :class:`Pipeline`.
 
     Every problem is appended to ``problems`` as ``file:line:column: key.path: message``:
@@ -219,7 +218,7 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
     Returns:
         The pipeline, or None when there was a problem.
     """
-    p = _Parser(problems, prefix)
+    p = _Parser(problems, "program.pipeline")
     if node.kind != MAPPING:
         p.problem(node.where, "", f"expected a mapping with tasks:, got {_describe(node)}")
         return None
@@ -251,25 +250,24 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
             ref_sites[name] = sites
     save = _parse_save(p, node.value.get("save"), tasks_node)
     _check_links(p, tasks, ref_sites, tasks_node)
-    if True:  # every check runs, so all problems are reported at once
-        from hpcdist.pipeline.graph import find_cycle
+    # every check runs, so all problems are reported at once
+    from hpcdist.pipeline.graph import find_cycle
 
-        cycle = find_cycle({n: t.deps for n, t in tasks.items()})
-        if cycle:
-            first = tasks[cycle[0]]
-            p.problem(first.where, f"tasks.{cycle[0]}", "dependency cycle: " + " -> ".join(cycle + [cycle[0]]))
-    if check_imports:
-        from hpcdist.pipeline.imports import check_callable
+    cycle = find_cycle({n: t.deps for n, t in tasks.items()})
+    if cycle:
+        first = tasks[cycle[0]]
+        p.problem(first.where, f"tasks.{cycle[0]}", "dependency cycle: " + " -> ".join(cycle + [cycle[0]]))
+    from hpcdist.pipeline.imports import check_callable
 
-        for t in tasks.values():
-            mod, attr = split_call(t.call, module)
-            if not mod:
-                p.problem(t.where, f"tasks.{t.name}.call",
-                          f"{t.call!r} names no module: write module:function or set program.pipeline.module")
-                continue
-            err = check_callable(mod, attr, import_dirs)
-            if err:
-                p.problem(t.where, f"tasks.{t.name}.call", err)
+    for t in tasks.values():
+        mod, attr = split_call(t.call, module)
+        if not mod:
+            p.problem(t.where, f"tasks.{t.name}.call",
+                      f"{t.call!r} names no module: write module:function or set program.pipeline.module")
+            continue
+        err = check_callable(mod, attr, import_dirs)
+        if err:
+            p.problem(t.where, f"tasks.{t.name}.call", err)
     if not p.ok:
         return None
     if save is None:  # default: the outputs nobody else consumes

@@ -8,17 +8,18 @@ from typing import IO, Any
 
 import click
 
+from hpcdist.pipeline.graph import TERMINAL
+
 __all__ = ["Progress", "summary"]
 
 #: seconds between plain progress lines when the output is not a terminal (batch logs)
 LINE_INTERVAL = 10.0
-_FINISHED = ("done", "cached", "failed", "skipped", "not_run")
 
 
 def summary(counts: dict[str, int], running: int, elapsed: float) -> tuple[int, int, str]:
     """``(finished, total, text)`` for the task counts of a run."""
-    total = sum(v for k, v in counts.items() if k != "unexpanded") + counts.get("unexpanded", 0)
-    finished = sum(counts.get(k, 0) for k in _FINISHED)
+    total = sum(counts.values())  # an unexpanded definition counts as one task
+    finished = sum(counts.get(k, 0) for k in TERMINAL)
     ok = counts.get("done", 0) + counts.get("cached", 0)
     parts = [f"done {ok}/{total}"]
     if counts.get("cached"):

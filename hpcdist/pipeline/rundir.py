@@ -172,6 +172,7 @@ def copy_outputs(run_dir: Path, saved: dict[str, list[str | None]], mapped: set[
             shutil.copyfile(run_dir / OBJECTS / f, tmp / rel)
             written.append(f"{OUTPUTS}/{rel}")
     old = run_dir / ".outputs-old"
+    shutil.rmtree(old, ignore_errors=True)  # left by a run killed in the middle of this swap
     if out_dir.exists():
         os.replace(out_dir, old)
     os.replace(tmp, out_dir)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from hpcdist.pipeline import status
 from hpcdist.pipeline.execute import Element, TaskTimeout, load_stored, run_task
-from hpcdist.pipeline.graph import OK_STATES, Item, Plan
+from hpcdist.pipeline.graph import OK_STATES, TERMINAL, Item, Plan
 from hpcdist.pipeline.imports import resolve_callable
 from hpcdist.pipeline.keys import function_identity, make_key_fn
 from hpcdist.pipeline.model import Pipeline, Ref
@@ -32,8 +32,10 @@ __all__ = ["RunResult", "Runner", "Deadline"]
 
 #: seconds rank 0 waits past a task's timeout before it gives up on it itself
 TIMEOUT_SLACK = 2.0
-#: how often the manifest is rewritten while tasks finish
+#: how often the manifest is rewritten while tasks finish (at least)
 MANIFEST_INTERVAL = 1.0
+#: a large manifest is rewritten less often: at most this share of rank 0's time goes to it
+MANIFEST_SHARE = 0.2
 
 
 @dataclass
@@ -48,8 +50,8 @@ class Deadline:
 
     @classmethod
     def from_environment(cls, walltime: int | None = None, environ: dict[str, str] | None = None) -> Deadline:
-        """``SLURM_JOB_END_TIME``; else, inside a batch job, its start (``SLURM_JOB_START_TIME``,
-        or now) plus ``walltime``; else no limit."""
+        """``SLURM_JOB_END_TIME`` or ``HPCDIST_JOB_END_TIME`` (epoch seconds); else, inside a batch
+        job, its start (``SLURM_JOB_START_TIME``, or now) plus ``walltime``; else no limit."""
         env = os.environ if environ is None else environ
         for name in ("SLURM_JOB_END_TIME", "HPCDIST_JOB_END_TIME"):
             text = env.get(name, "").strip()
@@ -130,8 +132,12 @@ class Runner:
         self.durations: dict[str, tuple[int, float]] = {}  # task name -> (n, mean seconds)
         self.started = time.time()
         self._manifest_at = 0.0
+        self._manifest_cost = 0.0  # seconds the last rewrite took
         self.reason = ""
         self.previous = _previous_records(self.run_dir / MANIFEST)
+        # task name -> the definitions that depend on it; tid -> dependents known to be finished
+        self.consumers = {n: [m for m, t in pipeline.tasks.items() if n in t.deps] for n in pipeline.tasks}
+        self._finished_dependents: dict[str, int] = {}
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -146,10 +152,10 @@ class Runner:
             self._report()
             if self.plan.stopped or (not self.running and (self.plan.finished() or not self._pending())):
                 break
+            self._check_timeouts()  # every pass: a busy queue must not postpone a timeout
             try:
                 tid, fut = self.done_q.get(timeout=0.2)
             except queue.Empty:
-                self._check_timeouts()
                 continue
             self._finish(tid, fut)
             while True:  # drain what else finished meanwhile
@@ -324,20 +330,24 @@ class Runner:
                 self._failed(self.plan.items[tid], f"TaskTimeout: no result within its timeout of {timeout:g} s")
 
     def _release(self, item: Item) -> None:
-        # drop futures nobody will read again, so workers can free the values
+        # drop futures nobody will read again, so workers can free the values; a cursor over
+        # each dependency's dependents (terminal states are final, the list only grows) keeps
+        # this linear in the number of tasks
         for d in item.deps:
             dep = self.plan.items[d]
-            consumers = [n for n, t in self.pipeline.tasks.items() if dep.name in t.deps]
-            if all(self.plan.group(n) is not None for n in consumers) and all(
-                    self.plan.items[x].state not in ("waiting", "ready", "running") for x in dep.dependents):
+            i = self._finished_dependents.get(d, 0)
+            while i < len(dep.dependents) and self.plan.items[dep.dependents[i]].state in TERMINAL:
+                i += 1
+            self._finished_dependents[d] = i
+            if i == len(dep.dependents) and all(self.plan.group(n) is not None for n in self.consumers[dep.name]):
                 self.futures.pop(d, None)
 
     # ---- reporting ----------------------------------------------------------------------------
 
-    def _report(self, force: bool = False) -> None:
+    def _report(self) -> None:
         counts = self.plan.counts()
         self.progress(counts, len(self.running), time.time() - self.started)
-        if force or time.time() - self._manifest_at >= MANIFEST_INTERVAL:
+        if time.time() - self._manifest_at >= max(MANIFEST_INTERVAL, self._manifest_cost / MANIFEST_SHARE):
             self._write_manifest()
 
     def _manifest(self, final: bool = False, digest: str | None = None, code: int | None = None) -> dict[str, Any]:
@@ -345,11 +355,10 @@ class Runner:
         for tid, it in self.plan.items.items():
             rec = self.records.get(tid, _Record())
             state = "running" if tid in self.running else it.state
-            error = rec.error if state in ("failed", "not_run") or rec.error else self.plan.errors.get(tid)
             tasks[tid] = {
                 "task": it.name, "index": it.index, "status": state, "attempts": rec.attempts, "rank": rec.rank,
                 "host": rec.host, "start": rec.start, "end": rec.end, "bytes": rec.bytes,
-                "error": error or self.plan.errors.get(tid), "key": it.key or None, "output": rec.file,
+                "error": rec.error or self.plan.errors.get(tid), "key": it.key or None, "output": rec.file,
                 "inputs": list(it.deps),
             }
         doc: dict[str, Any] = {
@@ -377,17 +386,19 @@ class Runner:
                 dep, drec = self.plan.items[d], self.records.get(d)
                 if drec is None or drec.bytes is None or dep.state != "done" or drec.rank is None:
                     continue
-                if self.pipeline.tasks[it.name].after and dep.name in self.pipeline.tasks[it.name].after \
-                        and dep.name not in self.pipeline.tasks[it.name].refs and dep.tid != it.source:
+                t = self.pipeline.tasks[it.name]
+                if dep.name in t.after and dep.tid != it.source and dep.name not in t.refs:
                     continue  # `after` passes no data
                 total += drec.bytes
                 moved += drec.bytes if drec.rank != rec.rank else 0
         return {"input_bytes": total, "moved_bytes": moved}
 
     def _write_manifest(self, **kw: Any) -> dict[str, Any]:
+        start = time.time()
         doc = self._manifest(**kw)
         write_json(self.run_dir / MANIFEST, doc)
         self._manifest_at = time.time()
+        self._manifest_cost = self._manifest_at - start
         return doc
 
     def _close(self) -> RunResult:
@@ -413,10 +424,7 @@ class Runner:
         if code == status.OK:
             (self.run_dir / HASH_FILE).write_text(digest + "\n")
         else:
-            try:
-                (self.run_dir / HASH_FILE).unlink()
-            except FileNotFoundError:
-                pass
+            (self.run_dir / HASH_FILE).unlink(missing_ok=True)
         doc = self._write_manifest(final=True, digest=digest, code=code)
         self.progress(counts, 0, time.time() - self.started)
         self.log(f"finished: exit status {code} ({status.EXIT_STATUSES[code][0]}), counts {counts}")
@@ -433,10 +441,10 @@ class Runner:
                     self.plan.mark(tid, "not_run")
                 self.running.clear()
                 return
+            self._check_timeouts()
             try:
                 tid, fut = self.done_q.get(timeout=min(0.2, left))
             except queue.Empty:
-                self._check_timeouts()
                 continue
             self._finish(tid, fut)
             self._report()

@@ -76,7 +76,9 @@ class Slurm(BatchSystem):
 
     def status_argv(self, job_ids: list[str]) -> list[str]:
         """``squeue`` listing the jobs in every state, one ``id|state|reason`` line each."""
-        return ["squeue", "--noheader", "--states=all", "--format=%i|%T|%r", "--jobs=" + ",".join(job_ids)]
+        from hpcdist.jobs_query import slurm_queue_argv
+
+        return slurm_queue_argv(job_ids)
 
     def cancel_argv(self, job_id: str) -> list[str]:
         """``scancel ID``."""

@@ -57,10 +57,7 @@ class Future(cf.Future):
         if self.done():
             return self.cancelled()
         self.client.cancel([self])
-        try:
-            cf.wait([self], timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
+        cf.wait([self], timeout=5)
         return self.cancelled()
 
     def add_done_callback(self, fn: Callable[[cf.Future], Any]) -> None:
@@ -105,9 +102,11 @@ class Client:
     the running world.
 
     Args:
-        backend: ``"mpi"`` or ``"thread"`` (aliases accepted); default from
-            ``HPCDIST_BACKEND``, else ``mpi`` inside an MPI world.
-        workers: number of workers for the non-MPI backends.
+        backend: ``"local"``, ``"thread"``, ``"process"`` or ``"mpi"`` (aliases accepted);
+            default from ``HPCDIST_BACKEND``, else ``mpi`` inside an MPI world and
+            ``process`` outside one.
+        workers: number of workers for the thread and process backends (default: one
+            per core).
     """
 
     def __init__(self, backend: str | None = None, workers: int | None = None) -> None:

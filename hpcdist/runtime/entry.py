@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import runpy
 import signal
@@ -121,7 +122,8 @@ def run_script(script: str, args: Sequence[str], nranks: int, timeout: float | N
     with tempfile.TemporaryDirectory(prefix="hpcdist-") as state_dir:
         env = dict(os.environ, HPCDIST_STATE_DIR=state_dir)
         if timeout:
-            env["MPIEXEC_TIMEOUT"] = str(int(timeout))
+            # whole seconds, rounded up: int() truncated a limit under 1 s to 0
+            env["MPIEXEC_TIMEOUT"] = str(max(1, math.ceil(timeout)))
         argv = [mpiexec, *mpiexec_args, "-n", str(nranks), sys.executable, "-m", "hpcdist", "exec", script, *args]
         proc = subprocess.Popen(argv, env=env)
         try:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
+from hpcdist.runtime.worker import cores
 
 #: the rank that stands for "the caller" in who_has, has_what and workers=
 RANK = 1
@@ -40,7 +41,7 @@ class LocalWorld:
 
     def __init__(self) -> None:
         self.host = socket.gethostname()
-        self.info: dict[int, dict] = {RANK: {"host": self.host, "cores": _cores(), "pid": os.getpid()}}
+        self.info: dict[int, dict] = {RANK: {"host": self.host, "cores": cores(), "pid": os.getpid()}}
         self.closed = False
         self.data: dict[str, Any] = {}  # key -> value
         self.errors: dict[str, BaseException] = {}  # key -> the exception its task raised
@@ -192,13 +193,6 @@ class LocalWorld:
             if key not in self.data:
                 raise _Missing(f"dependency {key!r} is not held any more (was it released?)")
             return self.data[key]
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def start(n_workers: int | None = None) -> LocalWorld:

@@ -286,7 +286,6 @@ class Scheduler:
             if len(self.closing[1]) == len(self.worker_ranks):
                 self._finish_close(timed_out=False)
 
-
     def fail_all(self, error: BaseException) -> None:
         """The world is broken: fail every unfinished future and pending request with ``error``."""
         self.failed = error

@@ -110,5 +110,3 @@ class PlacementMixin:
             self._steals[key] = (victim, thief)
             self._incoming[thief].add(key)
             self._out.append(("steal", victim, key))
-
-    # ------------------------------------------------------------------ errors and data

@@ -75,7 +75,7 @@ class Worker:
 
     def serve(self) -> None:
         """Handle messages until the scheduler says shut down (communication thread)."""
-        info = {"host": self.host or socket.gethostname(), "cores": _cores(), "pid": os.getpid()}
+        info = {"host": self.host or socket.gethostname(), "cores": cores(), "pid": os.getpid()}
         self.transport.send(0, (m.HELLO, info))
         handlers = {
             m.COMPUTE: self._on_compute,
@@ -87,16 +87,11 @@ class Worker:
             m.HAVE: self._on_have,
         }
         while True:
-            item = self.transport.recv(None)
-            if item is None:
-                continue
-            src, header, buffers = item
+            src, header, buffers = self.transport.recv(None)
             kind = header[0]
             if kind == m.SHUTDOWN:
                 self.exit_code = header[1]
-                with self.lock:
-                    self.runq.appendleft(_STOP)
-                    self.lock.notify()
+                self.stop()
                 self.transport.send(0, (m.BYE,))
                 return
             handlers[kind](src, header, buffers)
@@ -219,6 +214,12 @@ class Worker:
                         break
         self.transport.send(0, (m.STEAL_REPLY, key, ok))
 
+    def stop(self) -> None:
+        """Make the executor return once its current task is done (queued tasks are dropped)."""
+        with self.lock:
+            self.runq.appendleft(_STOP)
+            self.lock.notify()
+
     # ---- executor thread ----------------------------------------------------------------
 
     def execute(self) -> None:
@@ -309,7 +310,8 @@ def _extend_path(entries: list[str]) -> None:
             sys.path.insert(0, entry)
 
 
-def _cores() -> int:
+def cores() -> int:
+    """How many cores this process may run on (its CPU affinity on Linux)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -335,6 +337,7 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
 
     def communicate() -> None:
         _guarded(worker.serve, transport)
+        worker.stop()  # also after an abort: no task will ever come to the executor again
         if exit_process and not executed.wait(SHUTDOWN_TASK_GRACE):
             sys.stderr.write(f"hpcdist: rank {transport.rank}: a task was still running at shutdown; exiting\n")
             transport.close()
@@ -358,7 +361,7 @@ def _guarded(loop: Any, transport: Any) -> None:
     try:
         loop()
     except TransportError as exc:  # the world is going down (e.g. rank 0 is gone): say so briefly
-        sys.stderr.write(f"hpcdist: rank {transport.rank}: {exc}\n")
+        sys.stderr.write(f"hpcdist: {exc}\n")  # transport errors name the rank already
         sys.stderr.flush()
         transport.abort(1)
     except BaseException:  # noqa: BLE001

@@ -18,10 +18,28 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, TransportError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.scheduler import Scheduler, run_guarded
-from hpcdist.runtime.worker import run_worker
+from hpcdist.runtime.worker import cores, run_worker
 
-#: seconds rank 0 waits for every worker's hello at start-up
-STARTUP_TIMEOUT = float(os.environ.get("HPCDIST_STARTUP_TIMEOUT", "60"))
+#: seconds rank 0 waits for every worker's hello at start-up (env HPCDIST_STARTUP_TIMEOUT overrides)
+STARTUP_TIMEOUT = 60.0
+
+
+def startup_timeout() -> float:
+    """Seconds rank 0 waits for the workers: ``HPCDIST_STARTUP_TIMEOUT`` or :data:`STARTUP_TIMEOUT`.
+
+    Raises:
+        HpcdistError: the variable is set but is not a positive number of seconds.
+    """
+    text = os.environ.get("HPCDIST_STARTUP_TIMEOUT", "").strip()
+    if not text:
+        return STARTUP_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise HpcdistError(f"HPCDIST_STARTUP_TIMEOUT={text!r}: expected a positive number of seconds")
+    return value
 
 
 def resolve_backend(name: str | None) -> tuple[str, str]:
@@ -48,7 +66,7 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
 
     if in_mpi_world():
         return "mpi", "automatic: started by an MPI launcher in a world of more than one rank"
-    return "process", f"automatic: not in an MPI world; one worker process per core ({_default_workers()})"
+    return "process", f"automatic: not in an MPI world; one worker process per core ({cores()})"
 
 
 class World:
@@ -57,11 +75,13 @@ class World:
     Args:
         transport: rank 0's endpoint.
         backend: canonical backend name.
-        notify: receives the scheduler's client-facing instructions.
-        workers_started: a callable joining the worker threads (thread backend) at shutdown.
+        join_workers: optional callable that waits for the workers (threads or processes)
+            at shutdown.
+        timeout: seconds to wait for every worker's hello; default :func:`startup_timeout`.
     """
 
-    def __init__(self, transport: Any, backend: str, join_workers: Callable[[], None] | None = None) -> None:
+    def __init__(self, transport: Any, backend: str, join_workers: Callable[[], None] | None = None,
+                 timeout: float | None = None) -> None:
         self.transport = transport
         self.backend = backend
         self._listeners: list[Callable[[tuple], None]] = []
@@ -72,13 +92,15 @@ class World:
         # the start-up handshake included: sends posted from another thread that then stops
         # calling MPI were seen never to complete.
         started: _CFuture = _CFuture()
-        self.thread = threading.Thread(target=self._run, args=(started,), name="hpcdist-scheduler", daemon=True)
+        timeout = startup_timeout() if timeout is None else timeout
+        self.thread = threading.Thread(target=self._run, args=(started, timeout), name="hpcdist-scheduler",
+                                       daemon=True)
         self.thread.start()
         started.result()
 
-    def _run(self, started: _CFuture) -> None:
+    def _run(self, started: _CFuture, timeout: float) -> None:
         try:
-            self.scheduler.wait_for_workers(STARTUP_TIMEOUT)
+            self.scheduler.wait_for_workers(timeout)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the thread that started the world
             started.set_exception(exc)
             return
@@ -205,16 +227,13 @@ def start_world(backend: str | None = None, n_workers: int | None = None) -> Wor
     return spec.start(n_workers if spec.uses_worker_count else None)
 
 
-def _default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
-
 def _start_threads(n_workers: int | None = None) -> World:
     from hpcdist.backends.inproc import InprocHub
 
-    n_workers = n_workers or _default_workers()
+    n_workers = n_workers or cores()
     if n_workers < 1:
         raise HpcdistError(f"the thread backend needs at least 1 worker, got {n_workers}")
+    timeout = startup_timeout()  # a bad setting fails before any worker starts
     hub = InprocHub(n_workers + 1)
     threads = []
     for rank in range(1, n_workers + 1):
@@ -226,15 +245,21 @@ def _start_threads(n_workers: int | None = None) -> World:
         for t in threads:
             t.join(5)
 
-    return World(hub.endpoint(0), "thread", join)
+    try:
+        return World(hub.endpoint(0), "thread", join, timeout)
+    except BaseException:
+        hub.endpoint(0).abort(1)  # the worker threads end instead of waiting for ever
+        join()
+        raise
 
 
 def _start_processes(n_workers: int | None = None) -> World:
     from hpcdist.backends.process import spawn_world
 
-    transport, join = spawn_world(n_workers or _default_workers(), STARTUP_TIMEOUT)
+    timeout = startup_timeout()  # a bad setting fails before any worker starts
+    transport, join = spawn_world(n_workers or cores())
     try:
-        return World(transport, "process", join)
+        return World(transport, "process", join, timeout)
     except BaseException as exc:
         transport.abort(1)
         join()

@@ -165,7 +165,7 @@ def test_dependencies_travel_worker_to_worker_not_via_rank_0():
 
 
 def test_a_worker_that_dies_is_named(capfd):
-    transport, join = spawn_world(2, 30)
+    transport, join = spawn_world(2)
     try:
         hello = [transport.recv(30) for _ in range(2)]
         assert sorted(src for src, _, _ in hello) == [1, 2]

@@ -134,3 +134,15 @@ def test_function_identity_follows_the_source(tmp_path, monkeypatch) -> None:
     sys.modules.pop("idmod")
     assert first.startswith("idmod:f:") and first != second
     assert function_identity(sum).startswith("builtins:sum:")
+
+
+def test_an_item_that_also_refers_to_its_whole_mapped_source_waits_for_all_of_it() -> None:
+    # map: a pairs b[i] with a[i]; {ref: a} in args needs every item of a as well
+    p = pipeline(TaskDef("a", "f", map=(1, 2)), TaskDef("b", "g", map="a", args=(Ref("a"),)))
+    plan = plan_of(p)
+    assert ready_tids(plan) == ["a[0]", "a[1]"]
+    plan.done("a[0]")
+    assert ready_tids(plan) == []  # b[0] still needs a[1]
+    assert plan.items["b[0]"].deps == ("a[0]", "a[1]")
+    plan.done("a[1]")
+    assert ready_tids(plan) == ["b[0]", "b[1]"]

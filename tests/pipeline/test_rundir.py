@@ -78,3 +78,12 @@ def test_outputs_and_hash(tmp_path: Path) -> None:
     assert output_hash(tmp_path) == first
     copy_outputs(tmp_path, {"total": [total]}, set())
     assert output_hash(tmp_path) != first and not (tmp_path / "outputs/parts").exists()
+
+
+def test_copy_outputs_survives_a_swap_that_was_interrupted(tmp_path: Path) -> None:
+    (tmp_path / "objects").mkdir()
+    (tmp_path / "objects" / "k.json").write_text("1\n")
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / ".outputs-old" / "stale").mkdir(parents=True)  # a run killed between the two renames
+    assert copy_outputs(tmp_path, {"t": ["k.json"]}, set()) == ["outputs/t.json"]
+    assert (tmp_path / "outputs" / "t.json").read_text() == "1\n" and not (tmp_path / ".outputs-old").exists()

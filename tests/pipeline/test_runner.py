@@ -99,3 +99,25 @@ def test_progress_lines_and_bar() -> None:
     p(counts, 2, 65.0)
     p.close(counts, 0, 70.0)
     assert "done 4/11" in bar.getvalue() and "%" in bar.getvalue()
+
+
+def test_a_timeout_is_enforced_while_other_tasks_keep_finishing(project, client, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # thread workers get no SIGALRM: rank 0 gives up on the task, even while results keep arriving
+    from hpcdist.pipeline import runner
+
+    monkeypatch.setattr(runner, "TIMEOUT_SLACK", 0.2)
+    spec = load_spec(project("""\
+        tasks:
+          slow: {call: nap, args: [0], kwargs: {seconds: 2.5}, timeout: 0.3}
+          churn: {call: nap, map: [%s], kwargs: {seconds: 0.01}}
+        """ % ", ".join(map(str, range(150)))))
+    lines: list[tuple[float, str]] = []
+    t0 = time.monotonic()
+    result = Runner(client, spec.program.parsed, tmp_path / "run",
+                    log=lambda line: lines.append((time.monotonic() - t0, line))).run()
+    assert result.code == status.TASKS_FAILED and result.counts["done"] == 150
+    assert "TaskTimeout" in result.manifest["tasks"]["slow"]["error"]
+    failed_at = next(t for t, line in lines if line.startswith("slow: failed"))
+    finished_at = next(t for t, line in lines if line.startswith("finished"))
+    assert failed_at < 1.2 < finished_at, lines[-3:]

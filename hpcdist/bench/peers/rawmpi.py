@@ -25,7 +25,7 @@ def _mpi() -> Any:
     return importlib.import_module("mpi4py.MPI")
 
 
-def _sync(MPI: Any, comm: Any) -> None:
+def _sync(comm: Any) -> None:
     req = comm.Ibarrier()
     while not req.Test():
         time.sleep(2e-4)
@@ -50,7 +50,7 @@ def measure(nbytes: int, pings: int, reps: int) -> dict[str, float] | None:
         return None
     out: dict[str, float] = {}
     # latency: ranks 1 <-> 2 ping-pong, in blocks of 100 round trips
-    _sync(MPI, comm)
+    _sync(comm)
     small = np.zeros(1, np.float64)
     if rank in (1, 2):
         peer = 3 - rank
@@ -74,7 +74,7 @@ def measure(nbytes: int, pings: int, reps: int) -> dict[str, float] | None:
     ack = bytearray(1)
     times = []
     for _ in range(reps + 1):
-        _sync(MPI, comm)
+        _sync(comm)
         if rank == 1:
             t0 = time.perf_counter()
             comm.Send([src, MPI.BYTE], 2, 13)
@@ -89,5 +89,5 @@ def measure(nbytes: int, pings: int, reps: int) -> dict[str, float] | None:
         comm.send(nbytes / statistics.median(times[1:]) / 1e9, 0, 15)
     if rank == 0:
         out["raw_bandwidth_gbs"] = comm.recv(source=1, tag=15)
-    _sync(MPI, comm)
+    _sync(comm)
     return out if rank == 0 else None
