@@ -224,15 +224,9 @@ def _in_process(spec: Any, directory: Path, backend: str, workers: int | None, t
 
 
 def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) -> int:
-    from hpcdist.launch import find_mpiexec
-    from hpcdist.runtime.entry import postmortem
+    from hpcdist.runtime.entry import local_mpiexec, mpiexec_env, postmortem
 
-    if nranks < 2:
-        raise HpcdistError(f"-n {nranks}: hpcdist needs at least 2 MPI ranks: rank 0 schedules, the others work")
-    mpiexec = find_mpiexec()
-    if mpiexec is None:
-        raise HpcdistError("no mpiexec found: install the embedded MPI with pip install 'hpcdist[mpich]', "
-                           "or load your site's MPI module")
+    mpiexec = local_mpiexec(nranks)
     state_dir = directory / "ranks"
     state_dir.mkdir(exist_ok=True)
     pid_file = directory / LOGS / PID_FILE
@@ -240,9 +234,7 @@ def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) 
         pid_file.unlink()
     except FileNotFoundError:
         pass
-    env = dict(os.environ, HPCDIST_STATE_DIR=str(state_dir), HPCDIST_RUN_DIR=str(directory))
-    if timeout:
-        env["MPIEXEC_TIMEOUT"] = str(int(timeout))
+    env = mpiexec_env(timeout, HPCDIST_STATE_DIR=str(state_dir), HPCDIST_RUN_DIR=str(directory))
     argv = [mpiexec, "-n", str(nranks), sys.executable, "-m", "hpcdist", "run", str(directory / SPEC_FILE),
             "--run-dir", str(directory)]
     # handlers first: a Ctrl-C while the world starts must not orphan it

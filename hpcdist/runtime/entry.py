@@ -101,6 +101,26 @@ def run_local(script: str, args: Sequence[str], backend: str, workers: int | Non
             faulthandler.cancel_dump_traceback_later()
 
 
+def local_mpiexec(nranks: int) -> str:
+    """The ``mpiexec`` for a local world of ``nranks``; clear errors for too few ranks or no MPI."""
+    if nranks < 2:
+        raise HpcdistError(f"-n {nranks}: hpcdist needs at least 2 MPI ranks: rank 0 schedules, the others work")
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        raise HpcdistError("no mpiexec found: install the embedded MPI with pip install 'hpcdist[mpich]', "
+                           "or load your site's MPI module")
+    return mpiexec
+
+
+def mpiexec_env(timeout: float | None, **extra: str) -> dict[str, str]:
+    """This environment plus ``extra``, and ``MPIEXEC_TIMEOUT`` for a ``timeout`` in seconds."""
+    env = dict(os.environ, **extra)
+    if timeout:
+        # whole seconds, rounded up: int() truncated a limit under 1 s to 0
+        env["MPIEXEC_TIMEOUT"] = str(max(1, math.ceil(timeout)))
+    return env
+
+
 def run_script(script: str, args: Sequence[str], nranks: int, timeout: float | None = None,
                mpiexec_args: Sequence[str] = ()) -> int:
     """Start ``mpiexec -n N python -m hpcdist exec script args`` and stream its output.
@@ -111,19 +131,11 @@ def run_script(script: str, args: Sequence[str], nranks: int, timeout: float | N
     Returns:
         mpiexec's exit status.
     """
-    if nranks < 2:
-        raise HpcdistError(f"-n {nranks}: hpcdist needs at least 2 MPI ranks: rank 0 schedules, the others work")
-    mpiexec = find_mpiexec()
-    if mpiexec is None:
-        raise HpcdistError("no mpiexec found: install the embedded MPI with pip install 'hpcdist[mpich]', "
-                           "or load your site's MPI module")
+    mpiexec = local_mpiexec(nranks)
     if not Path(script).is_file():
         raise HpcdistError(f"{script}: no such script")
     with tempfile.TemporaryDirectory(prefix="hpcdist-") as state_dir:
-        env = dict(os.environ, HPCDIST_STATE_DIR=state_dir)
-        if timeout:
-            # whole seconds, rounded up: int() truncated a limit under 1 s to 0
-            env["MPIEXEC_TIMEOUT"] = str(max(1, math.ceil(timeout)))
+        env = mpiexec_env(timeout, HPCDIST_STATE_DIR=state_dir)
         argv = [mpiexec, *mpiexec_args, "-n", str(nranks), sys.executable, "-m", "hpcdist", "exec", script, *args]
         proc = subprocess.Popen(argv, env=env)
         try:
