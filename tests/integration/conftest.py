@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,44 @@ def run_dirs(tmp_path: Path) -> list[str]:
 PI_LINE = r"pi ~ 3\.1\d* from 1000000 samples in 32 tasks on 3 workers \(ranks \[1, 2, 3\]\)"
 
 
+def wait_until(job: Any, state: str, timeout: float) -> Any:
+    """Poll ``job`` until it reaches ``state`` or a final state, or ``timeout`` passes."""
+    end = time.monotonic() + timeout
+    while True:
+        st = job.status()
+        if st.state == state or st.state in jobs.FINAL_STATES or time.monotonic() > end:
+            return st
+        time.sleep(0.2)
+
+
+def check_four_rank_job(system: str, tmp_path: Path) -> Any:
+    """Submit the plain mpi4py 4-rank spec to ``system``; check one world of 4 ranks ran.
+
+    Returns:
+        The job's final status, for checks particular to a system.
+    """
+    spec = write_ranks_spec(tmp_path, "local")
+    result = hpcdist_cli("submit", str(spec), "--scheduler", system)
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(re.search(r"^run directory: (.+)$", result.stdout, re.M).group(1))
+    job_id = re.search(r"^job id: (\d+)$", result.stdout, re.M).group(1)
+    assert run_dirs(tmp_path) == [run_dir.name]
+
+    job = jobs.Job.from_run_dir(run_dir)
+    assert (job.job_id, job.system) == (job_id, system)
+    st = wait_or_cancel(job)
+    output = run_dir / f"{system}-{job_id}.out"
+    assert st.state == "COMPLETED", output.read_text() if output.exists() else st
+    # one world of 4 ranks (plain srun, or a foreign mpiexec, would give four worlds of 1)
+    assert sorted((run_dir / f"rank-{r}.txt").read_text() for r in range(4)) == [f"rank {r} of 4\n" for r in range(4)]
+    assert sorted(output.read_text().splitlines()) == [f"rank {r} of 4" for r in range(4)]
+
+    status = hpcdist_cli("status", str(run_dir))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"job {job_id} ({system}): COMPLETED" in status.stdout
+    return st
+
+
 def check_pi_example(system: str, tmp_path: Path) -> None:
     """Submit examples/pi to ``system`` through ``hpcdist submit`` and check the 4-rank run."""
     result = hpcdist_cli("submit", str(PI_SPEC), "--scheduler", system, *pi_overrides(tmp_path))
@@ -146,8 +185,7 @@ def check_pi_example(system: str, tmp_path: Path) -> None:
     assert run_dir.parent == tmp_path / "runs"
     job = jobs.Job.from_run_dir(run_dir)
     st = wait_or_cancel(job)
-    prefix = "slurm" if system == "slurm" else "sge"
-    output = (run_dir / f"{prefix}-{job.job_id}.out").read_text()
+    output = (run_dir / f"{system}-{job.job_id}.out").read_text()
     assert st.state == "COMPLETED", output
     assert st.exit_code == 0 and (run_dir / "exit_code").read_text().strip() == "0"
     # rank 0 schedules; the three other ranks of the 4-rank world are the workers
@@ -166,6 +204,8 @@ def batch() -> object:
         pi_overrides = staticmethod(pi_overrides)
         pi_spec = PI_SPEC
         check_pi_example = staticmethod(check_pi_example)
+        check_four_rank_job = staticmethod(check_four_rank_job)
+        wait_until = staticmethod(wait_until)
         wait = staticmethod(wait_or_cancel)
         job_timeout = JOB_TIMEOUT
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -15,35 +12,8 @@ from hpcdist.launch import run_command
 pytestmark = pytest.mark.slurm
 
 
-def wait_until(job: jobs.Job, state: str, timeout: float) -> jobs.JobStatus:
-    end = time.monotonic() + timeout
-    while True:
-        st = job.status()
-        if st.state == state or st.state in jobs.FINAL_STATES or time.monotonic() > end:
-            return st
-        time.sleep(0.2)
-
-
 def test_four_rank_mpi_job_runs_to_completed(slurm, batch, tmp_path):
-    spec = batch.ranks_spec(tmp_path, "local")
-    result = batch.cli("submit", str(spec), "--scheduler", "slurm")
-    assert result.returncode == 0, result.stderr
-    run_dir = Path(re.search(r"^run directory: (.+)$", result.stdout, re.M).group(1))
-    job_id = re.search(r"^job id: (\d+)$", result.stdout, re.M).group(1)
-    assert batch.run_dirs(tmp_path) == [run_dir.name]
-
-    job = jobs.Job.from_run_dir(run_dir)
-    assert (job.job_id, job.system) == (job_id, "slurm")
-    st = batch.wait(job)
-    output = run_dir / f"slurm-{job_id}.out"
-    assert st.state == "COMPLETED", output.read_text() if output.exists() else st
-    # one world of 4 ranks (plain srun would give four worlds of 1)
-    assert sorted((run_dir / f"rank-{r}.txt").read_text() for r in range(4)) == [f"rank {r} of 4\n" for r in range(4)]
-    assert sorted(output.read_text().splitlines()) == [f"rank {r} of 4" for r in range(4)]
-
-    status = batch.cli("status", str(run_dir))
-    assert status.returncode == 0, status.stdout + status.stderr
-    assert f"job {job_id} (slurm): COMPLETED" in status.stdout
+    batch.check_four_rank_job("slurm", tmp_path)
 
 
 def test_pi_example_runs_through_hpcdist_exec(slurm, batch, tmp_path):
@@ -58,7 +28,7 @@ def test_status_while_queued_and_running_then_cancel(slurm, batch, tmp_path):
         assert queued.returncode == 10 and f"job {job.job_id} (slurm): PENDING" in queued.stdout, queued.stdout
 
         run_command(["scontrol", "release", job.job_id], timeout=15)
-        assert wait_until(job, "RUNNING", batch.job_timeout).state == "RUNNING"
+        assert batch.wait_until(job, "RUNNING", batch.job_timeout).state == "RUNNING"
         running = batch.cli("status", job.job_id, "--scheduler", "slurm")
         assert running.returncode == 10 and "RUNNING" in running.stdout, running.stdout
 
