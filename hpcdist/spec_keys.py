@@ -179,7 +179,8 @@ def all_paths(key: Key = SPEC, prefix: str = "") -> list[str]:
     return out
 
 
-def _describe(node: Node) -> str:
+def describe(node: Node) -> str:
+    """How an error message names what the user wrote: the value as written, or its kind."""
     if node.kind == MAPPING:
         return "a mapping"
     if node.kind == SEQUENCE:
@@ -219,7 +220,7 @@ def check_value(key: Key, node: Node) -> tuple[Any, str | None]:
     Returns:
         ``(value, None)`` when valid, else ``(None, "expected ..., got ...")``.
     """
-    got = _describe(node)
+    got = describe(node)
     kind, value = key.kind, node.value
     if kind in ("mapping", "strmap"):
         if node.kind != MAPPING:
@@ -233,7 +234,7 @@ def check_value(key: Key, node: Node) -> tuple[Any, str | None]:
             if sub.kind != SCALAR or sub.value is None or isinstance(sub.value, bool) or not isinstance(
                 sub.value, (str, int, float)
             ):
-                return None, f"{name}: expected a string or number, got {_describe(sub)}"
+                return None, f"{name}: expected a string or number, got {describe(sub)}"
             out[name] = sub.raw if not isinstance(sub.value, str) else sub.value
         return out, None
     if kind == "strlist":
@@ -242,7 +243,7 @@ def check_value(key: Key, node: Node) -> tuple[Any, str | None]:
         items = []
         for i, sub in enumerate(value):
             if sub.kind != SCALAR or not isinstance(sub.value, (str, int, float)) or isinstance(sub.value, bool):
-                return None, f"item {i}: expected a string, got {_describe(sub)}"
+                return None, f"item {i}: expected a string, got {describe(sub)}"
             text = sub.value if isinstance(sub.value, str) else str(sub.raw)
             if key.pattern and not re.fullmatch(key.pattern, text):
                 return None, f"item {i}: {text!r} is not allowed ({_pattern_hint(key)})"

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcdist.spec_keys import PIPELINE, TASK_NAME_PATTERN
+from hpcdist.spec_keys import PIPELINE, TASK_NAME_PATTERN, describe
 from hpcdist.spec_yaml import MAPPING, SCALAR, SEQUENCE, Node, Problem, Where
 
 __all__ = ["Ref", "TaskDef", "Pipeline", "parse_pipeline", "TASK_NAME_PATTERN", "ON_ERROR"]
@@ -156,7 +156,7 @@ class _Parser:
         if node.kind != SCALAR or isinstance(node.value, bool) and bool not in types or not isinstance(
             node.value, types
         ):
-            self.problem(node.where, path, f"expected {what}, got {_describe(node)}")
+            self.problem(node.where, path, f"expected {what}, got {describe(node)}")
             return None
         return node.value
 
@@ -169,7 +169,7 @@ class _Parser:
                     return None
                 target = node.value["ref"]
                 if target.kind != SCALAR or not isinstance(target.value, str):
-                    self.problem(target.where, f"{path}.ref", f"expected a task name, got {_describe(target)}")
+                    self.problem(target.where, f"{path}.ref", f"expected a task name, got {describe(target)}")
                     return None
                 return _Located(Ref(target.value), target.where, f"{path}.ref")
             return {k: self.value(v, f"{path}.{k}") for k, v in node.value.items()}
@@ -183,16 +183,6 @@ class _Located:
     ref: Ref
     where: Where
     path: str
-
-
-def _describe(node: Node) -> str:
-    if node.kind == MAPPING:
-        return "a mapping"
-    if node.kind == SEQUENCE:
-        return "a list"
-    if node.value is None:
-        return "nothing (null)"
-    return repr(node.value)
 
 
 def _strip(value: Any, refs: list[_Located]) -> Any:
@@ -220,7 +210,7 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
     """
     p = _Parser(problems, "program.pipeline")
     if node.kind != MAPPING:
-        p.problem(node.where, "", f"expected a mapping with tasks:, got {_describe(node)}")
+        p.problem(node.where, "", f"expected a mapping with tasks:, got {describe(node)}")
         return None
     p.unknown_keys(node, _PIPELINE_KEYS, "")
     module = p.scalar(node.value.get("module"), "module", (str,), "a module name such as mypkg.tasks")
@@ -234,7 +224,7 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
     tasks_node = node.value.get("tasks")
     if tasks_node is None or tasks_node.kind != MAPPING or not tasks_node.value:
         where = tasks_node.where if tasks_node is not None else node.where
-        got = "nothing" if tasks_node is None else _describe(tasks_node)
+        got = "nothing" if tasks_node is None else describe(tasks_node)
         p.problem(where, "tasks", f"expected a mapping of task names to tasks ({{call: ...}}), got {got}")
         return None
     tasks: dict[str, TaskDef] = {}
@@ -291,7 +281,7 @@ def _count(p: _Parser, node: Node | None, path: str, parent: Any) -> int | None:
 def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDef | None, list[_Located]]:
     path = f"tasks.{name}"
     if node.kind != MAPPING:
-        p.problem(node.where, path, f"expected a mapping such as {{call: module:function}}, got {_describe(node)}")
+        p.problem(node.where, path, f"expected a mapping such as {{call: module:function}}, got {describe(node)}")
         return None, []
     p.unknown_keys(node, _TASK_KEYS, path)
     v = node.value
@@ -306,13 +296,13 @@ def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDe
     args: tuple[Any, ...] = ()
     if "args" in v and v["args"].value is not None:
         if v["args"].kind != SEQUENCE:
-            p.problem(v["args"].where, f"{path}.args", f"expected a list, got {_describe(v['args'])}")
+            p.problem(v["args"].where, f"{path}.args", f"expected a list, got {describe(v['args'])}")
         else:
             args = _strip(p.value(v["args"], f"{path}.args"), sites)
     kwargs: dict[str, Any] = {}
     if "kwargs" in v and v["kwargs"].value is not None:
         if v["kwargs"].kind != MAPPING:
-            p.problem(v["kwargs"].where, f"{path}.kwargs", f"expected a mapping, got {_describe(v['kwargs'])}")
+            p.problem(v["kwargs"].where, f"{path}.kwargs", f"expected a mapping, got {describe(v['kwargs'])}")
         else:
             kwargs = _strip(p.value(v["kwargs"], f"{path}.kwargs"), sites)
             for k in kwargs:
@@ -334,13 +324,13 @@ def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDe
             ref = p.value(m, f"{path}.map")
             map_ = ref.ref.name if isinstance(ref, _Located) else None
         else:
-            p.problem(m.where, f"{path}.map", f"expected a task name or a literal list to map over, got {_describe(m)}")
+            p.problem(m.where, f"{path}.map", f"expected a task name or a literal list to map over, got {describe(m)}")
     after: tuple[str, ...] = ()
     if "after" in v and v["after"].value is not None:
         a = v["after"]
         items = [a] if a.kind == SCALAR else a.value if a.kind == SEQUENCE else None
         if items is None or any(i.kind != SCALAR or not isinstance(i.value, str) for i in items):
-            p.problem(a.where, f"{path}.after", f"expected a task name or a list of task names, got {_describe(a)}")
+            p.problem(a.where, f"{path}.after", f"expected a task name or a list of task names, got {describe(a)}")
         else:
             after = tuple(i.value for i in items)
     retries = _count(p, v.get("retries"), f"{path}.retries", _TASK)
@@ -353,13 +343,13 @@ def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDe
         items = [w] if w.kind == SCALAR else w.value if w.kind == SEQUENCE else None
         if items is None or any(i.kind != SCALAR or isinstance(i.value, bool)
                                 or not isinstance(i.value, (int, str)) for i in items):
-            p.problem(w.where, f"{path}.workers", f"expected ranks or host names, got {_describe(w)}")
+            p.problem(w.where, f"{path}.workers", f"expected ranks or host names, got {describe(w)}")
         else:
             workers = tuple(i.value for i in items)
     resources: dict[str, Any] = {}
     if "resources" in v and v["resources"].value is not None:
         if v["resources"].kind != MAPPING:
-            p.problem(v["resources"].where, f"{path}.resources", f"expected a mapping, got {_describe(v['resources'])}")
+            p.problem(v["resources"].where, f"{path}.resources", f"expected a mapping, got {describe(v['resources'])}")
         else:
             resources = v["resources"].plain()
     cache = p.scalar(v.get("cache"), f"{path}.cache", (bool,), "true or false")
@@ -380,7 +370,7 @@ def _parse_save(p: _Parser, node: Node | None, tasks_node: Node) -> tuple[str, .
         return None
     items = [node] if node.kind == SCALAR else node.value if node.kind == SEQUENCE else None
     if items is None or any(i.kind != SCALAR or not isinstance(i.value, str) for i in items):
-        p.problem(node.where, "save", f"expected a list of task names, got {_describe(node)}")
+        p.problem(node.where, "save", f"expected a list of task names, got {describe(node)}")
         return None
     for i in items:
         if i.value not in tasks_node.value:
