@@ -22,12 +22,12 @@ raise AssertionError. Instructions are plain tuples; see :data:`INSTRUCTIONS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hpcdist.errors import WorkerLost as WorkerLostError
 from hpcdist.runtime import policy
-from hpcdist.runtime.state_placement import PlacementMixin
+from hpcdist.runtime.state_placement import NbytesView, PlacementMixin
 # The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
 from hpcdist.runtime.events import (  # noqa: F401
     ALLOWED_TRANSITIONS,
@@ -61,6 +61,7 @@ __all__ = [
     "DependencyMissing",
     "Failed",
     "Finished",
+    "INSTRUCTIONS",
     "InvalidTransition",
     "Release",
     "Scatter",
@@ -92,21 +93,6 @@ class _Task:
         return self.spec.key
 
 
-class _NbytesView(Mapping):
-    # key -> nbytes of the tasks table, without copying it for every placement
-    def __init__(self, tasks: dict[str, _Task]) -> None:
-        self._tasks = tasks
-
-    def __getitem__(self, key: str) -> int:
-        return self._tasks[key].nbytes or 0
-
-    def __iter__(self):
-        return iter(self._tasks)
-
-    def __len__(self) -> int:
-        return len(self._tasks)
-
-
 class SchedulerState(PlacementMixin):
     """All task and worker bookkeeping of the scheduler (rank 0).
 
@@ -129,7 +115,7 @@ class SchedulerState(PlacementMixin):
         self._occupancy: dict[int, float] = {r: 0.0 for r in workers}
         self._steals: dict[str, tuple[int, int | None]] = {}  # key -> (victim, thief)
         self._incoming: dict[int, set[str]] = {r: set() for r in workers}
-        self._nbytes = _NbytesView(self._tasks)
+        self._nbytes = NbytesView(self._tasks)
         self._forgotten: list[str] = []
         # per handle() call
         self._now = 0.0

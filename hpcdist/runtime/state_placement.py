@@ -6,6 +6,7 @@ which queued tasks move to an idle worker. A mixin of :class:`~hpcdist.runtime.s
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from hpcdist.errors import WorkerLost as WorkerLostError
@@ -14,6 +15,22 @@ from hpcdist.runtime.events import PROCESSING
 
 if TYPE_CHECKING:
     from hpcdist.runtime.state import _Task
+
+
+class NbytesView(Mapping):
+    """key -> nbytes over the state's task table, without copying it for every placement."""
+
+    def __init__(self, tasks: dict[str, _Task]) -> None:
+        self._tasks = tasks
+
+    def __getitem__(self, key: str) -> int:
+        return self._tasks[key].nbytes or 0
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
 
 
 class PlacementMixin:
