@@ -18,37 +18,9 @@ from typing import Any
 import pytest
 
 from hpcdist import jobs
-from hpcdist.errors import CommandError
-from hpcdist.launch import run_command
 
 JOB_TIMEOUT = 60.0  # seconds any one test job may take, queueing included
 PI_SPEC = Path(__file__).resolve().parents[2] / "examples" / "pi" / "job.yaml"
-
-
-def _reachable(system: str, argv: list[str], variable: str) -> None:
-    try:
-        run_command(argv, timeout=15)
-        return
-    except CommandError as exc:
-        problem = str(exc)
-    message = f"{system} is not reachable ({problem}); bring it up with .ci/{system.lower()}-up.sh"
-    if os.environ.get(variable) == "1":
-        pytest.fail(f"{message} [{variable}=1 makes this a failure]", pytrace=False)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def slurm() -> str:
-    """Skip (or fail) unless a SLURM controller answers."""
-    _reachable("SLURM", ["sinfo", "-h", "-o", "%T"], "HPCDIST_REQUIRE_SLURM")
-    return "slurm"
-
-
-@pytest.fixture(scope="session")
-def sge() -> str:
-    """Skip (or fail) unless a Grid Engine qmaster answers."""
-    _reachable("SGE", ["qstat", "-f"], "HPCDIST_REQUIRE_SGE")
-    return "sge"
 
 
 RANKS_PY = """\

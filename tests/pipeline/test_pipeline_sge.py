@@ -8,7 +8,6 @@ tests/integration.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,8 +16,6 @@ from pathlib import Path
 import pytest
 
 from hpcdist import jobs
-from hpcdist.errors import CommandError
-from hpcdist.launch import run_command
 
 pytestmark = pytest.mark.sge
 JOB_TIMEOUT = 60.0
@@ -30,17 +27,6 @@ BODY = """\
       sum:     {call: total, args: [{ref: scaled}]}
     save: [sum, squares]
 """
-
-
-@pytest.fixture(scope="module")
-def sge() -> None:
-    try:
-        run_command(["qstat", "-f"], timeout=15)
-    except CommandError as exc:
-        message = f"Grid Engine is not reachable ({exc}); bring it up with .ci/sge-up.sh"
-        if os.environ.get("HPCDIST_REQUIRE_SGE") == "1":
-            pytest.fail(message + " [HPCDIST_REQUIRE_SGE=1 makes this a failure]", pytrace=False)
-        pytest.skip(message)
 
 
 def hpcdist(*args: str, timeout: float = 90.0) -> subprocess.CompletedProcess[str]:

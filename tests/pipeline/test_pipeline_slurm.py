@@ -8,7 +8,6 @@ like tests/integration.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -17,23 +16,11 @@ from pathlib import Path
 import pytest
 
 from hpcdist import jobs
-from hpcdist.errors import CommandError
 from hpcdist.launch import run_command
 from hpcdist.pipeline import status
 
 pytestmark = pytest.mark.slurm
 JOB_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def slurm() -> None:
-    try:
-        run_command(["sinfo", "-h", "-o", "%T"], timeout=15)
-    except CommandError as exc:
-        message = f"SLURM is not reachable ({exc}); bring it up with .ci/slurm-up.sh"
-        if os.environ.get("HPCDIST_REQUIRE_SLURM") == "1":
-            pytest.fail(message + " [HPCDIST_REQUIRE_SLURM=1 makes this a failure]", pytrace=False)
-        pytest.skip(message)
 
 
 def test_warning_signal_ends_a_pipeline_job_with_the_walltime_status_and_it_resumes(slurm, project,
