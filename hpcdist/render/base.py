@@ -86,10 +86,6 @@ class BatchSystem:
         """The job id in the output of :meth:`submit_argv`."""
         raise NotImplementedError
 
-    def status_argv(self, job_ids: list[str]) -> list[str]:
-        """The command that reports the state of ``job_ids``."""
-        raise NotImplementedError
-
     def cancel_argv(self, job_id: str) -> list[str]:
         """The command that cancels ``job_id``."""
         raise NotImplementedError

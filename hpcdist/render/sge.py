@@ -121,10 +121,6 @@ class GridEngine(BatchSystem):
                 return m.group(1)
         raise SubmitError(f"qsub printed no job id (output: {stdout.strip()[:200]!r})")
 
-    def status_argv(self, job_ids: list[str]) -> list[str]:
-        """``qstat -j ID,...``: details while the jobs are queued or running."""
-        return ["qstat", "-j", ",".join(job_ids)]
-
     def cancel_argv(self, job_id: str) -> list[str]:
         """``qdel ID``."""
         return ["qdel", str(job_id)]

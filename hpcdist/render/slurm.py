@@ -74,12 +74,6 @@ class Slurm(BatchSystem):
                 return job_id
         raise SubmitError(f"sbatch printed no job id (output: {stdout.strip()[:200]!r})")
 
-    def status_argv(self, job_ids: list[str]) -> list[str]:
-        """``squeue`` listing the jobs in every state, one ``id|state|reason`` line each."""
-        from hpcdist.jobs_query import slurm_queue_argv
-
-        return slurm_queue_argv(job_ids)
-
     def cancel_argv(self, job_id: str) -> list[str]:
         """``scancel ID``."""
         return ["scancel", str(job_id)]

@@ -77,5 +77,4 @@ def test_commands() -> None:
     assert g.parse_job_id("27.1-4:1\n") == "27"
     with pytest.raises(SubmitError, match="no job id"):
         g.parse_job_id('Your job 27 ("x") has been submitted\n')
-    assert g.status_argv(["1", "2"]) == ["qstat", "-j", "1,2"]
     assert g.cancel_argv("27") == ["qdel", "27"]
