@@ -8,14 +8,19 @@ they were computed, and tasks that take futures as arguments fetch them worker t
 
 from __future__ import annotations
 
+import _thread
+import collections
 import concurrent.futures as cf
+import functools
 import hashlib
 import itertools
+import pickle
 import queue
 import sys
 import threading
 import uuid
 import weakref
+from concurrent.futures import _base as cf_base
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from hpcdist.errors import CancelledError, HpcdistError, RemoteTraceback
@@ -28,29 +33,83 @@ FIRST_COMPLETED = cf.FIRST_COMPLETED
 FIRST_EXCEPTION = cf.FIRST_EXCEPTION
 ALL_COMPLETED = cf.ALL_COMPLETED
 
+# concurrent.futures' own state names: the standard library's wait() and as_completed() read them
+_PENDING, _FINISHED = cf_base.PENDING, cf_base.FINISHED
+_DONE = (cf_base.FINISHED, cf_base.CANCELLED, cf_base.CANCELLED_AND_NOTIFIED)
+
+
+class _Wakeup:
+    """A concurrent.futures waiter: releases ``lock`` once ``count`` futures are done.
+
+    Its methods run under the futures' (shared) condition, see :class:`Future`.
+    """
+
+    __slots__ = ("count", "lock")
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.lock = _thread.allocate_lock()
+        self.lock.acquire()
+
+    def add_result(self, future: cf.Future) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self.lock.release()
+
+    add_exception = add_cancelled = add_result
+
 
 class Future(cf.Future):
     """A task's result, held by a worker.
+
+    The futures of one client share one condition (a :class:`threading.Condition` over an
+    RLock, so :func:`concurrent.futures.wait`, which acquires every future's condition in
+    turn, works): a condition per future was a good part of a tiny task's cost on rank 0.
+    Nothing waits on that condition; waiting goes through concurrent.futures' waiter
+    protocol, so a finished future wakes only the threads that wait for it.
 
     Attributes:
         key: the task's key; equal keys name the same result.
     """
 
     def __init__(self, key: str, client: Client) -> None:
-        super().__init__()
-        self.key = key
-        self.client = client
-        client._register(self)
+        _init_future(self, key, client)
+        client._register((self,))
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the task and bring its value to rank 0.
 
         Raises:
-            The task's own exception (with the remote traceback as ``__cause__``), or
-            ``concurrent.futures.CancelledError`` if it was cancelled.
+            The task's own exception (with the remote traceback as ``__cause__``),
+            ``concurrent.futures.CancelledError`` if it was cancelled, or
+            ``TimeoutError`` after ``timeout`` seconds.
         """
-        super().result(timeout)
+        if self._state is not _FINISHED:
+            self._wait(timeout)
+        if self._state is not _FINISHED or self._exception is not None:
+            cf.Future.result(self, 0)  # raises the task's error, CancelledError or TimeoutError
+        small = self.client._small.get(self.key)
+        if small is not None:  # the value came with the completion: no round trip
+            return pickle.loads(small)
         return self.client._fetch([self.key])[self.key]
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait for the task; its exception, or None if it succeeded (as in concurrent.futures)."""
+        if self._state is not _FINISHED:
+            self._wait(timeout)
+        return cf.Future.exception(self, 0)
+
+    def _wait(self, timeout: float | None) -> None:
+        with self._condition:
+            if self._state in _DONE:
+                return
+            wakeup = _Wakeup(1)
+            self._waiters.append(wakeup)
+        try:
+            wakeup.lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
+        finally:
+            with self._condition:
+                self._waiters.remove(wakeup)
 
     def cancel(self) -> bool:
         """Ask the scheduler to cancel this task; True once it is cancelled."""
@@ -62,7 +121,9 @@ class Future(cf.Future):
 
     def add_done_callback(self, fn: Callable[[cf.Future], Any]) -> None:
         """Call ``fn(future)`` when done, on hpcdist's callback thread (so it may call result())."""
-        super().add_done_callback(lambda fut: self.client._callbacks.put((fn, fut)))
+        # a partial, not a closure over self: no reference cycle, so the future dies (and its
+        # key is released) as soon as the program drops it
+        super().add_done_callback(functools.partial(_defer_callback, self.client._callbacks, fn))
 
     def __repr__(self) -> str:
         status = "cancelled" if self.cancelled() else "error" if self.done() and self.exception() else (
@@ -78,19 +139,53 @@ class Future(cf.Future):
             client._unregister(self.key)
 
 
-def _set_done(fut: Future, error: BaseException | None) -> None:
-    try:
-        if error is None:
-            cf.Future.set_result(fut, None)
-        else:
-            cf.Future.set_exception(fut, error)
-    except cf.InvalidStateError:
-        pass
+def _init_future(fut: Future, key: str, client: Client) -> None:
+    # What concurrent.futures.Future.__init__ sets, with the client's shared condition.
+    fut._condition = client._cond
+    fut._state = _PENDING
+    fut._result = None
+    fut._exception = None
+    fut._waiters = []
+    fut._done_callbacks = []
+    fut.key = key
+    fut.client = client
+
+
+def _defer_callback(callbacks: queue.SimpleQueue, fn: Callable, fut: cf.Future) -> None:
+    callbacks.put((fn, fut))
 
 
 def _set_cancelled(fut: Future) -> None:
     if cf.Future.cancel(fut):
         fut.set_running_or_notify_cancel()
+
+
+class _Releases:
+    """Keys whose last future was dropped, until the scheduler takes them.
+
+    One RELEASE message (the doorbell) goes to the scheduler when a batch opens; it carries
+    :meth:`take`, which the scheduler thread calls when it handles the message. See
+    :meth:`Client._release` for why a release can never undo a newer submit.
+    """
+
+    __slots__ = ("client", "gen", "keys")
+
+    def __init__(self, client: Client, gen: int) -> None:
+        self.client = client
+        self.gen = gen
+        self.keys: list[str] = []
+
+    def take(self) -> list[str]:
+        """The keys released so far; later releases go to a new batch (scheduler thread)."""
+        client = self.client
+        client._lock.acquire()
+        try:
+            if client._batch is self:
+                client._batch = None
+            keys, self.keys = self.keys, []
+        finally:
+            client._unlock()
+        return keys
 
 
 class Client:
@@ -118,9 +213,18 @@ class Client:
                 _install_abort_hook(world)
         self._world: World = world
         self.backend = world.backend
+        # _lock guards _futures, _small and the release batch; __del__ never blocks on it
+        # (see _unregister). _cond is the condition all this client's futures share.
         self._lock = threading.Lock()
-        self._futures: dict[str, list[weakref.ref]] = {}
-        self._refs: dict[str, int] = {}
+        self._rlock = threading.RLock()  # the condition's lock: `with self._rlock` skips a Python frame
+        self._cond = threading.Condition(self._rlock)
+        self._futures: dict[str, list] = {}  # key -> [number of live futures, weakref, weakref ...]
+        self._dropped: collections.deque[str] = collections.deque()  # keys of dropped futures, not yet counted
+        self._batch: _Releases | None = None
+        self._gens = itertools.count(1)
+        self._gen = 0  # changes after every submit: see _release
+        # the local backend handles messages inline, in order: releases go out one by one
+        self._release_now = world.backend == "local"
         self._errors: dict[int, tuple[Any, BaseException]] = {}
         self._small: dict[str, bytes] = {}  # pickles of small results, sent along with "memory"
         # fresh keys: a counter behind a token unique to this client (uuid4 per task cost ~5 us)
@@ -133,47 +237,133 @@ class Client:
         world.listen(self._on_instruction)
 
     # ---- futures bookkeeping ------------------------------------------------------------------
+    #
+    # A key is released when its last future dies. Future.__del__ can run in any thread at
+    # any allocation (the garbage collector), also while this very thread holds _lock, so it
+    # never waits for _lock: it queues the key in _dropped and counts it only if the lock is
+    # free; otherwise the holder counts it in _unlock, before it lets go.
 
-    def _register(self, fut: Future) -> None:
-        with self._lock:
-            self._futures.setdefault(fut.key, []).append(weakref.ref(fut))
-            self._refs[fut.key] = self._refs.get(fut.key, 0) + 1
+    def _register(self, futures: Iterable[Future]) -> None:
+        refs = [(f.key, weakref.ref(f)) for f in futures]
+        self._lock.acquire()
+        try:
+            table = self._futures
+            for key, ref in refs:
+                entry = table.get(key)
+                if entry is None:
+                    table[key] = [1, ref]
+                else:
+                    entry[0] += 1
+                    entry.append(ref)
+        finally:
+            self._unlock()
 
     def _unregister(self, key: str) -> None:
         if sys is None or self._closed:  # interpreter shutdown or client closed
             return
-        with self._lock:
-            count = self._refs.get(key, 0) - 1
-            if count > 0:
-                self._refs[key] = count
+        self._dropped.append(key)
+        if self._lock.acquire(False):
+            self._unlock()
+
+    def _unlock(self) -> None:
+        """Count the dropped futures, then release ``_lock``."""
+        while True:
+            try:
+                if self._dropped:
+                    self._count_dropped()
+            finally:
+                self._lock.release()
+            # a key queued after the check above, by a thread that found the lock taken
+            if not self._dropped or not self._lock.acquire(False):
                 return
-            self._refs.pop(key, None)
-            self._futures.pop(key, None)
+
+    def _count_dropped(self) -> None:
+        dropped = self._dropped
+        while dropped:
+            key = dropped.popleft()
+            entry = self._futures.get(key)
+            if entry is None:
+                continue
+            entry[0] -= 1
+            if entry[0] > 0:
+                if len(entry) > 2 * entry[0] + 8:  # many dead weakrefs: prune
+                    entry[1:] = [r for r in entry[1:] if r() is not None]
+                continue
+            del self._futures[key]
             self._small.pop(key, None)
+            self._release(key)
+
+    def _release(self, key: str) -> None:
+        """Tell the scheduler that no future needs ``key`` any more (``_lock`` held).
+
+        Ordering: a batch takes keys only until the next submit has been sent (``_gen``
+        changes right after every send), and its doorbell was sent when the batch opened.
+        So a key released after a submit of the same key goes into a batch whose doorbell
+        the scheduler sees after that submit; and a release that precedes the submit is
+        taken by a doorbell sent before the submit. A release never undoes a newer submit,
+        and never comes before the submit it follows. Sending under ``_lock`` keeps a
+        ``__del__`` that runs inside ``send`` from sending too (it finds the lock taken).
+        """
         try:
-            self._world.send((m.RELEASE, (key,)))
-        except HpcdistError:
+            if self._release_now:
+                self._world.send((m.RELEASE, (key,)))
+                return
+            batch = self._batch
+            if batch is None or batch.gen != self._gen:
+                batch = self._batch = _Releases(self, self._gen)
+                self._world.send((m.RELEASE, batch.take))
+            batch.keys.append(key)
+        except HpcdistError:  # the world is gone: nothing left to release
             pass
 
-    def _live(self, key: str) -> list[Future]:
-        with self._lock:
-            refs = self._futures.get(key, ())
-            return [f for f in (r() for r in refs) if f is not None]
+    def _sent(self) -> None:
+        """A submit (or scatter) has been sent: later releases go to a new batch."""
+        self._gen = next(self._gens)
+
+    def _live(self, key: str, small: bytes | None = None) -> list[Future]:
+        """The live futures of ``key``; keeps ``small`` (its result's pickle) if there are any."""
+        self._lock.acquire()
+        try:
+            entry = self._futures.get(key)
+            if entry is None:
+                return []
+            if small is not None:
+                self._small[key] = small
+            refs = entry[1:]
+        finally:
+            self._unlock()
+        return [f for f in (r() for r in refs) if f is not None]
 
     def _on_instruction(self, ins: tuple) -> None:
         kind, key = ins[0], ins[1]
         if kind == "memory":
-            if len(ins) > 2:
-                self._small[key] = ins[2]
-            for fut in self._live(key):
-                _set_done(fut, None)
+            self._finish(self._live(key, ins[2] if len(ins) > 2 else None), None)
         elif kind == "erred":
-            error = self._exception(ins[2])
-            for fut in self._live(key):
-                _set_done(fut, error)
+            self._finish(self._live(key), self._exception(ins[2]))
         elif kind == "cancelled":
             for fut in self._live(key):
                 _set_cancelled(fut)
+
+    def _finish(self, futures: list[Future], error: BaseException | None) -> None:
+        """Mark futures done, as concurrent.futures' set_result/set_exception would."""
+        called = []
+        with self._rlock:
+            for fut in futures:
+                if fut._state in _DONE:
+                    continue
+                fut._exception = error
+                fut._state = _FINISHED
+                for waiter in fut._waiters:
+                    if error is None:
+                        waiter.add_result(fut)
+                    else:
+                        waiter.add_exception(fut)
+                if fut._done_callbacks:
+                    called.append(fut)
+            if self._cond._waiters:  # only a direct concurrent.futures.Future.result() call waits here
+                self._cond.notify_all()
+        for fut in called:
+            fut._invoke_callbacks()
 
     def _exception(self, error: Any) -> BaseException:
         """The exception to raise on rank 0 for a task error (one object per failure)."""
@@ -201,45 +391,24 @@ class Client:
 
     # ---- submitting ---------------------------------------------------------------------------
 
-    def _function(self, fn: Callable) -> tuple[str, bytes]:
+    def _caller(self, fn: Callable, pure: bool, workers: Any, allow_other_workers: bool,
+                retries: int) -> _Caller:
+        """What every task of one submit/map call shares, worked out once."""
         cached = self._fn_cache.get(id(fn))
         if cached is None or cached[0] is not fn:
+            if not callable(fn):
+                raise TypeError(f"{fn!r} is not callable")
             fn_bytes = serialize.dumps(fn)[0]
-            cached = (fn, hashlib.blake2b(fn_bytes, digest_size=12).hexdigest(), fn_bytes)
+            fn_id = hashlib.blake2b(fn_bytes, digest_size=12).hexdigest()
+            name = getattr(fn, "__name__", type(fn).__name__)
+            # keys of pure calls: a hash of fn_id and the arguments, started here once per function
+            cached = (fn, fn_id, fn_bytes, name, hashlib.blake2b(fn_id.encode(), digest_size=16))
             if len(self._fn_cache) > 4096:
                 self._fn_cache.clear()
             self._fn_cache[id(fn)] = cached
-        return cached[1], cached[2]
-
-    def _task(self, fn: Callable, args: tuple, kwargs: dict, key: str | None, pure: bool,
-              workers: Any, allow_other_workers: bool, retries: int) -> tuple:
-        if not callable(fn):
-            raise TypeError(f"{fn!r} is not callable")
-        fn_id, fn_bytes = self._function(fn)
-        deps: dict[str, None] = {}
-
-        def persistent_id(obj: Any) -> Any:
-            if isinstance(obj, Future):
-                if obj.client is not self:
-                    raise HpcdistError(f"future {obj.key!r} belongs to another client")
-                deps[obj.key] = None
-                return (m.FUTURE_REF, obj.key)
-            return None
-
-        data, buffers = serialize.dumps((args, kwargs), persistent_id=persistent_id)
-        name = getattr(fn, "__name__", type(fn).__name__)
-        if key is None:
-            if pure:
-                h = hashlib.blake2b(fn_id.encode(), digest_size=16)
-                h.update(data)
-                for b in buffers:
-                    h.update(b)
-                key = f"{name}-{h.hexdigest()}"
-            else:
-                key = f"{name}-{self._token}-{next(self._counter)}"
-        spec = TaskSpec(key=key, deps=tuple(deps), fn_name=name, workers=self._ranks(workers),
-                        allow_other_workers=allow_other_workers, retries=retries)
-        return spec, fn_id, fn_bytes, data, buffers
+        _, fn_id, fn_bytes, name, hasher = cached
+        return _Caller(self, fn_id, fn_bytes, name, hasher if pure else None, self._ranks(workers),
+                       allow_other_workers, retries)
 
     def submit(self, fn: Callable, *args: Any, key: str | None = None, pure: bool = True,
                workers: Any = None, allow_other_workers: bool = False, retries: int = 0,
@@ -260,9 +429,10 @@ class Client:
         Returns:
             The task's future.
         """
-        task = self._task(fn, args, kwargs, key, pure, workers, allow_other_workers, retries)
+        task = self._caller(fn, pure, workers, allow_other_workers, retries).task(args, kwargs, key)
         fut = Future(task[0].key, self)
         self._world.send((m.SUBMIT, [task]))
+        self._sent()
         return fut
 
     def map(self, fn: Callable, *iterables: Iterable, key: str | Sequence[str] | None = None,
@@ -286,11 +456,18 @@ class Client:
             keys = list(key)
             if len(keys) != len(items):
                 raise ValueError(f"map got {len(keys)} keys for {len(items)} items")
-        tasks = [self._task(fn, args, kwargs, k, pure, workers, allow_other_workers, retries)
-                 for args, k in zip(items, keys)]
-        futures = [Future(t[0].key, self) for t in tasks]
+        make = self._caller(fn, pure, workers, allow_other_workers, retries).task
+        tasks = [make(args, kwargs, k) for args, k in zip(items, keys)]
+        new = Future.__new__
+        futures = []
+        for task in tasks:
+            fut = new(Future)
+            _init_future(fut, task[0].key, self)
+            futures.append(fut)
+        self._register(futures)
         if tasks:
             self._world.send((m.SUBMIT, tasks))
+            self._sent()
         return futures
 
     def scatter(self, data: Any, workers: Any = None, broadcast: bool = False) -> Any:
@@ -325,6 +502,7 @@ class Client:
             items.append((key, ranks, payload, buffers))
             futures.append(Future(key, self))
         self._world.send((m.SCATTER, items))
+        self._sent()
         if shape == "one":
             return futures[0]
         if shape == "dict":
@@ -359,7 +537,7 @@ class Client:
             if small is None:
                 remote.append(key)
             else:
-                values[key] = serialize.loads(small)
+                values[key] = pickle.loads(small)  # in-band only: see worker.INLINE_MAX
         if remote:
             raw = self._world.call((m.GATHER, remote))
             values.update((k, serialize.loads(data, buffers)) for k, (data, buffers) in raw.items())
@@ -376,10 +554,10 @@ class Client:
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         flat: list[Future] = []
         _collect(futures, flat)
-        cf.wait(flat)
+        self._wait_all(flat)
         bad = set()
         for fut in flat:
-            if fut.cancelled() or fut.exception() is not None:
+            if fut._state is not _FINISHED or fut._exception is not None:  # cancelled or failed
                 if errors == "raise":
                     if fut.cancelled():
                         raise CancelledError(f"task {fut.key!r} was cancelled")
@@ -387,6 +565,25 @@ class Client:
                 bad.add(fut.key)
         values = self._fetch([f.key for f in flat if f.key not in bad]) if len(bad) < len(flat) else {}
         return _rebuild(futures, values, bad)
+
+    def _wait_all(self, futures: list[Future]) -> None:
+        """Wait until every future is done (one wake-up, whatever their number)."""
+        cond = self._cond
+        for fut in futures:
+            if fut._condition is not cond:  # another client's future: the general way
+                cf.wait(futures)
+                return
+        with self._rlock:
+            pending = [f for f in futures if f._state not in _DONE]
+            if not pending:
+                return
+            wakeup = _Wakeup(len(pending))
+            for fut in pending:
+                fut._waiters.append(wakeup)
+        wakeup.lock.acquire()
+        with self._rlock:
+            for fut in pending:
+                fut._waiters.remove(wakeup)
 
     def cancel(self, futures: Any) -> None:
         """Cancel unfinished tasks (and what depends on them); finished ones are left alone."""
@@ -454,6 +651,60 @@ class Client:
         return f"<hpcdist.Client backend={self.backend!r} workers={self.nworkers}>"
 
 
+class _Caller:
+    """Builds the tasks of one submit/map call: per-call work once, per-item work per item."""
+
+    def __init__(self, client: Client, fn_id: str, fn_bytes: bytes, name: str, hasher: Any,
+                 ranks: frozenset[int] | None, allow_other_workers: bool, retries: int) -> None:
+        self.client = client
+        self.fn_id = fn_id
+        self.fn_bytes = fn_bytes
+        self.name = name
+        self.hasher = hasher  # None for impure calls: fresh keys
+        self.ranks = ranks
+        self.allow_other_workers = allow_other_workers
+        self.retries = retries
+
+    def task(self, args: tuple, kwargs: dict, key: str | None) -> tuple:
+        """``(TaskSpec, fn_id, fn_bytes, data, buffers)`` for ``fn(*args, **kwargs)``."""
+        if serialize.is_plain_call(args, kwargs):
+            # no future can hide in plain values; the C pickler writes the very bytes the
+            # general path would (so the key is the same either way), several times faster
+            data = pickle.dumps((args, kwargs), serialize.PROTOCOL)
+            buffers: list = []
+            deps: tuple = ()
+        else:
+            data, buffers, deps = self._dumps_with_futures(args, kwargs)
+        if key is None:
+            if self.hasher is not None:
+                h = self.hasher.copy()
+                h.update(data)
+                for b in buffers:
+                    h.update(b)
+                key = f"{self.name}-{h.hexdigest()}"
+            else:
+                client = self.client
+                key = f"{self.name}-{client._token}-{next(client._counter)}"
+        spec = TaskSpec(key=key, deps=deps, fn_name=self.name, workers=self.ranks,
+                        allow_other_workers=self.allow_other_workers, retries=self.retries)
+        return spec, self.fn_id, self.fn_bytes, data, buffers
+
+    def _dumps_with_futures(self, args: tuple, kwargs: dict) -> tuple[bytes, list, tuple]:
+        client = self.client
+        deps: dict[str, None] = {}
+
+        def persistent_id(obj: Any) -> Any:
+            if isinstance(obj, Future):
+                if obj.client is not client:
+                    raise HpcdistError(f"future {obj.key!r} belongs to another client")
+                deps[obj.key] = None
+                return (m.FUTURE_REF, obj.key)
+            return None
+
+        data, buffers = serialize.dumps((args, kwargs), persistent_id=persistent_id)
+        return data, buffers, tuple(deps)
+
+
 class ClientExecutor(cf.Executor):
     """``concurrent.futures`` view of a client: every call is impure (``pure=False``)."""
 
@@ -494,7 +745,10 @@ def _collect(obj: Any, out: list[Future]) -> None:
         out.append(obj)
     elif isinstance(obj, (list, tuple, set)):
         for x in obj:
-            _collect(x, out)
+            if isinstance(x, Future):  # the common case, without a call per item
+                out.append(x)
+            else:
+                _collect(x, out)
     elif isinstance(obj, dict):
         for x in obj.values():
             _collect(x, out)
@@ -504,7 +758,13 @@ def _rebuild(obj: Any, values: dict[str, Any], bad: set[str]) -> Any:
     if isinstance(obj, Future):
         return values[obj.key]
     if isinstance(obj, (list, tuple)):
-        items = [_rebuild(x, values, bad) for x in obj if not (isinstance(x, Future) and x.key in bad)]
+        items = []
+        for x in obj:
+            if isinstance(x, Future):  # the common case, without a call per item
+                if x.key not in bad:
+                    items.append(values[x.key])
+            else:
+                items.append(_rebuild(x, values, bad))
         return tuple(items) if isinstance(obj, tuple) else items
     if isinstance(obj, dict):
         return {k: _rebuild(v, values, bad) for k, v in obj.items() if not (isinstance(v, Future) and v.key in bad)}

@@ -52,6 +52,11 @@ ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 
+#: state -> the states it may move to (the same table, indexed for the state machine's hot path)
+NEXT_STATES: dict[str, frozenset[str]] = {
+    a: frozenset(b for x, b in ALLOWED_TRANSITIONS if x == a) for a, _ in ALLOWED_TRANSITIONS
+}
+
 PENDING = frozenset({WAITING, READY, PROCESSING})
 # a dependent in one of these states keeps its dependencies' records (lineage)
 RETAINING = PENDING | {MEMORY, RELEASED}

@@ -185,10 +185,22 @@ def decide_worker(
         raise ValueError("decide_worker needs at least one candidate rank")
     half = len(cands) / 2
     cand_set = set(cands)
-    counted = [d for d in dict.fromkeys(deps) if len(cand_set.intersection(who_has.get(d, ()))) <= half]
+    # (holders, size, hosts of the holders) of each counted dep, in order: bytes_to_receive's sum
+    # without looking the same things up again for every candidate
+    counted = []
+    for dep in dict.fromkeys(deps):
+        holders = who_has.get(dep, ())
+        if holders and len(cand_set.intersection(holders)) <= half:
+            counted.append((holders, nbytes.get(dep, 0), {host_of.get(h) for h in holders}))
+    if not counted:
+        return min(cands, key=lambda rank: (occupancy.get(rank, 0.0), rank))
 
     def cost(rank: int) -> tuple[float, float, int]:
-        moved = bytes_to_receive(rank, counted, who_has, nbytes, host_of) if counted else 0.0
+        host = host_of.get(rank)
+        moved = 0.0
+        for holders, size, hosts in counted:
+            if rank not in holders:
+                moved += size * SAME_HOST_FACTOR if host in hosts else size
         return (moved, occupancy.get(rank, 0.0), rank)
 
     return min(cands, key=cost)

@@ -113,8 +113,9 @@ class Scheduler:
         handler = getattr(self, "_on_" + kind.replace("-", "_"))
         handler(src, header, buffers)
 
-    def _handle(self, event: Any) -> None:
-        for ins in self.state.handle(event):
+    def _handle(self, *events: Any) -> None:
+        """Apply events to the state as one step and carry out its instructions."""
+        for ins in self.state.handle_many(events):
             kind = ins[0]
             if kind == "compute":
                 self._queue_compute(ins[1], ins[2], ins[3])
@@ -188,7 +189,10 @@ class Scheduler:
             self._handle(st.Scatter(time.monotonic(), key, ranks, nbytes))
 
     def _on_release(self, src: int, header: tuple, buffers: list) -> None:
-        self._handle(st.Release(time.monotonic(), tuple(header[1])))
+        # keys, or the client's doorbell: a callable that hands over the keys released so far
+        keys = header[1]() if callable(header[1]) else header[1]
+        if keys:
+            self._handle(st.Release(time.monotonic(), tuple(keys)))
 
     def _on_cancel(self, src: int, header: tuple, buffers: list) -> None:
         self._handle(st.Cancel(time.monotonic(), tuple(header[1])))
@@ -239,10 +243,12 @@ class Scheduler:
 
     def _on_done(self, src: int, header: tuple, buffers: list) -> None:
         now = time.monotonic()
+        events = []
         for key, nbytes, duration, fetched, inline in header[1]:
             if inline is not None:
                 self.small[key] = inline
-            self._handle(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched)))
+            events.append(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched)))
+        self._handle(*events)
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
         _, key, exc_bytes, text, duration, fetched = header

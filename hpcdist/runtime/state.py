@@ -1,7 +1,9 @@
 """The scheduler's task state machine: events in, instructions out, no I/O.
 
-:meth:`SchedulerState.handle` is the only way the state changes. Time arrives only inside events;
-every transition is appended to :attr:`SchedulerState.log`, which becomes the run's trace.
+:meth:`SchedulerState.handle` (one event) and :meth:`SchedulerState.handle_many` (a batch, e.g.
+every result of one worker message) are the only ways the state changes. Time arrives only inside
+events; every transition is appended to :attr:`SchedulerState.log` (the most recent
+:data:`LOG_MAX` are kept), which becomes the run's trace.
 
 Task states::
 
@@ -22,8 +24,8 @@ raise AssertionError. Instructions are plain tuples; see :data:`INSTRUCTIONS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Iterable, Sequence
 
 from hpcdist.errors import WorkerLost as WorkerLostError
 from hpcdist.runtime import policy
@@ -42,6 +44,7 @@ from hpcdist.runtime.events import (  # noqa: F401
     RELEASED,
     RETAINING,
     WAITING,
+    NEXT_STATES,
     Cancel,
     DependencyMissing,
     Failed,
@@ -63,6 +66,7 @@ __all__ = [
     "Finished",
     "INSTRUCTIONS",
     "InvalidTransition",
+    "LOG_MAX",
     "Release",
     "Scatter",
     "SchedulerState",
@@ -73,24 +77,35 @@ __all__ = [
 ]
 
 
-@dataclass(eq=False)
-class _Task:
-    spec: TaskSpec
-    state: str = FORGOTTEN
-    runnable: bool = True  # False for scattered data: nothing can recompute it
-    wanted: bool = False  # a client Future refers to it
-    dependents: set[str] = field(default_factory=set)
-    waiting_on: set[str] = field(default_factory=set)
-    processing_on: int | None = None
-    expected: float = 0.0  # duration estimate added to its worker's occupancy
-    retries_left: int = 0
-    failed_on: set[int] = field(default_factory=set)
-    error: object = None
-    nbytes: int | None = None
+#: Most recent transitions kept in :attr:`SchedulerState.log` (older ones are dropped).
+LOG_MAX = 100_000
 
-    @property
-    def key(self) -> str:
-        return self.spec.key
+_NO_RANKS: frozenset[int] = frozenset()
+
+
+class _Task:
+    """One key's record (slots: the scheduler holds one per live key)."""
+
+    __slots__ = ("key", "spec", "state", "runnable", "wanted", "dependents", "waiting_on")
+    __slots__ += ("processing_on", "expected", "retries_left", "failed_on", "error", "nbytes")
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.key = spec.key
+        self.spec = spec
+        self.state = FORGOTTEN
+        self.runnable = True  # False for scattered data: nothing can recompute it
+        self.wanted = False  # a client Future refers to it
+        self.dependents: set[str] = set()
+        self.waiting_on: set[str] = set()
+        self.processing_on: int | None = None
+        self.expected = 0.0  # duration estimate added to its worker's occupancy
+        self.retries_left = 0
+        self.failed_on: frozenset[int] = _NO_RANKS  # replaced, never mutated
+        self.error: object = None
+        self.nbytes: int | None = None
+
+    def __repr__(self) -> str:
+        return f"_Task({self.key!r}, {self.state}, on={self.processing_on})"
 
 
 class SchedulerState(PlacementMixin):
@@ -100,14 +115,17 @@ class SchedulerState(PlacementMixin):
         workers: Rank -> host name of every worker.
 
     Attributes:
-        log: ``(time, key, from_state, to_state)`` for every transition, in order.
+        log: ``(time, key, from_state, to_state)`` of the most recent :data:`LOG_MAX` transitions,
+            oldest first (a bounded deque: older transitions are dropped, so a long run's log
+            does not grow without end; :meth:`history` and :meth:`validate` see what is kept).
         durations: Function name -> running average (EMA) of its task durations in seconds.
     """
 
     def __init__(self, workers: dict[int, str]) -> None:
-        self.log: list[tuple[float, str, str, str]] = []
+        self.log: deque[tuple[float, str, str, str]] = deque(maxlen=LOG_MAX)
         self.durations: dict[str, float] = {}
         self._host: dict[int, str] = dict(workers)
+        self._ranks: list[int] = sorted(workers)  # live ranks, ascending (placement tie order)
         self._tasks: dict[str, _Task] = {}
         self._who_has: dict[str, set[int]] = {}
         self._has_what: dict[int, set[str]] = {r: set() for r in workers}
@@ -115,13 +133,18 @@ class SchedulerState(PlacementMixin):
         self._occupancy: dict[int, float] = {r: 0.0 for r in workers}
         self._steals: dict[str, tuple[int, int | None]] = {}  # key -> (victim, thief)
         self._incoming: dict[int, set[str]] = {r: set() for r in workers}
+        self._incoming_load: dict[int, float] = {r: 0.0 for r in workers}  # expected s of _incoming
         self._nbytes = NbytesView(self._tasks)
         self._forgotten: list[str] = []
-        # per handle() call
+        # per handle_many() call
         self._now = 0.0
         self._out: list[tuple] = []
-        self._frees: dict[int, set[str]] = {}
-        self._dirty: dict[str, None] = {}
+        self._frees: dict[int, set[str]] = {}  # of the event being handled
+        self._held_frees: dict[int, set[str]] = {}  # of the batch's earlier events
+        # keys whose data or record may no longer be needed: FIFO without duplicates (a set for
+        # membership and a list read from an index; popping a dict's first key is quadratic)
+        self._dirty: set[str] = set()
+        self._dirty_order: list[str] = []
         self._rebalance = False
 
     # ------------------------------------------------------------------ queries
@@ -157,9 +180,7 @@ class SchedulerState(PlacementMixin):
 
     def occupancy(self, rank: int) -> float:
         """Return the expected seconds of work queued on ``rank``, steals in flight included."""
-        return self._occupancy.get(rank, 0.0) + sum(
-            self._tasks[k].expected for k in self._incoming.get(rank, ())
-        )
+        return self._occupancy.get(rank, 0.0) + self._incoming_load.get(rank, 0.0)
 
     def expected_duration(self, fn_name: str) -> float:
         """Return the expected duration of a task of function ``fn_name``."""
@@ -176,7 +197,7 @@ class SchedulerState(PlacementMixin):
         return out
 
     def history(self, key: str) -> list[tuple[float, str, str]]:
-        """Return ``(time, from_state, to_state)`` of every transition of ``key``."""
+        """Return ``(time, from_state, to_state)`` of the transitions of ``key`` still in the log."""
         return [(t, a, b) for t, k, a, b in self.log if k == key]
 
     # ------------------------------------------------------------------ events
@@ -191,17 +212,53 @@ class SchedulerState(PlacementMixin):
         handler = _HANDLERS.get(type(event))
         if handler is None:
             raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
-        self._now = event.time
-        self._out, self._frees, self._dirty, self._rebalance = [], {}, {}, False
-        handler(self, event)
-        self._settle()
+        return self._apply(((handler, event),))
+
+    def handle_many(self, events: Sequence[object]) -> list[tuple]:
+        """Apply several events in order, as one step, and return the instructions they produce.
+
+        The final state and the instructions are those of calling :meth:`handle` for each event
+        in turn, with two differences that make a batch cheaper: ``free`` instructions are merged
+        into one per rank at the end (a rank's frees come earlier, before the instruction that
+        needs them first, when a later event places or replicates a key freed there), and work
+        stealing is planned once, after the last event, from the state the batch ends in (so a
+        worker idle only between two events of the batch steals nothing). The order of the other
+        instructions is kept.
+
+        Raises:
+            InvalidTransition: If an event would move a task along an illegal transition.
+            TypeError: If an event is not one of this module's event types (before any is applied).
+        """
+        steps = [(_HANDLERS.get(type(event)), event) for event in events]
+        for handler, event in steps:
+            if handler is None:
+                raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
+        return self._apply(steps)
+
+    def _apply(self, steps: Sequence[tuple[object, object]]) -> list[tuple]:
+        self._out = out = []
+        self._rebalance = False
+        held = self._held_frees
+        for handler, event in steps:
+            self._now = event.time
+            handler(self, event)
+            if self._dirty_order:
+                self._settle()
+            if self._frees:
+                for rank, keys in self._frees.items():
+                    if rank in held:
+                        held[rank] |= keys
+                    else:
+                        held[rank] = keys
+                self._frees = {}
         if self._rebalance:
             self._balance()
-        out = self._out
-        for rank in sorted(self._frees):
-            if self._frees[rank]:
-                out.append(("free", rank, sorted(self._frees[rank])))
-        self._out, self._frees = [], {}
+        self._out = []
+        if held:
+            self._held_frees = {}
+            for rank in sorted(held):
+                if held[rank]:
+                    out.append(("free", rank, sorted(held[rank])))
         return out
 
     def _on_submit(self, ev: Submit) -> None:
@@ -219,7 +276,7 @@ class SchedulerState(PlacementMixin):
             if ts is not None:  # cancelled: recreate from the new spec
                 self._unlink(ts)
                 self._transition(ts, RELEASED)
-                ts.spec, ts.error, ts.failed_on = spec, None, set()
+                ts.spec, ts.error, ts.failed_on = spec, None, _NO_RANKS
             else:
                 ts = self._new_task(spec)
             ts.wanted, ts.runnable, ts.retries_left = True, True, spec.retries
@@ -266,31 +323,36 @@ class SchedulerState(PlacementMixin):
         self._data_arrived(ts)
 
     def _on_finished(self, ev: Finished) -> None:
-        if ev.rank not in self._host:
+        rank = ev.rank
+        if rank not in self._host:
             return  # a message from a worker declared lost: its data is gone with it
+        tasks = self._tasks
         for dep in ev.fetched:
-            dts = self._tasks.get(dep)
+            dts = tasks.get(dep)
             if dts is not None and dts.state == MEMORY:
-                self._add_replica(dts, ev.rank)
+                self._add_replica(dts, rank)
             else:
-                self._free(ev.rank, dep)
-        ts = self._tasks.get(ev.key)
-        if ts is None or ts.state not in (PROCESSING, MEMORY):
-            self._free(ev.rank, ev.key)  # cancelled, forgotten, or no longer scheduled
-            return
-        if ts.state == MEMORY:
-            self._add_replica(ts, ev.rank)  # a duplicate run (e.g. a steal that raced)
+                self._free(rank, dep)
+        ts = tasks.get(ev.key)
+        state = ts.state if ts is not None else None
+        if state != PROCESSING:
+            if state == MEMORY:
+                self._add_replica(ts, rank)  # a duplicate run (e.g. a steal that raced)
+            else:
+                self._free(rank, ev.key)  # cancelled, forgotten, or no longer scheduled
             return
         fn = ts.spec.fn_name
-        self.durations[fn] = policy.ema(self.durations.get(fn), ev.duration)
+        durations = self.durations
+        durations[fn] = policy.ema(durations.get(fn), ev.duration)
         # from another rank than planned (a raced steal): the planned rank drops its copy
-        self._leave_worker(ts, drop=ts.processing_on != ev.rank)
+        self._leave_worker(ts, drop=ts.processing_on != rank)
         ts.nbytes = int(ev.nbytes)
         self._transition(ts, MEMORY)
-        self._add_replica(ts, ev.rank)
+        self._add_replica(ts, rank)
         if ts.wanted:
             self._out.append(("memory", ts.key))
-        self._data_arrived(ts)
+        if ts.dependents:
+            self._data_arrived(ts)
 
     def _on_failed(self, ev: Failed) -> None:
         ts = self._tasks.get(ev.key)
@@ -299,7 +361,7 @@ class SchedulerState(PlacementMixin):
         self._leave_worker(ts, drop=False)
         if ts.retries_left > 0:
             ts.retries_left -= 1
-            ts.failed_on.add(ev.rank)
+            ts.failed_on = ts.failed_on | {ev.rank}
             self._transition(ts, READY)
             self._place(ts)
             return
@@ -325,69 +387,6 @@ class SchedulerState(PlacementMixin):
                 self._out.append(("cancelled", ts.key))
             stack.extend(d for d in ts.dependents if self._tasks[d].state in PENDING)
 
-    def _on_steal_reply(self, ev: StealReply) -> None:
-        entry = self._steals.get(ev.key)
-        if entry is None or entry[0] != ev.rank:
-            return  # the task already left the victim; nothing was planned on this reply
-        self._end_steal(ev.key)
-        ts = self._tasks[ev.key]
-        self._rebalance = True
-        if not ev.ok:
-            return  # it runs (or ran) on the victim
-        thief = entry[1]
-        self._leave_worker(ts, drop=False)
-        self._transition(ts, READY)
-        cands = self._candidates(ts)
-        if thief is not None and thief in cands:
-            self._assign(ts, thief)
-        else:
-            self._place(ts)
-
-    def _on_worker_lost(self, ev: WorkerLost) -> None:
-        rank = ev.rank
-        if rank not in self._host:
-            return
-        self._rebalance = True
-        for key, (victim, thief) in list(self._steals.items()):
-            if victim == rank:
-                self._end_steal(key)
-            elif thief == rank:
-                self._incoming[rank].discard(key)
-                self._steals[key] = (victim, None)
-        orphans = [self._tasks[k] for k in self._processing[rank]]
-        for ts in orphans:
-            self._leave_worker(ts, drop=False)
-        held = self._has_what.pop(rank)
-        del self._host[rank], self._processing[rank], self._occupancy[rank], self._incoming[rank]
-        self._frees.pop(rank, None)
-        roots = [ts.key for ts in orphans]
-        for ts in orphans:
-            self._transition(ts, RELEASED)
-        for key in sorted(held):
-            holders = self._who_has[key]
-            holders.discard(rank)
-            if holders:
-                continue
-            del self._who_has[key]
-            ts = self._tasks[key]
-            if not ts.runnable:
-                msg = f"key {key!r} was scattered data held only by lost worker rank {rank}; it cannot be recomputed"
-                self._err(ts, WorkerLostError(msg))
-                continue
-            self._transition(ts, RELEASED)
-            if ts.wanted:
-                roots.append(key)
-            for dkey in sorted(ts.dependents):
-                dts = self._tasks[dkey]
-                if dts.state == WAITING:
-                    dts.waiting_on.add(key)
-                    roots.append(key)
-                elif dts.state == PROCESSING:  # it would fetch the lost input: start it over
-                    self._leave_worker(dts, drop=True)
-                    self._transition(dts, RELEASED)
-                    roots.append(dkey)
-        self._activate(roots)
-
     # ------------------------------------------------------------------ scheduling
 
     def _new_task(self, spec: TaskSpec) -> _Task:
@@ -402,6 +401,10 @@ class SchedulerState(PlacementMixin):
         for key in order:
             ts = self._tasks[key]
             if ts.state != RELEASED:
+                continue
+            if not ts.spec.deps:  # nothing to check or wait for (never on a cycle)
+                self._transition(ts, READY)
+                self._place(ts)
                 continue
             missing = erred = cancelled = None
             for dep in ts.spec.deps:
@@ -449,6 +452,10 @@ class SchedulerState(PlacementMixin):
         for root in roots:
             ts = self._tasks.get(root)
             if ts is None or ts.state != RELEASED or root in done:
+                continue
+            if not ts.spec.deps:
+                done.add(root)
+                order.append(root)
                 continue
             path = [root]
             stack = [iter(ts.spec.deps)]
@@ -499,21 +506,6 @@ class SchedulerState(PlacementMixin):
                     self._transition(dts, READY)
                     self._place(dts)
 
-    def _add_replica(self, ts: _Task, rank: int) -> None:
-        self._who_has.setdefault(ts.key, set()).add(rank)
-        self._has_what[rank].add(ts.key)
-        if ts.key in self._frees.get(rank, ()):
-            self._frees[rank].discard(ts.key)
-
-    def _drop_data(self, ts: _Task) -> None:
-        for rank in self._who_has.pop(ts.key, ()):
-            self._has_what[rank].discard(ts.key)
-            self._free(rank, ts.key)
-
-    def _free(self, rank: int, key: str) -> None:
-        if rank in self._host:
-            self._frees.setdefault(rank, set()).add(key)
-
     def _unlink(self, ts: _Task) -> None:
         for dep in ts.spec.deps:
             if dep in self._tasks:
@@ -523,51 +515,77 @@ class SchedulerState(PlacementMixin):
     # ------------------------------------------------------------------ memory management
 
     def _mark(self, key: str) -> None:
-        self._dirty[key] = None
+        if key not in self._dirty:
+            self._dirty.add(key)
+            self._dirty_order.append(key)
 
     def _settle(self) -> None:
-        """Free data and forget keys nobody needs any more, until nothing changes."""
-        while self._dirty:
-            key = next(iter(self._dirty))
-            del self._dirty[key]
-            ts = self._tasks.get(key)
+        """Free data and forget keys nobody needs any more, until nothing changes.
+
+        Marked keys are checked in the order they were first marked (a key marked again while
+        it waits keeps its place); checking one may mark more, which are checked after it.
+        """
+        tasks, dirty, order = self._tasks, self._dirty, self._dirty_order
+        i = 0
+        while i < len(order):
+            key = order[i]
+            i += 1
+            dirty.discard(key)
+            ts = tasks.get(key)
             if ts is None or ts.wanted:
                 continue
-            states = [self._tasks[d].state for d in ts.dependents]
-            if ts.state in PENDING or ts.state == MEMORY:
-                if any(s in PENDING for s in states):
-                    continue
-            keep = ts.runnable and any(s in RETAINING for s in states)
-            if ts.state == RELEASED and keep:
+            state = ts.state
+            pending = retaining = False
+            for dkey in ts.dependents:
+                dstate = tasks[dkey].state
+                if dstate in PENDING:
+                    pending = retaining = True
+                    break
+                if dstate in RETAINING:
+                    retaining = True
+            if pending and (state in PENDING or state == MEMORY):
                 continue
-            if ts.state in (ERRED, CANCELLED) and any(s in RETAINING for s in states):
+            keep = ts.runnable and retaining
+            if state == RELEASED and keep:
                 continue
-            self._leave_worker(ts, drop=True)
-            if ts.state == MEMORY:
+            if retaining and (state == ERRED or state == CANCELLED):
+                continue
+            if ts.processing_on is not None:
+                self._leave_worker(ts, drop=True)
+            if state == MEMORY:
                 self._drop_data(ts)
-            ts.waiting_on.clear()
+            if ts.waiting_on:
+                ts.waiting_on.clear()
             if keep:
                 self._transition(ts, RELEASED)
             else:
                 self._transition(ts, FORGOTTEN)
-                del self._tasks[key]
+                del tasks[key]
                 self._forgotten.append(key)
-                self._unlink(ts)
+                if ts.spec.deps:
+                    self._unlink(ts)
+        order.clear()
 
     # ------------------------------------------------------------------ transitions and checks
 
     def _transition(self, ts: _Task, to: str) -> None:
-        if (ts.state, to) not in ALLOWED_TRANSITIONS:
+        state = ts.state
+        if to not in NEXT_STATES[state]:
             steps = ", ".join(f"t={t:g} {a}->{b}" for t, a, b in self.history(ts.key)) or "none"
-            raise InvalidTransition(
-                f"task {ts.key!r}: illegal transition {ts.state} -> {to}; its history: {steps}"
-            )
-        self.log.append((self._now, ts.key, ts.state, to))
+            raise InvalidTransition(f"task {ts.key!r}: illegal transition {state} -> {to}; its history: {steps}")
+        key = ts.key
+        self.log.append((self._now, key, state, to))
         ts.state = to
         if to != FORGOTTEN:  # whether it and its deps are still needed may have changed: recheck
-            self._dirty[ts.key] = None
+            dirty = self._dirty
+            # _settle skips wanted keys, and a key stops being wanted only in _on_release, which marks it
+            if not ts.wanted and key not in dirty:
+                dirty.add(key)
+                self._dirty_order.append(key)
             for dep in ts.spec.deps:
-                self._dirty[dep] = None
+                if dep not in dirty:
+                    dirty.add(dep)
+                    self._dirty_order.append(dep)
 
     def validate(self) -> None:
         """Check every invariant of the state.

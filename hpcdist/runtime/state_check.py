@@ -30,7 +30,9 @@ def check_invariants(self: SchedulerState) -> None:
     """
     tasks = self._tasks
     ranks = set(self._host)
-    for name in ("_processing", "_has_what", "_occupancy", "_incoming"):
+    assert self._ranks == sorted(ranks), f"_ranks {self._ranks} != sorted workers {sorted(ranks)}"
+    assert not self._dirty and not self._dirty_order, f"keys left to settle: {self._dirty_order}"
+    for name in ("_processing", "_has_what", "_occupancy", "_incoming", "_incoming_load"):
         assert (
             set(getattr(self, name)) == ranks
         ), f"{name} covers ranks {sorted(getattr(self, name))}, workers are {sorted(ranks)}"
@@ -72,6 +74,11 @@ def check_invariants(self: SchedulerState) -> None:
             assert (
                 self._steals.get(key, (None, None))[1] == rank
             ), f"rank {rank} expects {key!r}, no steal for it"
+        total = sum(tasks[k].expected for k in keys)
+        drift = abs(self._incoming_load[rank] - total)
+        assert drift <= 1e-6 * max(
+            1.0, total
+        ), f"rank {rank}: incoming load {self._incoming_load[rank]} != {total}"
     for t, key, a, b in self.log:
         assert (
             a,

@@ -1,5 +1,6 @@
-"""Placement and stealing inside the scheduler state: which worker a ready task goes to, and
-which queued tasks move to an idle worker. A mixin of :class:`~hpcdist.runtime.state.SchedulerState`
+"""Placement and stealing inside the scheduler state: which worker a ready task goes to, which
+queued tasks move to an idle worker, what a lost worker takes with it, and where data lives
+(replicas and ``free`` instructions). A mixin of :class:`~hpcdist.runtime.state.SchedulerState`
 (it works on the state's own tables); the decisions themselves are the pure functions of
 :mod:`hpcdist.runtime.policy`.
 """
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from hpcdist.errors import WorkerLost as WorkerLostError
 from hpcdist.runtime import policy
-from hpcdist.runtime.events import PROCESSING
+from hpcdist.runtime.events import PROCESSING, READY, RELEASED, WAITING, StealReply, WorkerLost
 
 if TYPE_CHECKING:
     from hpcdist.runtime.state import _Task
@@ -36,11 +37,124 @@ class NbytesView(Mapping):
 class PlacementMixin:
     """Placing ready tasks and balancing queues (see :mod:`hpcdist.runtime.policy`)."""
 
+    def _on_steal_reply(self, ev: StealReply) -> None:
+        entry = self._steals.get(ev.key)
+        if entry is None or entry[0] != ev.rank:
+            return  # the task already left the victim; nothing was planned on this reply
+        self._end_steal(ev.key)
+        ts = self._tasks[ev.key]
+        self._rebalance = True
+        if not ev.ok:
+            return  # it runs (or ran) on the victim
+        thief = entry[1]
+        self._leave_worker(ts, drop=False)
+        self._transition(ts, READY)
+        cands = self._candidates(ts)
+        if thief is not None and thief in cands:
+            self._assign(ts, thief)
+        else:
+            self._place(ts)
+
+    def _on_worker_lost(self, ev: WorkerLost) -> None:
+        rank = ev.rank
+        if rank not in self._host:
+            return
+        self._rebalance = True
+        for key, (victim, thief) in list(self._steals.items()):
+            if victim == rank:
+                self._end_steal(key)
+            elif thief == rank:
+                self._incoming[rank].discard(key)  # the rank's tables go below
+                self._steals[key] = (victim, None)
+        orphans = [self._tasks[k] for k in self._processing[rank]]
+        for ts in orphans:
+            self._leave_worker(ts, drop=False)
+        held = self._has_what.pop(rank)
+        del self._host[rank], self._processing[rank], self._occupancy[rank], self._incoming[rank]
+        del self._incoming_load[rank]
+        self._ranks.remove(rank)
+        self._frees.pop(rank, None)
+        roots = [ts.key for ts in orphans]
+        for ts in orphans:
+            self._transition(ts, RELEASED)
+        for key in sorted(held):
+            holders = self._who_has[key]
+            holders.discard(rank)
+            if holders:
+                continue
+            del self._who_has[key]
+            ts = self._tasks[key]
+            if not ts.runnable:
+                msg = f"key {key!r} was scattered data held only by lost worker rank {rank}; it cannot be recomputed"
+                self._err(ts, WorkerLostError(msg))
+                continue
+            self._transition(ts, RELEASED)
+            if ts.wanted:
+                roots.append(key)
+            for dkey in sorted(ts.dependents):
+                dts = self._tasks[dkey]
+                if dts.state == WAITING:
+                    dts.waiting_on.add(key)
+                    roots.append(key)
+                elif dts.state == PROCESSING:  # it would fetch the lost input: start it over
+                    self._leave_worker(dts, drop=True)
+                    self._transition(dts, RELEASED)
+                    roots.append(dkey)
+        self._activate(roots)
+
+    def _add_replica(self, ts: _Task, rank: int) -> None:
+        key = ts.key
+        holders = self._who_has.get(key)
+        if holders is None:
+            self._who_has[key] = {rank}
+        else:
+            holders.add(rank)
+        self._has_what[rank].add(key)
+        self._unfree(rank, key)
+
+    def _drop_data(self, ts: _Task) -> None:
+        key = ts.key
+        for rank in self._who_has.pop(key, ()):
+            self._has_what[rank].discard(key)
+            self._free(rank, key)
+
+    def _unfree(self, rank: int, key: str) -> None:
+        """``key`` is (again) wanted on ``rank``: it must not be freed there after this point."""
+        if self._frees:
+            freeing = self._frees.get(rank)
+            if freeing is not None:
+                freeing.discard(key)  # freed and needed again within one event: not freed
+        if self._held_frees:
+            held = self._held_frees.get(rank)
+            if held is not None and key in held:
+                # freed by an earlier event of the batch: that free must reach the rank first
+                del self._held_frees[rank]
+                self._out.append(("free", rank, sorted(held)))
+
+    def _free(self, rank: int, key: str) -> None:
+        if rank in self._host:
+            freeing = self._frees.get(rank)
+            if freeing is None:
+                self._frees[rank] = {key}
+            else:
+                freeing.add(key)
+
     def _candidates(self, ts: _Task) -> frozenset[int]:
         return policy.valid_workers(self._host, ts.spec.workers, ts.spec.allow_other_workers)
 
     def _place(self, ts: _Task) -> None:
         """Put a ready task on a worker, or err it if no worker may run it."""
+        spec = ts.spec
+        if not spec.deps and spec.workers is None and not ts.failed_on and self._ranks:
+            # policy.decide_worker without bytes to move: least occupied, then lowest rank
+            occupancy, incoming = self._occupancy, self._incoming_load
+            best, least = None, 0.0
+            for rank in self._ranks:  # ascending: strict < keeps the lowest rank of a tie
+                occ = occupancy[rank] + incoming[rank]
+                if best is None or occ < least:
+                    best, least = rank, occ
+            self._assign(ts, best)
+            return
         if not self._host:
             self._err(ts, WorkerLostError(f"task {ts.key!r} cannot run: every worker was lost"))
             return
@@ -58,29 +172,33 @@ class PlacementMixin:
 
     def _assign(self, ts: _Task, rank: int) -> None:
         self._transition(ts, PROCESSING)
+        key = ts.key
         ts.processing_on = rank
-        ts.expected = self.expected_duration(ts.spec.fn_name)
-        self._processing[rank][ts.key] = None
-        self._occupancy[rank] += ts.expected
+        ts.expected = expected = self.durations.get(ts.spec.fn_name, policy.DEFAULT_DURATION)
+        self._processing[rank][key] = None
+        self._occupancy[rank] += expected
         self._rebalance = True
-        host = self._host[rank]
         where = {}
-        for dep in ts.spec.deps:
-            holders = self._who_has.get(dep, set())
-            where[dep] = sorted(holders, key=lambda h: (h != rank, self._host.get(h) != host, h))
-        if ts.key in self._frees.get(rank, ()):
-            self._frees[rank].discard(ts.key)
-        self._out.append(("compute", rank, ts.key, where))
+        if ts.spec.deps:
+            host_of = self._host
+            host = host_of[rank]
+            for dep in ts.spec.deps:
+                holders = self._who_has.get(dep, ())
+                where[dep] = sorted(holders, key=lambda h: (h != rank, host_of.get(h) != host, h))
+        self._unfree(rank, key)
+        self._out.append(("compute", rank, key, where))
 
     def _leave_worker(self, ts: _Task, drop: bool) -> None:
         """Take a processing task off its worker; ``drop`` asks the worker to discard it."""
         rank = ts.processing_on
         if rank is None:
             return
-        if ts.key in self._steals:
-            self._end_steal(ts.key)
-        del self._processing[rank][ts.key]
-        if self._processing[rank]:
+        key = ts.key
+        if self._steals and key in self._steals:
+            self._end_steal(key)
+        queue = self._processing[rank]
+        del queue[key]
+        if queue:
             self._occupancy[rank] -= ts.expected
         else:
             self._occupancy[rank] = 0.0  # no float drift once the queue is empty
@@ -88,16 +206,22 @@ class PlacementMixin:
         ts.processing_on = None
         ts.expected = 0.0
         if drop:
-            self._out.append(("steal", rank, ts.key))
+            self._out.append(("steal", rank, key))
 
     def _end_steal(self, key: str) -> None:
         _, thief = self._steals.pop(key)
         if thief is not None:
-            self._incoming[thief].discard(key)
+            incoming = self._incoming[thief]
+            incoming.discard(key)
+            if incoming:
+                self._incoming_load[thief] -= self._tasks[key].expected
+            else:
+                self._incoming_load[thief] = 0.0  # no float drift once nothing is in flight
 
     def _balance(self) -> None:
-        idle = [r for r in self._host if not self._processing[r] and not self._incoming[r]]
-        if not idle:
+        incoming = self._incoming
+        idle = [r for r, q in self._processing.items() if not q and not incoming[r]]
+        if not idle or all(len(q) < 2 for q in self._processing.values()):
             return
         queues = {
             r: [k for k in q if k not in self._steals] for r, q in self._processing.items() if len(q) >= 2
@@ -126,4 +250,5 @@ class PlacementMixin:
         for thief, victim, key in plan:
             self._steals[key] = (victim, thief)
             self._incoming[thief].add(key)
+            self._incoming_load[thief] += self._tasks[key].expected
             self._out.append(("steal", victim, key))

@@ -9,7 +9,9 @@ never stops this worker from answering its peers and the scheduler.
 
 from __future__ import annotations
 
+import mmap
 import os
+import pickle
 import socket
 import sys
 import threading
@@ -33,15 +35,21 @@ SHUTDOWN_TASK_GRACE = 1.0
 INLINE_MAX = 1024
 
 
-class _Task:
-    __slots__ = ("key", "fn_id", "data", "buffers", "missing")
+#: result types pickled right away to see whether they ride along (no sizeof estimate first)
+_SCALARS = frozenset({type(None), bool, int, float, complex})
+_STRINGS = frozenset({str, bytes})
 
-    def __init__(self, key: str, fn_id: str, data: bytes, buffers: list, missing: set[str]) -> None:
+
+class _Task:
+    __slots__ = ("key", "fn_id", "data", "buffers", "missing", "has_deps")
+
+    def __init__(self, key: str, fn_id: str, data: bytes, buffers: list, missing: set[str], has_deps: bool) -> None:
         self.key = key
         self.fn_id = fn_id
         self.data = data
         self.buffers = buffers
         self.missing = missing
+        self.has_deps = has_deps  # arguments refer to other results: unpickle with _resolve
 
 
 class Worker:
@@ -69,7 +77,8 @@ class Worker:
         self.exit_code = 0
         self._done: list[tuple] = []
         self._done_since = 0.0
-        self._state_fd = os.open(state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) if state_file else None
+        self._state = _StateFile(state_file) if state_file else None
+        self._busy = False  # the state file names a task (cleared lazily, see execute)
 
     # ---- communication thread -------------------------------------------------------------
 
@@ -106,7 +115,7 @@ class Worker:
             for key, fn_id, fn_bytes, data, nbuf, deps in header[1]:
                 if fn_bytes is not None and fn_id not in self.functions:
                     self.functions[fn_id] = fn_bytes  # unpickled when first run, so errors fail the task
-                task = _Task(key, fn_id, data, buffers[offset : offset + nbuf], set())
+                task = _Task(key, fn_id, data, buffers[offset : offset + nbuf] if nbuf else [], set(), bool(deps))
                 offset += nbuf
                 for dep, holders in deps.items():
                     if dep in self.data:
@@ -226,23 +235,36 @@ class Worker:
         """Run queued tasks until shutdown (executor thread; the main thread under MPI)."""
         while True:
             with self.lock:
-                while not self.runq:
-                    self._flush_done()
-                    self.lock.wait()
+                if not self.runq:
+                    self._idle()
+                    while not self.runq:
+                        self.lock.wait()
                 task = self.runq.popleft()
             if task is _STOP:
-                self._flush_done()
+                self._idle()
                 return
             self._run(task)
 
+    def _idle(self) -> None:
+        """Nothing to run: report what is done and clear the task from the state file."""
+        self._flush_done()
+        if self._busy:
+            self._busy = False
+            self._state.write("-")
+
     def _run(self, task: _Task) -> None:
-        self._record("R", task.key)
+        if self._state is not None:  # "-" is only written when the executor goes idle
+            self._busy = True
+            self._state.write("R", task.key)
         start = time.perf_counter()
         try:
             fn = self.functions[task.fn_id]
             if isinstance(fn, bytes):
                 fn = self.functions[task.fn_id] = serialize.loads(fn)
-            args, kwargs = serialize.loads(task.data, task.buffers, persistent_load=self._resolve)
+            if task.has_deps:
+                args, kwargs = serialize.loads(task.data, task.buffers, persistent_load=self._resolve)
+            else:
+                args, kwargs = serialize.loads(task.data, task.buffers)
             task.buffers = []
             result = fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - every task failure travels back to rank 0
@@ -250,24 +272,46 @@ class Worker:
                 raise
             duration = time.perf_counter() - start
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            self._record("-", task.key)
+            if self._busy:
+                self._busy = False
+                self._state.write("-")
             self._report_failure(task.key, exc, text, duration)
             return
         duration = time.perf_counter() - start
-        self._record("-", task.key)
-        self._store(task.key, result, fetched=False)
-        with self.lock:
+        # Small results ride along with the report, so result() needs no second round trip.
+        inline = None
+        kind = type(result)
+        if kind in _SCALARS or (kind in _STRINGS and len(result) <= INLINE_MAX):
+            data = pickle.dumps(result, serialize.PROTOCOL)  # what serialize.dumps would write
+            nbytes = len(data)
+            if nbytes <= INLINE_MAX:
+                inline = data
+        else:
+            nbytes = sizeof(result)
+            if nbytes <= INLINE_MAX:
+                data, bufs = serialize.dumps(result)
+                if not bufs and len(data) <= INLINE_MAX:
+                    inline = data
+        key = task.key
+        with self.lock:  # _store, and what the report needs, in one go
+            self.data[key] = result
+            self.requested.discard(key)
+            woken = False
+            for waiting in self.waiters.pop(key, ()):
+                waiting.missing.discard(key)
+                if not waiting.missing and self.fetching.pop(waiting.key, None) is waiting:
+                    self.runq.append(waiting)
+                    woken = True
+            if woken:
+                self.lock.notify()
+            peers = self.peer_waits.pop(key, ())
             fetched, self.fetched = self.fetched, []
             more = bool(self.runq)
+        for peer in peers:
+            self._send_values(peer, (m.HAVE,), [(key, result)])
         if not self._done:
             self._done_since = start
-        nbytes = sizeof(result)
-        inline = None
-        if nbytes <= INLINE_MAX:  # small results ride along: result() needs no second round trip
-            data, bufs = serialize.dumps(result)
-            if not bufs and len(data) <= INLINE_MAX:
-                inline = data
-        self._done.append((task.key, nbytes, duration, tuple(fetched), inline))
+        self._done.append((key, nbytes, duration, tuple(fetched), inline))
         # Batch reports of tiny tasks; never hold one back for more than ~2 ms.
         if not more or len(self._done) >= 256 or time.perf_counter() - self._done_since > 0.002:
             self._flush_done()
@@ -297,10 +341,29 @@ class Worker:
             fetched, self.fetched = self.fetched, []
         self.transport.send(0, (m.FAILED, key, exc_bytes, text, duration, tuple(fetched)))
 
-    def _record(self, mark: str, key: str) -> None:
-        if self._state_fd is not None:
-            line = f"{mark} {key}\n".encode()[:255].ljust(256)
-            os.pwrite(self._state_fd, line, 0)
+
+class _StateFile:
+    """The task this worker runs, in a file a launcher reads after a crash (``hpcdist postmortem``).
+
+    One 256-byte line, ``R <key>`` while a task runs and ``-`` otherwise, written through a
+    shared memory map: no system call per task, and the page cache keeps what was written
+    even when the process is killed.
+    """
+
+    SIZE = 256
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.pwrite(fd, b"-".ljust(self.SIZE), 0)
+            self._map = mmap.mmap(fd, self.SIZE)
+        finally:
+            os.close(fd)
+
+    def write(self, mark: str, key: str = "") -> None:
+        """Record ``mark`` (``"R"`` with the task's key, or ``"-"``)."""
+        line = f"{mark} {key}\n".encode()[: self.SIZE - 1] if key else b"-\n"
+        self._map[: self.SIZE] = line.ljust(self.SIZE)
 
 
 def _extend_path(entries: list[str]) -> None:

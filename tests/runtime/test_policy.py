@@ -204,3 +204,24 @@ def test_tasks_shorter_than_a_steal_round_trip_stay_where_they_are(duration, sto
     plan = _plan([2], {1: queue}, durations={k: duration for k in queue})
     assert len(plan) == stolen
     assert all(victim == 1 for _, victim, _ in plan)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_decide_worker_is_the_documented_minimum(seed):
+    """Fewest weighted bytes (broadcast deps left out), then occupancy, then rank, on random tables."""
+    import random
+
+    rng = random.Random(seed)
+    ranks = sorted(rng.sample(range(1, 9), rng.randint(1, 6)))
+    hosts = {r: rng.choice("ab") for r in range(1, 9)}
+    keys = [f"k{i}" for i in range(6)]
+    who_has = {k: set(rng.sample(range(1, 10), rng.randint(0, 4))) for k in keys}
+    nbytes = {k: rng.choice([0, 10, MB, 3 * MB]) for k in keys}
+    occupancy = {r: rng.choice([0.0, 0.5, 1.0]) for r in ranks}
+    deps = tuple(rng.choices(keys, k=rng.randint(0, 4)))
+    counted = [d for d in dict.fromkeys(deps) if len(set(ranks) & who_has[d]) <= len(ranks) / 2]
+    want = min(
+        ranks,
+        key=lambda r: (policy.bytes_to_receive(r, counted, who_has, nbytes, hosts), occupancy.get(r, 0.0), r),
+    )
+    assert decide_worker(deps, set(ranks), who_has, nbytes, occupancy, hosts) == want

@@ -5,7 +5,18 @@ import pickle
 import numpy as np
 import pytest
 
-from hpcdist.runtime.serialize import INBAND_MAX, dumps, loads, nbytes
+import cloudpickle
+
+from hpcdist.runtime.serialize import (
+    INBAND_MAX,
+    PLAIN_MAX_ITEMS,
+    PROTOCOL,
+    dumps,
+    is_plain,
+    is_plain_call,
+    loads,
+    nbytes,
+)
 
 
 class Ref:
@@ -94,3 +105,55 @@ def test_nbytes_counts_inband_and_buffers():
     assert nbytes(payload) == len(data) + 50_000 + 25_000
     assert nbytes((b"abc", [])) == 3
     assert nbytes((b"", [np.zeros(10, np.float64), bytearray(4)])) == 84
+
+
+PLAIN = [
+    None, True, 0, -(10**40), 2.5, -0.0, float("inf"), 1 + 2j, "", "text é", b"\x00bytes",
+    (), (1, "a"), [1, [2.0, (None, b"x")]], {"a": 1, 2: (3, 4)}, ((5,), {}),
+    list(range(PLAIN_MAX_ITEMS)),
+]
+NOT_PLAIN = [
+    object(), Ref("k"), np.float64(1.0), np.zeros(3), bytearray(b"x"), {1, 2}, frozenset(),
+    [1, object()], {"k": Ref("k")}, {(1, 2): 3}, list(range(PLAIN_MAX_ITEMS + 1)), [[[[[1]]]]],
+    True.__class__, len, lambda: 1,
+]
+
+
+@pytest.mark.parametrize("value", PLAIN, ids=repr)
+def test_plain_values_take_the_c_pickler_with_the_same_bytes(value):
+    assert is_plain(value)
+    data, bufs = dumps(value)
+    # byte for byte what cloudpickle writes: keys derived from these bytes do not depend on the path
+    assert data == cloudpickle.dumps(value, protocol=PROTOCOL) and bufs == []
+    assert loads(data) == value
+
+
+@pytest.mark.parametrize("value", NOT_PLAIN, ids=lambda v: type(v).__name__)
+def test_other_values_are_not_plain(value):
+    assert not is_plain(value)
+
+
+def test_plain_values_never_call_persistent_id():
+    calls = []
+    data, _ = dumps(((1, "x"), {"k": 2.0}), persistent_id=lambda o: calls.append(o))
+    assert calls == [] and loads(data) == ((1, "x"), {"k": 2.0})
+
+
+def test_plain_subclasses_take_the_general_path():
+    class Number(int):
+        pass
+
+    assert not is_plain(Number(3)) and not is_plain((Number(3),))
+    data, _ = dumps(Number(3))  # a local class: only cloudpickle can send it
+    out = loads(data)
+    assert out == 3 and type(out).__name__ == "Number"
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {}), ((1,), {}), ((1, (2, 3)), {"a": "b"}), ((object(),), {}), ((1,), {"a": object()}),
+     (tuple(range(PLAIN_MAX_ITEMS - 2)), {}), (tuple(range(PLAIN_MAX_ITEMS - 1)), {}),
+     ((list(range(30)),), {"k": list(range(30))}), (([[[1]]],), {}), (([[[[1]]]],), {}), ((), {"k": [[[1]]]})],
+)
+def test_is_plain_call_agrees_with_is_plain(args, kwargs):
+    assert is_plain_call(args, kwargs) == is_plain((args, kwargs))

@@ -80,7 +80,7 @@ def test_single_task_runs_and_is_reported(sim):
 def test_log_records_every_transition_with_the_event_time(sim):
     sim.submit(T("a"))
     sim.done("a", 1)
-    assert sim.s.log == [
+    assert list(sim.s.log) == [
         (1.0, "a", "forgotten", "released"),
         (1.0, "a", "released", "ready"),
         (1.0, "a", "ready", "processing"),
