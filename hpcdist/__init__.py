@@ -12,9 +12,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "Client": "hpcdist.runtime.client",
-    "Future": "hpcdist.runtime.client",
-    "as_completed": "hpcdist.runtime.client",
-    "wait": "hpcdist.runtime.client",
+    "Future": "hpcdist.runtime.futures",
+    "as_completed": "hpcdist.runtime.futures",
+    "wait": "hpcdist.runtime.futures",
     "load_spec": "hpcdist.spec",
     "submit": "hpcdist.jobs",
     "get_backend": "hpcdist.backends",

@@ -1,4 +1,10 @@
-"""The user API: :class:`Client`, :class:`Future`, :func:`as_completed`, :func:`wait`.
+"""The user API: :class:`Client` (and its :class:`ClientExecutor`), with its bookkeeping.
+
+The client builds tasks (keys, pickled arguments, :class:`~hpcdist.runtime.events.TaskSpec`),
+sends them to the scheduler, counts the live futures of every key and releases a key once
+its last future is gone, and turns the scheduler's instructions into finished futures.
+:class:`Future`, :func:`as_completed` and :func:`wait` live in :mod:`hpcdist.runtime.futures`
+and are importable from here too.
 
 Futures are :class:`concurrent.futures.Future` objects, so the standard library's
 ``wait``/``as_completed`` work on them. A future becomes *done* when its result exists on a
@@ -8,10 +14,8 @@ they were computed, and tasks that take futures as arguments fetch them worker t
 
 from __future__ import annotations
 
-import _thread
 import collections
 import concurrent.futures as cf
-import functools
 import hashlib
 import itertools
 import pickle
@@ -20,144 +24,17 @@ import sys
 import threading
 import uuid
 import weakref
-from concurrent.futures import _base as cf_base
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from hpcdist.errors import CancelledError, HpcdistError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
-from hpcdist.runtime.state import TaskSpec
+from hpcdist.runtime.events import TaskSpec
+from hpcdist.runtime.futures import (
+    _FINISHED, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, _collect, _finish, _init_future,
+    _rebuild, _set_cancelled, _wait_all, as_completed, wait,
+)
 from hpcdist.runtime.world import World, current_world, set_current_world, start_world
-
-FIRST_COMPLETED = cf.FIRST_COMPLETED
-FIRST_EXCEPTION = cf.FIRST_EXCEPTION
-ALL_COMPLETED = cf.ALL_COMPLETED
-
-# concurrent.futures' own state names: the standard library's wait() and as_completed() read them
-_PENDING, _FINISHED = cf_base.PENDING, cf_base.FINISHED
-_DONE = (cf_base.FINISHED, cf_base.CANCELLED, cf_base.CANCELLED_AND_NOTIFIED)
-
-
-class _Wakeup:
-    """A concurrent.futures waiter: releases ``lock`` once ``count`` futures are done.
-
-    Its methods run under the futures' (shared) condition, see :class:`Future`.
-    """
-
-    __slots__ = ("count", "lock")
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self.lock = _thread.allocate_lock()
-        self.lock.acquire()
-
-    def add_result(self, future: cf.Future) -> None:
-        self.count -= 1
-        if self.count == 0:
-            self.lock.release()
-
-    add_exception = add_cancelled = add_result
-
-
-class Future(cf.Future):
-    """A task's result, held by a worker.
-
-    The futures of one client share one condition (a :class:`threading.Condition` over an
-    RLock, so :func:`concurrent.futures.wait`, which acquires every future's condition in
-    turn, works): a condition per future was a good part of a tiny task's cost on rank 0.
-    Nothing waits on that condition; waiting goes through concurrent.futures' waiter
-    protocol, so a finished future wakes only the threads that wait for it.
-
-    Attributes:
-        key: the task's key; equal keys name the same result.
-    """
-
-    def __init__(self, key: str, client: Client) -> None:
-        _init_future(self, key, client)
-        client._register((self,))
-
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait for the task and bring its value to rank 0.
-
-        Raises:
-            The task's own exception (with the remote traceback as ``__cause__``),
-            ``concurrent.futures.CancelledError`` if it was cancelled, or
-            ``TimeoutError`` after ``timeout`` seconds.
-        """
-        if self._state is not _FINISHED:
-            self._wait(timeout)
-        if self._state is not _FINISHED or self._exception is not None:
-            cf.Future.result(self, 0)  # raises the task's error, CancelledError or TimeoutError
-        small = self.client._small.get(self.key)
-        if small is not None:  # the value came with the completion: no round trip
-            return pickle.loads(small)
-        return self.client._fetch([self.key])[self.key]
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        """Wait for the task; its exception, or None if it succeeded (as in concurrent.futures)."""
-        if self._state is not _FINISHED:
-            self._wait(timeout)
-        return cf.Future.exception(self, 0)
-
-    def _wait(self, timeout: float | None) -> None:
-        with self._condition:
-            if self._state in _DONE:
-                return
-            wakeup = _Wakeup(1)
-            self._waiters.append(wakeup)
-        try:
-            wakeup.lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
-        finally:
-            with self._condition:
-                self._waiters.remove(wakeup)
-
-    def cancel(self) -> bool:
-        """Ask the scheduler to cancel this task; True once it is cancelled."""
-        if self.done():
-            return self.cancelled()
-        self.client.cancel([self])
-        cf.wait([self], timeout=5)
-        return self.cancelled()
-
-    def add_done_callback(self, fn: Callable[[cf.Future], Any]) -> None:
-        """Call ``fn(future)`` when done, on hpcdist's callback thread (so it may call result())."""
-        # a partial, not a closure over self: no reference cycle, so the future dies (and its
-        # key is released) as soon as the program drops it
-        super().add_done_callback(functools.partial(_defer_callback, self.client._callbacks, fn))
-
-    def __repr__(self) -> str:
-        status = "cancelled" if self.cancelled() else "error" if self.done() and self.exception() else (
-            "finished" if self.done() else "pending")
-        return f"<hpcdist.Future {status} key={self.key!r}>"
-
-    def __reduce__(self) -> Any:
-        raise TypeError("an hpcdist Future can only be passed as an argument of Client.submit/map")
-
-    def __del__(self) -> None:
-        client = getattr(self, "client", None)
-        if client is not None:
-            client._unregister(self.key)
-
-
-def _init_future(fut: Future, key: str, client: Client) -> None:
-    # What concurrent.futures.Future.__init__ sets, with the client's shared condition.
-    fut._condition = client._cond
-    fut._state = _PENDING
-    fut._result = None
-    fut._exception = None
-    fut._waiters = []
-    fut._done_callbacks = []
-    fut.key = key
-    fut.client = client
-
-
-def _defer_callback(callbacks: queue.SimpleQueue, fn: Callable, fut: cf.Future) -> None:
-    callbacks.put((fn, fut))
-
-
-def _set_cancelled(fut: Future) -> None:
-    if cf.Future.cancel(fut):
-        fut.set_running_or_notify_cancel()
 
 
 class _Releases:
@@ -223,8 +100,6 @@ class Client:
         self._batch: _Releases | None = None
         self._gens = itertools.count(1)
         self._gen = 0  # changes after every submit: see _release
-        # the local backend handles messages inline, in order: releases go out one by one
-        self._release_now = world.backend == "local"
         self._errors: dict[int, tuple[Any, BaseException]] = {}
         self._small: dict[str, bytes] = {}  # pickles of small results, sent along with "memory"
         # fresh keys: a counter behind a token unique to this client (uuid4 per task cost ~5 us)
@@ -303,11 +178,11 @@ class Client:
         taken by a doorbell sent before the submit. A release never undoes a newer submit,
         and never comes before the submit it follows. Sending under ``_lock`` keeps a
         ``__del__`` that runs inside ``send`` from sending too (it finds the lock taken).
+        The doorbell must not be rung inside ``send`` (:meth:`_Releases.take` needs
+        ``_lock``): a world that handles messages inline, like the local backend, rings it
+        before it handles the next message.
         """
         try:
-            if self._release_now:
-                self._world.send((m.RELEASE, (key,)))
-                return
             batch = self._batch
             if batch is None or batch.gen != self._gen:
                 batch = self._batch = _Releases(self, self._gen)
@@ -337,33 +212,12 @@ class Client:
     def _on_instruction(self, ins: tuple) -> None:
         kind, key = ins[0], ins[1]
         if kind == "memory":
-            self._finish(self._live(key, ins[2] if len(ins) > 2 else None), None)
+            _finish(self, self._live(key, ins[2] if len(ins) > 2 else None), None)
         elif kind == "erred":
-            self._finish(self._live(key), self._exception(ins[2]))
+            _finish(self, self._live(key), self._exception(ins[2]))
         elif kind == "cancelled":
             for fut in self._live(key):
                 _set_cancelled(fut)
-
-    def _finish(self, futures: list[Future], error: BaseException | None) -> None:
-        """Mark futures done, as concurrent.futures' set_result/set_exception would."""
-        called = []
-        with self._rlock:
-            for fut in futures:
-                if fut._state in _DONE:
-                    continue
-                fut._exception = error
-                fut._state = _FINISHED
-                for waiter in fut._waiters:
-                    if error is None:
-                        waiter.add_result(fut)
-                    else:
-                        waiter.add_exception(fut)
-                if fut._done_callbacks:
-                    called.append(fut)
-            if self._cond._waiters:  # only a direct concurrent.futures.Future.result() call waits here
-                self._cond.notify_all()
-        for fut in called:
-            fut._invoke_callbacks()
 
     def _exception(self, error: Any) -> BaseException:
         """The exception to raise on rank 0 for a task error (one object per failure)."""
@@ -554,7 +408,7 @@ class Client:
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
         flat: list[Future] = []
         _collect(futures, flat)
-        self._wait_all(flat)
+        _wait_all(self, flat)
         bad = set()
         for fut in flat:
             if fut._state is not _FINISHED or fut._exception is not None:  # cancelled or failed
@@ -565,25 +419,6 @@ class Client:
                 bad.add(fut.key)
         values = self._fetch([f.key for f in flat if f.key not in bad]) if len(bad) < len(flat) else {}
         return _rebuild(futures, values, bad)
-
-    def _wait_all(self, futures: list[Future]) -> None:
-        """Wait until every future is done (one wake-up, whatever their number)."""
-        cond = self._cond
-        for fut in futures:
-            if fut._condition is not cond:  # another client's future: the general way
-                cf.wait(futures)
-                return
-        with self._rlock:
-            pending = [f for f in futures if f._state not in _DONE]
-            if not pending:
-                return
-            wakeup = _Wakeup(len(pending))
-            for fut in pending:
-                fut._waiters.append(wakeup)
-        wakeup.lock.acquire()
-        with self._rlock:
-            for fut in pending:
-                fut._waiters.remove(wakeup)
 
     def cancel(self, futures: Any) -> None:
         """Cancel unfinished tasks (and what depends on them); finished ones are left alone."""
@@ -685,8 +520,8 @@ class _Caller:
             else:
                 client = self.client
                 key = f"{self.name}-{client._token}-{next(client._counter)}"
-        spec = TaskSpec(key=key, deps=deps, fn_name=self.name, workers=self.ranks,
-                        allow_other_workers=self.allow_other_workers, retries=self.retries)
+        # positional: half the cost of keywords, and this runs once per task
+        spec = TaskSpec(key, deps, self.name, self.ranks, self.allow_other_workers, self.retries)
         return spec, self.fn_id, self.fn_bytes, data, buffers
 
     def _dumps_with_futures(self, args: tuple, kwargs: dict) -> tuple[bytes, list, tuple]:
@@ -740,52 +575,6 @@ class ClientExecutor(cf.Executor):
             cf.wait(pending)
 
 
-def _collect(obj: Any, out: list[Future]) -> None:
-    if isinstance(obj, Future):
-        out.append(obj)
-    elif isinstance(obj, (list, tuple, set)):
-        for x in obj:
-            if isinstance(x, Future):  # the common case, without a call per item
-                out.append(x)
-            else:
-                _collect(x, out)
-    elif isinstance(obj, dict):
-        for x in obj.values():
-            _collect(x, out)
-
-
-def _rebuild(obj: Any, values: dict[str, Any], bad: set[str]) -> Any:
-    if isinstance(obj, Future):
-        return values[obj.key]
-    if isinstance(obj, (list, tuple)):
-        items = []
-        for x in obj:
-            if isinstance(x, Future):  # the common case, without a call per item
-                if x.key not in bad:
-                    items.append(values[x.key])
-            else:
-                items.append(_rebuild(x, values, bad))
-        return tuple(items) if isinstance(obj, tuple) else items
-    if isinstance(obj, dict):
-        return {k: _rebuild(v, values, bad) for k, v in obj.items() if not (isinstance(v, Future) and v.key in bad)}
-    return obj
-
-
-def as_completed(futures: Iterable[Future], with_results: bool = False) -> Iterator[Any]:
-    """Yield futures as they finish (with ``with_results``: ``(future, result)`` pairs)."""
-    for fut in cf.as_completed(list(futures)):
-        if with_results:
-            yield fut, fut.result()
-        else:
-            yield fut
-
-
-def wait(futures: Iterable[Future], timeout: float | None = None,
-         return_when: str = ALL_COMPLETED) -> cf._base.DoneAndNotDoneFutures:
-    """Wait for futures, like :func:`concurrent.futures.wait`."""
-    return cf.wait(list(futures), timeout=timeout, return_when=return_when)
-
-
 def _install_abort_hook(world: World) -> None:
     """An uncaught exception on rank 0 ends the whole MPI job instead of hanging it."""
     previous = sys.excepthook
@@ -799,4 +588,7 @@ def _install_abort_hook(world: World) -> None:
     sys.excepthook = hook
 
 
-__all__ = ["Client", "Future", "as_completed", "wait", "ClientExecutor", "set_current_world"]
+__all__ = [
+    "Client", "Future", "as_completed", "wait", "ClientExecutor", "set_current_world",
+    "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
+]

@@ -7,6 +7,7 @@ instructions listed in :data:`INSTRUCTIONS`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from hpcdist.errors import HpcdistError
 
@@ -70,9 +71,14 @@ class DependencyMissing(HpcdistError):
     """A task depends on a key the scheduler does not know (or on itself, through a cycle)."""
 
 
-@dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(NamedTuple):
     """What the scheduler needs to know about one task.
+
+    Immutable, built with keywords or positionally. A named tuple rather than a frozen
+    dataclass: the client builds one per task, and building this costs about a third of a
+    frozen dataclass (0.35 against 1.1 µs, positional). Equality is a dataclass's: a spec
+    equals only a spec with equal fields, never a plain tuple. Read it by field name; do
+    not unpack or iterate it (its fields may grow).
 
     Attributes:
         key: Unique, pure key: the same key always means the same result.
@@ -89,6 +95,19 @@ class TaskSpec:
     workers: frozenset[int] | None = None
     allow_other_workers: bool = False
     retries: int = 0
+
+    # NotImplemented would let Python fall back to tuple equality: answer for tuples here
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return tuple.__eq__(self, other)
+        return False if isinstance(other, tuple) else NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return tuple.__ne__(self, other)
+        return True if isinstance(other, tuple) else NotImplemented
+
+    __hash__ = tuple.__hash__
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ answers here as on ``thread``, ``process`` and ``mpi``.
 :class:`LocalWorld` speaks the message protocol of :class:`~hpcdist.runtime.world.World`,
 so the :class:`~hpcdist.runtime.client.Client` is the same code on every backend. It
 presents one worker, rank 1, on this host.
+
+Releases: the client's RELEASE carries a doorbell, a callable that hands over the keys
+released so far. It is sent while the client holds the lock the doorbell takes, and before
+the key it announces is added, so it cannot be rung inline: it is kept and rung first thing
+when the next message (of any kind) comes. Dropped results therefore stay in memory until
+the program's next call into the client.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import socket
 import threading
 import time
 import traceback
+from collections import deque
 from typing import Any, Callable
 
 from hpcdist.errors import HpcdistError, RemoteTraceback
@@ -48,6 +55,7 @@ class LocalWorld:
         self.functions: dict[str, Any] = {}  # fn_id -> function
         self._listeners: list[Callable[[tuple], None]] = []
         self._lock = threading.RLock()
+        self._doorbells: deque[Callable[[], Any]] = deque()  # RELEASE callables not rung yet
         # what QUERY functions read on the other backends
         self.state = self
         self.scheduler = self
@@ -70,6 +78,10 @@ class LocalWorld:
         if self.closed:
             raise HpcdistError("this hpcdist world has been shut down")
         kind = header[0]
+        if kind == m.RELEASE and callable(header[1]):
+            self._doorbells.append(header[1])
+            return
+        self._ring()
         if kind == m.SUBMIT:
             for task in header[1]:
                 self._run(*task)
@@ -80,10 +92,7 @@ class LocalWorld:
                     self.errors.pop(key, None)
                 self._notify(("memory", key))
         elif kind == m.RELEASE:
-            with self._lock:
-                for key in header[1]:
-                    self.data.pop(key, None)
-                    self.errors.pop(key, None)
+            self._drop(header[1])
         elif kind == m.CANCEL:
             pass  # every task has finished by the time anyone can cancel it
         else:
@@ -91,6 +100,7 @@ class LocalWorld:
 
     def call(self, header: tuple, timeout: float | None = None) -> Any:
         """Answer a request (GATHER, QUERY, CLOSE) at once."""
+        self._ring()
         kind = header[0]
         if kind == m.GATHER:
             out = {}
@@ -110,6 +120,7 @@ class LocalWorld:
     def shutdown(self, code: int = 0) -> None:
         """Drop every result; later calls fail."""
         self.closed = True
+        self._doorbells.clear()
         with self._lock:
             self.data.clear()
             self.errors.clear()
@@ -136,6 +147,24 @@ class LocalWorld:
         """``"memory"``, ``"erred"`` or None."""
         with self._lock:
             return "memory" if key in self.data else "erred" if key in self.errors else None
+
+    # ---- releases ----------------------------------------------------------------------
+
+    def _ring(self) -> None:
+        """Ring the doorbells kept since the last message: drop the keys they hand over."""
+        doorbells = self._doorbells
+        while doorbells:
+            try:
+                take = doorbells.popleft()
+            except IndexError:  # another thread rang the last one
+                return
+            self._drop(take())
+
+    def _drop(self, keys: Any) -> None:
+        with self._lock:
+            for key in keys:
+                self.data.pop(key, None)
+                self.errors.pop(key, None)
 
     # ---- running a task ----------------------------------------------------------------
 

@@ -7,13 +7,17 @@ in-band pickle and the next ``nbuf`` buffers of the message are its out-of-band 
 Rank 0, driver thread -> scheduler thread (loopback, never pickled):
     SUBMIT (tasks)                 tasks: list of (TaskSpec, fn_id, fn_bytes, data, buffers)
     SCATTER (items)                items: list of (key, ranks | None, data, buffers)
-    RELEASE (keys)  CANCEL (keys)
+    RELEASE (keys)                 keys, or a callable (the client's doorbell) that hands over the
+                                   keys released so far when the scheduler handles the message;
+                                   the callable only ever travels the loopback, never MPI
+    CANCEL (keys)
     GATHER (keys, cfuture)         cfuture receives {key: (data, buffers)}
     QUERY (fn, cfuture)            runs fn(scheduler) in the scheduler thread
     CLOSE (code, cfuture)          shut the workers down
 Scheduler -> worker:
-    COMPUTE (entries, path)        path: rank 0's sys.path when it changed, else None; entry: (key, fn_id, fn_bytes | None, data, nbuf, {dep: [holders]})
+    COMPUTE (entries, path)        path: rank 0's sys.path when it changed, else None; entry: (key, fn_id, fn_bytes | None, data, nbuf, {dep: [holders] | None}); None: a holder was told to push the dep here
     PUT (key, data, nbuf)          GET (req, keys)   FREE (keys)   STEAL (key)   SHUTDOWN (code)
+    PUSH (items)                   items: [(key, dest)]: send these keys to worker dest as HAVE (as if it sent WANT)
 Worker -> scheduler:
     HELLO (info)                   info: {"host", "cores", "pid"}
     DONE (records)                 record: (key, nbytes, duration, fetched_keys, small_result_pickle | None)
@@ -48,6 +52,7 @@ BYE = "bye"
 
 WANT = "want"
 HAVE = "have"
+PUSH = "push"
 
 #: persistent-id tag the client uses for a Future inside task arguments
 FUTURE_REF = "hpcdist-future"

@@ -93,6 +93,7 @@ class Worker:
             m.FREE: self._on_free,
             m.STEAL: self._on_steal,
             m.WANT: self._on_want,
+            m.PUSH: self._on_push,
             m.HAVE: self._on_have,
         }
         while True:
@@ -124,7 +125,8 @@ class Worker:
                     self.waiters.setdefault(dep, []).append(task)
                     if dep not in self.requested:
                         self.requested.add(dep)
-                        wants.setdefault(self._pick_holder(holders), []).append(dep)
+                        if holders is not None:  # None: the scheduler had the holder push it here
+                            wants.setdefault(self._pick_holder(holders), []).append(dep)
                 if task.missing:
                     self.fetching[key] = task
                 else:
@@ -136,10 +138,7 @@ class Worker:
             self.transport.send(peer, (m.WANT, keys))
 
     def _pick_holder(self, holders: list[int]) -> int:
-        # The scheduler lists same-host holders first; spread requests over them by rank.
-        same = [h for h in holders if self.transport.host_of(h) == self.host]
-        pool = same or holders
-        return pool[self.rank % len(pool)]
+        return pick_holder(holders, self.rank, self.transport.host_of)
 
     def _on_put(self, src: int, header: tuple, buffers: list) -> None:
         _, key, data, nbuf = header
@@ -171,15 +170,26 @@ class Worker:
             self._send_values(peer, (m.HAVE,), [(key, value)])
 
     def _on_want(self, src: int, header: tuple, buffers: list) -> None:
+        self._serve(src, header[1])
+
+    def _on_push(self, src: int, header: tuple, buffers: list) -> None:
+        by_dest: dict[int, list[str]] = {}
+        for key, dest in header[1]:
+            by_dest.setdefault(dest, []).append(key)
+        for dest, keys in by_dest.items():
+            self._serve(dest, keys)
+
+    def _serve(self, dest: int, keys: list[str]) -> None:
+        """Send ``keys`` to peer ``dest``; those not here yet go when they land."""
         items = []
         with self.lock:
-            for key in header[1]:
+            for key in keys:
                 if key in self.data:
                     items.append((key, self.data[key]))
-                else:  # not here yet (a scatter or a copy on its way): answer when it lands
-                    self.peer_waits.setdefault(key, []).append(src)
+                else:  # a scatter or a copy on its way
+                    self.peer_waits.setdefault(key, []).append(dest)
         if items:
-            self._send_values(src, (m.HAVE,), items)
+            self._send_values(dest, (m.HAVE,), items)
 
     def _on_get(self, src: int, header: tuple, buffers: list) -> None:
         _, req, keys = header
@@ -364,6 +374,16 @@ class _StateFile:
         """Record ``mark`` (``"R"`` with the task's key, or ``"-"``)."""
         line = f"{mark} {key}\n".encode()[: self.SIZE - 1] if key else b"-\n"
         self._map[: self.SIZE] = line.ljust(self.SIZE)
+
+
+def pick_holder(holders: list[int], rank: int, host_of: Any) -> int:
+    """The holder ``rank`` fetches a key from: same-host holders first, spread by rank.
+
+    The scheduler uses the same rule when it has the holder push the key instead.
+    """
+    host = host_of(rank)
+    pool = [h for h in holders if host_of(h) == host] or holders
+    return pool[rank % len(pool)]
 
 
 def _extend_path(entries: list[str]) -> None:

@@ -17,6 +17,7 @@ import pytest
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.client import Client, Future
+from hpcdist.runtime.local import LocalWorld
 from hpcdist.runtime.world import set_current_world
 
 
@@ -182,19 +183,22 @@ def test_futures_in_a_reference_cycle_are_released_by_the_collector(client, worl
     assert world.wanted[key] is False
 
 
-def test_local_backend_gets_one_release_per_key():
-    w = FakeWorld("local")
+def test_local_backend_drops_released_keys_before_the_next_message():
+    w = LocalWorld()
     set_current_world(w)
     try:
         c = Client()
         futures = c.map(noop, range(3))
-        w.process()
+        keys = [f.key for f in futures]
+        assert c.has_what() == {1: sorted(keys)}
         del futures
-        assert [h[0] for h in w.queue] == [m.RELEASE] * 3
-        assert all(isinstance(h[1], tuple) for h in w.queue)
+        assert c.has_what() == {1: []}  # the doorbell was rung before the query
+        again = c.submit(noop, 0)  # released, then submitted again: computed afresh
+        assert again.key == keys[0] and again.result() == 0
         c.close()
     finally:
         set_current_world(None)
+        w.shutdown()
 
 
 def test_futures_work_with_the_standard_library(client, world):
