@@ -37,6 +37,10 @@ from hpcdist.runtime.futures import (
 from hpcdist.runtime.world import World, current_world, set_current_world, start_world
 
 
+#: task errors whose rank-0 exception object is kept, so dependents raise the very same one
+_ERRORS_KEPT = 1024
+
+
 class _Releases:
     """Keys whose last future was dropped, until the scheduler takes them.
 
@@ -230,6 +234,8 @@ class Client:
             exc_bytes, text, rank, host, size = error
             exc = serialize.loads(exc_bytes)
             exc.__cause__ = RemoteTraceback(f"task failed on rank {rank} of {size} on host {host}:\n{text}")
+        if len(self._errors) >= _ERRORS_KEPT:  # dependents are notified together: recent ones suffice
+            del self._errors[next(iter(self._errors))]
         self._errors[id(error)] = (error, exc)
         return exc
 

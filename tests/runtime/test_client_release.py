@@ -273,3 +273,19 @@ def test_arguments_plain_pickle_cannot_handle_still_travel(client, world):
     (fn,), _ = serialize.loads(data)
     assert fn(1) == 11
     del fut
+
+
+def _fail(i):
+    raise ValueError(f"bad {i}")
+
+
+def test_errors_kept_for_dependents_are_bounded_and_shared():
+    from hpcdist.runtime import client as client_module
+
+    with Client(backend="thread", workers=2) as c:
+        first = c.submit(_fail, -1)
+        dependent = c.submit(abs, first)
+        assert dependent.exception() is first.exception()  # one exception object per failure
+        futures = c.map(_fail, range(client_module._ERRORS_KEPT + 50))
+        assert all(isinstance(f.exception(), ValueError) for f in futures)
+        assert len(c._errors) <= client_module._ERRORS_KEPT
