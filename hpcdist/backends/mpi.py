@@ -18,7 +18,8 @@ Design (measurements behind it: the MPI transport notes of the project):
 * Every wake-up probes until two misses in a row: this MPICH misses a message that is already
   waiting on the first probe.
 * Idle: poll at the shortest wait while there was traffic in the last :data:`SPIN_S`, then
-  wait in ``outq.get(timeout=b)`` with ``b`` doubling from :data:`POLL_MIN_S`: up to
+  wait (a timed acquire of a lock that local senders release) for ``b`` doubling from
+  :data:`POLL_MIN_S`: up to
   :data:`WARM_MAX_S` for :data:`WARM_S` after the last traffic (a rank between the steps of
   a computation answers within a fraction of a millisecond), then up to the cap
   (``HPCDIST_POLL_MAX_MS``, default 5 ms), so a local send wakes the thread at once and idle
@@ -341,22 +342,27 @@ class MPITransport(Transport):
                 raise TransportError(f"rank {self.rank}: header for rank {dest} cannot be pickled: {exc}") from exc
             item = (dest, data, raws, chunk)
         self._outq.append(item)
-        if threading.get_ident() == self._owner:
-            with self._lock:
-                self._drain_outq()
-            self._last_activity = time.monotonic()  # a reply is likely: spin in the next recv
-            self._backoff = POLL_MIN_S
+        owner = threading.get_ident() == self._owner
+        kick = not owner
+        if owner:
+            self._lock.acquire()
+        elif dest == self.rank or not self._lock.acquire(blocking=False):
+            self._kick()  # the comm thread takes it (a loopback message, or MPI is busy)
             return
-        kick = True
-        if dest != self.rank and self._lock.acquire(blocking=False):
-            try:
-                if not self._closed:
-                    self._drain_outq()
+        try:
+            if not self._closed:
+                self._drain_outq()
+                if not owner:
                     self._test_pending()
                     kick = bool(self._reqs)  # a send still in flight needs the comm thread's progress
-            finally:
-                self._lock.release()
-        if kick:
+        except self._MPI.Exception as exc:
+            raise TransportError(f"rank {self.rank}: MPI error posting a send to rank {dest}: {exc}") from exc
+        finally:
+            self._lock.release()
+        if owner:
+            self._last_activity = time.monotonic()  # a reply is likely: spin in the next recv
+            self._backoff = POLL_MIN_S
+        elif kick:
             self._kick()
 
     def _kick(self) -> None:
