@@ -153,21 +153,25 @@ class Worker:
     def _store(self, key: str, value: Any, fetched: bool) -> None:
         """Keep a value that arrived and wake whatever waited for it."""
         with self.lock:
-            self.data[key] = value
-            self.requested.discard(key)
+            peers = self._keep(key, value)
             if fetched:
                 self.fetched.append(key)
-            woken = False
-            for task in self.waiters.pop(key, ()):
-                task.missing.discard(key)
-                if not task.missing and self.fetching.pop(task.key, None) is task:
-                    self.runq.append(task)
-                    woken = True
-            if woken:
-                self.lock.notify()
-            peers = self.peer_waits.pop(key, ())
         for peer in peers:
             self._send_values(peer, (m.HAVE,), [(key, value)])
+
+    def _keep(self, key: str, value: Any) -> list[int]:
+        """Hold ``value``, queue the tasks it completes (``self.lock`` held); the peers that asked for it."""
+        self.data[key] = value
+        self.requested.discard(key)
+        woken = False
+        for task in self.waiters.pop(key, ()):
+            task.missing.discard(key)
+            if not task.missing and self.fetching.pop(task.key, None) is task:
+                self.runq.append(task)
+                woken = True
+        if woken:
+            self.lock.notify()
+        return self.peer_waits.pop(key, [])
 
     def _on_want(self, src: int, header: tuple, buffers: list) -> None:
         self._serve(src, header[1])
@@ -303,18 +307,8 @@ class Worker:
                 if not bufs and len(data) <= INLINE_MAX:
                     inline = data
         key = task.key
-        with self.lock:  # _store, and what the report needs, in one go
-            self.data[key] = result
-            self.requested.discard(key)
-            woken = False
-            for waiting in self.waiters.pop(key, ()):
-                waiting.missing.discard(key)
-                if not waiting.missing and self.fetching.pop(waiting.key, None) is waiting:
-                    self.runq.append(waiting)
-                    woken = True
-            if woken:
-                self.lock.notify()
-            peers = self.peer_waits.pop(key, ())
+        with self.lock:  # the result kept, and what the report needs, under one lock
+            peers = self._keep(key, result)
             fetched, self.fetched = self.fetched, []
             more = bool(self.runq)
         for peer in peers:
