@@ -17,6 +17,7 @@ from typing import Any
 
 from hpcdist.pipeline.imports import resolve_callable
 from hpcdist.pipeline.rundir import LOGS, OBJECTS, load_object, save_object
+from hpcdist.runtime.worker import current_rank
 
 __all__ = ["TaskTimeout", "Element", "run_task", "load_stored"]
 
@@ -93,7 +94,8 @@ def run_task(module: str, attr: str, args: tuple, kwargs: dict, info: dict[str, 
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
     end = time.time()
-    extra = {"tid": info["tid"], "start": start, "end": end, "host": socket.gethostname(), "pid": os.getpid()}
+    extra = {"tid": info["tid"], "start": start, "end": end, "host": socket.gethostname(), "pid": os.getpid(),
+             "rank": current_rank()}
     meta = save_object(run_dir / OBJECTS, info["key"], result, extra)
     _log(run_dir, f"done {info['tid']} in {end - start:.3f} s, {meta['bytes']} bytes")
     return result

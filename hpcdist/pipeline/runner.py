@@ -292,11 +292,7 @@ class Runner:
         assert meta is not None
         rec.file, rec.bytes, rec.host = meta["file"], meta["bytes"], meta.get("host")
         rec.start, rec.end = meta.get("start"), meta.get("end")
-        try:
-            ranks = self.client.who_has([fut]).get(fut.key) or []
-            rec.rank = ranks[0] if ranks else None
-        except Exception:  # noqa: BLE001 - the rank is informative only
-            rec.rank = None
+        rec.rank = meta.get("rank")
         if rec.start is not None and rec.end is not None:
             n, mean = self.durations.get(item.name, (0, 0.0))
             self.durations[item.name] = (n + 1, mean + (rec.end - rec.start - mean) / (n + 1))

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
-from hpcdist.runtime.worker import cores
+from hpcdist.runtime.worker import cores, running_on
 
 #: the rank that stands for "the caller" in who_has, has_what and workers=
 RANK = 1
@@ -189,7 +189,8 @@ class LocalWorld:
                 if fn is None:
                     fn = self.functions[fn_id] = serialize.loads(fn_bytes)
                 args, kwargs = serialize.loads(data, buffers, persistent_load=self._resolve)
-                result = fn(*args, **kwargs)
+                with running_on(RANK):
+                    result = fn(*args, **kwargs)
             except _Missing as exc:
                 self._fail(key, LookupError(str(exc)))
                 return

@@ -9,6 +9,7 @@ never stops this worker from answering its peers and the scheduler.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import pickle
@@ -18,7 +19,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import Any
+from typing import Any, Iterator
 
 from hpcdist.errors import TransportError
 from hpcdist.runtime import messages as m
@@ -26,6 +27,7 @@ from hpcdist.runtime import serialize
 from hpcdist.runtime.sizeof import sizeof
 
 _STOP = object()
+_running = threading.local()  # the worker whose executor is this thread (current_rank)
 _ABSENT = object()  # a requested key this worker does not hold
 
 #: seconds a shut-down worker process waits for its running task before it exits anyway
@@ -247,6 +249,10 @@ class Worker:
 
     def execute(self) -> None:
         """Run queued tasks until shutdown (executor thread; the main thread under MPI)."""
+        with running_on(self.rank):
+            self._execute()
+
+    def _execute(self) -> None:
         while True:
             with self.lock:
                 if not self.runq:
@@ -368,6 +374,22 @@ class _StateFile:
         """Record ``mark`` (``"R"`` with the task's key, or ``"-"``)."""
         line = f"{mark} {key}\n".encode()[: self.SIZE - 1] if key else b"-\n"
         self._map[: self.SIZE] = line.ljust(self.SIZE)
+
+
+def current_rank() -> int | None:
+    """The rank of the worker running the calling task, or None outside a task's thread."""
+    return getattr(_running, "rank", None)
+
+
+@contextlib.contextmanager
+def running_on(rank: int) -> Iterator[None]:
+    """Make :func:`current_rank` say ``rank`` in this thread (a backend that runs tasks inline)."""
+    previous = getattr(_running, "rank", None)
+    _running.rank = rank
+    try:
+        yield
+    finally:
+        _running.rank = previous
 
 
 def pick_holder(holders: list[int], rank: int, host_of: Any) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import pytest
 
+from hpcdist import Client
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.entry import postmortem
@@ -93,3 +95,12 @@ def test_state_file_names_the_running_task_and_clears_when_idle(tmp_path):
     run(worker, [entry("the-task", what_runs, (str(tmp_path),))[0]])
     assert worker.data["the-task"] == ["rank 1 was running task 'the-task' when the job ended"]
     assert what_runs(str(tmp_path)) == []  # idle again
+
+
+@pytest.mark.parametrize("backend, rank", [("thread", 2), ("local", 1)])
+def test_a_task_knows_the_rank_it_runs_on(backend, rank):
+    from hpcdist.runtime.worker import current_rank
+
+    with Client(backend=backend, workers=2) as c:
+        assert c.submit(current_rank, pure=False, workers=[rank]).result() == rank
+    assert current_rank() is None  # not inside a task
