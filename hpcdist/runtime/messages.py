@@ -15,7 +15,10 @@ Rank 0, driver thread -> scheduler thread (loopback, never pickled):
     QUERY (fn, cfuture)            runs fn(scheduler) in the scheduler thread
     CLOSE (code, cfuture)          shut the workers down
 Scheduler -> worker:
-    COMPUTE (entries, path)        path: rank 0's sys.path when it changed, else None; entry: (key, fn_id, fn_bytes | None, data, nbuf, {dep: [holders] | None}); None: a holder was told to push the dep here
+    COMPUTE (entries, path, frees) path: rank 0's sys.path when it changed, else None;
+                                   frees: keys to drop before the tasks (or None);
+                                   entry: (key, fn_id, fn_bytes | None, data, nbuf, {dep: [holders] | None}),
+                                   holders None: a holder was told to push the dep here
     PUT (key, data, nbuf)          GET (req, keys)   FREE (keys)   STEAL (key)   SHUTDOWN (code)
     PUSH (items)                   items: [(key, dest)]: send these keys to worker dest as HAVE (as if it sent WANT)
 Worker -> scheduler:

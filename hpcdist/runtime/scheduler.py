@@ -183,15 +183,15 @@ class Scheduler:
 
     def _flush(self) -> None:
         # Frees are batched (one message per released future was most of the traffic with tiny
-        # tasks), but never held back behind a COMPUTE to the same rank: see _send_frees.
+        # tasks), and a COMPUTE carries its rank's pending frees, applied before its tasks (a key
+        # freed then recomputed there must be freed first): one message instead of two.
         pending = sum(len(keys) for keys in self._free.values())
         if pending >= FREE_BATCH or (pending and time.monotonic() - self._free_since >= FREE_DELAY):
             for rank in list(self._free):
                 self._send_frees(rank)
         for rank, (entries, bufs) in self._compute.items():
-            self._send_frees(rank)  # a key freed then recomputed here must be freed first
             path = self.path_sent[rank] if rank in self._path_update else None
-            self._send(rank, (m.COMPUTE, entries, path), bufs)
+            self._send(rank, (m.COMPUTE, entries, path, self._free.pop(rank, None)), bufs)
         self._compute.clear()
         for holder, items in self._push.items():
             self.transport.send(holder, (m.PUSH, items))

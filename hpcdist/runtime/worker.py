@@ -113,6 +113,8 @@ class Worker:
         wants: dict[int, list[str]] = {}
         ready = []
         with self.lock:
+            for key in header[3] or ():  # frees first: a key freed then recomputed here
+                self.data.pop(key, None)
             if header[2]:
                 _extend_path(header[2])
             for key, fn_id, fn_bytes, data, nbuf, deps in header[1]:

@@ -40,9 +40,9 @@ def echo(x):
     return x
 
 
-def run(worker: Worker, entries: list[tuple], buffers: list | None = None) -> list[tuple]:
+def run(worker: Worker, entries: list[tuple], buffers: list | None = None, frees: list | None = None) -> list[tuple]:
     """Hand ``entries`` to the worker as one COMPUTE, run them, return the DONE records."""
-    worker._on_compute(0, (m.COMPUTE, entries, None), buffers or [])
+    worker._on_compute(0, (m.COMPUTE, entries, None, frees), buffers or [])
     worker.stop()
     worker.runq.rotate(-1)  # stop() queued _STOP first: run the tasks before it
     assert worker.runq[-1] is _STOP
@@ -104,3 +104,12 @@ def test_a_task_knows_the_rank_it_runs_on(backend, rank):
     with Client(backend=backend, workers=2) as c:
         assert c.submit(current_rank, pure=False, workers=[rank]).result() == rank
     assert current_rank() is None  # not inside a task
+
+
+def test_a_compute_drops_the_keys_it_frees_before_its_tasks_run():
+    worker = Worker(FakeTransport())
+    run(worker, [entry("a", add, (1,))[0], entry("old", add, (5,))[0]])
+    worker.transport.sent.clear()
+    # "a" is freed and computed again in the same message: the new value stays
+    run(worker, [entry("a", add, (2,))[0]], frees=["a", "old"])
+    assert worker.data == {"a": 2}
