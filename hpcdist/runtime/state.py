@@ -32,48 +32,14 @@ from hpcdist.runtime import policy
 from hpcdist.runtime.state_placement import NbytesView, PlacementMixin
 # The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
 from hpcdist.runtime.events import (  # noqa: F401
-    ALLOWED_TRANSITIONS,
-    CANCELLED,
-    ERRED,
-    FORGOTTEN,
-    INSTRUCTIONS,
-    MEMORY,
-    PENDING,
-    PROCESSING,
-    READY,
-    RELEASED,
-    RETAINING,
-    WAITING,
-    NEXT_STATES,
-    Cancel,
-    DependencyMissing,
-    Failed,
-    Finished,
-    InvalidTransition,
-    Release,
-    Scatter,
-    StealReply,
-    Submit,
-    TaskSpec,
-    WorkerLost,
+    ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
+    READY, RELEASED, RETAINING, WAITING, Cancel, DependencyMissing, Failed, Finished, InvalidTransition, Release,
+    Scatter, StealReply, Submit, TaskSpec, WorkerLost,
 )
 
 __all__ = [
-    "ALLOWED_TRANSITIONS",
-    "Cancel",
-    "DependencyMissing",
-    "Failed",
-    "Finished",
-    "INSTRUCTIONS",
-    "InvalidTransition",
-    "LOG_MAX",
-    "Release",
-    "Scatter",
-    "SchedulerState",
-    "StealReply",
-    "Submit",
-    "TaskSpec",
-    "WorkerLost",
+    "ALLOWED_TRANSITIONS", "Cancel", "DependencyMissing", "Failed", "Finished", "INSTRUCTIONS", "InvalidTransition",
+    "LOG_MAX", "Release", "Scatter", "SchedulerState", "StealReply", "Submit", "TaskSpec", "WorkerLost",
 ]
 
 
