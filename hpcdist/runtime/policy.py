@@ -47,7 +47,6 @@ __all__ = [
     "decide_worker",
     "ema",
     "restriction_error",
-    "steal_plan",
     "transfer_time",
     "valid_workers",
 ]
@@ -281,25 +280,3 @@ def _best_move(thieves, tload, queues, vload, expected, deps_of, allowed_of, who
                 if tload[thief] + STEAL_LATENCY + cost < ahead + duration:
                     return thief, victim, index, cost
     return None
-
-
-def steal_plan(
-    idle_rank: int,
-    processing: Mapping[int, Sequence[str]],
-    expected: Callable[[str], float],
-    deps_of: Callable[[str], Iterable[str]],
-    allowed_of: Callable[[str], frozenset[int] | None],
-    who_has: Mapping[str, Collection[int]],
-    nbytes: Mapping[str, int],
-    host_of: Mapping[int, str],
-    load: float = 0.0,
-) -> list[tuple[int, str]]:
-    """Plan the steals for one idle worker; see :func:`balance_plan` for the rule.
-
-    Returns:
-        ``(victim, key)`` pairs in the order they were chosen.
-    """
-    plan = balance_plan(
-        [idle_rank], processing, expected, deps_of, allowed_of, who_has, nbytes, host_of, {idle_rank: load}
-    )
-    return [(victim, key) for _, victim, key in plan]

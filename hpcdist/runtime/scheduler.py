@@ -290,19 +290,22 @@ class Scheduler:
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
         _, key, exc_bytes, text, duration, fetched = header
-        for dep in fetched:
-            self._pushed.get(dep, set()).discard(src)
+        self._reported(src, fetched)
         if fetched:  # copies made for a task that failed: not worth keeping
             self._queue_free(src, list(fetched))
         error = (exc_bytes, text, src, self.info.get(src, {}).get("host", "?"), self.transport.size)
         self._handle(st.Failed(time.monotonic(), key, src, error, duration))
 
-    def _known(self, src: int, fetched: tuple) -> tuple:
-        """Keep copies the state knows about; free copies of keys it has already forgotten."""
+    def _reported(self, src: int, fetched: tuple) -> None:
+        """``src`` reported its copies of ``fetched``: a later need there may be pushed again."""
         for key in fetched:
             pushed = self._pushed.get(key)
             if pushed is not None:
                 pushed.discard(src)
+
+    def _known(self, src: int, fetched: tuple) -> tuple:
+        """Keep copies the state knows about; free copies of keys it has already forgotten."""
+        self._reported(src, fetched)
         known = tuple(k for k in fetched if self.state.state_of(k) not in (None, "forgotten"))
         stale = [k for k in fetched if k not in known]
         if stale:

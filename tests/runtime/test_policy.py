@@ -12,7 +12,6 @@ from hpcdist.runtime.policy import (
     decide_worker,
     ema,
     restriction_error,
-    steal_plan,
     transfer_time,
     valid_workers,
 )
@@ -134,11 +133,10 @@ def test_two_thieves_take_turns():
     ]
 
 
-def test_steal_plan_is_the_one_thief_form():
-    args = (lambda k: 1.0, lambda k: (), lambda k: None, {}, {}, HOSTS)
-    assert steal_plan(2, {1: QUEUE}, *args) == [(1, "h"), (1, "g"), (1, "f"), (1, "e")]
+def test_a_thief_with_work_of_its_own_takes_less():
+    assert _plan([2], {1: QUEUE}, loads={2: 0.0}) == [(2, 1, "h"), (2, 1, "g"), (2, 1, "f"), (2, 1, "e")]
     # a thief that already has 3 s of work takes less
-    assert steal_plan(2, {1: QUEUE}, *args, load=3.0) == [(1, "h"), (1, "g")]
+    assert _plan([2], {1: QUEUE}, loads={2: 3.0}) == [(2, 1, "h"), (2, 1, "g")]
 
 
 @pytest.mark.parametrize(
