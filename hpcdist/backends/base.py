@@ -29,7 +29,8 @@ class Transport(abc.ABC):
     * ``dest == self.rank`` is loopback: the message reaches this endpoint's own
       :meth:`recv` without pickling or copying, so header and buffers are the very objects
       passed to :meth:`send`. Treat received headers as immutable.
-    * :meth:`recv` is called from one thread only, the rank's event-loop thread.
+    * :meth:`recv` is called from one thread at a time (a worker hands it between its
+      executor and its communication thread, see :mod:`hpcdist.runtime.worker`).
     * Received buffers are writable, contiguous uint8 numpy arrays (or memoryviews) owned by
       the receiver, usable as ``loads(data, buffers=...)`` without copying.
     """
@@ -65,6 +66,13 @@ class Transport(abc.ABC):
 
         Raises:
             TransportError: the transport is closed or was aborted.
+        """
+
+    @abc.abstractmethod
+    def interrupt(self) -> None:
+        """Make a :meth:`recv` in progress, or else the next one, return ``None`` now.
+
+        Thread-safe; the thread waiting in :meth:`recv` uses it to hand receiving over.
         """
 
     @abc.abstractmethod

@@ -30,6 +30,8 @@ from hpcdist.errors import TransportError
 
 # put into inboxes to wake receivers when the hub is aborted or the endpoint closed
 _WAKE = object()
+# put into an inbox by interrupt(): its recv returns None
+_INTERRUPT = object()
 
 
 def copy_buffer(buf: Any) -> np.ndarray:
@@ -121,9 +123,15 @@ class InprocTransport(Transport):
                     item = self._inbox.get(timeout=left) if left > 0 else self._inbox.get_nowait()
             except queue.Empty:
                 return None
+            if item is _INTERRUPT:
+                return None
             if item is not _WAKE:
                 return item
             # a wake-up: the loop re-checks for abort/close, else keeps waiting
+
+    def interrupt(self) -> None:
+        """Make the current or next :meth:`recv` return ``None``."""
+        self._inbox.put(_INTERRUPT)
 
     def host_of(self, rank: int) -> str:
         """The local host name (every rank lives in this process)."""

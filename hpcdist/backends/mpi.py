@@ -262,7 +262,9 @@ class MPITransport(Transport):
         self._reqs: list[Any] = []  # pending Isend requests ...
         self._keep: list[Any] = []  # ... and the buffers they read, kept alive until done
         self._lock = threading.RLock()  # held while making MPI calls
-        self._owner: int | None = None  # thread ident of the comm thread (first recv caller)
+        self._owner: int | None = None  # thread ident of the comm thread (the latest recv caller)
+        self._slack = threading.local()  # whether this thread's timer slack was tightened
+        self._interrupted = False
         self._closed = False
         self._last_activity = time.monotonic()
         self._backoff = POLL_MIN_S
@@ -365,6 +367,11 @@ class MPITransport(Transport):
         elif kick:
             self._kick()
 
+    def interrupt(self) -> None:
+        """Make the current or next :meth:`recv` return ``None`` (any thread)."""
+        self._interrupted = True
+        self._kick()
+
     def _kick(self) -> None:
         """Wake the comm thread from its idle wait (a pending wake-up is kept)."""
         try:
@@ -374,13 +381,17 @@ class MPITransport(Transport):
 
     def recv(self, timeout: float | None) -> Message | None:
         """Next message, or None after ``timeout`` s; see :meth:`Transport.recv`."""
-        if self._owner is None:
-            self._owner = threading.get_ident()
+        self._owner = threading.get_ident()
+        if not getattr(self._slack, "done", False):
+            self._slack.done = True
             _tighten_timer_slack()
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         MPIException = self._MPI.Exception
         try:
             while True:
+                if self._interrupted:
+                    self._interrupted = False
+                    return None
                 with self._lock:
                     if self._closed:
                         raise TransportError(f"rank {self.rank}: recv after close()")

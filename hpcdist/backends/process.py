@@ -142,6 +142,7 @@ class PipeTransport(Transport):
         for fd in (*self._by_fd, self._wake_r):
             self._poller.register(fd, select.POLLIN)
         self._closed = False
+        self._interrupted = False
         self._aborted: int | None = None
         #: counters for tests and benchmarks
         self.stats = {"sent": 0, "received": 0, "bytes_sent": 0, "bytes_received": 0, "queued": 0}
@@ -211,6 +212,11 @@ class PipeTransport(Transport):
                 peer.writing = False
                 peer.cond.notify_all()
 
+    def interrupt(self) -> None:
+        """Make the current or next :meth:`recv` return ``None``."""
+        self._interrupted = True
+        self._wake()
+
     def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"\0")
@@ -224,6 +230,9 @@ class PipeTransport(Transport):
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         while True:
             self._check_open()
+            if self._interrupted:
+                self._interrupted = False
+                return None
             if self._loop:
                 with self._loop_lock:
                     return self._loop.popleft()

@@ -11,11 +11,11 @@ answers here as on ``thread``, ``process`` and ``mpi``.
 so the :class:`~hpcdist.runtime.client.Client` is the same code on every backend. It
 presents one worker, rank 1, on this host.
 
-Releases: the client's RELEASE carries a doorbell, a callable that hands over the keys
-released so far. It is sent while the client holds the lock the doorbell takes, and before
-the key it announces is added, so it cannot be rung inline: it is kept and rung first thing
-when the next message (of any kind) comes. Dropped results therefore stay in memory until
-the program's next call into the client.
+Releases: the client hands over a doorbell, a callable that gives the keys released so
+far. It comes while the client holds the lock the doorbell takes, and before the key it
+announces is added, so it cannot be rung inline: it is kept and rung first thing when the
+next message (of any kind) comes. Dropped results therefore stay in memory until the
+program's next call into the client.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class LocalWorld:
         self.functions: dict[str, Any] = {}  # fn_id -> function
         self._listeners: list[Callable[[tuple], None]] = []
         self._lock = threading.RLock()
-        self._doorbells: deque[Callable[[], Any]] = deque()  # RELEASE callables not rung yet
+        self._doorbells: deque[Callable[[], Any]] = deque()  # not rung yet
         # what QUERY functions read on the other backends
         self.state = self
         self.scheduler = self
@@ -78,9 +78,6 @@ class LocalWorld:
         if self.closed:
             raise HpcdistError("this hpcdist world has been shut down")
         kind = header[0]
-        if kind == m.RELEASE and callable(header[1]):
-            self._doorbells.append(header[1])
-            return
         self._ring()
         if kind == m.SUBMIT:
             for task in header[1]:
@@ -91,8 +88,6 @@ class LocalWorld:
                     self.data[key] = serialize.loads(data, buffers)
                     self.errors.pop(key, None)
                 self._notify(("memory", key))
-        elif kind == m.RELEASE:
-            self._drop(header[1])
         elif kind == m.CANCEL:
             pass  # every task has finished by the time anyone can cancel it
         else:
@@ -149,6 +144,11 @@ class LocalWorld:
             return "memory" if key in self.data else "erred" if key in self.errors else None
 
     # ---- releases ----------------------------------------------------------------------
+
+    def doorbell(self, take: Callable[[], Any]) -> None:
+        """Keep ``take`` (it hands over released keys) until the next message."""
+        if not self.closed:
+            self._doorbells.append(take)
 
     def _ring(self) -> None:
         """Ring the doorbells kept since the last message: drop the keys they hand over."""

@@ -7,9 +7,6 @@ in-band pickle and the next ``nbuf`` buffers of the message are its out-of-band 
 Rank 0, driver thread -> scheduler thread (loopback, never pickled):
     SUBMIT (tasks)                 tasks: list of (TaskSpec, fn_id, fn_bytes, data, buffers)
     SCATTER (items)                items: list of (key, ranks | None, data, buffers)
-    RELEASE (keys)                 keys, or a callable (the client's doorbell) that hands over the
-                                   keys released so far when the scheduler handles the message;
-                                   the callable only ever travels the loopback, never MPI
     CANCEL (keys)
     GATHER (keys, cfuture)         cfuture receives {key: (data, buffers)}
     QUERY (fn, cfuture)            runs fn(scheduler) in the scheduler thread
@@ -33,7 +30,6 @@ Worker -> worker:
 
 SUBMIT = "submit"
 SCATTER = "scatter"
-RELEASE = "release"
 CANCEL = "cancel"
 GATHER = "gather"
 QUERY = "query"

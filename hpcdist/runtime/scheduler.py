@@ -12,7 +12,7 @@ import itertools
 import sys
 import time
 import traceback
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any, Callable
 
 from hpcdist.errors import HpcdistError, TransportError, WorkerLost
@@ -25,6 +25,8 @@ SHUTDOWN_GRACE = 2.0
 #: frees wait for this many keys or this many seconds, whichever comes first
 FREE_BATCH = 256
 FREE_DELAY = 0.005
+#: an idle scheduler looks for client doorbells this often (seconds)
+DOORBELL_POLL = 0.005
 
 
 class Scheduler:
@@ -48,6 +50,10 @@ class Scheduler:
         self.gathers: dict[int, list] = {}  # req -> [cfuture, {key: value}, npending]
         self.req_ids = itertools.count()
         self.scatter_rr = itertools.cycle(self.worker_ranks)
+        #: (messages the client had sent then, take): keys whose futures are gone; see ring()
+        self.doorbells: deque[tuple[int, Callable[[], list]]] = deque()
+        self.sent = 0  # messages the client has sent to this scheduler (loopback) ...
+        self._handled = 0  # ... and how many of them were handled
         self.closing: tuple | None = None  # (deadline, byes, code, cfuture)
         self.stopped = False
         self.failed: BaseException | None = None
@@ -89,9 +95,9 @@ class Scheduler:
     def run(self) -> None:
         """Handle messages until the workers are shut down (scheduler thread)."""
         while not self.stopped:
-            timeout = None if self.closing is None else max(0.0, self.closing[0] - time.monotonic())
-            if self._free:  # wake up to send batched frees
-                timeout = FREE_DELAY if timeout is None else min(timeout, FREE_DELAY)
+            timeout = DOORBELL_POLL  # doorbells come without a message
+            if self.closing is not None:
+                timeout = min(timeout, max(0.0, self.closing[0] - time.monotonic()))
             item = self.transport.recv(timeout)
             if item is not None:
                 self._dispatch(*item)
@@ -103,6 +109,9 @@ class Scheduler:
                     self._dispatch(*item)
             self._flush()
             self._deliver()
+            if self.doorbells and self.ring():
+                self._flush()
+                self._deliver()
             if self.closing is not None and time.monotonic() >= self.closing[0]:
                 self._finish_close(timed_out=True)
 
@@ -111,8 +120,23 @@ class Scheduler:
             self.bytes_out += sum(memoryview(b).nbytes for b in buffers)
         self.transport.send(rank, header, buffers)
 
+    def ring(self) -> bool:
+        """Release the keys of every doorbell whose preceding messages have all been handled.
+
+        Rung after a round's sends and notifications, so a release never delays the next
+        task. True if any key was released.
+        """
+        doorbells, keys = self.doorbells, []
+        while doorbells and doorbells[0][0] <= self._handled:
+            keys.extend(doorbells.popleft()[1]())
+        if keys:
+            self._handle(st.Release(time.monotonic(), tuple(keys)))
+        return bool(keys)
+
     def _dispatch(self, src: int, header: tuple, buffers: list) -> None:
-        if buffers and src != 0:
+        if src == self.transport.rank:
+            self._handled += 1
+        elif buffers:
             self.bytes_in += sum(memoryview(b).nbytes for b in buffers)
         kind = header[0]
         handler = getattr(self, "_on_" + kind.replace("-", "_"))
@@ -225,12 +249,6 @@ class Scheduler:
                 self._send(rank, (m.PUT, key, data, len(bufs)), bufs)
             nbytes = len(data) + sum(memoryview(b).nbytes for b in bufs)
             self._handle(st.Scatter(time.monotonic(), key, ranks, nbytes))
-
-    def _on_release(self, src: int, header: tuple, buffers: list) -> None:
-        # keys, or the client's doorbell: a callable that hands over the keys released so far
-        keys = header[1]() if callable(header[1]) else header[1]
-        if keys:
-            self._handle(st.Release(time.monotonic(), tuple(keys)))
 
     def _on_cancel(self, src: int, header: tuple, buffers: list) -> None:
         self._handle(st.Cancel(time.monotonic(), tuple(header[1])))

@@ -1,10 +1,12 @@
 """A worker: holds results, runs tasks, serves its data to peers.
 
-Two threads share one worker. The communication thread runs :meth:`Worker.serve`: it
-receives every message (tasks, data requests from peers and the scheduler, frees,
-steals) and is the only caller of ``transport.recv``. The executor thread (the main
-thread under MPI) runs :meth:`Worker.execute`, one task at a time. A long task therefore
-never stops this worker from answering its peers and the scheduler.
+Two threads share one worker and take turns at receiving (leader/follower). The executor
+thread (the main thread under MPI) runs tasks one at a time; while it has none, it
+receives and handles messages itself (tasks, data requests from peers and the scheduler,
+frees, steals), so a task that arrives runs without a hand-off between threads. The
+communication thread (:meth:`Worker.serve`) stays parked until the executor has been busy
+for :data:`TAKEOVER_S`; then it receives until the executor is idle again. A long task
+therefore never stops this worker from answering its peers and the scheduler.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ _ABSENT = object()  # a requested key this worker does not hold
 
 #: seconds a shut-down worker process waits for its running task before it exits anyway
 SHUTDOWN_TASK_GRACE = 1.0
+#: the communication thread takes over receiving once the executor has been busy this long
+TAKEOVER_S = 1e-3
 #: results whose pickle is at most this many bytes (and has no out-of-band buffer) travel with the
 #: completion report, so rank 0 can answer result() without asking the worker again
 INLINE_MAX = 1024
@@ -69,7 +73,7 @@ class Worker:
         self.host = transport.host_of(transport.rank)
         self.data: dict[str, Any] = {}
         self.functions: dict[str, Any] = {}
-        self.lock = threading.Condition()
+        self.lock = threading.Lock()
         self.runq: deque[Any] = deque()
         self.fetching: dict[str, _Task] = {}  # tasks waiting for dependencies from peers
         self.waiters: dict[str, list[_Task]] = {}  # dep key -> tasks that need it
@@ -81,14 +85,14 @@ class Worker:
         self._done_since = 0.0
         self._state = _StateFile(state_file) if state_file else None
         self._busy = False  # the state file names a task (cleared lazily, see execute)
-
-    # ---- communication thread -------------------------------------------------------------
-
-    def serve(self) -> None:
-        """Handle messages until the scheduler says shut down (communication thread)."""
-        info = {"host": self.host or socket.gethostname(), "cores": cores(), "pid": os.getpid()}
-        self.transport.send(0, (m.HELLO, info))
-        handlers = {
+        # receiving: held by the thread that receives and handles messages
+        self._poll = threading.Lock()
+        self._want = False  # the executor is idle and waits for the comm thread to hand over
+        self._busy_since: float | None = None  # the executor runs tasks, not receiving, since
+        self._park = threading.Condition(threading.Lock())  # the comm thread waits here
+        self._parked = False  # ... without a timeout, until the executor starts a task
+        self._stopped = False
+        self._handlers = {
             m.COMPUTE: self._on_compute,
             m.PUT: self._on_put,
             m.GET: self._on_get,
@@ -97,16 +101,56 @@ class Worker:
             m.WANT: self._on_want,
             m.PUSH: self._on_push,
             m.HAVE: self._on_have,
+            m.SHUTDOWN: self._on_shutdown,
         }
+
+    # ---- receiving ------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Say hello, then receive whenever the executor is stuck in a task (communication thread).
+
+        Returns once the worker is stopped (shutdown, or a failed transport).
+        """
+        info = {"host": self.host or socket.gethostname(), "cores": cores(), "pid": os.getpid()}
+        self.transport.send(0, (m.HELLO, info))
         while True:
-            src, header, buffers = self.transport.recv(None)
-            kind = header[0]
-            if kind == m.SHUTDOWN:
-                self.exit_code = header[1]
-                self.stop()
-                self.transport.send(0, (m.BYE,))
+            with self._park:
+                while not self._stopped:
+                    since = self._busy_since
+                    if since is None:  # the executor receives: it wakes us when it starts a task
+                        self._parked = True
+                        self._park.wait()
+                        self._parked = False
+                        continue
+                    left = since + TAKEOVER_S - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._park.wait(left)
+            if self._stopped:
                 return
-            handlers[kind](src, header, buffers)
+            with self._poll:
+                self._receive(lambda: self._want)
+
+    def _receive(self, enough: Any) -> None:
+        """Receive and handle messages until ``enough()`` or the worker stops (``self._poll`` held)."""
+        handlers = self._handlers
+        try:
+            while not self._stopped and not enough():
+                item = self.transport.recv(None)
+                if item is not None:
+                    src, header, buffers = item
+                    handlers[header[0]](src, header, buffers)
+        except BaseException as exc:  # noqa: BLE001 - reported, then the world is torn down
+            if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                raise
+            _report(exc, self.transport)
+            self.transport.abort(1)
+            self.stop()
+
+    def _on_shutdown(self, src: int, header: tuple, buffers: list) -> None:
+        self.exit_code = header[1]
+        self.stop()
+        self.transport.send(0, (m.BYE,))
 
     def _on_compute(self, src: int, header: tuple, buffers: list) -> None:
         offset = 0
@@ -137,7 +181,6 @@ class Worker:
                     ready.append(task)
             if ready:
                 self.runq.extend(ready)
-                self.lock.notify()
         for peer, keys in wants.items():
             self.transport.send(peer, (m.WANT, keys))
 
@@ -167,14 +210,10 @@ class Worker:
         """Hold ``value``, queue the tasks it completes (``self.lock`` held); the peers that asked for it."""
         self.data[key] = value
         self.requested.discard(key)
-        woken = False
         for task in self.waiters.pop(key, ()):
             task.missing.discard(key)
             if not task.missing and self.fetching.pop(task.key, None) is task:
                 self.runq.append(task)
-                woken = True
-        if woken:
-            self.lock.notify()
         return self.peer_waits.pop(key, [])
 
     def _on_want(self, src: int, header: tuple, buffers: list) -> None:
@@ -242,10 +281,14 @@ class Worker:
         self.transport.send(0, (m.STEAL_REPLY, key, ok))
 
     def stop(self) -> None:
-        """Make the executor return once its current task is done (queued tasks are dropped)."""
+        """Make the executor return once its current task is done (queued tasks are dropped),
+        and the communication thread return from :meth:`serve`."""
         with self.lock:
             self.runq.appendleft(_STOP)
-            self.lock.notify()
+        with self._park:
+            self._stopped = True
+            self._park.notify()
+        self.transport.interrupt()  # a thread waiting in recv looks again
 
     # ---- executor thread ----------------------------------------------------------------
 
@@ -255,17 +298,34 @@ class Worker:
             self._execute()
 
     def _execute(self) -> None:
+        runq = self.runq
         while True:
+            if not runq:
+                self._idle()
+                self._receive_until_work()
             with self.lock:
-                if not self.runq:
-                    self._idle()
-                    while not self.runq:
-                        self.lock.wait()
-                task = self.runq.popleft()
+                task = runq.popleft()
             if task is _STOP:
                 self._idle()
                 return
             self._run(task)
+
+    def _receive_until_work(self) -> None:
+        """Receive until a task is queued (or the worker stops), taking over from the comm thread."""
+        self._busy_since = None  # first: a comm thread that hands over parks, not takes over again
+        if not self._poll.acquire(blocking=False):
+            self._want = True  # the comm thread receives: have it hand over
+            self.transport.interrupt()
+            self._poll.acquire()
+            self._want = False
+        try:
+            self._receive(lambda: bool(self.runq))
+            self._busy_since = time.monotonic()
+        finally:
+            self._poll.release()
+        if self._parked:
+            with self._park:
+                self._park.notify()
 
     def _idle(self) -> None:
         """Nothing to run: report what is done and clear the task from the state file."""
@@ -437,7 +497,11 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
     executed = threading.Event()
 
     def communicate() -> None:
-        _guarded(worker.serve, transport)
+        try:
+            worker.serve()
+        except BaseException as exc:  # noqa: BLE001
+            _report(exc, transport)
+            transport.abort(1)
         worker.stop()  # also after an abort: no task will ever come to the executor again
         if exit_process and not executed.wait(SHUTDOWN_TASK_GRACE):
             sys.stderr.write(f"hpcdist: rank {transport.rank}: a task was still running at shutdown; exiting\n")
@@ -457,15 +521,11 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
     return worker.exit_code
 
 
-def _guarded(loop: Any, transport: Any) -> None:
-    """Run one of hpcdist's own loops; a bug there aborts the world instead of hanging it."""
-    try:
-        loop()
-    except TransportError as exc:  # the world is going down (e.g. rank 0 is gone): say so briefly
+def _report(exc: BaseException, transport: Any) -> None:
+    """Say why one of hpcdist's own loops failed (the caller then aborts the world)."""
+    if isinstance(exc, TransportError):  # the world is going down (e.g. rank 0 is gone): briefly
         sys.stderr.write(f"hpcdist: {exc}\n")  # transport errors name the rank already
-        sys.stderr.flush()
-        transport.abort(1)
-    except BaseException:  # noqa: BLE001
-        sys.stderr.write(f"hpcdist: internal error on rank {transport.rank}:\n{traceback.format_exc()}")
-        sys.stderr.flush()
-        transport.abort(1)
+    else:
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        sys.stderr.write(f"hpcdist: internal error on rank {transport.rank}:\n{text}")
+    sys.stderr.flush()

@@ -86,6 +86,7 @@ class World:
         self.backend = backend
         self._listeners: list[Callable[[tuple], None]] = []
         self.scheduler = Scheduler(transport, self._notify)
+        self._send_lock = threading.Lock()
         self._join_workers = join_workers
         self.closed = False
         # The scheduler thread must be the first (and only) thread on rank 0 to make MPI calls,
@@ -128,7 +129,19 @@ class World:
             raise self.scheduler.failed
         if self.closed:
             raise HpcdistError("this hpcdist world has been shut down")
-        self.transport.send(0, header)
+        with self._send_lock:  # loopback order and the count agree
+            self.scheduler.sent += 1  # first: a doorbell rung meanwhile waits for this message
+            try:
+                self.transport.send(0, header)
+            except BaseException:
+                self.scheduler.sent -= 1
+                raise
+
+    def doorbell(self, take: Callable[[], list[str]]) -> None:
+        """Have the scheduler drop the keys ``take()`` hands over, once it has handled every
+        message sent so far (at the end of one of its rounds; no message, no wake-up)."""
+        if not self.closed:
+            self.scheduler.doorbells.append((self.scheduler.sent, take))
 
     def call(self, header_without_future: tuple, timeout: float | None = None) -> Any:
         """Send a request carrying a concurrent future and wait for its answer."""

@@ -27,6 +27,9 @@ class FakeTransport:
     def send(self, dest: int, header: tuple, buffers=()) -> None:
         self.sent.append((dest, header, list(buffers)))
 
+    def interrupt(self) -> None:
+        pass
+
 
 def what_runs(state_dir: str) -> list[str]:
     return postmortem(state_dir)
