@@ -101,7 +101,7 @@ class Future(cf.Future):
             wakeup = _Wakeup(1)
             self._waiters.append(wakeup)
         try:
-            wakeup.lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
+            _block(self.client, wakeup, timeout)
         finally:
             with self._condition:
                 self._waiters.remove(wakeup)
@@ -177,6 +177,14 @@ def _finish(client: Client, futures: list[Future], error: BaseException | None) 
         fut._invoke_callbacks()
 
 
+def _block(client: Client, wakeup: _Wakeup, timeout: float | None) -> None:
+    """Wait until ``wakeup`` fires, running the scheduler's loop meanwhile if no other thread does."""
+    lock = wakeup.lock
+    if client._world.drive(lambda: not lock.locked(), timeout) and (timeout is not None or not lock.locked()):
+        return  # done, or the time is up
+    lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
+
+
 def _wait_all(client: Client, futures: list[Future]) -> None:
     """Wait until every future is done (one wake-up, whatever their number)."""
     cond = client._cond
@@ -191,10 +199,12 @@ def _wait_all(client: Client, futures: list[Future]) -> None:
         wakeup = _Wakeup(len(pending))
         for fut in pending:
             fut._waiters.append(wakeup)
-    wakeup.lock.acquire()
-    with client._rlock:
-        for fut in pending:
-            fut._waiters.remove(wakeup)
+    try:
+        _block(client, wakeup, None)
+    finally:
+        with client._rlock:
+            for fut in pending:
+                fut._waiters.remove(wakeup)
 
 
 def _collect(obj: Any, out: list[Future]) -> None:

@@ -145,6 +145,10 @@ class LocalWorld:
 
     # ---- releases ----------------------------------------------------------------------
 
+    def drive(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Nothing runs in the background to drive: False (wait the usual way)."""
+        return False
+
     def doorbell(self, take: Callable[[], Any]) -> None:
         """Keep ``take`` (it hands over released keys) until the next message."""
         if not self.closed:

@@ -1,15 +1,21 @@
 """Rank 0's event loop: messages in, :class:`SchedulerState` events, instructions out.
 
-The scheduler thread is rank 0's communication thread. It owns the pure
-:class:`~hpcdist.runtime.state.SchedulerState`, turns every arriving message into an event,
-and every instruction the state returns into a send to a worker or a notification of the
-client. Task payloads (function and arguments) wait here until their task has run.
+The loop owns the pure :class:`~hpcdist.runtime.state.SchedulerState`, turns every arriving
+message into an event, and every instruction the state returns into a send to a worker or a
+notification of the client. Task payloads (function and arguments) wait here until their
+task has run.
+
+Two kinds of thread take turns at running it (leader/follower): a client thread that waits
+for a result runs the rounds itself (:meth:`Scheduler.drive`), so the result reaches it
+without a hand-off between threads; the scheduler thread (:meth:`Scheduler.run`) runs them
+whenever no client thread has for :data:`TAKEOVER_S`.
 """
 
 from __future__ import annotations
 
 import itertools
 import sys
+import threading
 import time
 import traceback
 from collections import defaultdict, deque
@@ -27,6 +33,8 @@ FREE_BATCH = 256
 FREE_DELAY = 0.005
 #: an idle scheduler looks for client doorbells this often (seconds)
 DOORBELL_POLL = 0.005
+#: the scheduler thread runs the loop once no client thread has for this long (seconds)
+TAKEOVER_S = 1e-3
 
 
 class Scheduler:
@@ -55,6 +63,13 @@ class Scheduler:
         self.sent = 0  # messages the client has sent to this scheduler (loopback) ...
         self._handled = 0  # ... and how many of them were handled
         self.closing: tuple | None = None  # (deadline, byes, code, cfuture)
+        # who runs the loop: the scheduler thread, or a client thread that waits (drive)
+        self._lead = threading.Lock()  # held by the thread running rounds
+        self._claim = threading.Lock()  # held by the one client thread that may drive
+        self._want = False  # a client thread waits for the scheduler thread to hand over
+        self._driven = False  # a client thread runs the loop ...
+        self._driven_at = 0.0  # ... or last did, until then
+        self._park = threading.Condition(threading.Lock())  # the scheduler thread waits here
         self.stopped = False
         self.failed: BaseException | None = None
         self._compute: dict[int, tuple[list, list]] = {}
@@ -93,27 +108,81 @@ class Scheduler:
             self._dispatch(*item)
 
     def run(self) -> None:
-        """Handle messages until the workers are shut down (scheduler thread)."""
-        while not self.stopped:
-            timeout = DOORBELL_POLL  # doorbells come without a message
-            if self.closing is not None:
-                timeout = min(timeout, max(0.0, self.closing[0] - time.monotonic()))
-            item = self.transport.recv(timeout)
-            if item is not None:
-                self._dispatch(*item)
-                # Drain what is already waiting before sending, so tasks go out in batches.
-                for _ in range(1000):
-                    item = self.transport.recv(0)
-                    if item is None:
+        """Run the loop whenever no client thread does, until the workers are shut down
+        (scheduler thread)."""
+        while True:
+            with self._park:
+                while not self.stopped:
+                    # no wake-up when a client thread stops driving: it is usually back within
+                    # microseconds, and waking this thread each time cost the GIL back and forth
+                    left = TAKEOVER_S if self._driven else self._driven_at + TAKEOVER_S - time.monotonic()
+                    if left <= 0:
                         break
-                    self._dispatch(*item)
+                    self._park.wait(left)
+            if self.stopped:
+                return
+            with self._lead:
+                while not self.stopped and not self._want:
+                    self._round(DOORBELL_POLL)  # doorbells come without a message: look now and then
+
+    def drive(self, done: Callable[[], bool], timeout: float | None,
+              interrupted: Callable[[], bool] = lambda: False) -> bool:
+        """Run the loop in the calling client thread until ``done()``, ``timeout`` seconds or
+        ``interrupted()``.
+
+        Returns:
+            False at once if another client thread drives (then wait the usual way).
+        """
+        if not self._claim.acquire(False):
+            return False
+        try:
+            self._driven = True  # first: a scheduler thread that hands over parks
+            if not self._lead.acquire(False):
+                self._want = True
+                self.transport.interrupt()  # the scheduler thread ends its round and hands over
+                self._lead.acquire()
+                self._want = False
+            try:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while not done() and not self.stopped and not interrupted():
+                    wait = DOORBELL_POLL
+                    if deadline is not None:
+                        wait = min(wait, deadline - time.monotonic())
+                        if wait <= 0:
+                            break
+                    self._round(wait)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # noqa: BLE001 - as in the scheduler thread
+                self.crash(exc)
+            finally:
+                self._driven_at = time.monotonic()
+                self._driven = False
+                self._lead.release()
+        finally:
+            self._claim.release()
+        return True
+
+    def _round(self, wait: float) -> None:
+        """Receive for up to ``wait`` s, handle what came, send, notify the client."""
+        if self.closing is not None:
+            wait = min(wait, max(0.0, self.closing[0] - time.monotonic()))
+        item = self.transport.recv(wait)
+        if item is not None:
+            self._dispatch(*item)
+            # Drain what is already waiting before sending, so tasks go out in batches.
+            for _ in range(1000):
+                item = self.transport.recv(0)
+                if item is None:
+                    break
+                self._dispatch(*item)
+        self._flush()
+        self._deliver()
+        if self.doorbells and self.ring():
             self._flush()
             self._deliver()
-            if self.doorbells and self.ring():
-                self._flush()
-                self._deliver()
-            if self.closing is not None and time.monotonic() >= self.closing[0]:
-                self._finish_close(timed_out=True)
+        if self.closing is not None and time.monotonic() >= self.closing[0]:
+            self._finish_close(timed_out=True)
 
     def _send(self, rank: int, header: tuple, buffers: list | tuple = ()) -> None:
         if buffers:
@@ -286,9 +355,14 @@ class Scheduler:
             self.transport.send(rank, (m.SHUTDOWN, code))
         self.closing = (time.monotonic() + SHUTDOWN_GRACE, set(), code, cfuture)
 
+    def _stop(self) -> None:
+        with self._park:
+            self.stopped = True
+            self._park.notify()
+
     def _finish_close(self, timed_out: bool) -> None:
         _, byes, _, cfuture = self.closing
-        self.stopped = True
+        self._stop()
         missing = sorted(set(self.worker_ranks) - byes)
         cfuture.set_result(missing if timed_out else [])
 
@@ -371,22 +445,29 @@ class Scheduler:
             self.closing[3].set_result(list(self.worker_ranks))
 
 
-def run_guarded(scheduler: Scheduler) -> None:
-    """The scheduler thread's body: a failure never leaves the driver or the world hanging.
+    def crash(self, exc: BaseException) -> None:
+        """The loop failed: a failure never leaves the driver or the world hanging.
 
-    A lost worker (the transport says so) fails every pending future with :class:`WorkerLost`;
-    a bug in hpcdist's own loop is reported with its traceback. Either way the world is
-    then aborted (on MPI that ends every rank).
-    """
+        A lost worker (the transport says so) fails every pending future with
+        :class:`WorkerLost`; a bug in hpcdist's own loop is reported with its traceback.
+        Either way the world is then aborted (on MPI that ends every rank).
+        """
+        if isinstance(exc, TransportError):
+            sys.stderr.write(f"hpcdist: {exc}\n")
+            error: BaseException = WorkerLost(str(exc))
+        else:
+            text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            sys.stderr.write("hpcdist: internal error in the scheduler:\n" + text)
+            error = HpcdistError(f"internal error in the scheduler: {exc!r}")
+        sys.stderr.flush()
+        self.fail_all(error)
+        self._stop()
+        self.transport.abort(1)
+
+
+def run_guarded(scheduler: Scheduler) -> None:
+    """The scheduler thread's body (see :meth:`Scheduler.crash` for failures)."""
     try:
         scheduler.run()
-    except TransportError as exc:
-        sys.stderr.write(f"hpcdist: {exc}\n")
-        sys.stderr.flush()
-        scheduler.fail_all(WorkerLost(str(exc)))
-        scheduler.transport.abort(1)
     except BaseException as exc:  # noqa: BLE001
-        sys.stderr.write("hpcdist: internal error in the scheduler:\n" + traceback.format_exc())
-        sys.stderr.flush()
-        scheduler.fail_all(HpcdistError(f"internal error in the scheduler: {exc!r}"))
-        scheduler.transport.abort(1)
+        scheduler.crash(exc)

@@ -7,6 +7,7 @@ A :class:`World` is rank 0's handle on a running runtime, whatever the backend. 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -87,6 +88,9 @@ class World:
         self._listeners: list[Callable[[tuple], None]] = []
         self.scheduler = Scheduler(transport, self._notify)
         self._send_lock = threading.Lock()
+        self._main_drives = False  # the main thread runs the scheduler loop (drive) now ...
+        self._sigint = False  # ... and a Ctrl-C came meanwhile: raised once the round is over
+        _hold_sigint(self)
         self._join_workers = join_workers
         self.closed = False
         # The scheduler thread must be the first (and only) thread on rank 0 to make MPI calls,
@@ -137,6 +141,41 @@ class World:
                 self.scheduler.sent -= 1
                 raise
 
+    def drive(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait for ``done()`` while running the scheduler's loop in this thread.
+
+        Returns:
+            False without waiting if another thread runs the loop: wait the usual way.
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C came while the loop ran here; it is held back until
+                the round is over, so a state change is never cut in half.
+        """
+        scheduler = self.scheduler
+        if self.closed or scheduler.stopped:
+            return False
+        main = threading.current_thread() is threading.main_thread()
+        if main:
+            self._main_drives = True
+        try:
+            return scheduler.drive(done, timeout, self._interrupted)
+        finally:
+            if main:
+                self._main_drives = False
+                if self._sigint:
+                    self._sigint = False
+                    raise KeyboardInterrupt
+
+    def _interrupted(self) -> bool:
+        return self._sigint
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        """SIGINT: held back while the main thread runs the loop, else KeyboardInterrupt."""
+        if not self._main_drives:
+            signal.default_int_handler(signum, frame)
+        self._sigint = True
+        self.transport.interrupt()
+
     def doorbell(self, take: Callable[[], list[str]]) -> None:
         """Have the scheduler drop the keys ``take()`` hands over, once it has handled every
         message sent so far (at the end of one of its rounds; no message, no wake-up)."""
@@ -147,6 +186,7 @@ class World:
         """Send a request carrying a concurrent future and wait for its answer."""
         cf: _CFuture = _CFuture()
         self.send(header_without_future + (cf,))
+        self.drive(cf.done, timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:  # wake up now and then: a failed scheduler answers nothing
             wait = 0.5 if deadline is None else min(0.5, max(0.0, deadline - time.monotonic()))
@@ -168,6 +208,7 @@ class World:
             missing = list(self.info)
         self.closed = True
         self.thread.join(5)
+        _release_sigint(self)
         if missing:
             # Workers that do not answer would keep MPI_Finalize waiting for ever: end them.
             sys.stderr.write(f"hpcdist: workers {missing} did not confirm shutdown in time; aborting\n")
@@ -183,6 +224,18 @@ class World:
         self.transport.abort(code)
 
 
+def _hold_sigint(world: World) -> None:
+    """Route Ctrl-C through ``world.on_sigint`` if Python's default handler has it (main thread)."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, world.on_sigint)
+
+
+def _release_sigint(world: World) -> None:
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == world.on_sigint:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 #: set on rank 0 when the batch system's walltime warning (SIGUSR1) arrived
 walltime_warning = threading.Event()
 
@@ -194,8 +247,6 @@ def install_signal_handlers(rank: int) -> None:
     what to do) and rank 0 records it in :data:`walltime_warning`. Only possible from the
     main thread; elsewhere the defaults stay.
     """
-    import signal
-
     def on_warning(signum: int, frame: Any) -> None:
         if not walltime_warning.is_set():
             sys.stderr.write("hpcdist: walltime warning received (SIGUSR1)\n")

@@ -47,6 +47,9 @@ class FakeWorld:
     def send(self, header):
         self.queue.append(header)
 
+    def drive(self, done, timeout=None):
+        return False
+
     def doorbell(self, take):
         self.queue.append(("doorbell", take))
 
