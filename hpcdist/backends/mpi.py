@@ -2,8 +2,9 @@
 
 Design (measurements behind it: the MPI transport notes of the project):
 
-* The thread that calls :meth:`MPITransport.recv` is the communication thread. Every MPI call
-  is made under one lock. :meth:`~MPITransport.send` pickles the header outside it, appends the
+* The thread that calls :meth:`MPITransport.recv` is the communication thread (one at a time;
+  the runtime hands receiving between threads, see :meth:`MPITransport.interrupt`). Every MPI
+  call is made under one lock. :meth:`~MPITransport.send` pickles the header outside it, appends the
   message to an ordered out-queue and, if the lock is free, posts the queue at once (a
   worker's executor posts its DONE without a hand-off); otherwise it wakes the comm thread,
   which posts on its next turn. Only holders of the lock take from the queue, so sends leave

@@ -249,8 +249,30 @@ def as_completed(futures: Iterable[Future], with_results: bool = False) -> Itera
 
 def wait(futures: Iterable[Future], timeout: float | None = None,
          return_when: str = ALL_COMPLETED) -> cf._base.DoneAndNotDoneFutures:
-    """Wait for futures, like :func:`concurrent.futures.wait`."""
-    return cf.wait(list(futures), timeout=timeout, return_when=return_when)
+    """Wait for futures, like :func:`concurrent.futures.wait`.
+
+    For futures of one client (``ALL_COMPLETED`` or ``FIRST_COMPLETED``) the waiting thread
+    runs the scheduler's loop meanwhile, as ``result()`` does.
+    """
+    fs = list(futures)
+    client = fs[0].client if fs and isinstance(fs[0], Future) else None
+    if client is not None and return_when in (ALL_COMPLETED, FIRST_COMPLETED) and \
+            all(isinstance(f, Future) and f.client is client for f in fs):
+        with client._rlock:
+            pending = [f for f in fs if f._state not in _DONE]
+            needed = len(pending) if return_when == ALL_COMPLETED else int(len(pending) == len(fs))
+            wakeup = _Wakeup(needed) if pending and needed else None
+            for fut in pending if wakeup else ():
+                fut._waiters.append(wakeup)
+        if wakeup is not None:
+            try:
+                _block(client, wakeup, timeout)
+            finally:
+                with client._rlock:
+                    for fut in pending:
+                        fut._waiters.remove(wakeup)
+            timeout = 0  # waited already: only sort them now
+    return cf.wait(fs, timeout=timeout, return_when=return_when)
 
 
 __all__ = ["Future", "as_completed", "wait", "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED"]

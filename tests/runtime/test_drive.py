@@ -73,3 +73,20 @@ def test_ctrl_c_while_the_main_thread_drives_is_raised_after_the_round():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored at close
+
+
+def test_hpcdist_wait_drives_and_keeps_the_standard_semantics():
+    import hpcdist
+
+    with Client(backend="thread", workers=2) as c:
+        futures = c.map(inc, range(10))
+        done, not_done = hpcdist.wait(futures)
+        assert done == set(futures) and not not_done
+        slow = c.submit(time.sleep, 0.5, pure=False)
+        quick = c.submit(inc, 100)
+        done, not_done = hpcdist.wait([slow, quick], return_when=cf.FIRST_COMPLETED)
+        assert quick in done and slow in not_done
+        done, not_done = hpcdist.wait([slow], timeout=0.01)
+        assert not done and not_done == {slow}
+        done, _ = hpcdist.wait([slow], timeout=10)
+        assert done == {slow}
