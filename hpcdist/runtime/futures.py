@@ -192,15 +192,20 @@ def _wait_all(client: Client, futures: list[Future]) -> None:
         if fut._condition is not cond:  # another client's future: the general way
             cf.wait(futures)
             return
+    _wait_for(client, futures, True, None)
+
+
+def _wait_for(client: Client, futures: list[Future], every: bool, timeout: float | None) -> None:
+    """Wait until every one (``every``) or any one of ``futures`` is done, or ``timeout``."""
     with client._rlock:
         pending = [f for f in futures if f._state not in _DONE]
-        if not pending:
+        if not pending or (not every and len(pending) < len(futures)):
             return
-        wakeup = _Wakeup(len(pending))
+        wakeup = _Wakeup(len(pending) if every else 1)
         for fut in pending:
             fut._waiters.append(wakeup)
     try:
-        _block(client, wakeup, None)
+        _block(client, wakeup, timeout)
     finally:
         with client._rlock:
             for fut in pending:
@@ -258,20 +263,8 @@ def wait(futures: Iterable[Future], timeout: float | None = None,
     client = fs[0].client if fs and isinstance(fs[0], Future) else None
     if client is not None and return_when in (ALL_COMPLETED, FIRST_COMPLETED) and \
             all(isinstance(f, Future) and f.client is client for f in fs):
-        with client._rlock:
-            pending = [f for f in fs if f._state not in _DONE]
-            needed = len(pending) if return_when == ALL_COMPLETED else int(len(pending) == len(fs))
-            wakeup = _Wakeup(needed) if pending and needed else None
-            for fut in pending if wakeup else ():
-                fut._waiters.append(wakeup)
-        if wakeup is not None:
-            try:
-                _block(client, wakeup, timeout)
-            finally:
-                with client._rlock:
-                    for fut in pending:
-                        fut._waiters.remove(wakeup)
-            timeout = 0  # waited already: only sort them now
+        _wait_for(client, fs, return_when == ALL_COMPLETED, timeout)
+        timeout = 0  # waited already: only sort them now
     return cf.wait(fs, timeout=timeout, return_when=return_when)
 
 
