@@ -93,9 +93,9 @@ class World:
         _hold_sigint(self)
         self._join_workers = join_workers
         self.closed = False
-        # The scheduler thread must be the first (and only) thread on rank 0 to make MPI calls,
-        # the start-up handshake included: sends posted from another thread that then stops
-        # calling MPI were seen never to complete.
+        # The scheduler thread makes rank 0's first MPI calls (the start-up handshake); later,
+        # whoever runs the loop receives (see Scheduler.drive), and the thread that receives
+        # tests every posted send, so a send from a thread that stops calling MPI completes.
         started: _CFuture = _CFuture()
         timeout = startup_timeout() if timeout is None else timeout
         self.thread = threading.Thread(target=self._run, args=(started, timeout), name="hpcdist-scheduler",
