@@ -65,10 +65,9 @@ class Scheduler:
         self.closing: tuple | None = None  # (deadline, byes, code, cfuture)
         # who runs the loop: the scheduler thread, or a client thread that waits (drive)
         self._lead = threading.Lock()  # held by the thread running rounds
-        self._claim = threading.Lock()  # held by the one client thread that may drive
-        self._want = False  # a client thread waits for the scheduler thread to hand over
-        self._driven = False  # a client thread runs the loop ...
+        self._claim = threading.Lock()  # held by the one client thread that drives ...
         self._driven_at = 0.0  # ... or last did, until then
+        self._want = False  # a client thread waits for the scheduler thread to hand over
         self._park = threading.Condition(threading.Lock())  # the scheduler thread waits here
         self.stopped = False
         self.failed: BaseException | None = None
@@ -115,7 +114,8 @@ class Scheduler:
                 while not self.stopped:
                     # no wake-up when a client thread stops driving: it is usually back within
                     # microseconds, and waking this thread each time cost the GIL back and forth
-                    left = TAKEOVER_S if self._driven else self._driven_at + TAKEOVER_S - time.monotonic()
+                    driven = self._claim.locked()
+                    left = TAKEOVER_S if driven else self._driven_at + TAKEOVER_S - time.monotonic()
                     if left <= 0:
                         break
                     self._park.wait(left)
@@ -136,8 +136,7 @@ class Scheduler:
         if not self._claim.acquire(False):
             return False
         try:
-            self._driven = True  # first: a scheduler thread that hands over parks
-            if not self._lead.acquire(False):
+            if not self._lead.acquire(False):  # (the claim held: a scheduler thread that hands over parks)
                 self._want = True
                 self.transport.interrupt()  # the scheduler thread ends its round and hands over
                 self._lead.acquire()
@@ -157,7 +156,6 @@ class Scheduler:
                 self.crash(exc)
             finally:
                 self._driven_at = time.monotonic()
-                self._driven = False
                 self._lead.release()
         finally:
             self._claim.release()
