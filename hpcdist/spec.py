@@ -18,13 +18,19 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from hpcdist.errors import SpecError
-from hpcdist.spec_keys import OUTPUT_FIELDS, SPEC, Key, all_paths, check_value
-from hpcdist.spec_yaml import MAPPING, SCALAR, Node, Problem, Where, parse, parse_override_value
+from hpcdist.spec_keys import MAX_COUNT, OUTPUT_FIELDS, SPEC, Key, all_paths, check_value, control_char
+from hpcdist.spec_yaml import MAPPING, SCALAR, Node, Problem, Where, parse, parse_override_value, read_spec_text
 
 __all__ = ["JobSpec", "Resources", "Environment", "Program", "load_spec", "parse_override", "TIMESTAMP_FORMAT"]
 
 #: how ``{timestamp}`` in ``output`` is filled in
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
+#: the longest timestamp a run directory can get: hpcdist submit adds -2 ... -1000 on a clash
+LONGEST_TIMESTAMP = "20000101-000000-1000"
+#: bytes ``hpcdist submit`` adds to the run directory's name while it builds it (.NAME.XXXXXXXX.partial)
+RUN_DIR_TEMP_EXTRA = len(".") + len(".XXXXXXXX.partial")
+#: the longest file name most file systems hold, in bytes
+NAME_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -144,12 +150,7 @@ def load_spec(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> Jo
         SpecError: listing every problem found, one per line.
     """
     source = os.fspath(path)
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{source}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{source}: cannot read the spec: {exc}") from None
+    text = read_spec_text(source)
     return _Validator(source, Path(os.path.abspath(source))).run(text, overrides)
 
 
@@ -295,8 +296,14 @@ class _Validator:
             v.get(k) if isinstance(v.get(k), dict) else None for k in ("resources", "environment", "program")
         )
         scheduler = v.get("scheduler")
+        self._check_name(v.get("name"), scheduler)
         if res is not None:
             self._check_layout(res)
+            self._check_totals(res)
+            if scheduler == "sge" and isinstance(res.get("gpus_per_node"), int) and res["gpus_per_node"]:
+                self.problem(self._where("resources.gpus_per_node"), "resources.gpus_per_node",
+                             "Grid Engine has no standard GPU request; use resources.directives with your "
+                             "site's resource (e.g. -l gpu=1)")
             if scheduler in ("slurm", "sge") and res.get("walltime") is None:
                 self.problem(self._where("resources"), "resources.walltime",
                              f"required for scheduler {scheduler} (e.g. walltime: \"01:00:00\")")
@@ -307,7 +314,7 @@ class _Validator:
         program = self._program(prog, environment) if prog is not None else None
         output = v.get("output")
         if output is not _INVALID and output is not None:
-            self._check_output(output)
+            self._check_output(output, v.get("name"))
         template = self._path(v.get("template"), "template", want="file")
         if self.problems or res is None or program is None or environment is None:
             return None
@@ -324,6 +331,23 @@ class _Validator:
             output=output,
             template=template,
         )
+
+    def _check_name(self, name: Any, scheduler: Any) -> None:
+        if not isinstance(name, str) or name is _INVALID:
+            return
+        if scheduler == "sge" and name[:1].isdigit():
+            self.problem(self._where("name"), "name",
+                         f"Grid Engine refuses job names that start with a digit, got {name!r}; "
+                         "start it with a letter")
+        if name in (".", ".."):
+            self.problem(self._where("name"), "name", f"{name!r} cannot be a job name (it is used in file names)")
+
+    def _check_totals(self, res: dict[str, Any]) -> None:
+        ranks, cpus = res.get("ranks"), res.get("cpus_per_rank")
+        if isinstance(ranks, int) and isinstance(cpus, int) and ranks * cpus > MAX_COUNT:
+            self.problem(self._where("resources.cpus_per_rank"), "resources",
+                         f"ranks * cpus_per_rank = {ranks} * {cpus} = {ranks * cpus} CPUs, more than the limit "
+                         f"{MAX_COUNT} (SLURM and Grid Engine count CPUs and slots in 32 bits)")
 
     def _check_layout(self, res: dict[str, Any]) -> None:
         ranks, nodes, rpn = res.get("ranks"), res.get("nodes"), res.get("ranks_per_node")
@@ -411,17 +435,45 @@ class _Validator:
             return None
         return path
 
-    def _check_output(self, output: str) -> None:
+    def _check_output(self, output: str, name: Any) -> None:
         try:
-            names = [f for _, f, _, _ in string.Formatter().parse(output) if f is not None]
+            names = [f for _, f, spec, _ in string.Formatter().parse(output) if f is not None]
         except ValueError as exc:
             self.problem(self._where("output"), "output", f"bad {{placeholder}} syntax: {exc}")
             return
-        for name in names:
-            if name not in OUTPUT_FIELDS:
-                self.problem(self._where("output"), "output",
-                             f"unknown placeholder {{{name}}}; available: "
-                             + ", ".join(f"{{{f}}}" for f in OUTPUT_FIELDS))
+        unknown = [n for n in names if n not in OUTPUT_FIELDS]
+        for field_name in unknown:
+            self.problem(self._where("output"), "output",
+                         f"unknown placeholder {{{field_name}}}; available: "
+                         + ", ".join(f"{{{f}}}" for f in OUTPUT_FIELDS))
+        if unknown or not isinstance(name, str) or name is _INVALID:
+            return
+        try:
+            rel = output.format(name=name, timestamp=LONGEST_TIMESTAMP)
+        except (ValueError, IndexError, KeyError) as exc:  # a format spec such as {name:>9999999}
+            self.problem(self._where("output"), "output", f"cannot fill in the placeholders: {exc}")
+            return
+        run_dir = os.path.normpath(self.base / rel)
+        parts = [p for p in run_dir.split(os.sep) if p]
+        if not parts:
+            self.problem(self._where("output"), "output", "the run directory cannot be the file system root")
+            return
+        bad = control_char(run_dir)
+        if bad:
+            self.problem(self._where("output"), "output", "the run directory " + bad)
+            return
+        for i, part in enumerate(parts):
+            extra = RUN_DIR_TEMP_EXTRA if i == len(parts) - 1 else 0
+            size = len(part.encode("utf-8", "surrogateescape")) + extra
+            if size > NAME_MAX:
+                what = "the run directory's name" if extra else f"the folder {part[:40]!r}..."
+                self.problem(self._where("output" if "output" in self.root.value else "name"),  # type: ignore[union-attr]
+                             "output" if "output" in self.root.value else "name",  # type: ignore[union-attr]
+                             f"{what} would be {size} bytes"
+                             + (f" (with the longest timestamp and the {extra} bytes hpcdist submit adds "
+                                "while it builds it)" if extra else "")
+                             + f", more than the file name limit of {NAME_MAX} bytes: shorten the name or output")
+                return
 
 
 class _Invalid:

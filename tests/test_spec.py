@@ -321,7 +321,8 @@ def test_schema_describes_the_pipeline_section_from_the_key_table() -> None:
     assert pipeline["required"] == ["tasks"] and pipeline["additionalProperties"] is False
     assert pipeline["properties"]["on_error"]["enum"] == list(model.ON_ERROR) == ["continue", "stop"]
     assert pipeline["properties"]["resubmit"] == {
-        "type": "integer", "minimum": 0, "description": PIPELINE.child("resubmit").doc, "default": 0, "examples": [2]}
+        "type": "integer", "minimum": 0, "maximum": 10_000, "description": PIPELINE.child("resubmit").doc,
+        "default": 0, "examples": [2]}
     task = pipeline["properties"]["tasks"]["additionalProperties"]
     assert list(task["properties"]) == list(model._TASK_KEYS) == [
         "call", "args", "kwargs", "map", "after", "retries", "timeout", "workers", "resources", "cache"]
