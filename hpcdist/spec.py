@@ -21,7 +21,8 @@ from hpcdist.errors import SpecError
 from hpcdist.spec_keys import MAX_COUNT, OUTPUT_FIELDS, SPEC, Key, all_paths, check_value, control_char
 from hpcdist.spec_yaml import MAPPING, SCALAR, Node, Problem, Where, parse, parse_override_value, read_spec_text
 
-__all__ = ["JobSpec", "Resources", "Environment", "Program", "load_spec", "parse_override", "TIMESTAMP_FORMAT"]
+__all__ = ["JobSpec", "Resources", "Environment", "Program", "load_spec", "parse_override", "system_rules",
+           "TIMESTAMP_FORMAT"]
 
 #: how ``{timestamp}`` in ``output`` is filled in
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
@@ -116,11 +117,42 @@ class JobSpec:
         rel = self.output.format(name=self.name, timestamp=stamp)
         return Path(os.path.normpath(self.base_dir / rel))
 
+    def system_problems(self, system: str) -> list[str]:
+        """``key: message`` for every rule of batch system ``system`` this spec breaks (see
+        :func:`system_rules`); validation applies the same rules to ``scheduler``."""
+        r = self.resources
+        return [f"{key}: {message}" for key, message in system_rules(
+            system, name=self.name, launcher=self.launcher, gpus_per_node=r.gpus_per_node, walltime=r.walltime)]
+
     def render(self, system: str | None = None, *, timestamp: str | None = None) -> str:
         """The job script for ``system`` (default: :attr:`scheduler`); see :func:`hpcdist.render.render`."""
         from hpcdist.render import render
 
         return render(self, system or self.scheduler, timestamp=timestamp)
+
+
+def system_rules(system: Any, *, name: Any, launcher: Any, gpus_per_node: Any, walltime: Any) -> list[tuple[str, str]]:
+    """The rules one batch system adds, as ``(key path, message)`` for each one broken.
+
+    The one place of these rules: the validator applies them to the spec's ``scheduler`` (with
+    file:line), and rendering for another system (``spec.render("sge")``) applies them too.
+    Values that failed their own checks (not str/int) are skipped.
+    """
+    out: list[tuple[str, str]] = []
+    if system not in ("slurm", "sge"):
+        return out
+    if walltime is None:
+        out.append(("resources.walltime", f"required for {system} jobs (e.g. walltime: \"01:00:00\")"))
+    if system == "sge":
+        if launcher == "srun":
+            out.append(("launcher", "srun exists only under SLURM; use auto or mpiexec"))
+        if isinstance(gpus_per_node, int) and not isinstance(gpus_per_node, bool) and gpus_per_node:
+            out.append(("resources.gpus_per_node", "Grid Engine has no standard GPU request; use "
+                        "resources.directives with your site's resource (e.g. -l gpu=1)"))
+        if isinstance(name, str) and name[:1].isdigit():
+            out.append(("name", f"Grid Engine refuses job names that start with a digit, got {name!r}; "
+                        "start it with a letter"))
+    return out
 
 
 def parse_override(text: str) -> tuple[str, str]:
@@ -296,20 +328,16 @@ class _Validator:
             v.get(k) if isinstance(v.get(k), dict) else None for k in ("resources", "environment", "program")
         )
         scheduler = v.get("scheduler")
-        self._check_name(v.get("name"), scheduler)
+        self._check_name(v.get("name"))
         if res is not None:
             self._check_layout(res)
             self._check_totals(res)
-            if scheduler == "sge" and isinstance(res.get("gpus_per_node"), int) and res["gpus_per_node"]:
-                self.problem(self._where("resources.gpus_per_node"), "resources.gpus_per_node",
-                             "Grid Engine has no standard GPU request; use resources.directives with your "
-                             "site's resource (e.g. -l gpu=1)")
-            if scheduler in ("slurm", "sge") and res.get("walltime") is None:
-                self.problem(self._where("resources"), "resources.walltime",
-                             f"required for scheduler {scheduler} (e.g. walltime: \"01:00:00\")")
             res = self._grace(res)
-        if scheduler == "sge" and v.get("launcher") == "srun":
-            self.problem(self._where("launcher"), "launcher", "srun exists only under SLURM; use auto or mpiexec")
+        if res is not None or scheduler == "sge":
+            for key, message in system_rules(scheduler, name=v.get("name"), launcher=v.get("launcher"),
+                                             gpus_per_node=(res or {}).get("gpus_per_node"),
+                                             walltime=(res or {}).get("walltime", _INVALID)):
+                self.problem(self._where(key if key != "resources.walltime" else "resources"), key, message)
         environment = self._environment(env) if env is not None else None
         program = self._program(prog, environment) if prog is not None else None
         output = v.get("output")
@@ -332,13 +360,9 @@ class _Validator:
             template=template,
         )
 
-    def _check_name(self, name: Any, scheduler: Any) -> None:
+    def _check_name(self, name: Any) -> None:
         if not isinstance(name, str) or name is _INVALID:
             return
-        if scheduler == "sge" and name[:1].isdigit():
-            self.problem(self._where("name"), "name",
-                         f"Grid Engine refuses job names that start with a digit, got {name!r}; "
-                         "start it with a letter")
         if name in (".", ".."):
             self.problem(self._where("name"), "name", f"{name!r} cannot be a job name (it is used in file names)")
 

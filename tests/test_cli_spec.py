@@ -57,7 +57,7 @@ def test_set_and_scheduler_options(spec: Path, capsys: pytest.CaptureFixture[str
     assert code == 2 and "--set resources.rank=16: resources.rank: unknown key (did you mean 'resources.ranks'?)" in err
     # --scheduler slurm needs a walltime: the override is validated like the file
     code, _, err = run(["validate", str(spec), "--set", "resources.walltime=null", "--scheduler", "slurm"], capsys)
-    assert code == 2 and "resources.walltime: required for scheduler slurm" in err
+    assert code == 2 and "resources.walltime: required for slurm jobs" in err
 
 
 def test_render_to_stdout_and_file(spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -195,7 +195,7 @@ def test_layout_must_add_up(tmp_path: Path, nodes: int | None, rpn: int | None, 
 def test_walltime_required_for_batch_systems_only(tmp_path: Path) -> None:
     text = "name: a\nscheduler: sge\nresources: {ranks: 2}\nprogram: {script: driver.py}\n"
     lines = problems(tmp_path, text)
-    assert lines == ['job.yaml:3:12: resources.walltime: required for scheduler sge (e.g. walltime: "01:00:00")']
+    assert lines == ['job.yaml:3:12: resources.walltime: required for sge jobs (e.g. walltime: "01:00:00")']
     assert load_spec(write(tmp_path, text), ("scheduler=local",)).scheduler == "local"
 
 

@@ -110,9 +110,11 @@ class BatchSystem:
         return ""
 
     def check(self, spec: JobSpec) -> None:
-        """Raise :class:`RenderError` for specs this system cannot run."""
-        if spec.resources.walltime is None:
-            raise RenderError(f"{spec.source}: resources.walltime: required for {self.name} (e.g. \"01:00:00\")")
+        """Raise :class:`RenderError` for specs this system cannot run (the rules live in
+        :func:`hpcdist.spec.system_rules`, which validation applies too)."""
+        problems = spec.system_problems(self.name)
+        if problems:
+            raise RenderError(f"{spec.source}: " + f"\n{spec.source}: ".join(problems))
 
     def placeholders(self, spec: JobSpec, run_dir: Path) -> dict[str, str]:
         """Every placeholder value for ``spec`` (see :data:`PLACEHOLDERS`)."""

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcdist.errors import RenderError, SubmitError
+from hpcdist.errors import SubmitError
 from hpcdist.render.base import BatchSystem, directive_path, find_mpiexec_lines, python_command, q
 
 if TYPE_CHECKING:
@@ -33,17 +33,6 @@ class GridEngine(BatchSystem):
 
     name = "sge"
     template_name = "sge.sh"
-
-    def check(self, spec: JobSpec) -> None:
-        """Refuse what Grid Engine cannot express (srun, GPU counts)."""
-        super().check(spec)
-        if spec.launcher == "srun":
-            raise RenderError(f"{spec.source}: launcher: srun exists only under SLURM; use auto or mpiexec")
-        if spec.resources.gpus_per_node:
-            raise RenderError(
-                f"{spec.source}: resources.gpus_per_node: Grid Engine has no standard GPU request; "
-                "use resources.directives with your site's resource (e.g. -l gpu=1)"
-            )
 
     def slots(self, spec: JobSpec) -> int:
         """Slots requested from the parallel environment: ranks * cpus_per_rank."""
