@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import os
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
@@ -254,6 +255,9 @@ def read_spec_text(source: str) -> str:
     try:
         if os.path.isdir(path):
             raise SpecError(f"{escape_controls(path)}: is a directory, not a spec file")
+        if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+            # a FIFO without a writer would block for ever
+            raise SpecError(f"{escape_controls(path)}: not a regular file (a pipe or device?); give the spec file")
         with open(path, "rb") as fh:
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
