@@ -432,7 +432,7 @@ def _check_walltime(key: Key, node: Node) -> tuple[Any, str | None]:
     if seconds is None and re.fullmatch(r"0[xXoObB][0-9a-fA-F_]+|[0-9][0-9_]*_[0-9_]*", stripped):
         return None, f"expected {_expected(key)}, got {stripped!r}: write whole minutes in decimal digits"
     if not seconds:
-        return None, f"expected {_expected(key)}, got {describe(node) if seconds is None else stripped!r}"
+        return None, f"expected {_expected(key)}, got {stripped!r}"
     if seconds > MAX_WALLTIME:
         return None, (f"{stripped} is more than the limit of {MAX_WALLTIME // 60} minutes "
                       "(SLURM reads --time in minutes as a 32-bit integer)")
