@@ -65,6 +65,8 @@ def check_callable(module: str, attr: str, import_dirs: Sequence[str] = ()) -> s
     try:
         resolve_callable(module, attr, import_dirs)
     except ModuleNotFoundError as exc:
+        if exc.name and exc.name != module and not module.startswith(exc.name + "."):
+            return f"importing {module!r} failed: ModuleNotFoundError: {exc}"  # a module it imports is missing
         return f"cannot import module {module!r} ({exc}); is it on the path? (searched first: " + \
             ", ".join(import_dirs or ["the spec's folder"]) + ")"
     except AttributeError:
