@@ -161,7 +161,7 @@ _set_option = click.option(
 
 
 @cli.command("validate")
-@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.argument("spec_path", metavar="SPEC")  # every problem with the file is a SpecError: one line
 @click.option("--scheduler", type=click.Choice(["slurm", "sge", "local"]), help="Override spec.scheduler.")
 @_set_option
 def validate_command(spec_path: str, scheduler: str | None, overrides: tuple[str, ...]) -> None:
