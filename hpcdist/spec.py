@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shlex
 import string
 import time
@@ -18,7 +19,16 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from hpcdist.errors import SpecError
-from hpcdist.spec_keys import MAX_COUNT, OUTPUT_FIELDS, SPEC, Key, all_paths, check_value, control_char
+from hpcdist.spec_keys import (
+    DIRECTIVE_PATH_PATTERN,
+    MAX_COUNT,
+    OUTPUT_FIELDS,
+    SPEC,
+    Key,
+    all_paths,
+    check_value,
+    control_char,
+)
 from hpcdist.spec_yaml import MAPPING, SCALAR, Node, Problem, Where, parse, parse_override_value, read_spec_text
 
 __all__ = ["JobSpec", "Resources", "Environment", "Program", "load_spec", "parse_override", "system_rules",
@@ -344,6 +354,8 @@ class _Validator:
         if output is not _INVALID and output is not None:
             self._check_output(output, v.get("name"))
         template = self._path(v.get("template"), "template", want="file")
+        if scheduler in ("slurm", "sge") and isinstance(output, str) and not self.problems:
+            self._check_directive_path(output, v.get("name"))
         if self.problems or res is None or program is None or environment is None:
             return None
         return JobSpec(
@@ -459,6 +471,17 @@ class _Validator:
             return None
         return path
 
+    def _check_directive_path(self, output: str, name: Any) -> None:
+        # the run directory appears in --output= / -o, which sbatch and qsub parse without quoting
+        run_dir = os.path.normpath(self.base / output.format(name=name, timestamp=LONGEST_TIMESTAMP))
+        if not re.fullmatch(DIRECTIVE_PATH_PATTERN, run_dir):
+            bad = sorted({c for c in run_dir if not re.fullmatch(DIRECTIVE_PATH_PATTERN, c)})
+            where = "output" if "output" in self.root.value else ""  # type: ignore[union-attr]
+            self.problem(self._where(where) if where else Where(self.source, 1, 1), "output",
+                         f"the run directory {run_dir!r} holds {', '.join(repr(c) for c in bad)}, which cannot "
+                         "appear in a batch directive (allowed: letters, digits and _ . / + @ % : , = -); "
+                         "set output to another folder")
+
     def _check_output(self, output: str, name: Any) -> None:
         try:
             names = [f for _, f, spec, _ in string.Formatter().parse(output) if f is not None]
@@ -491,8 +514,8 @@ class _Validator:
             size = len(part.encode("utf-8", "surrogateescape")) + extra
             if size > NAME_MAX:
                 what = "the run directory's name" if extra else f"the folder {part[:40]!r}..."
-                self.problem(self._where("output" if "output" in self.root.value else "name"),  # type: ignore[union-attr]
-                             "output" if "output" in self.root.value else "name",  # type: ignore[union-attr]
+                key = "output" if "output" in self.root.value else "name"  # type: ignore[union-attr]
+                self.problem(self._where(key), key,
                              f"{what} would be {size} bytes"
                              + (f" (with the longest timestamp and the {extra} bytes hpcdist submit adds "
                                 "while it builds it)" if extra else "")

@@ -28,6 +28,9 @@ MEMORY_UNITS = {
     "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40,
     "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
 }  # fmt: skip
+# a path in a batch directive (--output=, -o): never run by a shell, but parsed by sbatch/qsub,
+# which have no portable quoting
+DIRECTIVE_PATH_PATTERN = r"[A-Za-z0-9_./+@%:,=-]+"
 WALLTIME_PATTERN = r"([0-9]+-)?[0-9]+:[0-5][0-9]:[0-5][0-9]|[0-9]+"
 OUTPUT_FIELDS = ("name", "timestamp")
 
@@ -404,7 +407,8 @@ def check_value(key: Key, node: Node) -> tuple[Any, str | None]:
                 hint = " (a size needs an explicit unit: write e.g. 1000MB or 16GiB)"
             return None, f"expected {_expected(key)}, got {got}{hint}"
         if size > MAX_MEMORY:
-            return None, (f"{text.strip()} is more than the limit {MAX_MEMORY // 2**20} MiB "  # type: ignore[union-attr]
+            assert text is not None
+            return None, (f"{text.strip()} is more than the limit {MAX_MEMORY // 2**20} MiB "
                           "(SLURM reads --mem in MiB as 63 bits)")
         return size, None
     text = scalar_text(node)

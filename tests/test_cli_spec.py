@@ -105,7 +105,8 @@ HOSTILE_SPECS = {
         "", "alias bomb"),
     "recursive alias": ("a: &a [*a]\n", "", "recursive alias"),
     "deep nesting": ("a: " + "[" * 50_000 + "]" * 50_000 + "\n", "", "levels"),
-    "gpus on sge": ("scheduler: sge\nresources: {ranks: 2, walltime: 10, gpus_per_node: 2}\n", "resources.gpus_per_node: ", "Grid Engine"),
+    "gpus on sge": ("scheduler: sge\nresources: {ranks: 2, walltime: 10, gpus_per_node: 2}\n",
+                    "resources.gpus_per_node: ", "Grid Engine"),
     "name too long": ("name: " + "a" * 300 + "\n", "name: ", "file name limit of 255 bytes"),
 }
 

@@ -155,7 +155,8 @@ with open(request["out"], "a", encoding="utf-8") as out:
     for module, attr in request["targets"]:
         out.write(json.dumps({"start": module}) + "\\n")
         out.flush()
-        out.write(json.dumps({"target": [module, attr], "error": check_callable(module, attr, request["dirs"])}) + "\\n")
+        error = check_callable(module, attr, request["dirs"])
+        out.write(json.dumps({"target": [module, attr], "error": error}) + "\\n")
         out.flush()
 """
 

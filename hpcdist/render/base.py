@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from hpcdist.errors import RenderError
+from hpcdist.spec_keys import DIRECTIVE_PATH_PATTERN
 
 if TYPE_CHECKING:
     from hpcdist.spec import JobSpec
 
-# characters allowed in a path that appears in a batch directive (never run by a shell,
-# but parsed by sbatch/qsub, which have no portable quoting)
-_DIRECTIVE_PATH = re.compile(r"[A-Za-z0-9_./+@%:,=-]+")
+# characters allowed in a path that appears in a batch directive: the spec's rule (validation
+# checks the run directory with it too)
+_DIRECTIVE_PATH = re.compile(DIRECTIVE_PATH_PATTERN)
 
 #: placeholders every template may use, with what they hold
 PLACEHOLDERS = {

@@ -119,3 +119,17 @@ def test_every_spec_validate_accepts_renders(load, system) -> None:
     text, _, _ = spec_text("environment.vars.X", "'a\\tb'", spec)
     script = load(text).render()
     assert ("--partition=123" in script) if system == "slurm" else ("-q 123" in script)
+
+
+@pytest.mark.parametrize("output", ["runs/my run", "runs/a'b", "runs/$HOME", "runs/a;b", "runs/a\\\\b", "runs/é"])
+def test_a_run_directory_a_batch_directive_cannot_hold_is_refused_by_validate(problems_of, load, output) -> None:
+    spec = base_spec()
+    spec["output"] = output
+    text, _, _ = spec_text("name", "job", spec)
+    lines = problems_of(text)
+    assert len(lines) == 1 and ": output: the run directory " in lines[0] and "batch directive" in lines[0], lines
+    spec = base_spec()
+    spec["output"] = output
+    spec["scheduler"] = "local"  # no batch directive: hpcdist run may use it
+    text, _, _ = spec_text("name", "job", spec)
+    assert load(text).output == output
