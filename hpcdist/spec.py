@@ -356,6 +356,8 @@ class _Validator:
         template = self._path(v.get("template"), "template", want="file")
         if scheduler in ("slurm", "sge") and isinstance(output, str) and not self.problems:
             self._check_directive_path(output, v.get("name"))
+        if scheduler in ("slurm", "sge") and template is not None:
+            self._check_template(template)
         if self.problems or res is None or program is None or environment is None:
             return None
         return JobSpec(
@@ -470,6 +472,24 @@ class _Validator:
                          f"{what} {value!r} not found (looked for {path}; relative paths start at the spec's folder)")
             return None
         return path
+
+    def _check_template(self, template: Path) -> None:
+        # the placeholders render fills in: a site template naming another one fails here, not at submit
+        from hpcdist.render.base import PLACEHOLDERS, JobTemplate
+
+        try:
+            text = read_spec_text(str(template))
+        except SpecError as exc:
+            self.problem(self._where("template"), "template", str(exc))
+            return
+        try:
+            JobTemplate(text).substitute(dict.fromkeys(PLACEHOLDERS, ""))
+        except KeyError as exc:
+            self.problem(self._where("template"), "template",
+                         f"{template}: unknown placeholder ${{{exc.args[0]}}}; available: "
+                         + ", ".join(f"${{{k}}}" for k in sorted(PLACEHOLDERS)))
+        except ValueError as exc:
+            self.problem(self._where("template"), "template", f"{template}: bad placeholder: {exc}")
 
     def _check_directive_path(self, output: str, name: Any) -> None:
         # the run directory appears in --output= / -o, which sbatch and qsub parse without quoting

@@ -133,3 +133,16 @@ def test_a_run_directory_a_batch_directive_cannot_hold_is_refused_by_validate(pr
     spec["scheduler"] = "local"  # no batch directive: hpcdist run may use it
     text, _, _ = spec_text("name", "job", spec)
     assert load(text).output == output
+
+
+@pytest.mark.parametrize("template, words", [
+    ("#!/bin/bash\necho ${jobname}\n", "unknown placeholder ${jobname}; available: "),
+    ("#!/bin/bash\n${directives}\n${ranks_total}\n", "unknown placeholder ${ranks_total}"),
+    (b"#!/bin/bash\n\xff\n", "not valid UTF-8"),
+])
+def test_a_site_template_is_checked_by_validate(problems_of, project, template, words) -> None:
+    path = project / "site" / "slurm.sh"
+    path.write_bytes(template if isinstance(template, bytes) else template.encode())
+    text, line, column = spec_text("template", "site/slurm.sh")
+    lines = problems_of(text)
+    assert len(lines) == 1 and lines[0].startswith(f"job.yaml:{line}:{column}: template: ") and words in lines[0]
