@@ -175,7 +175,21 @@ class _Parser:
             return {k: self.value(v, f"{path}.{k}") for k, v in node.value.items()}
         if node.kind == SEQUENCE:
             return [self.value(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+        if not node.quoted and node.raw is not None and _AMBIGUOUS_RE.fullmatch(node.raw.strip()):
+            self.problem(node.where, path,
+                         f"{node.raw.strip()} means different things in YAML 1.1 (here: {node.value!r}) and "
+                         "YAML 1.2; quote it for the text, or write the number in decimal digits "
+                         "(true/false for a boolean)")
+            return None
         return node.value
+
+
+# plain scalars YAML 1.1 and 1.2 read differently: 010 (octal 8 / 10), 0o10, 1_000, 1:30 (base 60),
+# yes/no/on/off/y/n (booleans / strings)
+_AMBIGUOUS_RE = re.compile(
+    r"[-+]?0[0-9_]+|[-+]?0o[0-7_]+|[-+]?[0-9][0-9_]*_[0-9_]*(?:\.[0-9_]*)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+"
+    r"(?:\.[0-9_]*)?|(?:yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|y|Y|n|N)"
+)
 
 
 @dataclass(frozen=True)

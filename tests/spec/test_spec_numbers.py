@@ -207,3 +207,28 @@ def test_pipeline_numbers_are_read_as_written(problems_of, load, project, settin
     else:
         task = load(text).program.parsed.tasks["t"]
         assert getattr(task, ok[0]) == ok[1]
+
+
+@pytest.mark.parametrize("raw, meant", [
+    ("010", 8), ("0o10", "0o10"), ("1_000", 1000), ("1:30", 90), ("1:30.5", 90.5), ("yes", True), ("off", False),
+    ("N", "N"),
+])
+def test_task_arguments_yaml_1_1_and_1_2_read_differently_are_refused(problems_of, project, raw, meant) -> None:
+    (project / "tasks.py").write_text("def f(*args, **kwargs):\n    return 1\n")
+    spec = base_spec()
+    spec["program"] = {"pipeline": {"module": "tasks", "tasks": {"t": {"call": "f", "args": ["XARGX"]}}}}
+    text, _, _ = spec_text("name", "job", spec)
+    for where in (text.replace("XARGX", raw), text.replace("- XARGX", f"- {{k: {raw}}}")):
+        lines = problems_of(where)
+        assert len(lines) == 1 and f"{raw} means different things in YAML 1.1 (here: {meant!r})" in lines[0], lines
+        assert "program.pipeline.tasks.t.args[0]" in lines[0]
+
+
+@pytest.mark.parametrize("raw, value", [('"010"', "010"), ("10", 10), ("0x10", 16), ("true", True), ("'yes'", "yes"),
+                                        ("1.5", 1.5), ("'1:30'", "1:30")])
+def test_task_arguments_that_are_clear_are_kept(load, project, raw, value) -> None:
+    (project / "tasks.py").write_text("def f(*args, **kwargs):\n    return 1\n")
+    spec = base_spec()
+    spec["program"] = {"pipeline": {"module": "tasks", "tasks": {"t": {"call": "f", "args": ["XARGX"]}}}}
+    text, _, _ = spec_text("name", "job", spec)
+    assert load(text.replace("XARGX", raw)).program.parsed.tasks["t"].args == (value,)
