@@ -24,6 +24,9 @@ ON_ERROR = PIPELINE.child("on_error").choices  # type: ignore[union-attr]
 _CALL_RE = re.compile(_TASK.child("call").pattern)  # type: ignore[union-attr,arg-type]
 _MODULE_RE = re.compile(PIPELINE.child("module").pattern)  # type: ignore[union-attr,arg-type]
 _PIPELINE_KEYS = tuple(k.name for k in PIPELINE.children)
+#: longest task name: stored results are named NAME-<32 hex>.meta.json, written under a temporary
+#: name (.NAME-....meta.json.XXXXXXXX.tmp), which must fit in 255 bytes
+MAX_TASK_NAME = 128
 _TASK_KEYS = tuple(k.name for k in _TASK.children)
 
 
@@ -245,8 +248,12 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
     ref_sites: dict[str, list[_Located]] = {}
     for name, tnode in tasks_node.value.items():
         where = tasks_node.key_where.get(name, tnode.where)
-        if not re.fullmatch(TASK_NAME_PATTERN, name):
+        if not re.fullmatch(TASK_NAME_PATTERN, name, re.ASCII):
             p.problem(where, f"tasks.{name}", "task names are letters, digits, _ and - (not first a digit or -)")
+            continue
+        if len(name) > MAX_TASK_NAME:
+            p.problem(where, f"tasks.{name[:20]}...", f"a task name is at most {MAX_TASK_NAME} characters "
+                      f"(it is part of file names in the run directory), got {len(name)}")
             continue
         task, sites = _parse_task(p, name, tnode, where)
         if task is not None:

@@ -146,3 +146,18 @@ def test_a_site_template_is_checked_by_validate(problems_of, project, template, 
     text, line, column = spec_text("template", "site/slurm.sh")
     lines = problems_of(text)
     assert len(lines) == 1 and lines[0].startswith(f"job.yaml:{line}:{column}: template: ") and words in lines[0]
+
+
+@pytest.mark.parametrize("length, ok", [(128, True), (129, False), (300, False)])
+def test_task_names_fit_in_the_run_directory_s_file_names(problems_of, load, project, length, ok) -> None:
+    from hpcdist.pipeline.model import MAX_TASK_NAME
+
+    (project / "tasks.py").write_text("def f():\n    return 1\n")
+    spec = base_spec()
+    spec["program"] = {"pipeline": {"module": "tasks", "tasks": {"t" * length: {"call": "f"}}}}
+    text, _, _ = spec_text("name", "job", spec)
+    if ok:
+        assert list(load(text).program.parsed.tasks) == ["t" * length]
+        return
+    lines = problems_of(text)
+    assert len(lines) == 1 and f"a task name is at most {MAX_TASK_NAME} characters" in lines[0], lines
