@@ -343,11 +343,10 @@ class _Validator:
             self._check_layout(res)
             self._check_totals(res)
             res = self._grace(res)
-        if res is not None or scheduler == "sge":
-            for key, message in system_rules(scheduler, name=v.get("name"), launcher=v.get("launcher"),
-                                             gpus_per_node=(res or {}).get("gpus_per_node"),
-                                             walltime=(res or {}).get("walltime", _INVALID)):
-                self.problem(self._where(key if key != "resources.walltime" else "resources"), key, message)
+        for key, message in system_rules(scheduler, name=v.get("name"), launcher=v.get("launcher"),
+                                         gpus_per_node=(res or {}).get("gpus_per_node"),
+                                         walltime=(res or {}).get("walltime", _INVALID)):
+            self.problem(self._where(key if key != "resources.walltime" else "resources"), key, message)
         environment = self._environment(env) if env is not None else None
         program = self._program(prog, environment) if prog is not None else None
         output = v.get("output")
@@ -504,9 +503,14 @@ class _Validator:
 
     def _check_output(self, output: str, name: Any) -> None:
         try:
-            names = [f for _, f, spec, _ in string.Formatter().parse(output) if f is not None]
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(output) if f is not None]
         except ValueError as exc:
             self.problem(self._where("output"), "output", f"bad {{placeholder}} syntax: {exc}")
+            return
+        names = [f for f, _, _ in fields]
+        if any(spec or conv for _, spec, conv in fields):  # {name:>999999999} would fill gigabytes
+            self.problem(self._where("output"), "output",
+                         "placeholders take no format spec or conversion: write {name} and {timestamp}")
             return
         unknown = [n for n in names if n not in OUTPUT_FIELDS]
         for field_name in unknown:
@@ -515,11 +519,7 @@ class _Validator:
                          + ", ".join(f"{{{f}}}" for f in OUTPUT_FIELDS))
         if unknown or not isinstance(name, str) or name is _INVALID:
             return
-        try:
-            rel = output.format(name=name, timestamp=LONGEST_TIMESTAMP)
-        except (ValueError, IndexError, KeyError) as exc:  # a format spec such as {name:>9999999}
-            self.problem(self._where("output"), "output", f"cannot fill in the placeholders: {exc}")
-            return
+        rel = output.format(name=name, timestamp=LONGEST_TIMESTAMP)
         run_dir = os.path.normpath(self.base / rel)
         parts = [p for p in run_dir.split(os.sep) if p]
         if not parts:

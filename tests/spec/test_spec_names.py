@@ -161,3 +161,14 @@ def test_task_names_fit_in_the_run_directory_s_file_names(problems_of, load, pro
         return
     lines = problems_of(text)
     assert len(lines) == 1 and f"a task name is at most {MAX_TASK_NAME} characters" in lines[0], lines
+
+
+@pytest.mark.timeout(5)
+@pytest.mark.parametrize("output", ["runs/{name:>999999999}", "runs/{name!r}", "runs/{timestamp:x}", "runs/{0}",
+                                    "runs/{}", "runs/{name.upper}", "runs/{name[0]}"])
+def test_output_placeholders_take_no_format_spec(problems_of, output) -> None:
+    spec = base_spec()
+    spec["output"] = output
+    text, line, column = spec_text("name", "job", spec)
+    lines = problems_of(text)
+    assert len(lines) == 1 and ": output: " in lines[0], lines
