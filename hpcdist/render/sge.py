@@ -33,6 +33,10 @@ class GridEngine(BatchSystem):
 
     name = "sge"
     template_name = "sge.sh"
+    # 42, or one task of an array job: 42.7
+    job_id_pattern = r"[1-9]\d{0,11}(?:\.\d{1,9})?"
+    job_id_help = "digits, optionally .N for one task of an array job"
+    output_name = "sge-{id}.out"
 
     def check(self, spec: JobSpec) -> None:
         """Refuse what Grid Engine cannot express (srun, GPU counts)."""
@@ -65,7 +69,8 @@ class GridEngine(BatchSystem):
             opts.append(f"-q {r.queue}")
         if r.account:
             opts.append(f"-A {r.account}")
-        opts.append(f"-o {directive_path(run_dir, 'run directory')}/sge-$JOB_ID.out")
+        # qsub reads -o as [host:]path[,[host:]path...]
+        opts.append(f"-o {directive_path(run_dir, 'run directory', forbidden=':,')}/sge-$JOB_ID.out")
         opts.append("-j y")
         opts.append("-notify")
         opts.extend(r.directives)
@@ -122,5 +127,6 @@ class GridEngine(BatchSystem):
         raise SubmitError(f"qsub printed no job id (output: {stdout.strip()[:200]!r})")
 
     def cancel_argv(self, job_id: str) -> list[str]:
-        """``qdel ID``."""
-        return ["qdel", str(job_id)]
+        """``qdel ID`` (``qdel ID -t N`` for one task of an array job)."""
+        job, _, task = self.check_job_id(job_id).partition(".")
+        return ["qdel", job, "-t", task] if task else ["qdel", job]

@@ -41,7 +41,7 @@ HOSTILE = [
     "`touch {m}`",
     "'; touch {m}; '",
     '"; touch {m}; "',
-    "a\nb; touch {m}",
+    "a\tb; touch {m}",
     "${{IFS}}touch${{IFS}}{m}",
 ]
 
