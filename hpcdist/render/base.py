@@ -72,6 +72,13 @@ def q(value: object) -> str:
     return shlex.quote(str(value))
 
 
+def q_value(value: object) -> str:
+    """Shell-quote the value of an assignment: like :func:`q`, but ``=`` is quoted too
+    (``X==`` is valid bash, yet reads like a typo to readers and shellcheck)."""
+    text = str(value)
+    return q(text) if "=" not in text or q(text) != text else "'" + text + "'"
+
+
 class BatchSystem:
     """One batch system: how to render its script and the argv of its commands.
 
@@ -161,7 +168,7 @@ class BatchSystem:
             "spec_file": q(spec.path.name),
             "modules": modules,
             "setup": "\n".join(env.setup),
-            "exports": "\n".join(f"export {k}={q(v)}" for k, v in env.vars.items()),
+            "exports": "\n".join(f"export {k}={q_value(v)}" for k, v in env.vars.items()),
             "run_dir": q(run_dir),
             "workdir": q(env.workdir),
             "python": q(env.python),

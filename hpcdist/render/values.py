@@ -150,6 +150,8 @@ def check_spec(spec: JobSpec, system: str, run_dir: Path) -> None:
     check_word(spec, "environment.python", str(env.python))
     check_text(spec, "spec file", str(spec.path))
     check_text(spec, "output (run directory)", str(run_dir))
+    for key, path in (("output (run directory)", run_dir), ("environment.workdir", env.workdir)):
+        _check_path_length(spec, key, Path(path))
     if prog.script is not None:
         check_text(spec, "program.script", str(prog.script))
         for i, value in enumerate(prog.args):
@@ -157,6 +159,17 @@ def check_spec(spec: JobSpec, system: str, run_dir: Path) -> None:
     for i, value in enumerate(spec.launcher_args):
         check_text(spec, f"launcher_args[{i}]", value)
     _check_total(spec, [*env.vars.items()], [*prog.args, *spec.launcher_args])
+
+
+#: the longest file name (one path component) and path Linux accepts
+NAME_MAX, PATH_MAX = 255, 4095
+
+
+def _check_path_length(spec: JobSpec, key: str, path: Path) -> None:
+    longest = max((len(p.encode("utf-8", "surrogateescape")) for p in path.parts), default=0)
+    if longest > NAME_MAX or len(str(path).encode("utf-8", "surrogateescape")) > PATH_MAX:
+        raise RenderError(f"{spec.source}: {key}: {describe(str(path))} is too long for a path (at most "
+                          f"{NAME_MAX} bytes per name and {PATH_MAX} in all)")
 
 
 def _check_total(spec: JobSpec, variables: Iterable[tuple[str, object]], args: list[str]) -> None:
