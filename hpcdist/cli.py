@@ -271,7 +271,9 @@ def status_command(targets: tuple[str, ...], watch: bool, as_json: bool, schedul
     delay = interval
     while True:
         for i, (job, st) in enumerate(zip(job_list, states)):
-            seen = (st.state, st.exit_code, st.progress and {k: v for k, v in st.progress.items() if k != "updated"})
+            if st.progress is None and last[i] is not None:
+                st.progress = last[i][2]  # type: ignore[index]  # a file being rewritten: keep the last report
+            seen = (st.state, st.exit_code, st.progress)
             if seen != last[i]:
                 _echo_status(job, st, as_json)
                 last[i] = seen

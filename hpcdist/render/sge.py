@@ -121,7 +121,7 @@ class GridEngine(BatchSystem):
     def parse_job_id(self, stdout: str) -> str:
         """The id from ``qsub -terse`` output; for an array, the part before the dot."""
         for line in stdout.splitlines():
-            m = re.fullmatch(r"(\d+)(?:\.\d+-\d+:\d+)?", line.strip())
+            m = re.fullmatch(r"([1-9]\d{0,11})(?:\.\d+-\d+:\d+)?", line.strip())
             if m:
                 return m.group(1)
         raise SubmitError(f"qsub printed no job id (output: {stdout.strip()[:200]!r})")
