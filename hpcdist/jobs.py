@@ -597,6 +597,9 @@ def resolve_job(target: str | None, scheduler: str | None = None) -> Job:
     """
     path = Path(target) if target is not None else Path.cwd()
     if target is None or path.is_dir() or not re.fullmatch(r"[\d._+]+", target):
+        if target is not None and not path.exists():
+            raise RunDirError(f"{target}: no such run directory, and not a job id "
+                              "(SLURM: 42, 42_7 or 42+1; Grid Engine: 27 or 27.3)")
         return Job.from_run_dir(path)
     if scheduler is None:
         found = [name for name, cmd in (("slurm", "squeue"), ("sge", "qstat")) if shutil.which(cmd)]
