@@ -28,7 +28,7 @@ _DIRECTIVE_PATH = re.compile(r"[A-Za-z0-9_./+@%:,=-]+")
 #: placeholders every template may use, with what they hold
 PLACEHOLDERS = {
     "directives": "the #SBATCH / #$ lines",
-    "job_name": "the job name (checked: letters, digits, . _ -)",
+    "job_name": "the job name (checked: letters, digits, . _ -; quoted)",
     "spec_file": "the spec file name, quoted",
     "modules": "`module load` lines (empty when there are none)",
     "setup": "the environment.setup lines, verbatim",
