@@ -283,10 +283,15 @@ def statuses(job_list: list[Job]) -> list[JobStatus]:
         CommandError: when a batch command fails.
     """
     by_system: dict[str, list[str]] = {}
+    submitted: dict[str, float] = {}
     for job in job_list:
         job._follow()
-        by_system.setdefault(job.system, []).append(job._require_id("query"))
-    answers = {system: query_states(system, ids, timeout=QUERY_TIMEOUT) for system, ids in by_system.items()}
+        job_id = job._require_id("query")
+        by_system.setdefault(job.system, []).append(job_id)
+        if isinstance(job.submitted, (int, float)):
+            submitted[job_id] = min(job.submitted, submitted.get(job_id, job.submitted))
+    answers = {system: query_states(system, ids, timeout=QUERY_TIMEOUT, submitted=submitted)
+               for system, ids in by_system.items()}
     out = []
     for job in job_list:
         assert job.job_id is not None

@@ -9,6 +9,7 @@ goes through :func:`hpcdist.launch.run_command`.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,10 +46,14 @@ class JobStatus:
     progress: dict[str, Any] | None = None
 
 
-def query_states(system: str, job_ids: list[str], timeout: float = 30.0) -> dict[str, JobStatus]:
+def query_states(
+    system: str, job_ids: list[str], timeout: float = 30.0, submitted: dict[str, float] | None = None
+) -> dict[str, JobStatus]:
     """The status of every job in ``job_ids``: one queue query, and one accounting lookup for
     all jobs missing from it (SLURM: one ``sacct``, or one read of the jobcomp file; Grid
-    Engine: ``qacct`` takes one id per call, so one call per missing job).
+    Engine: ``qacct -j`` takes a single id, so several finished jobs whose submission times are
+    in ``submitted`` are read with one ``qacct -j -b TIME`` (every job started since), and the
+    others with one ``qacct -j ID`` each).
 
     Raises:
         JobIdError: when an id is not in the system's syntax (nothing is run then).
@@ -73,7 +78,12 @@ def query_states(system: str, job_ids: list[str], timeout: float = 30.0) -> dict
             found.update(slurm_finished_all(missing, timeout))
     else:
         found = sge_queue(job_ids, timeout)
-        for job_id in job_ids:
+        missing = [j for j in job_ids if j not in found]
+        known = [j for j in missing if (submitted or {}).get(j) is not None]
+        if len(known) > 1:
+            assert submitted is not None
+            found.update(sge_finished_since(known, min(submitted[j] for j in known), timeout))
+        for job_id in missing:
             if job_id not in found:
                 found[job_id] = sge_finished(job_id, timeout)
     return found
@@ -320,6 +330,46 @@ def sge_accounted_state(record: dict[str, str]) -> tuple[str, int | None, str]:
     if failed == 100:
         return "CANCELLED", code, reason  # killed by Grid Engine after the job started: qdel
     return "FAILED", code, reason
+
+
+def parse_qacct_all(stdout: str) -> list[dict[str, str]]:
+    """Every record of ``qacct -j`` output, as ``{field: value}``."""
+    out = []
+    for chunk in re.split(r"^=+\s*$", stdout, flags=re.M):
+        if chunk.strip():
+            fields = {}
+            for line in chunk.splitlines():
+                key, _, value = line.strip().partition(" ")
+                if key:
+                    fields[key] = value.strip()
+            out.append(fields)
+    return out
+
+
+def qacct_since_argv(since: float) -> list[str]:
+    """``qacct -j -b YYYYMMDDhhmm``: every job that started at or after ``since`` (local time,
+    a minute early: -b counts whole minutes)."""
+    return ["qacct", "-j", "-b", time.strftime("%Y%m%d%H%M", time.localtime(since - 60))]
+
+
+def sge_finished_since(job_ids: list[str], since: float, timeout: float) -> dict[str, JobStatus]:
+    """Jobs gone from qstat that were submitted at ``since`` or later: one ``qacct`` for all.
+    Jobs without a record are left out (the caller asks for them one by one)."""
+    try:
+        result = launch.run_command(qacct_since_argv(since), timeout=timeout, check=False)
+    except CommandError:
+        return {}
+    if result.returncode != 0:
+        return {}
+    wanted = set(job_ids)
+    out: dict[str, JobStatus] = {}
+    for record in parse_qacct_all(result.stdout):
+        number, task = record.get("jobnumber", ""), record.get("taskid", "undefined")
+        for job_id in (number, f"{number}.{task}"):
+            if job_id in wanted:
+                state, code, reason = sge_accounted_state(record)
+                out[job_id] = JobStatus(job_id, state, "failed " + record.get("failed", "?"), code, reason, "qacct")
+    return out
 
 
 def qacct_argv(job_id: str) -> list[str]:

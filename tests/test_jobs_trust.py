@@ -309,3 +309,19 @@ def test_submit_parsable_with_dry_run_is_a_usage_error(tmp_path, monkeypatch, ca
     fake = FakeBatch(monkeypatch)
     assert cli("submit", str(write_spec(tmp_path)), "--parsable", "--dry-run") == 2
     assert fake.calls == [] and not (tmp_path / "runs").exists()
+
+
+def test_sge_one_qacct_for_several_finished_jobs_with_known_submission_times(tmp_path, monkeypatch):
+    records = "".join(QACCT.format(id=i, failed="0", exit=str(i % 2)) for i in (30, 31, 99))
+    fake = FakeBatch(monkeypatch, qstat=const(0, QSTAT), qacct=const(0, records))
+    job_list = []
+    for i, job_id in enumerate(["11", "30", "31", "32"]):
+        sub = tmp_path / f"j{i}"
+        sub.mkdir()
+        job_list.append(jobs.Job.from_run_dir(make_job(sub, "sge", job_id, submitted=1_700_000_000.0 + i)))
+    got = jobs.statuses(job_list)
+    # one qacct for all finished jobs started since the earliest submission; job 32 has no
+    # record there and is asked for alone (it may be a job that never started)
+    assert fake.commands() == ["qstat", "qacct", "qacct"]
+    assert fake.calls[1][:3] == ("qacct", "-j", "-b") and fake.calls[2] == ("qacct", "-j", "32")
+    assert [st.state for st in got] == ["RUNNING", "COMPLETED", "FAILED", "UNKNOWN"]

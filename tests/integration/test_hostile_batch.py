@@ -133,3 +133,36 @@ def test_parsable_id_and_status_json_of_a_finished_job(request, batch, tmp_path,
     data = json.loads(status.stdout)
     assert (data["job_id"], data["state"], data["exit_code"]) == (job_id, "COMPLETED", 0), status.stdout
     assert Path(data["output"]).is_file() and Path(data["output"]).parent == run_dir
+
+
+@pytest.mark.sge
+def test_one_qacct_for_several_finished_jobs(sge, batch, tmp_path, monkeypatch):
+    # (SLURM keeps finished jobs in squeue for MinJobAge, 300 s by default: its one sacct is
+    # counted against the run_command seam in tests/test_jobs_trust.py)
+    from hpcdist import launch
+
+    system = "sge"
+
+    job_list = []
+    for i in range(3):
+        sub = tmp_path / f"j{i}"
+        sub.mkdir()
+        job_list.append(jobs.submit(_spec(sub, system, ["x"], str(sub / "runs" / "{name}-{timestamp}"))))
+    for job in job_list:
+        batch.wait(job)
+    real, calls = launch.run_command, []
+
+    def counting(argv, *args, **kwargs):
+        calls.append(argv[0])
+        return real(argv, *args, **kwargs)
+
+    monkeypatch.setattr(launch, "run_command", counting)
+    deadline = __import__("time").monotonic() + 60
+    while True:  # the jobs leave the queue (MinJobAge, or at once under Grid Engine)
+        calls.clear()
+        got = jobs.statuses(job_list)
+        if all(st.state == "COMPLETED" for st in got) or __import__("time").monotonic() > deadline:
+            break
+        __import__("time").sleep(2)
+    assert [st.state for st in got] == ["COMPLETED"] * 3, got
+    assert calls == ["qstat", "qacct"], calls
