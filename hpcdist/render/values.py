@@ -35,7 +35,7 @@ _DIRECTIVE_WORD = re.compile(r"[A-Za-z0-9_.,:=/@+%\[\]-]+")
 # directive options that would undo what hpcdist relies on (where the output goes, which
 # shell reads the script, which lines are directives)
 _RESERVED = {
-    "slurm": ("-o", "--output", "-J", "--job-name", "--parsable"),
+    "slurm": ("-o", "--output", "-J", "--job-name", "--parsable", "--wrap"),
     "sge": ("-o", "-N", "-S", "-C", "-b", "-shell", "-j", "-terse"),
 }
 
@@ -99,7 +99,8 @@ def check_directive(spec: JobSpec, system: str, key: str, value: str) -> str:
     reserved = _RESERVED.get(system, ())
     # sbatch takes any unambiguous prefix of a long option (--out for --output)
     if option in reserved or (option.startswith("--") and len(option) > 3 and any(
-            r.startswith(option) for r in reserved if r.startswith("--"))):
+            r.startswith(option) for r in reserved if r.startswith("--"))) or (
+            system == "slurm" and not option.startswith("--") and option[:2] in reserved):  # -Jname
         raise RenderError(f"{spec.source}: {key}: {option} is set by hpcdist itself and cannot be overridden")
     return value
 

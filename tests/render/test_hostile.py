@@ -217,3 +217,30 @@ def test_setup_lines_are_shell_code_but_never_hold_control_characters(tmp_path: 
             continue
         assert value in script.splitlines(), value
         assert not re.search("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]", value), value
+
+
+@pytest.mark.parametrize("system, directive", [
+    ("slurm", "--output=/tmp/elsewhere"), ("slurm", "-o /tmp/x"), ("slurm", "--out=/tmp/x"), ("slurm", "-Jother"),
+    ("slurm", "--job-name=x"), ("slurm", "--wrap=hostname"), ("slurm", "--parsable"),
+    ("sge", "-o /tmp/x"), ("sge", "-S /bin/sh"), ("sge", "-C #!"), ("sge", "-b y"), ("sge", "-N other"),
+    ("sge", "-shell n"), ("sge", "-j n"),
+])  # fmt: skip
+def test_directives_cannot_replace_what_hpcdist_sets(tmp_path: Path, system: str, directive: str) -> None:
+    make_tools(tmp_path)
+    (tmp_path / "driver.py").write_text("")
+    spec = base_spec(system, tmp_path / "run")
+    spec["resources"]["directives"] = [directive]
+    with pytest.raises((SpecError, RenderError), match="directives"):
+        load_spec(dump(spec, tmp_path / "job.yaml")).render(system, timestamp="T")
+
+
+@pytest.mark.parametrize("system, directive", [("slurm", "--constraint=haswell"), ("slurm", "--exclusive"),
+                                               ("slurm", "--hold"), ("slurm", "--comment=a%j"),
+                                               ("sge", "-l gpu=1"), ("sge", "-notify"), ("sge", "-P proj")])
+def test_ordinary_directives_are_kept(tmp_path: Path, system: str, directive: str) -> None:
+    make_tools(tmp_path)
+    (tmp_path / "driver.py").write_text("")
+    spec = base_spec(system, tmp_path / "run")
+    spec["resources"]["directives"] = [directive]
+    script = load_spec(dump(spec, tmp_path / "job.yaml")).render(system, timestamp="T")
+    assert ("#SBATCH " if system == "slurm" else "#$ ") + directive in script.splitlines()
