@@ -268,11 +268,12 @@ def status_command(targets: tuple[str, ...], watch: bool, as_json: bool, schedul
                 click.echo(f"run directory: {job.run_dir}")
     states = jobs.statuses(job_list)
     last: list[object] = [None] * len(job_list)
+    progress: list[dict | None] = [None] * len(job_list)
     delay = interval
     while True:
         for i, (job, st) in enumerate(zip(job_list, states)):
-            if st.progress is None and last[i] is not None:
-                st.progress = last[i][2]  # type: ignore[index]  # a file being rewritten: keep the last report
+            # a progress.json being rewritten (partial) shows nothing: keep the last report
+            st.progress = progress[i] = st.progress if st.progress is not None else progress[i]
             seen = (st.state, st.exit_code, st.progress)
             if seen != last[i]:
                 _echo_status(job, st, as_json)

@@ -60,14 +60,10 @@ def query_states(
         CommandError: when a batch command fails (its own message included).
     """
     from hpcdist.render import get_system
-    from hpcdist.errors import RenderError
 
     if system not in ("slurm", "sge"):
         raise CommandError(f"unknown batch system {system!r}; expected slurm or sge")
-    try:
-        checker = get_system(system)
-    except RenderError as exc:  # pragma: no cover - the names are checked above
-        raise CommandError(str(exc)) from None
+    checker = get_system(system)
     job_ids = [checker.check_job_id(j) for j in dict.fromkeys(job_ids)]
     if not job_ids:
         return {}
