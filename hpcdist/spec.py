@@ -464,7 +464,12 @@ class _Validator:
         if value is None or value is _INVALID:
             return None
         path = Path(os.path.normpath(self.base / os.path.expanduser(value)))
-        ok = path.is_file() if want == "file" else path.is_dir()
+        try:
+            ok = path.is_file() if want == "file" else path.is_dir()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL: no such file can exist
+            self.problem(self._where(dotted), dotted, f"{str(value)[:60]!r}: not a usable path "
+                         f"({getattr(exc, 'strerror', None) or exc})")
+            return None
         if not ok:
             what = "file" if want == "file" else "directory"
             self.problem(self._where(dotted), dotted,
