@@ -397,10 +397,10 @@ class Client:
             if small is None:
                 remote.append(key)
             else:
-                values[key] = pickle.loads(small)  # in-band only: see worker.INLINE_MAX
+                values[key] = serialize.load_result(key, small)  # in-band only: see worker.INLINE_MAX
         if remote:
             raw = self._world.call((m.GATHER, remote))
-            values.update((k, serialize.loads(data, buffers)) for k, (data, buffers) in raw.items())
+            values.update((k, serialize.load_result(k, data, buffers)) for k, (data, buffers) in raw.items())
         return values
 
     def gather(self, futures: Any, errors: str = "raise") -> Any:

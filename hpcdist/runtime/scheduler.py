@@ -21,7 +21,7 @@ import traceback
 from collections import defaultdict, deque
 from typing import Any, Callable
 
-from hpcdist.errors import HpcdistError, TransportError, WorkerLost
+from hpcdist.errors import HpcdistError, SerializationError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import state as st
 from hpcdist.runtime.worker import pick_holder
@@ -409,9 +409,10 @@ class Scheduler:
             return
         offset = 0
         for key, data, nbuf in entries:
-            if data is None:
+            if data is None or isinstance(data, str):
                 del self.gathers[req]
-                entry[0].set_exception(LookupError(f"rank {src} no longer holds {key!r}"))
+                entry[0].set_exception(LookupError(f"rank {src} no longer holds {key!r}") if data is None
+                                       else SerializationError(data))
                 return
             entry[1][key] = (data, buffers[offset : offset + nbuf])
             offset += nbuf

@@ -19,6 +19,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import cloudpickle
 
+from hpcdist.errors import SerializationError
+
 #: pickle protocol of payloads: 5 is the first with out-of-band buffers
 PROTOCOL = 5
 
@@ -179,6 +181,21 @@ def loads(
     if persistent_load is None:
         return pickle.loads(data, buffers=buffers)
     return _IdUnpickler(io.BytesIO(data), persistent_load, buffers=buffers).load()
+
+
+def load_result(key: str, data: bytes | bytearray | memoryview, buffers: Iterable[Any] = ()) -> Any:
+    """:func:`loads` for the value of ``key`` arriving on rank 0; a failure names the key.
+
+    Raises:
+        SerializationError: the value cannot be rebuilt here (its class is not importable, its
+            ``__reduce__`` raises, ...); the original error is the ``__cause__``.
+    """
+    try:
+        return pickle.loads(data, buffers=buffers)
+    except Exception as exc:  # noqa: BLE001 - whatever a __setstate__ or reducer raises
+        raise SerializationError(
+            f"the result of task {key!r} cannot be unpickled on rank 0: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def nbytes(payload: tuple[bytes, Sequence[Any]]) -> int:

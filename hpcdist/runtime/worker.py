@@ -23,7 +23,7 @@ import traceback
 from collections import deque
 from typing import Any, Iterator
 
-from hpcdist.errors import TransportError
+from hpcdist.errors import SerializationError, TransportError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.sizeof import sizeof
@@ -47,7 +47,7 @@ _STRINGS = frozenset({str, bytes})
 
 
 class _Task:
-    __slots__ = ("key", "fn_id", "data", "buffers", "missing", "has_deps")
+    __slots__ = ("key", "fn_id", "data", "buffers", "missing", "has_deps", "error")
 
     def __init__(self, key: str, fn_id: str, data: bytes, buffers: list, missing: set[str], has_deps: bool) -> None:
         self.key = key
@@ -56,6 +56,7 @@ class _Task:
         self.buffers = buffers
         self.missing = missing
         self.has_deps = has_deps  # arguments refer to other results: unpickle with _resolve
+        self.error: BaseException | None = None  # an input could not reach this worker: fail, do not run
 
 
 class Worker:
@@ -189,13 +190,42 @@ class Worker:
 
     def _on_put(self, src: int, header: tuple, buffers: list) -> None:
         _, key, data, nbuf = header
-        self._store(key, serialize.loads(data, buffers[:nbuf]), fetched=False)
+        self._arrived(src, key, data, buffers[:nbuf], fetched=False)
 
     def _on_have(self, src: int, header: tuple, buffers: list) -> None:
         offset = 0
         for key, data, nbuf in header[1]:
-            self._store(key, serialize.loads(data, buffers[offset : offset + nbuf]), fetched=True)
+            self._arrived(src, key, data, buffers[offset : offset + nbuf], fetched=True)
             offset += nbuf
+
+    def _arrived(self, src: int, key: str, data: Any, buffers: list, fetched: bool) -> None:
+        """A value came from ``src``: keep it, or fail what needed it if it cannot be rebuilt here."""
+        try:
+            if isinstance(data, str):  # the sender could not pickle it: data says why
+                raise SerializationError(data)
+            value = serialize.loads(data, buffers)
+        except Exception as exc:  # noqa: BLE001 - one bad value fails the tasks that need it, not the worker
+            if not isinstance(exc, SerializationError):
+                error = SerializationError(
+                    f"the value of {key!r} from rank {src} cannot be unpickled on rank {self.rank}: "
+                    f"{type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                exc = error
+            self._lost(key, exc)
+            return
+        self._store(key, value, fetched=fetched)
+
+    def _lost(self, key: str, error: BaseException) -> None:
+        """``key`` will not arrive: the tasks waiting for it fail with ``error``, and so do peers'."""
+        with self.lock:
+            self.requested.discard(key)
+            for task in self.waiters.pop(key, ()):
+                if self.fetching.pop(task.key, None) is task:
+                    task.error = error
+                    self.runq.append(task)  # the executor reports the failure (it owns the reports)
+            peers = self.peer_waits.pop(key, [])
+        for peer in peers:
+            self.transport.send(peer, (m.HAVE, [(key, str(error), 0)]))
 
     def _store(self, key: str, value: Any, fetched: bool) -> None:
         """Keep a value that arrived and wake whatever waited for it."""
@@ -245,13 +275,21 @@ class Worker:
         self._send_values(src, (m.DATA, req), items)
 
     def _send_values(self, dest: int, prefix: tuple, items: list[tuple[str, Any]]) -> None:
-        """One message for many values: entries ``(key, data, nbuf)``, buffers in order."""
+        """One message for many values: entries ``(key, data, nbuf)``, buffers in order.
+
+        A value that cannot be pickled goes as ``(key, why, 0)`` (``why`` a str), so only
+        what needs it fails.
+        """
         entries, buffers = [], []
         for key, value in items:
             if value is _ABSENT:
                 entries.append((key, None, 0))
                 continue
-            data, bufs = serialize.dumps(value)
+            try:
+                data, bufs = serialize.dumps(value)
+            except Exception as exc:  # noqa: BLE001 - any error of any __reduce__
+                entries.append((key, str(unpicklable(key, value, exc, self.rank)), 0))
+                continue
             entries.append((key, data, len(bufs)))
             buffers.extend(bufs)
         self.transport.send(dest, prefix + (entries,), buffers)
@@ -340,6 +378,8 @@ class Worker:
             self._state.write("R", task.key)
         start = time.perf_counter()
         try:
+            if task.error is not None:
+                raise task.error
             fn = self.functions[task.fn_id]
             if isinstance(fn, bytes):
                 fn = self.functions[task.fn_id] = serialize.loads(fn)
@@ -369,11 +409,17 @@ class Worker:
             if nbytes <= INLINE_MAX:
                 inline = data
         else:
-            nbytes = sizeof(result)
-            if nbytes <= INLINE_MAX:
-                data, bufs = serialize.dumps(result)
-                if not bufs and len(data) <= INLINE_MAX:
-                    inline = data
+            try:
+                nbytes = sizeof(result)
+                if nbytes <= INLINE_MAX:
+                    data, bufs = serialize.dumps(result)
+                    if not bufs and len(data) <= INLINE_MAX:
+                        inline = data
+            except Exception as exc:  # noqa: BLE001 - a result that cannot travel fails its task only
+                error = unpicklable(task.key, result, exc, self.rank)
+                text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+                self._report_failure(task.key, error, text, duration)
+                return
         key = task.key
         with self.lock:  # the result kept, and what the report needs, under one lock
             peers = self._keep(key, result)
@@ -408,7 +454,7 @@ class Worker:
         except Exception:  # noqa: BLE001 - the exception itself cannot travel: send its text
             from hpcdist.errors import RemoteError
 
-            exc_bytes = serialize.dumps(RemoteError(f"{type(exc).__name__}: {exc}"))[0]
+            exc_bytes = serialize.dumps(RemoteError(f"{type(exc).__name__}: {_safe_str(exc)}"))[0]
         with self.lock:
             fetched, self.fetched = self.fetched, []
         self.transport.send(0, (m.FAILED, key, exc_bytes, text, duration, tuple(fetched)))
@@ -436,6 +482,24 @@ class _StateFile:
         """Record ``mark`` (``"R"`` with the task's key, or ``"-"``)."""
         line = f"{mark} {key}\n".encode()[: self.SIZE - 1] if key else b"-\n"
         self._map[: self.SIZE] = line.ljust(self.SIZE)
+
+
+def unpicklable(key: str, value: Any, exc: BaseException, rank: int | None) -> SerializationError:
+    """The error of a value that failed to pickle: names the key, the type and the reason."""
+    kind = type(value)
+    where = f" on rank {rank}" if rank is not None else ""
+    error = SerializationError(
+        f"the result of task {key!r} cannot be pickled{where}: a {kind.__module__}.{kind.__qualname__} "
+        f"({type(exc).__name__}: {_safe_str(exc)}); return a picklable value instead")
+    error.__cause__ = exc
+    return error
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure
+        return object.__repr__(exc)
 
 
 def current_rank() -> int | None:
