@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -77,28 +77,66 @@ _LOOPBACK = -1
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
-def _env_int(name: str) -> int | None:
+def _env_int(name: str, env: Mapping[str, str] | None = None) -> int | None:
     try:
-        return int(os.environ[name])
+        return int((os.environ if env is None else env)[name])
     except (KeyError, ValueError):
         return None
 
 
-def in_mpi_world() -> bool:
+def in_mpi_world(env: Mapping[str, str] | None = None) -> bool:
     """Whether an MPI launcher started this process in a world of more than one rank.
 
-    Reads launcher environment variables only; never imports mpi4py.
+    Reads launcher environment variables only (``env``, default ``os.environ``); never
+    imports mpi4py.
     """
+    env = os.environ if env is None else env
     for name in _SIZE_VARS:
-        size = _env_int(name)
+        size = _env_int(name, env)
         if size is not None:
             return size > 1
-    if (_env_int("MPI_LOCALNRANKS") or 0) > 1:  # hydra, per node
+    if (_env_int("MPI_LOCALNRANKS", env) or 0) > 1:  # hydra, per node
         return True
-    if "PMIX_RANK" in os.environ or "PMI_RANK" in os.environ:  # srun --mpi=pmix: size from SLURM
-        size = _env_int("SLURM_STEP_NUM_TASKS") or _env_int("SLURM_NTASKS")
+    if "PMIX_RANK" in env or "PMI_RANK" in env:  # srun --mpi=pmix: size from SLURM
+        size = _env_int("SLURM_STEP_NUM_TASKS", env) or _env_int("SLURM_NTASKS", env)
         return size is not None and size > 1
     return False
+
+
+#: variables an MPI launcher sets in each process it starts (also in a world of one)
+_LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "MPI_LOCALNRANKS")
+
+
+def lone_copy(env: Mapping[str, str] | None = None) -> str | None:
+    """Why this process looks like one of several copies a batch system started without MPI.
+
+    ``srun -n 3 python driver.py`` (no ``--mpi``) starts three processes that each see an MPI
+    world of one; so does an MPI launch of one rank in a Grid Engine job of several slots. An
+    automatic backend choice would run the driver once per copy. Reads ``env`` (default
+    ``os.environ``) only; call it when :func:`in_mpi_world` is False.
+
+    Returns:
+        A message naming the fix, or None when nothing more than one process was promised.
+    """
+    env = os.environ if env is None else env
+    if in_mpi_world(env):
+        return None
+    step = _env_int("SLURM_STEP_NUM_TASKS", env)
+    if step is None and "SLURM_STEP_ID" in env:  # an srun step of a SLURM that does not set it
+        step = _env_int("SLURM_NTASKS", env)
+    if step is not None and step > 1:
+        rank = env.get("SLURM_PROCID", "?")
+        return (f"srun started {step} copies of this program (SLURM_STEP_NUM_TASKS={step}, this is task {rank}) "
+                "but none is in an MPI world with the others, so each would run the whole driver on its own: "
+                "launch with `srun --mpi=pmi2 ...` (or the site's PMI, see `srun --mpi=list`), or start one "
+                "copy with `hpcdist exec`/`hpcdist run`; to run each copy alone on purpose, choose a backend "
+                "(HPCDIST_BACKEND=process)")
+    slots = _env_int("NSLOTS", env)
+    if slots is not None and slots > 1 and any(name in env for name in _LAUNCH_VARS):
+        return (f"an MPI launcher started this program in a world of one rank, but the Grid Engine job has "
+                f"NSLOTS={slots} slots: launch with `mpiexec -n $NSLOTS` of the MPI mpi4py was built with, or "
+                "with `hpcdist exec`; to run one process on purpose, choose a backend (HPCDIST_BACKEND=process)")
+    return None
 
 
 def poll_max_seconds() -> float:

@@ -54,7 +54,9 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
         ``"automatic: ..."``.
 
     Raises:
-        HpcdistError: an unknown name; the message lists the valid names and aliases.
+        HpcdistError: an unknown name (the message lists the valid names and aliases), or no
+            name while the batch system started several copies of this program outside one MPI
+            world (see :func:`hpcdist.backends.mpi.lone_copy`).
     """
     from hpcdist.backends import canonical_name
 
@@ -63,10 +65,13 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
     env = os.environ.get("HPCDIST_BACKEND", "").strip()
     if env:
         return canonical_name(env, "HPCDIST_BACKEND"), "HPCDIST_BACKEND"
-    from hpcdist.backends.mpi import in_mpi_world
+    from hpcdist.backends.mpi import in_mpi_world, lone_copy
 
     if in_mpi_world():
         return "mpi", "automatic: started by an MPI launcher in a world of more than one rank"
+    problem = lone_copy()
+    if problem:
+        raise HpcdistError(problem)
     return "process", f"automatic: not in an MPI world; one worker process per core ({cores()})"
 
 
