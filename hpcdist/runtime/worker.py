@@ -550,9 +550,9 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
         transport: this worker's endpoint.
         state_file: where the executor records the task it runs (see :class:`Worker`).
         exit_process: (MPI) once shut down, close the transport and end the process with the
-            exit code the scheduler asked for. A normal interpreter exit, because an
-            ``os._exit`` right after ``MPI_Finalize`` makes Hydra report a bad termination;
-            only a task still running after the grace period is cut short with ``os._exit``.
+            exit code the scheduler asked for. A normal interpreter exit; a task still running
+            after :data:`SHUTDOWN_TASK_GRACE` is abandoned: the communication thread finalizes
+            MPI and ends the process (:func:`_exit_now`) without waiting for it.
 
     Returns:
         The exit code the scheduler asked for at shutdown.
@@ -568,11 +568,12 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
             transport.abort(1)
         worker.stop()  # also after an abort: no task will ever come to the executor again
         if exit_process and not executed.wait(SHUTDOWN_TASK_GRACE):
-            sys.stderr.write(f"hpcdist: rank {transport.rank}: a task was still running at shutdown; exiting\n")
+            sys.stderr.write(f"hpcdist: rank {transport.rank}: a task was still running at shutdown; "
+                             f"abandoned it after {SHUTDOWN_TASK_GRACE:g} s, exiting\n")
             transport.close()
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(worker.exit_code)
+            _exit_now(worker.exit_code)
 
     comm = threading.Thread(target=communicate, name="hpcdist-comm", daemon=True)
     comm.start()
@@ -583,6 +584,23 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
         transport.close()
         sys.exit(worker.exit_code)
     return worker.exit_code
+
+
+def _exit_now(code: int) -> None:
+    """End the process with ``code`` while another thread still runs a task.
+
+    The C library's ``exit`` (not ``os._exit``): it runs the MPI library's exit handlers, and
+    without them Hydra kills every other rank of the job (rank 0 included, even one that is
+    still working after its ``close()``). The GIL stays held (``PyDLL``), so no Python code runs
+    while the process ends.
+    """
+    try:
+        import ctypes
+
+        ctypes.PyDLL(None).exit(code)
+    except (OSError, AttributeError):  # no C library to call: end without its handlers
+        pass
+    os._exit(code)
 
 
 def _report(exc: BaseException, transport: Any) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, TransportError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.scheduler import Scheduler, run_guarded
-from hpcdist.runtime.worker import cores, run_worker
+from hpcdist.runtime.worker import SHUTDOWN_TASK_GRACE, cores, run_worker
 
 #: seconds rank 0 waits for every worker's hello at start-up (env HPCDIST_STARTUP_TIMEOUT overrides)
 STARTUP_TIMEOUT = 60.0
@@ -311,8 +311,11 @@ def _start_threads(n_workers: int | None = None) -> World:
         threads.append(t)
 
     def join() -> None:
+        # as a worker process does, abandon a task still running after the grace period
+        # (its daemon thread runs on until it returns or the process exits)
+        deadline = time.monotonic() + SHUTDOWN_TASK_GRACE
         for t in threads:
-            t.join(5)
+            t.join(max(0.0, deadline - time.monotonic()))
 
     try:
         return World(hub.endpoint(0), "thread", join, timeout)
