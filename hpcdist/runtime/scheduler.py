@@ -269,8 +269,12 @@ class Scheduler:
         # Last in a round: a driver woken here finds this thread about to wait (GIL free), not
         # still draining messages and posting sends, which held the GIL for ~35 µs per wake-up.
         notes, self._notes = self._notes, []
-        for ins in notes:
-            self.notify(ins)
+        for i, ins in enumerate(notes):
+            try:
+                self.notify(ins)
+            except BaseException:
+                self._notes = notes[i:] + self._notes  # undelivered: fail_all fails their futures
+                raise
 
     def _flush(self) -> None:
         # Frees are batched (one message per released future was most of the traffic with tiny
@@ -433,14 +437,27 @@ class Scheduler:
     def fail_all(self, error: BaseException) -> None:
         """The world is broken: fail every unfinished future and pending request with ``error``."""
         self.failed = error
-        self._deliver()
-        if self.state is not None:
-            for key in self.state.unfinished_wanted():
-                self.notify(("erred", key, error))
+        notes, self._notes = self._notes, []
+        keys = []
+        try:
+            if self.state is not None:
+                keys = list(self.state.unfinished_wanted())
+        except Exception as exc:  # noqa: BLE001 - a broken state: fail what the client waits for
+            _log_failure("reading the scheduler state", exc)
+        # Each notification on its own: one that fails (the bug may be there) must not keep the
+        # other futures waiting.
+        for ins in notes + [("erred", key, error) for key in keys]:
+            for attempt in (ins, ("erred", ins[1], error)):  # the plainest note if the first fails
+                try:
+                    self.notify(attempt)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    _log_failure(f"telling the client about {ins[1]!r}", exc)
         for entry in self.gathers.values():
-            entry[0].set_exception(error)
+            if not entry[0].done():
+                entry[0].set_exception(error)
         self.gathers.clear()
-        if self.closing is not None:
+        if self.closing is not None and not self.closing[3].done():
             self.closing[3].set_result(list(self.worker_ranks))
 
 
@@ -459,9 +476,16 @@ class Scheduler:
             sys.stderr.write("hpcdist: internal error in the scheduler:\n" + text)
             error = HpcdistError(f"internal error in the scheduler: {exc!r}")
         sys.stderr.flush()
-        self.fail_all(error)
-        self._stop()
-        self.transport.abort(1)
+        try:
+            self.fail_all(error)
+        finally:
+            self._stop()
+            self.transport.abort(1)
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    sys.stderr.write(f"hpcdist: while failing every pending future, {what} failed too: {exc!r}\n")
+    sys.stderr.flush()
 
 
 def run_guarded(scheduler: Scheduler) -> None:

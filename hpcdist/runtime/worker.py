@@ -577,7 +577,14 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
 
     comm = threading.Thread(target=communicate, name="hpcdist-comm", daemon=True)
     comm.start()
-    worker.execute()
+    try:
+        worker.execute()
+    except BaseException as exc:  # noqa: BLE001 - hpcdist's own executor loop failed (not a task)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        _report(exc, transport)  # the world goes down instead of leaving rank 0 waiting for a report
+        worker.stop()
+        transport.abort(1)
     executed.set()
     comm.join()
     if exit_process:
