@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import types
+from collections import ChainMap
 from typing import Any, Callable, Iterable, Sequence
 
 import cloudpickle
@@ -92,7 +94,30 @@ def _plain_items(obj: Any, depth: int, budget: int) -> int:
     return budget
 
 
-class _IdPickler(cloudpickle.CloudPickler):
+_CLOUDPICKLE_CODE_REDUCE = cloudpickle.CloudPickler.dispatch_table[types.CodeType]
+_DYNAMIC_FILENAME = "<dynamic-code>"
+
+
+def _code_reduce(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, keeping its real file name.
+
+    cloudpickle writes ``<dynamic-code>`` as the file name of every function it pickles by value
+    (those of the driver script, ``__main__``), so tracebacks and debuggers on workers could not
+    show the user's file. The real name makes them show ``driver.py, line N`` and read the source
+    lines from the file (shared file systems).
+    """
+    rebuild, args = _CLOUDPICKLE_CODE_REDUCE(code)
+    args = tuple(code.co_filename if type(a) is str and a == _DYNAMIC_FILENAME else a for a in args)
+    return rebuild, args
+
+
+class _Pickler(cloudpickle.CloudPickler):
+    """A CloudPickler whose by-value functions keep their file names (see :func:`_code_reduce`)."""
+
+    dispatch_table = ChainMap({types.CodeType: _code_reduce}, *cloudpickle.CloudPickler.dispatch_table.maps)
+
+
+class _IdPickler(_Pickler):
     """A CloudPickler that lets a callback replace some objects by persistent ids."""
 
     def __init__(self, file: io.BytesIO, persistent_id: Callable[[Any], Any], **kwargs: Any) -> None:
@@ -148,7 +173,7 @@ def dumps(
 
     file = io.BytesIO()
     if persistent_id is None:
-        pickler = cloudpickle.CloudPickler(file, protocol=PROTOCOL, buffer_callback=callback)
+        pickler = _Pickler(file, protocol=PROTOCOL, buffer_callback=callback)
     else:
         pickler = _IdPickler(file, persistent_id, protocol=PROTOCOL, buffer_callback=callback)
     pickler.dump(obj)
