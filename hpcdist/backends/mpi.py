@@ -235,6 +235,50 @@ def _size1_message() -> str:
     return "hpcdist needs at least 2 MPI ranks: rank 0 schedules, the others work"
 
 
+_MPI4PY_FUTURES_MESSAGE = (
+    "this program was started with `python -m mpi4py.futures`: the other ranks serve mpi4py.futures, "
+    "not hpcdist, so no hpcdist worker would ever start. Launch it as `mpiexec -n N python driver.py` "
+    "or `mpiexec -n N python -m hpcdist exec driver.py` (or `hpcdist run -n N driver.py`)"
+)
+
+
+def _under_mpi4py_futures() -> bool:
+    """Whether ``python -m mpi4py.futures`` runs this program (its ranks > 0 serve a shared pool)."""
+    core = sys.modules.get("mpi4py.futures._core")
+    return core is not None and getattr(core, "SharedPool", None) is not None
+
+
+def abort_world(error: BaseException) -> None:
+    """Say ``error`` and end every rank (``MPI_Abort``) if this process is in an MPI world of
+    several ranks; otherwise return (then the caller raises ``error`` as usual).
+
+    For a rank that cannot start: the others would otherwise wait for it for ever.
+    """
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() < 2:
+        return
+    sys.stderr.write(f"hpcdist: {error}\n")
+    sys.stderr.flush()
+    MPI.COMM_WORLD.Abort(1)
+
+
+def _dup_within(world: Any, timeout: float) -> Any:
+    """``world.Dup()`` without the risk of waiting for ever: a nonblocking Idup, tested until
+    ``timeout`` (a collective: it completes only once every rank has started hpcdist)."""
+    comm, request = world.Idup()
+    deadline = time.monotonic() + timeout
+    wait = 1e-4
+    while not request.Test():
+        if time.monotonic() >= deadline:
+            raise TransportError(
+                f"rank {world.Get_rank()}: the other ranks did not start hpcdist within {timeout:g} s "
+                "(HPCDIST_STARTUP_TIMEOUT): are they running this program? (`python -m mpi4py.futures` "
+                "or another MPI program on the other ranks cannot serve as hpcdist workers)")
+        time.sleep(wait)
+        wait = min(wait * 2, 0.01)
+    return comm
+
+
 class _Incoming:
     """A message whose header has arrived and whose buffers are being received."""
 
@@ -312,7 +356,8 @@ class MPITransport(Transport):
         self.stats = {"sent": 0, "received": 0, "bytes_sent": 0, "bytes_received": 0, "data_messages_received": 0}
 
     @classmethod
-    def from_world(cls, *, poll_max_ms: float | None = None, finalize: bool = True) -> "MPITransport":
+    def from_world(cls, *, poll_max_ms: float | None = None, finalize: bool = True,
+                   startup_timeout_s: float = 60.0) -> "MPITransport":
         """Initialise MPI (thread level MULTIPLE) and connect over a Dup of COMM_WORLD.
 
         On worker ranks (rank > 0) this also sets ``sys.setswitchinterval`` to
@@ -323,10 +368,13 @@ class MPITransport(Transport):
         Args:
             poll_max_ms: cap of the idle wait; default ``HPCDIST_POLL_MAX_MS`` or 5 ms.
             finalize: whether :meth:`close` calls ``MPI_Finalize``.
+            startup_timeout_s: how long to wait for every rank to join the communicator
+                (the other ranks may be running something else than hpcdist).
 
         Raises:
-            TransportError: mpi4py is missing, MPI lacks thread support, or the world has
-                fewer than 2 ranks.
+            TransportError: mpi4py is missing, MPI lacks thread support, the world has
+                fewer than 2 ranks, the program runs under ``python -m mpi4py.futures``, or
+                the other ranks did not join within ``startup_timeout_s``.
         """
         try:
             import mpi4py
@@ -355,8 +403,10 @@ class MPITransport(Transport):
         world = MPI.COMM_WORLD
         if world.Get_size() < 2:
             raise TransportError(_size1_message())
+        if _under_mpi4py_futures():
+            raise TransportError(_MPI4PY_FUTURES_MESSAGE)
         poll_max_s = poll_max_seconds() if poll_max_ms is None else poll_max_ms / 1000.0
-        transport = cls(MPI, world.Dup(), poll_max_s=poll_max_s, finalize=finalize)
+        transport = cls(MPI, _dup_within(world, startup_timeout_s), poll_max_s=poll_max_s, finalize=finalize)
         if transport.rank > 0:
             sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
         return transport

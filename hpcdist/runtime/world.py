@@ -339,9 +339,13 @@ def _start_processes(n_workers: int | None = None) -> World:
 
 
 def _start_mpi(n_workers: int | None = None) -> World:
-    from hpcdist.backends.mpi import MPITransport
+    from hpcdist.backends.mpi import MPITransport, abort_world
 
-    transport = MPITransport.from_world()
+    try:
+        transport = MPITransport.from_world(startup_timeout_s=startup_timeout())
+    except TransportError as exc:
+        abort_world(exc)  # e.g. the other ranks serve mpi4py.futures: they would wait for ever
+        raise
     install_signal_handlers(transport.rank)
     if transport.rank != 0:
         state_dir = os.environ.get("HPCDIST_STATE_DIR")
