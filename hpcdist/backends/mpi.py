@@ -44,7 +44,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from hpcdist.backends.base import Message, Transport
+from hpcdist.backends import base
+from hpcdist.backends.base import DroppedBuffer, Message, Transport
 from hpcdist.errors import TransportError
 
 TAG_HEADER = 1
@@ -282,19 +283,21 @@ def _dup_within(world: Any, timeout: float) -> Any:
 class _Incoming:
     """A message whose header has arrived and whose buffers are being received."""
 
-    __slots__ = ("src", "header", "bufs", "chunk", "index", "offset")
+    __slots__ = ("src", "header", "bufs", "sizes", "chunk", "index", "offset", "scratch")
 
     def __init__(self, src: int, header: Any, sizes: list[int], chunk: int) -> None:
         self.src = src
         self.header = header
-        self.bufs = [np.empty(n, dtype=np.uint8) for n in sizes]
+        self.sizes = sizes
+        self.bufs = [base.allocate_or_drop(n) for n in sizes]
         self.chunk = chunk
         self.index = 0  # buffer being filled
         self.offset = 0  # bytes of it received
+        self.scratch: np.ndarray | None = None  # where the data of a dropped buffer goes
         self._skip_empty()
 
     def _skip_empty(self) -> None:
-        while self.index < len(self.bufs) and self.offset >= self.bufs[self.index].nbytes:
+        while self.index < len(self.bufs) and self.offset >= self.sizes[self.index]:
             self.index += 1
             self.offset = 0
 
@@ -304,6 +307,14 @@ class _Incoming:
 
     def next_slice(self) -> np.ndarray:
         buf = self.bufs[self.index]
+        if type(buf) is DroppedBuffer:  # receive its pieces into scratch space and forget them
+            n = min(self.chunk, self.sizes[self.index] - self.offset)
+            if self.scratch is None or self.scratch.nbytes < n:
+                try:
+                    self.scratch = base.allocate(n)  # one message: at most the sender's chunk size
+                except MemoryError as exc:
+                    raise TransportError(f"out of memory: cannot even discard a {n}-byte message: {exc}") from exc
+            return self.scratch[:n]
         return buf[self.offset : self.offset + self.chunk]
 
     def advance(self, n: int) -> None:

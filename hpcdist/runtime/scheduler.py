@@ -21,6 +21,7 @@ import traceback
 from collections import defaultdict, deque
 from typing import Any, Callable
 
+from hpcdist.backends.base import dropped_in
 from hpcdist.errors import HpcdistError, SerializationError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import state as st
@@ -418,7 +419,15 @@ class Scheduler:
                 entry[0].set_exception(LookupError(f"rank {src} no longer holds {key!r}") if data is None
                                        else SerializationError(data))
                 return
-            entry[1][key] = (data, buffers[offset : offset + nbuf])
+            bufs = buffers[offset : offset + nbuf]
+            dropped = dropped_in(bufs)
+            if dropped is not None:  # too large for rank 0's memory: this gather fails, the world goes on
+                del self.gathers[req]
+                entry[0].set_exception(MemoryError(
+                    f"rank 0 {dropped.describe()}: the result of {key!r} from rank {src} does not fit in "
+                    "rank 0's memory; reduce it on the workers (or fetch it in parts) instead"))
+                return
+            entry[1][key] = (data, bufs)
             offset += nbuf
         entry[2] -= len(entries)
         if entry[2] == 0:

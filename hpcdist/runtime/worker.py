@@ -23,6 +23,7 @@ import traceback
 from collections import deque
 from typing import Any, Iterator
 
+from hpcdist.backends.base import dropped_in
 from hpcdist.errors import SerializationError, TransportError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
@@ -167,6 +168,9 @@ class Worker:
                     self.functions[fn_id] = fn_bytes  # unpickled when first run, so errors fail the task
                 task = _Task(key, fn_id, data, buffers[offset : offset + nbuf] if nbuf else [], set(), bool(deps))
                 offset += nbuf
+                dropped = dropped_in(task.buffers) if nbuf else None
+                if dropped is not None:
+                    task.error = MemoryError(f"rank {self.rank} {dropped.describe()}: the arguments of {key!r}")
                 for dep, holders in deps.items():
                     if dep in self.data:
                         continue
@@ -203,9 +207,12 @@ class Worker:
         try:
             if isinstance(data, str):  # the sender could not pickle it: data says why
                 raise SerializationError(data)
+            dropped = dropped_in(buffers)
+            if dropped is not None:
+                raise MemoryError(f"rank {self.rank} {dropped.describe()}: the value of {key!r} from rank {src}")
             value = serialize.loads(data, buffers)
         except Exception as exc:  # noqa: BLE001 - one bad value fails the tasks that need it, not the worker
-            if not isinstance(exc, SerializationError):
+            if not isinstance(exc, (SerializationError, MemoryError)):
                 error = SerializationError(
                     f"the value of {key!r} from rank {src} cannot be unpickled on rank {self.rank}: "
                     f"{type(exc).__name__}: {exc}")
