@@ -14,6 +14,8 @@ for them several times faster, and they can hold neither a buffer nor a persiste
 from __future__ import annotations
 
 import io
+import linecache
+import os
 import pickle
 import types
 from collections import ChainMap
@@ -98,17 +100,46 @@ _CLOUDPICKLE_CODE_REDUCE = cloudpickle.CloudPickler.dispatch_table[types.CodeTyp
 _DYNAMIC_FILENAME = "<dynamic-code>"
 
 
+#: source files up to this size travel with the functions pickled by value from them
+SOURCE_MAX = 1 << 20
+_sources: dict[str, tuple[int, str | None]] = {}  # file name -> (id of linecache's lines, their text)
+
+
 def _code_reduce(code: types.CodeType) -> Any:
-    """cloudpickle's reduction of a code object, keeping its real file name.
+    """cloudpickle's reduction of a code object, keeping its real file name and source.
 
     cloudpickle writes ``<dynamic-code>`` as the file name of every function it pickles by value
     (those of the driver script, ``__main__``), so tracebacks and debuggers on workers could not
-    show the user's file. The real name makes them show ``driver.py, line N`` and read the source
-    lines from the file (shared file systems).
+    show the user's file. The real name makes them show ``driver.py, line N``; the source text
+    (as :mod:`linecache` has it here) goes along, so a worker that cannot read the file (no
+    shared file system, a notebook cell) still shows the lines.
     """
     rebuild, args = _CLOUDPICKLE_CODE_REDUCE(code)
-    args = tuple(code.co_filename if type(a) is str and a == _DYNAMIC_FILENAME else a for a in args)
-    return rebuild, args
+    filename = code.co_filename
+    args = tuple(filename if type(a) is str and a == _DYNAMIC_FILENAME else a for a in args)
+    return _rebuild_code, (rebuild, args, filename, _source_of(filename))
+
+
+def _source_of(filename: str) -> str | None:
+    lines = linecache.getlines(filename)
+    cached = _sources.get(filename)
+    if cached is not None and cached[0] == id(lines):
+        return cached[1]  # the same str object: pickled once per stream (memo)
+    text = "".join(lines) if lines else None
+    if text is not None and len(text) > SOURCE_MAX:
+        text = None
+    _sources[filename] = (id(lines), text)
+    return text
+
+
+def _rebuild_code(rebuild: Callable, args: tuple, filename: str, source: str | None) -> types.CodeType:
+    """Unpickle a code object of :func:`_code_reduce`; make its source known to :mod:`linecache`."""
+    if source is not None and not os.path.exists(filename):
+        entry = linecache.cache.get(filename)
+        if entry is None or len(entry) != 4 or entry[1] is not None:  # absent, lazy, or read from the file
+            # no modification time: linecache.checkcache keeps the entry
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    return rebuild(*args)
 
 
 class _Pickler(cloudpickle.CloudPickler):

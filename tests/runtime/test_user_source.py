@@ -111,3 +111,32 @@ def test_breakpoint_on_local_backend_lists_source(tmp_path):
     assert "return y + 1  # the line pdb stops before" in proc.stdout, proc.stdout  # `l` listed the source
     assert "y = x * 2" in proc.stdout
     assert "result 41" in proc.stdout
+
+
+NO_SHARED_FS = textwrap.dedent('''
+    import linecache, os, sys
+    import hpcdist
+
+
+    def task(x):
+        raise ValueError("failed where the worker cannot read this file")  # line 7
+
+
+    linecache.getlines(__file__)  # rank 0 knows the source ...
+    os.rename(__file__, __file__ + ".gone")  # ... the workers cannot read the file any more
+    with hpcdist.Client(backend=sys.argv[1], workers=1) as client:
+        try:
+            client.submit(task, 1).result(timeout=60)
+        except ValueError as exc:
+            print(exc.__cause__)
+''')
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_source_travels_to_workers_that_cannot_read_the_file(tmp_path, backend):
+    script = tmp_path / "driver.py"
+    script.write_text(NO_SHARED_FS)
+    proc = subprocess.run([sys.executable, str(script), backend], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f'File "{script}", line 7, in task' in proc.stdout, proc.stdout
+    assert 'raise ValueError("failed where the worker cannot read this file")' in proc.stdout, proc.stdout
