@@ -16,10 +16,11 @@ from __future__ import annotations
 import _thread
 import concurrent.futures as cf
 import functools
-import pickle
 import queue
 from concurrent.futures import _base as cf_base
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+
+from hpcdist.runtime import serialize
 
 if TYPE_CHECKING:
     from hpcdist.runtime.client import Client
@@ -85,7 +86,7 @@ class Future(cf.Future):
             cf.Future.result(self, 0)  # raises the task's error, CancelledError or TimeoutError
         small = self.client._small.get(self.key)
         if small is not None:  # the value came with the completion: no round trip
-            return pickle.loads(small)
+            return serialize.load_result(self.key, small)
         return self.client._fetch([self.key])[self.key]
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
