@@ -87,7 +87,11 @@ def run_task(module: str, attr: str, args: tuple, kwargs: dict, info: dict[str, 
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:
-        _log(run_dir, f"failed {info['tid']}: {type(exc).__name__}: {exc}")
+        import traceback
+
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        _log(run_dir, f"failed {info['tid']}: {type(exc).__name__}: {exc}\n" + "".join(
+            f"    {line}\n" for line in text.rstrip("\n").splitlines()).rstrip("\n"))
         raise
     finally:
         if use_alarm:

@@ -25,10 +25,11 @@ from hpcdist.pipeline.imports import resolve_callable
 from hpcdist.pipeline.keys import function_identity, make_key_fn
 from hpcdist.pipeline.model import Pipeline, Ref
 from hpcdist.pipeline.rundir import (
-    HASH_FILE, MANIFEST, OBJECTS, copy_outputs, ensure_layout, output_hash, stored_meta, write_json,
+    HASH_FILE, MANIFEST, OBJECTS, PROGRESS, TRACEBACKS, atomic_write, copy_outputs, ensure_layout, output_hash,
+    stored_meta, write_json,
 )
 
-__all__ = ["RunResult", "Runner", "Deadline"]
+__all__ = ["RunResult", "Runner", "Deadline", "remote_traceback", "traceback_file"]
 
 #: seconds rank 0 waits past a task's timeout before it gives up on it itself
 TIMEOUT_SLACK = 2.0
@@ -36,6 +37,8 @@ TIMEOUT_SLACK = 2.0
 MANIFEST_INTERVAL = 1.0
 #: a large manifest is rewritten less often: at most this share of rank 0's time goes to it
 MANIFEST_SHARE = 0.2
+#: seconds between rewrites of progress.json (also written at the start and at the end)
+PROGRESS_INTERVAL = 15.0
 
 
 @dataclass
@@ -91,6 +94,7 @@ class _Record:
     error: str | None = None
     file: str | None = None
     dispatched: float | None = None
+    traceback: str | None = None
 
 
 class Runner:
@@ -121,8 +125,8 @@ class Runner:
         self.log = log or (lambda line: None)
         self.nonce = uuid.uuid4().hex
         self.targets = {n: pipeline.target(n) for n in pipeline.tasks}
-        identities = {n: function_identity(resolve_callable(*self.targets[n], pipeline.import_dirs))
-                      for n in pipeline.tasks}
+        identities = {n: function_identity(resolve_callable(*self.targets[n], pipeline.import_dirs),
+                                           pipeline.import_dirs, t.version) for n, t in pipeline.tasks.items()}
         self.plan = Plan(pipeline, make_key_fn(identities, self.nonce))
         self.records: dict[str, _Record] = {}
         self.futures: dict[str, Any] = {}  # tid -> future of its value (computed or loaded)
@@ -132,6 +136,7 @@ class Runner:
         self.durations: dict[str, tuple[int, float]] = {}  # task name -> (n, mean seconds)
         self.started = time.time()
         self._manifest_at = 0.0
+        self._progress_at: float | None = None
         self._manifest_cost = 0.0  # seconds the last rewrite took
         self.reason = ""
         self.previous = _previous_records(self.run_dir / MANIFEST)
@@ -213,8 +218,10 @@ class Runner:
     def _reuse(self, item: Item) -> bool:
         if not self.pipeline.tasks[item.name].cache:
             return False
-        meta = stored_meta(self.run_dir / OBJECTS, item.key)
+        meta = stored_meta(self.run_dir / OBJECTS, item.key, verify=True)
         if meta is None:
+            if (self.run_dir / OBJECTS / f"{item.key}.meta.json").exists():
+                self.log(f"{item.tid}: stored result incomplete or its sha256 does not match: recomputing")
             return False
         rec = self.records.setdefault(item.tid, _Record())
         rec.file, rec.bytes, rec.host = meta["file"], meta["bytes"], meta.get("host")
@@ -287,7 +294,7 @@ class Runner:
         if error is None and meta is None:
             error = RuntimeError(f"the result of {tid} was not stored in {self.run_dir / OBJECTS}")
         if error is not None:
-            self._failed(item, f"{type(error).__name__}: {error}")
+            self._failed(item, f"{type(error).__name__}: {error}", remote_traceback(error))
             return
         assert meta is not None
         rec.file, rec.bytes, rec.host = meta["file"], meta["bytes"], meta.get("host")
@@ -300,10 +307,18 @@ class Runner:
         self.plan.done(tid, meta.get("length"))
         self._release(item)
 
-    def _failed(self, item: Item, text: str) -> None:
+    def _failed(self, item: Item, text: str, trace: str | None = None) -> None:
         rec = self.records[item.tid]
         retries = self.pipeline.tasks[item.name].retries
         rec.error = text.splitlines()[0][:2000] if text else "failed"
+        rec.traceback = trace
+        if trace:
+            self.log(f"{item.tid}: attempt {rec.attempts} traceback:\n" + "".join(
+                f"    {line}\n" for line in trace.rstrip("\n").splitlines()))
+            try:
+                write_text_atomic(self.run_dir / TRACEBACKS / traceback_file(item.tid), trace)
+            except OSError as exc:
+                self.log(f"{item.tid}: could not write its traceback file: {exc}")
         if self.stop_event.is_set():  # lost to the interrupt (a worker that got Ctrl-C too)
             self.plan.set_state(item.tid, "not_run")
             return
@@ -343,6 +358,10 @@ class Runner:
     def _report(self) -> None:
         counts = self.plan.counts()
         self.progress(counts, len(self.running), time.time() - self.started)
+        now = time.monotonic()
+        if self._progress_at is None or now - self._progress_at >= PROGRESS_INTERVAL:
+            self._write_progress(counts, len(self.running))
+            self._progress_at = now
         if time.time() - self._manifest_at >= max(MANIFEST_INTERVAL, self._manifest_cost / MANIFEST_SHARE):
             self._write_manifest()
 
@@ -357,6 +376,8 @@ class Runner:
                 "error": rec.error or self.plan.errors.get(tid), "key": it.key or None, "output": rec.file,
                 "inputs": list(it.deps),
             }
+            if rec.traceback and state == "failed":
+                tasks[tid]["traceback"] = rec.traceback
         doc: dict[str, Any] = {
             "transfer": self._transfer(),
             "version": 1, "final": final, "started": self.started, "updated": time.time(),
@@ -388,6 +409,20 @@ class Runner:
                 total += drec.bytes
                 moved += drec.bytes if drec.rank != rec.rank else 0
         return {"input_bytes": total, "moved_bytes": moved}
+
+    def _write_progress(self, counts: dict[str, int], running: int) -> None:
+        """``progress.json``: the counts ``hpcdist status --watch`` shows (atomically replaced)."""
+        import datetime
+
+        doc = {
+            "done": counts.get("done", 0) + counts.get("cached", 0), "failed": counts.get("failed", 0),
+            "running": running, "total": sum(counts.values()),
+            "updated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        try:
+            write_json(self.run_dir / PROGRESS, doc, fsync=False)
+        except OSError as exc:  # progress is advisory: never stop a run for it
+            self.log(f"could not write {PROGRESS}: {exc}")
 
     def _write_manifest(self, **kw: Any) -> dict[str, Any]:
         start = time.time()
@@ -422,6 +457,7 @@ class Runner:
         else:
             (self.run_dir / HASH_FILE).unlink(missing_ok=True)
         doc = self._write_manifest(final=True, digest=digest, code=code)
+        self._write_progress(counts, 0)
         self.progress(counts, 0, time.time() - self.started)
         self.log(f"finished: exit status {code} ({status.EXIT_STATUSES[code][0]}), counts {counts}")
         return RunResult(code, counts, digest, self.reason, doc)
@@ -444,6 +480,30 @@ class Runner:
                 continue
             self._finish(tid, fut)
             self._report()
+
+
+def remote_traceback(error: BaseException) -> str | None:
+    """The full traceback of a task's exception: the worker's text when it came from a worker."""
+    import traceback
+
+    from hpcdist.errors import RemoteTraceback
+
+    cause = error.__cause__
+    if isinstance(cause, RemoteTraceback):
+        return cause.text
+    if error.__traceback__ is None:
+        return None
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+def traceback_file(tid: str) -> str:
+    """``squares[3]`` -> ``squares.3.txt`` (a dot never occurs in a task name)."""
+    return tid.replace("[", ".").replace("]", "") + ".txt"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text.encode(), fsync=False)
 
 
 def _previous_records(path: Path) -> dict[str, dict[str, Any]]:
