@@ -11,6 +11,9 @@ Starting from the task's callable, :func:`reachable_code` follows, transitively:
   its own namespace is followed for project functions, classes and modules defined in *other*
   files; a plain constant (None, bool, int, float, complex, str, bytes, and tuples, lists,
   sets and dicts of those, up to 10 000 elements) is hashed by value;
+* modules imported inside the function (``import helpers`` in its body): followed as above if
+  already imported, else (rank 0 does not import them) their source file alone is hashed,
+  found on ``sys.path`` without running it;
 * ``functools.partial`` objects (function and arguments), ``__wrapped__`` of decorated
   functions, bound methods and instances of project classes (their class).
 
@@ -134,6 +137,27 @@ class _Walker:
         for name in sorted(set(_all_names(code))):
             if name in namespace:
                 self.value(f"{owner} global {name}", namespace[name], name)
+        for name in sorted(set(_local_imports(code))):  # ``import helpers`` inside the function
+            if name in sys.modules:
+                self.visit(sys.modules[name])
+            else:  # not imported here yet: its source file, found without running it
+                self.source_file(name)
+
+    def source_file(self, name: str) -> None:
+        path = _find_source(name)
+        if path is None or name in self.files:
+            return
+        real = os.path.realpath(path)
+        parts = Path(real).parts
+        if "site-packages" in parts or "dist-packages" in parts or any(_under(real, r) for r in self.excluded) \
+                or not any(_under(real, r) for r in self.roots):
+            return
+        self.files[name] = real
+        try:
+            self.add(f"module {name}", Path(real).read_bytes())
+        except OSError:
+            pass
+
 
     def value(self, what: str, value: Any, name: str | None = None) -> None:
         if isinstance(value, (types.FunctionType, type, types.ModuleType, functools.partial, types.MethodType)):
@@ -192,6 +216,32 @@ def _all_names(code: types.CodeType) -> Iterable[str]:
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             yield from _all_names(const)
+
+
+def _local_imports(code: types.CodeType) -> Iterable[str]:
+    """Absolute module names imported by ``code`` and the code nested in it."""
+    import dis
+
+    for ins in dis.get_instructions(code):
+        if ins.opname == "IMPORT_NAME" and isinstance(ins.argval, str):
+            yield ins.argval
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _local_imports(const)
+
+
+def _find_source(name: str) -> str | None:
+    """The ``.py`` file of module ``name`` on ``sys.path``, found without importing anything."""
+    from importlib.machinery import PathFinder
+
+    parts = name.split(".")
+    spec = PathFinder.find_spec(parts[0], sys.path)
+    for part in parts[1:]:
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        spec = PathFinder.find_spec(part, list(spec.submodule_search_locations))
+    origin = getattr(spec, "origin", None)
+    return origin if isinstance(origin, str) and origin.endswith(".py") else None
 
 
 def _code_bytes(code: types.CodeType) -> bytes:

@@ -185,6 +185,8 @@ def _execute(client: Any, spec: Any, directory: Path, stop: threading.Event) -> 
             sys.stderr.write(_traceback_excerpt(trace, directory / TRACEBACKS / traceback_file(tid)))
     if len(failed) > 10:
         sys.stderr.write(f"hpcdist: ... and {len(failed) - 10} more failed tasks (see {directory / MANIFEST})\n")
+    for text in result.errors:
+        sys.stderr.write(f"hpcdist: error: {text}\n")
     name, meaning = status.EXIT_STATUSES[result.code]
     sys.stderr.write(f"hpcdist: pipeline {name}: {meaning}\n")
     if result.code == status.OK:
@@ -236,24 +238,21 @@ def _in_world(spec_path: str, overrides: Sequence[str], run_dir: str | None) -> 
 
 
 def _in_process(spec: Any, directory: Path, backend: str, workers: int | None, timeout: float | None) -> int:
-    import faulthandler
-
     from hpcdist.runtime.client import Client
-
-    if timeout:
-        faulthandler.dump_traceback_later(timeout, exit=True)
+    from hpcdist.runtime.entry import TIMED_OUT, TimeLimit
     from hpcdist.runtime.world import install_signal_handlers
 
     os.chdir(spec.environment.workdir)
     stop = threading.Event()
     _stop_handlers(stop)
     install_signal_handlers(0)  # SIGUSR1: the walltime warning, as on rank 0 of an MPI world
+    limit = TimeLimit(timeout, signal.SIGTERM)  # SIGTERM: stops the run as a cancel does
     try:
         with Client(backend=backend, workers=workers) as client:
-            return _execute(client, spec, directory, stop)
+            code = _execute(client, spec, directory, stop)
     finally:
-        if timeout:
-            faulthandler.cancel_dump_traceback_later()
+        limit.cancel()
+    return TIMED_OUT if limit.fired else code
 
 
 def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) -> int:

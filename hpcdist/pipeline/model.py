@@ -355,7 +355,7 @@ def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDe
         else:
             resources = v["resources"].plain()
     cache = p.scalar(v.get("cache"), f"{path}.cache", (bool,), "true or false")
-    version = p.scalar(v.get("version"), f"{path}.version", (str,), "a string in quotes, e.g. version: \"2\"")
+    version = p.scalar(v.get("version"), f"{path}.version", (str, int), "a string or an integer, e.g. version: 2")
     task = TaskDef(
         name=name, call=call, args=tuple(args), kwargs=dict(kwargs), map=map_, after=after,
         retries=retries or 0, timeout=float(timeout) if timeout is not None else None, workers=workers,

@@ -190,16 +190,20 @@ def copy_outputs(run_dir: Path, saved: dict[str, list[str | None]], mapped: set[
     out_dir = run_dir / OUTPUTS
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".outputs-"))
     written = []
-    for name, files in saved.items():
-        if name in mapped:
-            (tmp / name).mkdir()
-        for i, f in enumerate(files):
-            if f is None:
-                continue
-            ext = f.rsplit(".", 1)[-1]
-            rel = f"{name}/{i:05d}.{ext}" if name in mapped else f"{name}.{ext}"
-            shutil.copyfile(run_dir / OBJECTS / f, tmp / rel)
-            written.append(f"{OUTPUTS}/{rel}")
+    try:
+        for name, files in saved.items():
+            if name in mapped:
+                (tmp / name).mkdir()
+            for i, f in enumerate(files):
+                if f is None:
+                    continue
+                ext = f.rsplit(".", 1)[-1]
+                rel = f"{name}/{i:05d}.{ext}" if name in mapped else f"{name}.{ext}"
+                shutil.copyfile(run_dir / OBJECTS / f, tmp / rel)
+                written.append(f"{OUTPUTS}/{rel}")
+    except BaseException:  # disk full, say: the old outputs/ stay, nothing half-copied is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = run_dir / ".outputs-old"
     shutil.rmtree(old, ignore_errors=True)  # left by a run killed in the middle of this swap
     if out_dir.exists():

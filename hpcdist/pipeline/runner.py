@@ -25,7 +25,7 @@ from hpcdist.pipeline.imports import resolve_callable
 from hpcdist.pipeline.keys import function_identity, make_key_fn
 from hpcdist.pipeline.model import Pipeline, Ref
 from hpcdist.pipeline.rundir import (
-    HASH_FILE, MANIFEST, OBJECTS, PROGRESS, TRACEBACKS, atomic_write, copy_outputs, ensure_layout, output_hash,
+    HASH_FILE, MANIFEST, OBJECTS, OUTPUTS, PROGRESS, TRACEBACKS, atomic_write, copy_outputs, ensure_layout, output_hash,
     stored_meta, write_json,
 )
 
@@ -81,6 +81,7 @@ class RunResult:
     output_hash: str
     reason: str = ""
     manifest: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # what could not be written (disk full ...)
 
 
 @dataclass
@@ -139,6 +140,7 @@ class Runner:
         self._progress_at: float | None = None
         self._manifest_cost = 0.0  # seconds the last rewrite took
         self.reason = ""
+        self.io_errors: list[str] = []  # writes to the run directory that failed (disk full ...)
         self.previous = _previous_records(self.run_dir / MANIFEST)
         # task name -> the definitions that depend on it; tid -> dependents known to be finished
         self.consumers = {n: [m for m, t in pipeline.tasks.items() if n in t.deps] for n in pipeline.tasks}
@@ -294,6 +296,8 @@ class Runner:
         if error is None and meta is None:
             error = RuntimeError(f"the result of {tid} was not stored in {self.run_dir / OBJECTS}")
         if error is not None:
+            if disk_full(error):
+                self._io_failed(f"{tid}: its result could not be stored: {error}")
             self._failed(item, f"{type(error).__name__}: {error}", remote_traceback(error))
             return
         assert meta is not None
@@ -330,6 +334,14 @@ class Runner:
         self.log(f"{item.tid}: failed after {rec.attempts} attempt(s): {rec.error}")
         self.plan.set_state(item.tid, "failed")
 
+    def _io_failed(self, text: str) -> None:
+        """The run directory's file system is full: dispatch nothing new, keep what is stored."""
+        self.io_errors.append(text)
+        self.log(f"write failed: {text}; no new tasks")
+        if not self.plan.stopped:
+            self.reason = self.reason or "disk_full"
+            self.plan.stop()
+
     def _check_timeouts(self) -> None:
         now = time.time()
         for tid, fut in list(self.running.items()):
@@ -363,7 +375,14 @@ class Runner:
             self._write_progress(counts, len(self.running))
             self._progress_at = now
         if time.time() - self._manifest_at >= max(MANIFEST_INTERVAL, self._manifest_cost / MANIFEST_SHARE):
-            self._write_manifest()
+            try:
+                self._write_manifest()
+            except OSError as exc:  # the previous manifest stays (atomic); retried at the next report
+                self._manifest_at = time.time()
+                if disk_full(exc):
+                    self._io_failed(f"{MANIFEST} could not be written: {exc}")
+                else:
+                    self.log(f"{MANIFEST} could not be written: {exc}")
 
     def _manifest(self, final: bool = False, digest: str | None = None, code: int | None = None) -> dict[str, Any]:
         tasks = {}
@@ -440,11 +459,17 @@ class Runner:
         for name in self.pipeline.save:
             tids = [t for t in self.plan.group(name) or [] if not t.endswith("[]")]
             saved[name] = [self.records[t].file if self.plan.items[t].state in OK_STATES else None for t in tids]
-        copy_outputs(self.run_dir, saved, {n for n in self.pipeline.save if self.plan.is_mapped(n)})
+        try:
+            copy_outputs(self.run_dir, saved, {n for n in self.pipeline.save if self.plan.is_mapped(n)})
+        except OSError as exc:
+            self.io_errors.append(f"the outputs could not be copied to {self.run_dir / OUTPUTS}: {exc}")
+            self.log(self.io_errors[-1])
         digest = output_hash(self.run_dir)
         counts = self.plan.counts()
         bad = counts.get("failed", 0) + counts.get("skipped", 0)
-        if self.reason == "interrupted":
+        if self.io_errors:
+            code = status.IO_ERROR
+        elif self.reason == "interrupted":
             code = status.INTERRUPTED
         elif self.reason == "walltime":
             code = status.WALLTIME
@@ -452,15 +477,25 @@ class Runner:
             code = status.TASKS_FAILED
         else:
             code = status.OK
-        if code == status.OK:
-            (self.run_dir / HASH_FILE).write_text(digest + "\n")
-        else:
-            (self.run_dir / HASH_FILE).unlink(missing_ok=True)
-        doc = self._write_manifest(final=True, digest=digest, code=code)
+        try:
+            if code == status.OK:
+                atomic_write(self.run_dir / HASH_FILE, (digest + "\n").encode())
+            else:
+                (self.run_dir / HASH_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            code = status.IO_ERROR
+            self.io_errors.append(f"{self.run_dir / HASH_FILE} could not be written: {exc}")
+        try:
+            doc = self._write_manifest(final=True, digest=digest, code=code)
+        except OSError as exc:
+            if code != status.IO_ERROR:
+                code = status.IO_ERROR
+            self.io_errors.append(f"the final {MANIFEST} could not be written ({exc}); the one before stays")
+            doc = self._manifest(final=True, digest=digest, code=code)
         self._write_progress(counts, 0)
         self.progress(counts, 0, time.time() - self.started)
         self.log(f"finished: exit status {code} ({status.EXIT_STATUSES[code][0]}), counts {counts}")
-        return RunResult(code, counts, digest, self.reason, doc)
+        return RunResult(code, counts, digest, self.reason, doc, list(self.io_errors))
 
     def _drain(self) -> None:
         """After a stop: let running tasks finish while the deadline allows."""
@@ -480,6 +515,13 @@ class Runner:
                 continue
             self._finish(tid, fut)
             self._report()
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the file system is full (or the quota is exhausted)."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def remote_traceback(error: BaseException) -> str | None:

@@ -117,7 +117,7 @@ def run_local(script: str, args: Sequence[str], backend: str, workers: int | Non
     Returns:
         The exit status of the script (130 after Ctrl-C or SIGTERM, 124 after the timeout).
     """
-    timer = _Deadline(timeout, signal.SIGINT)
+    timer = TimeLimit(timeout, signal.SIGINT)
     try:
         code = exec_script(script, args, backend=backend, workers=workers)
     finally:
@@ -125,8 +125,10 @@ def run_local(script: str, args: Sequence[str], backend: str, workers: int | Non
     return TIMED_OUT if timer.fired else code
 
 
-class _Deadline:
-    """After ``timeout`` seconds send ``sig`` to this process; :data:`STOP_GRACE` later, exit 124."""
+class TimeLimit:
+    """``hpcdist run --timeout``: after ``timeout`` seconds send ``sig`` to this process (which
+    stops the run in order); if it is still there :data:`STOP_GRACE` seconds later, print every
+    thread's stack and exit with 124. ``fired`` tells whether the time ran out."""
 
     def __init__(self, timeout: float | None, sig: int) -> None:
         self.fired = False

@@ -66,6 +66,7 @@ JOBS = {
                 "tasks.py", "return x + 1", "return x + 8", True),
     "lambda_inside": ("def job(x):\n    return list(map(lambda y: local(y), [x]))\n", "tasks.py",
                       "return x + 1", "return x + 9", True),
+    "import_inside": ("def job(x):\n    import deep\n    return deep.g(x)\n", "deep.py", "x * 10", "x * 13", True),
     "own_body": ("def job(x):\n    return x\n", "tasks.py", "return x\n", "return x + 0\n", True),
     "unrelated_function": ("def job(x):\n    return local(x)\n", "tasks.py", "return x - 1", "return x - 2", False),
     "unrelated_helper": ("def job(x):\n    return h(x)\n", "helpers.py", "def other(x):\n    return x",
