@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpcdist.pipeline import status
-from hpcdist.pipeline.execute import Element, TaskTimeout, load_stored, run_task
+from hpcdist.pipeline.execute import Element, TaskInterrupted, TaskTimeout, load_stored, run_task
 from hpcdist.pipeline.graph import OK_STATES, TERMINAL, Item, Plan
 from hpcdist.pipeline.imports import resolve_callable
 from hpcdist.pipeline.keys import function_identity, make_key_fn
@@ -296,6 +296,8 @@ class Runner:
         if error is None and meta is None:
             error = RuntimeError(f"the result of {tid} was not stored in {self.run_dir / OBJECTS}")
         if error is not None:
+            if isinstance(error, TaskInterrupted) and not self.stop_event.is_set():
+                self.stop_event.wait(0.5)  # the same cancel is reaching rank 0 now
             if disk_full(error):
                 self._io_failed(f"{tid}: its result could not be stored: {error}")
             self._failed(item, f"{type(error).__name__}: {error}", remote_traceback(error))
