@@ -172,7 +172,8 @@ def _execute(client: Any, spec: Any, directory: Path, stop: threading.Event) -> 
     progress = Progress()
     try:
         runner = Runner(client, spec.program.parsed, directory, deadline=Deadline.from_environment(
-            spec.resources.walltime), walltime_event=walltime_warning, stop_event=stop, progress=progress, log=log)
+            spec.resources.walltime), walltime_event=walltime_warning, stop_event=stop, progress=progress, log=log,
+            cancelled=lambda: _cancel_requested(directory))
         result = runner.run()
         progress.close(result.counts, 0, time.time() - runner.started)
     finally:
@@ -192,6 +193,24 @@ def _execute(client: Any, spec: Any, directory: Path, stop: threading.Event) -> 
     if result.code == status.OK:
         click.echo(f"hpcdist: output_hash {result.output_hash}")
     return result.code
+
+
+def _cancel_requested(directory: Path) -> bool:
+    """Whether ``hpcdist cancel`` noted a cancel of this run's job (``job.json``) for this job."""
+    import json
+
+    try:
+        record = json.loads((directory / "job.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or not record.get("cancel_requested"):
+        return False
+    here = os.environ.get("SLURM_JOB_ID") or os.environ.get("JOB_ID")
+    if here is not None and str(record.get("job_id")) != here:
+        return False
+    sys.stderr.write("hpcdist: job cancelled (hpcdist cancel): stopping, finished results are kept\n")
+    sys.stderr.flush()
+    return True
 
 
 def _traceback_excerpt(trace: str, path: Path) -> str:

@@ -110,12 +110,14 @@ class Runner:
         stop_event: set on Ctrl-C/SIGTERM.
         progress: called with ``(counts, running, elapsed)`` after every change.
         log: receives plain log lines (rank 0's log).
+        cancelled: asked when the walltime warning comes: True if it is really a cancel
+            (Grid Engine's qdel -notify sends the same signal), which stops as SIGTERM does.
     """
 
     def __init__(self, client: Any, pipeline: Pipeline, run_dir: Path, *, deadline: Deadline | None = None,
                  walltime_event: threading.Event | None = None, stop_event: threading.Event | None = None,
                  progress: Callable[[dict[str, int], int, float], None] | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, cancelled: Callable[[], bool] | None = None) -> None:
         self.client = client
         self.pipeline = pipeline
         self.run_dir = Path(run_dir)
@@ -124,6 +126,7 @@ class Runner:
         self.stop_event = stop_event or threading.Event()
         self.progress = progress or (lambda counts, running, elapsed: None)
         self.log = log or (lambda line: None)
+        self.cancelled = cancelled or (lambda: False)
         self.nonce = uuid.uuid4().hex
         self.targets = {n: pipeline.target(n) for n in pipeline.tasks}
         identities = {n: function_identity(resolve_callable(*self.targets[n], pipeline.import_dirs),
@@ -180,6 +183,9 @@ class Runner:
     def _check_stop(self) -> None:
         if self.plan.stopped:
             return
+        if self.walltime_event.is_set() and not self.stop_event.is_set() and self.cancelled():
+            self.log("the warning signal came with a cancel request (hpcdist cancel): stopping as cancelled")
+            self.stop_event.set()
         if self.stop_event.is_set():
             self.reason = "interrupted"
             self.log("interrupted: cancelling running tasks")

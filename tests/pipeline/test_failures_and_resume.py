@@ -153,7 +153,7 @@ def test_the_version_field_forces_a_recompute(failing) -> None:
     assert {t for t, s in st.items() if s == "done"} == {"b[0]", "b[1]"}
 
 
-def test_version_must_be_a_string(failing) -> None:
+def test_version_must_be_a_string_or_an_integer(failing) -> None:
     spec = failing(RESUME_BODY.replace("{call: plain, map: [1, 2]}", "{call: plain, map: [1, 2], version: [1]}"))
     proc = subprocess.run([sys.executable, "-m", "hpcdist", "validate", str(spec)], capture_output=True, text=True,
                           timeout=60)
