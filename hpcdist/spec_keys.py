@@ -128,8 +128,8 @@ TASK = Key("task", "section", "One task: a call of a Python function.", None, ch
     Key("workers", "hosts", "Preferred worker ranks or host names (a hint).", [], [1, 2]),
     Key("resources", "mapping", "Free-form hints, kept in the spec; not enforced.", {}, {"memory": "2GiB"}),
     Key("cache", "bool", "false: always recompute (and so everything downstream).", True, True),
-    Key("version", "label", "A string or integer; changing it invalidates the stored results of this task (and downstream).",
-        None, "2"),
+    Key("version", "label", "A string or integer; changing it invalidates the stored results of this task "
+        "(and downstream).", None, "2"),
 ))
 
 PIPELINE = Key("pipeline", "mapping", "A task graph of Python functions (docs/pipelines.md).", None,

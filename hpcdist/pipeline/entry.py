@@ -13,7 +13,6 @@ Three ways in:
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 import threading
@@ -234,7 +233,7 @@ def _in_world(spec_path: str, overrides: Sequence[str], run_dir: str | None) -> 
             raise HpcdistError("inside an MPI world, hpcdist run SPEC needs --run-dir (or HPCDIST_RUN_DIR)")
         directory = Path(os.path.abspath(run_dir))
         ensure_layout(directory)
-        world_lock = RunLock.take(directory, WORLD)  # held until this process ends
+        held = RunLock.take(directory, WORLD)  # noqa: F841 - held until this process ends
         (directory / LOGS / PID_FILE).write_text(f"{os.getpid()}\n")
         if (directory / SPEC_FILE).is_file():  # the resolved spec written at submission wins
             spec_path = str(directory / SPEC_FILE)

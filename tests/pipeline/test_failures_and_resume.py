@@ -74,7 +74,8 @@ FAILURES = [("direct[0]", "ValueError: boom 1", "in direct"), ("direct[1]", "Val
             ("nested", "KeyError: 'deep 7'", "in deeper")]
 
 
-@pytest.mark.parametrize("launch", [("--backend", "thread", "--workers", "2"), ("--backend", "process", "--workers", "2"),
+@pytest.mark.parametrize("launch", [("--backend", "thread", "--workers", "2"),
+                                    ("--backend", "process", "--workers", "2"),
                                     pytest.param(("-n", "3", "--timeout", str(TIMEOUT)), marks=pytest.mark.mpi)],
                          ids=["thread", "process", "mpi"])
 def test_a_failed_task_keeps_its_full_traceback_everywhere(failing, tmp_path, launch) -> None:
