@@ -65,7 +65,7 @@ def _interruptible(tid: str) -> dict[int, Any]:
     for sig in (signal.SIGTERM, signal.SIGINT):
         previous = signal.getsignal(sig)
         if not callable(previous) or previous is signal.default_int_handler:
-            continue  # not a worker that waits for rank 0 (e.g. inline on the local backend)
+            continue  # the default action (or ignored): nothing here survives the signal to stop in order
 
         def on_stop(signum: int, frame: Any, previous: Any = previous) -> None:
             previous(signum, frame)
