@@ -71,7 +71,9 @@ def run_spec(spec_path: str, *, nranks: int | None = None, backend: str | None =
     if in_mpi_world():
         return _in_world(spec_path, overrides, run_dir or resume or os.environ.get("HPCDIST_RUN_DIR"))
     from hpcdist.backends import canonical_name
-    from hpcdist.runtime.entry import split_run_options
+    from hpcdist.runtime.entry import check_timeout, split_run_options
+
+    check_timeout(timeout)
 
     spec = _load(spec_path, overrides)
     if nranks is None and workers is None and (backend is None or canonical_name(backend, "--backend") == "mpi"):

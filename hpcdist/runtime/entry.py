@@ -77,6 +77,16 @@ def terminate_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def check_timeout(timeout: float | None) -> None:
+    """``--timeout`` must be a finite number of seconds > 0.
+
+    Raises:
+        HpcdistError: otherwise.
+    """
+    if timeout is not None and not (0 < timeout < math.inf):
+        raise HpcdistError(f"--timeout {timeout:g}: expected a number of seconds > 0")
+
+
 def split_run_options(backend: str | None, nranks: int | None, workers: int | None) -> tuple[str, int, int | None]:
     """Check ``hpcdist run``'s ``--backend``, ``-n`` and ``--workers`` together.
 

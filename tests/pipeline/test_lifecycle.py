@@ -293,3 +293,15 @@ def test_a_run_directory_in_use_is_refused_with_a_clear_error(project, launch, l
     assert (run_dir / "manifest.json").read_bytes() == before  # nothing touched
     code, _, err, _ = run(spec, *launch, "--resume", str(run_dir), "--timeout", str(TIMEOUT))
     assert code == 0, err  # free again once the holder is gone
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+@pytest.mark.parametrize("target", ["spec", "script"])
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(project, tmp_path, value, target) -> None:
+    path = str(project()) if target == "spec" else str(tmp_path / "driver.py")
+    (tmp_path / "driver.py").write_text("print('ran')\n")
+    proc = subprocess.run([sys.executable, "-m", "hpcdist", "run", "--backend", "thread", "--timeout", value, path],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 1 and "ran" not in proc.stdout
+    assert proc.stderr.strip().splitlines() == [f"hpcdist: error: --timeout {float(value):g}: expected a number "
+                                                "of seconds > 0"]
