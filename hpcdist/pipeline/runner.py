@@ -22,6 +22,7 @@ from hpcdist.pipeline import status
 from hpcdist.pipeline.execute import Element, TaskInterrupted, TaskTimeout, load_stored, run_task
 from hpcdist.pipeline.graph import OK_STATES, TERMINAL, Item, Plan
 from hpcdist.pipeline.imports import resolve_callable
+from hpcdist.pipeline.codehash import reachable_code
 from hpcdist.pipeline.keys import function_identity, make_key_fn
 from hpcdist.pipeline.model import Pipeline, Ref
 from hpcdist.pipeline.rundir import (
@@ -129,8 +130,12 @@ class Runner:
         self.cancelled = cancelled or (lambda: False)
         self.nonce = uuid.uuid4().hex
         self.targets = {n: pipeline.target(n) for n in pipeline.tasks}
-        identities = {n: function_identity(resolve_callable(*self.targets[n], pipeline.import_dirs),
-                                           pipeline.import_dirs, t.version) for n, t in pipeline.tasks.items()}
+        identities = {}
+        self.covered: dict[str, list[str]] = {}  # task name -> what its code hash covers (rank 0's log)
+        for n, t in pipeline.tasks.items():
+            fn = resolve_callable(*self.targets[n], pipeline.import_dirs)
+            identities[n] = function_identity(fn, pipeline.import_dirs, t.version)
+            self.covered[n] = reachable_code(fn, pipeline.import_dirs)[1]
         self.plan = Plan(pipeline, make_key_fn(identities, self.nonce))
         self.records: dict[str, _Record] = {}
         self.futures: dict[str, Any] = {}  # tid -> future of its value (computed or loaded)
@@ -156,6 +161,9 @@ class Runner:
         ensure_layout(self.run_dir)
         capacity = max(1, self.client.nworkers)
         self.log(f"run {self.run_dir}: {len(self.pipeline.tasks)} task definitions, {capacity} workers")
+        for name, covered in self.covered.items():
+            more = f" and {len(covered) - 30} more" if len(covered) > 30 else ""
+            self.log(f"{name}: the key covers {', '.join(covered[:30])}{more}")
         while True:
             self._check_stop()
             self._take_ready(capacity)

@@ -139,6 +139,8 @@ def test_resume_recomputes_exactly_the_tasks_whose_reachable_code_changed(failin
     again = {tid.split("[")[0] for tid, s in st.items() if s == "done"}
     assert again == rerun, st
     assert {s for s in st.values()} <= {"done", "cached"}
+    log = (run_dir / "logs/rank-0.log").read_text()
+    assert "a: the key covers function flib:uses_helper, module helpers" in log  # what is hashed, logged
     fresh = run(spec, "--backend", "thread", "--workers", "2")
     assert digest(out) == digest(fresh[1])  # the resumed result is the one a fresh run gives
 
