@@ -49,11 +49,11 @@ def postmortem_command(state_dir: str) -> None:
 
 @cli.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("-n", "--ranks", "nranks", type=int, default=None,
-              help="MPI ranks, rank 0 (scheduler and driver) included  [default: 4].")
+              help="MPI ranks, rank 0 (scheduler and driver) included  [default: a spec's resources.ranks, else 4].")
 @click.option("--backend", default=None, metavar="NAME",
               help="local, thread, process or mpi (or an alias); default mpi, under mpiexec.")
 @click.option("--workers", type=int, default=None, help="Workers (thread/process; mpi: ranks - 1).")
-@click.option("--timeout", type=float, default=None, help="Kill the job after this many seconds.")
+@click.option("--timeout", type=float, default=None, help="Stop the run after this many seconds (exit status 124).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="SPEC only: override a spec key (repeatable).")
 @click.option("--resume", type=click.Path(file_okay=False), default=None, metavar="RUN_DIR",
@@ -69,7 +69,9 @@ def run_command(nranks: int | None, backend: str | None, workers: int | None, ti
 
     With a job spec (`hpcdist run SPEC.yaml [-n 4] [--set k=v] [--resume RUN_DIR]`) it runs the
     spec's pipeline and prints the run directory (see docs/pipelines.md)."""
-    from hpcdist.runtime.entry import run_local, run_script, split_run_options
+    from hpcdist.runtime.entry import check_timeout, run_local, run_script, split_run_options
+
+    check_timeout(timeout)
 
     # --- pipelines (issue 5) ---
     from hpcdist.pipeline.entry import is_spec, parse_trailing, run_spec

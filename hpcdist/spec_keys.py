@@ -156,6 +156,8 @@ TASK = Key("task", "section", "One task: a call of a Python function.", None, ch
     Key("workers", "hosts", "Preferred worker ranks or host names (a hint).", [], [1, 2]),
     Key("resources", "mapping", "Free-form hints, kept in the spec; not enforced.", {}, {"memory": "2GiB"}),
     Key("cache", "bool", "false: always recompute (and so everything downstream).", True, True),
+    Key("version", "label", "A string or integer; changing it invalidates the stored results of this task "
+        "(and downstream).", None, "2"),
 ))
 
 PIPELINE = Key("pipeline", "mapping", "A task graph of Python functions (docs/pipelines.md).", None,
@@ -534,6 +536,8 @@ def _schema(key: Key) -> dict[str, Any]:
         name = {"type": "string", "pattern": f"^(?:{key.pattern})$"}
         ref = {"type": "object", "properties": {"ref": name}, "required": ["ref"], "additionalProperties": False}
         s = {"anyOf": [name, {"type": "array", "minItems": 1}, ref]}
+    elif kind == "label":
+        s = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]}
     elif kind == "hosts":
         one = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "minLength": 1}]}
         s = {"anyOf": [one, {"type": "array", "items": one}]}

@@ -40,8 +40,11 @@ trap 'forward TERM' TERM
 trap 'forward INT' INT
 ${warning_timer}
 
+# qdel -notify sends USR2 to the whole job and mpiexec dies of it: the launcher inherits "ignore"
+trap '' USR2
 ${launch} &
 LAUNCHER_PID=$!
+trap 'forward USR1' USR2
 RC=0
 while :; do
   SIGNALLED=0

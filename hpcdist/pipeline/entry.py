@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,14 +24,16 @@ import click
 
 from hpcdist.errors import HpcdistError, SpecError
 from hpcdist.pipeline import status
-from hpcdist.pipeline.rundir import LOGS, MANIFEST, OBJECTS, atomic_write, ensure_layout
+from hpcdist.pipeline.rundir import LOGS, MANIFEST, OBJECTS, TRACEBACKS, atomic_write, ensure_layout
+from hpcdist.pipeline.lock import LAUNCHER, WORLD, RunLock, check_free
+from hpcdist.pipeline.runner import traceback_file
 
 __all__ = ["is_spec", "run_spec", "parse_trailing"]
 
 SPEC_FILE = "spec.yaml"
 PID_FILE = "rank-0.pid"
-#: seconds between forwarding a stop to rank 0 and killing the launcher
-STOP_GRACE = 4.0
+#: lines of a failed task's traceback printed on the console (the end, where it raised)
+TRACEBACK_LINES = 6
 
 
 def is_spec(path: str) -> bool:
@@ -69,17 +70,34 @@ def run_spec(spec_path: str, *, nranks: int | None = None, backend: str | None =
 
     if in_mpi_world():
         return _in_world(spec_path, overrides, run_dir or resume or os.environ.get("HPCDIST_RUN_DIR"))
-    from hpcdist.runtime.entry import split_run_options
+    from hpcdist.backends import canonical_name
+    from hpcdist.runtime.entry import check_timeout, split_run_options
 
-    name, nranks_, workers = split_run_options(backend, nranks, workers)
+    check_timeout(timeout)
+
     spec = _load(spec_path, overrides)
+    if nranks is None and workers is None and (backend is None or canonical_name(backend, "--backend") == "mpi"):
+        nranks = spec.resources.ranks  # the spec's world size unless -n/--workers say otherwise
+    name, nranks_, workers = split_run_options(backend, nranks, workers)
     if spec.program.parsed is None:  # a spec whose program is a script: run that script
         return _run_script_spec(spec, name, nranks_, workers, timeout, resume or run_dir)
-    directory = _prepare_run_dir(spec, resume or run_dir, must_exist=resume is not None)
-    click.echo(f"hpcdist: run directory: {directory}")
-    if name == "mpi":
-        return _launch_mpi(spec, directory, nranks_, timeout)
-    return _in_process(spec, directory, name, workers, timeout)
+    directory = _choose_run_dir(spec, resume or run_dir, must_exist=resume is not None)
+    ensure_layout(directory)
+    lock = RunLock.take(directory, LAUNCHER)
+    try:
+        if name == "mpi":
+            check_free(directory, WORLD)  # a batch job, or a world still wrapping up, works here
+        _write_spec(spec, directory)
+        click.echo(f"hpcdist: run directory: {directory}")
+        if name == "mpi":
+            return _launch_mpi(spec, directory, nranks_, timeout)
+        world_lock = RunLock.take(directory, WORLD)
+        try:
+            return _in_process(spec, directory, name, workers, timeout)
+        finally:
+            world_lock.release()
+    finally:
+        lock.release()
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -104,29 +122,33 @@ def _run_script_spec(spec: Any, backend: str, nranks: int, workers: int | None, 
     return run_script(script, args, nranks, timeout=timeout)
 
 
-def _prepare_run_dir(spec: Any, given: str | None, must_exist: bool) -> Path:
-    from hpcdist.jobs import spec_to_yaml
-
+def _choose_run_dir(spec: Any, given: str | None, must_exist: bool) -> Path:
     if given:
         directory = Path(os.path.abspath(given))
         if must_exist and not ((directory / MANIFEST).exists() or (directory / OBJECTS).is_dir()):
             raise HpcdistError(f"--resume {given}: not a pipeline run directory (no {MANIFEST} or {OBJECTS}/)")
-    else:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        directory, n = spec.run_dir(stamp), 1
-        while directory.exists():
-            n += 1
-            directory = spec.run_dir(f"{stamp}-{n}")
-    ensure_layout(directory)
+        return directory
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    directory, n = spec.run_dir(stamp), 1
+    while directory.exists():
+        n += 1
+        directory = spec.run_dir(f"{stamp}-{n}")
+    return directory
+
+
+def _write_spec(spec: Any, directory: Path) -> None:
+    from hpcdist.jobs import spec_to_yaml
+
     text = spec_to_yaml(spec).replace("by hpcdist submit", "by hpcdist run", 1)
     atomic_write(directory / SPEC_FILE, text.encode())
-    return directory
 
 
 def _stop_handlers(stop: threading.Event) -> None:
     def on_stop(signum: int, frame: Any) -> None:
         if not stop.is_set():
-            sys.stderr.write(f"hpcdist: {signal.Signals(signum).name}: stopping; finished results are kept\n")
+            sys.stderr.write(f"hpcdist: {signal.Signals(signum).name}: cancelled; stopping, finished results "
+                             "are kept\n")
+            sys.stderr.flush()
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -151,17 +173,22 @@ def _execute(client: Any, spec: Any, directory: Path, stop: threading.Event) -> 
     progress = Progress()
     try:
         runner = Runner(client, spec.program.parsed, directory, deadline=Deadline.from_environment(
-            spec.resources.walltime), walltime_event=walltime_warning, stop_event=stop, progress=progress, log=log)
+            spec.resources.walltime), walltime_event=walltime_warning, stop_event=stop, progress=progress, log=log,
+            cancelled=lambda: _cancel_requested(directory))
         result = runner.run()
         progress.close(result.counts, 0, time.time() - runner.started)
     finally:
         log_fh.close()
     tasks = result.manifest.get("tasks", {})
-    failed = [(tid, t["error"]) for tid, t in tasks.items() if t["status"] == "failed"]
-    for tid, error in failed[:10]:
+    failed = [(tid, t["error"], t.get("traceback")) for tid, t in tasks.items() if t["status"] == "failed"]
+    for tid, error, trace in failed[:10]:
         sys.stderr.write(f"hpcdist: task {tid} failed: {error}\n")
+        if trace:
+            sys.stderr.write(_traceback_excerpt(trace, directory / TRACEBACKS / traceback_file(tid)))
     if len(failed) > 10:
         sys.stderr.write(f"hpcdist: ... and {len(failed) - 10} more failed tasks (see {directory / MANIFEST})\n")
+    for text in result.errors:
+        sys.stderr.write(f"hpcdist: error: {text}\n")
     name, meaning = status.EXIT_STATUSES[result.code]
     sys.stderr.write(f"hpcdist: pipeline {name}: {meaning}\n")
     if result.code == status.OK:
@@ -169,9 +196,38 @@ def _execute(client: Any, spec: Any, directory: Path, stop: threading.Event) -> 
     return result.code
 
 
+def _cancel_requested(directory: Path) -> bool:
+    """Whether ``hpcdist cancel`` noted a cancel of this run's job (``job.json``) for this job."""
+    import json
+
+    try:
+        record = json.loads((directory / "job.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or not record.get("cancel_requested"):
+        return False
+    here = os.environ.get("SLURM_JOB_ID") or os.environ.get("JOB_ID")
+    if here is not None and str(record.get("job_id")) != here:
+        return False
+    sys.stderr.write("hpcdist: job cancelled (hpcdist cancel): stopping, finished results are kept\n")
+    sys.stderr.flush()
+    return True
+
+
+def _traceback_excerpt(trace: str, path: Path) -> str:
+    """The first line (where the task ran) and the last lines (where it raised) of a traceback,
+    and the file that holds all of it."""
+    lines = trace.rstrip("\n").splitlines()
+    shown = lines if len(lines) <= TRACEBACK_LINES + 1 else [lines[0], "...", *lines[-TRACEBACK_LINES:]]
+    out = "".join(f"hpcdist:   | {line}\n" for line in shown)
+    return out + f"hpcdist:   full traceback ({len(lines)} lines): {path}\n"
+
+
 def _in_world(spec_path: str, overrides: Sequence[str], run_dir: str | None) -> int:
     from hpcdist.runtime.client import Client
 
+    stop = threading.Event()
+    _stop_handlers(stop)  # before the world starts: a cancel meanwhile still ends in order
     client = Client(backend="mpi")  # ranks other than 0 serve as workers and exit inside
     code = status.INTERNAL
     try:
@@ -179,6 +235,7 @@ def _in_world(spec_path: str, overrides: Sequence[str], run_dir: str | None) -> 
             raise HpcdistError("inside an MPI world, hpcdist run SPEC needs --run-dir (or HPCDIST_RUN_DIR)")
         directory = Path(os.path.abspath(run_dir))
         ensure_layout(directory)
+        held = RunLock.take(directory, WORLD)  # noqa: F841 - held until this process ends
         (directory / LOGS / PID_FILE).write_text(f"{os.getpid()}\n")
         if (directory / SPEC_FILE).is_file():  # the resolved spec written at submission wins
             spec_path = str(directory / SPEC_FILE)
@@ -186,8 +243,6 @@ def _in_world(spec_path: str, overrides: Sequence[str], run_dir: str | None) -> 
         if spec.program.parsed is None:
             raise SpecError(f"{spec_path}: program: inside an MPI world hpcdist run SPEC runs pipelines only")
         os.chdir(spec.environment.workdir)
-        stop = threading.Event()
-        _stop_handlers(stop)
         code = _execute(client, spec, directory, stop)
     except HpcdistError as exc:
         sys.stderr.write(f"hpcdist: error: {exc}\n")
@@ -203,28 +258,25 @@ def _in_world(spec_path: str, overrides: Sequence[str], run_dir: str | None) -> 
 
 
 def _in_process(spec: Any, directory: Path, backend: str, workers: int | None, timeout: float | None) -> int:
-    import faulthandler
-
     from hpcdist.runtime.client import Client
-
-    if timeout:
-        faulthandler.dump_traceback_later(timeout, exit=True)
+    from hpcdist.runtime.entry import TIMED_OUT, TimeLimit
     from hpcdist.runtime.world import install_signal_handlers
 
     os.chdir(spec.environment.workdir)
     stop = threading.Event()
     _stop_handlers(stop)
     install_signal_handlers(0)  # SIGUSR1: the walltime warning, as on rank 0 of an MPI world
+    limit = TimeLimit(timeout, signal.SIGTERM)  # SIGTERM: stops the run as a cancel does
     try:
         with Client(backend=backend, workers=workers) as client:
-            return _execute(client, spec, directory, stop)
+            code = _execute(client, spec, directory, stop)
     finally:
-        if timeout:
-            faulthandler.cancel_dump_traceback_later()
+        limit.cancel()
+    return TIMED_OUT if limit.fired else code
 
 
 def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) -> int:
-    from hpcdist.runtime.entry import local_mpiexec, mpiexec_env, postmortem
+    from hpcdist.runtime.entry import launch_env, local_mpiexec, postmortem, start_launcher, wait_launcher
 
     mpiexec = local_mpiexec(nranks)
     state_dir = directory / "ranks"
@@ -234,7 +286,7 @@ def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) 
         pid_file.unlink()
     except FileNotFoundError:
         pass
-    env = mpiexec_env(timeout, HPCDIST_STATE_DIR=str(state_dir), HPCDIST_RUN_DIR=str(directory))
+    env = launch_env(timeout, HPCDIST_STATE_DIR=str(state_dir), HPCDIST_RUN_DIR=str(directory))
     argv = [mpiexec, "-n", str(nranks), sys.executable, "-m", "hpcdist", "run", str(directory / SPEC_FILE),
             "--run-dir", str(directory)]
     # handlers first: a Ctrl-C while the world starts must not orphan it
@@ -248,30 +300,21 @@ def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) 
             sys.stderr.write("hpcdist: walltime warning arrived before rank 0 started; ignored\n")
 
     signal.signal(signal.SIGUSR1, forward_warning)
-    # own session: a terminal's Ctrl-C reaches only this process, which asks rank 0 to stop
-    proc = subprocess.Popen(argv, env=env, cwd=spec.environment.workdir, start_new_session=True)
-    code = None
-    while code is None:
-        try:
-            code = proc.wait(0.2)
-        except subprocess.TimeoutExpired:
-            if stop.is_set():
-                code = _stop_world(proc, pid_file)
-    if code not in status.EXIT_STATUSES:
+    proc = start_launcher(argv, env, cwd=spec.environment.workdir)
+    code, how = wait_launcher(proc, stop, timeout)
+    if code not in status.EXIT_STATUSES and how == "":
         for line in postmortem(str(state_dir)):
             sys.stderr.write(f"hpcdist: {line}\n")
-    return code if code >= 0 else 128 - code
+    return code
 
 
-def _stop_world(proc: subprocess.Popen, pid_file: Path) -> int:
-    """Ask rank 0 to stop (SIGTERM), then end the launcher if it is still there after the grace."""
+def task_names(state_dir: str) -> dict[str, str]:
+    """Cache key -> pipeline task name (``squares[3]``), from the manifest beside a run's ``ranks/``."""
+    import json
+
     try:
-        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-    except (OSError, ValueError):
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        return status.INTERRUPTED
+        text = (Path(state_dir).parent / MANIFEST).read_text(encoding="utf-8")
+        tasks = json.loads(text).get("tasks", {})
+        return {t["key"]: tid for tid, t in tasks.items() if isinstance(t, dict) and t.get("key")}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}

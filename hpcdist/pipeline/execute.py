@@ -19,11 +19,15 @@ from hpcdist.pipeline.imports import resolve_callable
 from hpcdist.pipeline.rundir import LOGS, OBJECTS, load_object, save_object
 from hpcdist.runtime.worker import current_rank
 
-__all__ = ["TaskTimeout", "Element", "run_task", "load_stored"]
+__all__ = ["TaskTimeout", "TaskInterrupted", "Element", "run_task", "load_stored"]
 
 
 class TaskTimeout(Exception):
     """A pipeline task ran longer than its ``timeout``."""
+
+
+class TaskInterrupted(Exception):
+    """A pipeline task was stopped by SIGTERM/SIGINT (a cancel reaching every rank)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,28 @@ def _log(run_dir: Path, line: str) -> None:
             fh.write(f"{stamp} {line}\n")
     except OSError:
         pass
+
+
+def _interruptible(tid: str) -> dict[int, Any]:
+    """While the task runs, SIGTERM/SIGINT end it with :class:`TaskInterrupted` (after the
+    worker's own handler, which waits for rank 0's shutdown); returns the handlers to restore.
+
+    A task held in C code sees this only when the call returns (``sleep``/``pause`` return
+    on a signal; a long numpy call does not): the shutdown's grace ends such a worker.
+    """
+    saved: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous) or previous is signal.default_int_handler:
+            continue  # the default action (or ignored): nothing here survives the signal to stop in order
+
+        def on_stop(signum: int, frame: Any, previous: Any = previous) -> None:
+            previous(signum, frame)
+            raise TaskInterrupted(f"task {tid} stopped by {signal.Signals(signum).name}")
+
+        saved[sig] = previous
+        signal.signal(sig, on_stop)
+    return saved
 
 
 def load_stored(path: str) -> Any:
@@ -77,19 +103,27 @@ def run_task(module: str, attr: str, args: tuple, kwargs: dict, info: dict[str, 
     timeout = info.get("timeout")
     start = time.time()
     _log(run_dir, f"start {info['tid']} key={info['key']}")
-    use_alarm = bool(timeout) and threading.current_thread() is threading.main_thread()
+    main = threading.current_thread() is threading.main_thread()
+    use_alarm = bool(timeout) and main
     if use_alarm:
         def on_alarm(signum: int, frame: Any) -> None:
             raise TaskTimeout(f"task {info['tid']} exceeded its timeout of {timeout:g} s")
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, float(timeout))
+    stops = _interruptible(info["tid"]) if main else {}
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:
-        _log(run_dir, f"failed {info['tid']}: {type(exc).__name__}: {exc}")
+        import traceback
+
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        _log(run_dir, f"failed {info['tid']}: {type(exc).__name__}: {exc}\n" + "".join(
+            f"    {line}\n" for line in text.rstrip("\n").splitlines()).rstrip("\n"))
         raise
     finally:
+        for sig, handler in stops.items():
+            signal.signal(sig, handler)
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)

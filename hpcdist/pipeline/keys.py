@@ -1,6 +1,7 @@
 """Cache keys: what a task's result depends on, hashed into its name in the run directory.
 
-A key covers the function (module, qualified name and source code), the arguments with
+A key covers the function (module, qualified name, and the source of everything it reaches in
+the user's project: see :mod:`hpcdist.pipeline.codehash`) and the task's ``version``, the arguments with
 every ``{ref: NAME}`` replaced by NAME's key(s), the mapped item (its value, or the key of
 the output it comes from), the keys of ``after`` tasks, and a per-run nonce for
 ``cache: false`` tasks. Equal keys mean the stored result can be reused; a change anywhere
@@ -10,30 +11,23 @@ upstream changes every key downstream.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
-import sys
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+from hpcdist.pipeline.codehash import code_identity
 from hpcdist.pipeline.graph import Item, Plan
 from hpcdist.pipeline.model import Ref
 
 __all__ = ["function_identity", "make_key_fn", "canonical"]
 
 
-def function_identity(fn: Callable[..., Any]) -> str:
-    """``module:qualname`` plus a hash of the function's source (of its bytecode if there is none)."""
-    module = getattr(fn, "__module__", None) or ""
-    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
-    try:
-        body = inspect.getsource(fn).encode()
-    except (OSError, TypeError):
-        code = getattr(fn, "__code__", None)
-        if code is not None:
-            body = code.co_code + repr(code.co_consts).encode()
-        else:  # a builtin: its behaviour is tied to the interpreter
-            body = f"builtin {sys.version_info[:2]}".encode()
-    return f"{module}:{qualname}:{hashlib.sha256(body).hexdigest()[:16]}"
+def function_identity(fn: Callable[..., Any], project_dirs: Sequence[str] = (), version: str | None = None) -> str:
+    """``module:qualname`` plus a hash of all the code ``fn`` reaches in the project's folders.
+
+    See :mod:`hpcdist.pipeline.codehash` for exactly what is hashed; ``version`` (the task's
+    ``version`` field) is mixed in.
+    """
+    return code_identity(fn, project_dirs, version)
 
 
 def canonical(value: Any, plan: Plan) -> Any:

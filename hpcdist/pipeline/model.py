@@ -53,6 +53,7 @@ class TaskDef:
         workers: rank numbers or host names preferred for this task (a hint).
         resources: free-form hints, recorded in the manifest.
         cache: False: always recompute (and so every task downstream).
+        version: free text mixed into the cache key (change it to force a recompute).
         where: position of the task in the spec (for messages).
     """
 
@@ -67,6 +68,7 @@ class TaskDef:
     workers: tuple[Any, ...] = ()
     resources: dict[str, Any] = field(default_factory=dict)
     cache: bool = True
+    version: str | None = None
     where: Where = Where("")
 
     @property
@@ -410,10 +412,12 @@ def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDe
         else:
             resources = v["resources"].plain()
     cache = p.scalar(v.get("cache"), f"{path}.cache", (bool,), "true or false")
+    version = p.scalar(v.get("version"), f"{path}.version", (str, int), "a string or an integer, e.g. version: 2")
     task = TaskDef(
         name=name, call=call, args=tuple(args), kwargs=dict(kwargs), map=map_, after=after,
         retries=retries or 0, timeout=float(timeout) if timeout is not None else None, workers=workers,
         resources=resources, cache=True if cache is None else cache, where=where,
+        version=None if version is None else str(version),
     )
     if isinstance(map_, str):
         sites.append(_Located(Ref(map_), v["map"].where, f"{path}.map"))

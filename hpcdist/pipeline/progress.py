@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from typing import IO, Any
-
-import click
+from typing import IO
 
 from hpcdist.pipeline.graph import TERMINAL
 
-__all__ = ["Progress", "summary"]
+__all__ = ["Progress", "summary", "on_terminal", "TTY_ENV"]
 
 #: seconds between plain progress lines when the output is not a terminal (batch logs)
 LINE_INTERVAL = 10.0
+#: set to 1 by ``hpcdist run`` when its stderr is a terminal: rank 0 under mpiexec has none
+#: (mpiexec forwards its output through a pipe), yet the bar reaches the user's terminal
+TTY_ENV = "HPCDIST_TTY"
+#: the bar: characters, and seconds between redraws at most
+BAR_WIDTH = 30
+BAR_INTERVAL = 0.1
+
+
+def on_terminal(stream: IO[str]) -> bool:
+    """Whether ``stream`` is a terminal, or ends on one (``HPCDIST_TTY=1`` from the launcher)."""
+    try:
+        if stream.isatty():
+            return True
+    except (AttributeError, ValueError):
+        return False
+    return os.environ.get(TTY_ENV) == "1"
 
 
 def summary(counts: dict[str, int], running: int, elapsed: float) -> tuple[int, int, str]:
@@ -44,42 +59,49 @@ class Progress:
 
     Args:
         stream: where to write (default stderr).
-        interactive: force the bar (True) or plain lines (False); default: ``stream.isatty()``.
+        interactive: force the bar (True) or plain lines (False); default: :func:`on_terminal`.
         interval: seconds between plain lines.
     """
 
     def __init__(self, stream: IO[str] | None = None, interactive: bool | None = None,
                  interval: float = LINE_INTERVAL) -> None:
         self.stream = stream or sys.stderr
-        self.interactive = self.stream.isatty() if interactive is None else interactive
+        self.interactive = on_terminal(self.stream) if interactive is None else interactive
         self.interval = interval
         self._last_line = 0.0
         self._last_text = ""
-        self._bar: Any = None
+        self._drawn = False
+        self._drawn_at = 0.0
+        self._width = 0  # length of the bar line on screen, to blank out a longer old one
 
     def __call__(self, counts: dict[str, int], running: int, elapsed: float) -> None:
         finished, total, text = summary(counts, running, elapsed)
-        if self.interactive:
-            if self._bar is None:
-                self._bar = click.progressbar(length=max(total, 1), file=self.stream, show_eta=False,
-                                              show_pos=False, item_show_func=lambda s: s)
-                self._bar.__enter__()
-            self._bar.length = max(total, 1)
-            self._bar.update(finished - self._bar.pos, text)
-            return
         now = time.monotonic()
+        if self.interactive:
+            if text != self._last_text and now - self._drawn_at >= BAR_INTERVAL:
+                self._draw(finished, total, text)
+                self._drawn_at, self._last_text = now, text
+            return
         if text != self._last_text and now - self._last_line >= self.interval:
             self.stream.write(f"hpcdist: progress: {text}\n")
             self.stream.flush()
             self._last_line, self._last_text = now, text
 
+    def _draw(self, finished: int, total: int, text: str) -> None:
+        filled = BAR_WIDTH * finished // max(total, 1)
+        line = f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {100 * finished // max(total, 1):3d}%  {text}"
+        self.stream.write("\r" + line.ljust(self._width))
+        self.stream.flush()
+        self._width, self._drawn = len(line), True
+
     def close(self, counts: dict[str, int], running: int, elapsed: float) -> None:
         """Finish the bar, or print the final plain line."""
-        _, _, text = summary(counts, running, elapsed)
-        if self._bar is not None:
-            self._bar.update(0, text)
-            self._bar.__exit__(None, None, None)
-            self._bar = None
+        finished, total, text = summary(counts, running, elapsed)
+        if self.interactive:
+            self._draw(finished, total, text)
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
         else:
             self.stream.write(f"hpcdist: progress: {text}\n")
             self.stream.flush()

@@ -3,11 +3,13 @@
 Layout::
 
     RUN_DIR/spec.yaml              the resolved spec
+    RUN_DIR/progress.json          done/failed/running/total and when (for ``hpcdist status --watch``)
     RUN_DIR/manifest.json          per task: status, attempts, rank, host, times, bytes, error, key
     RUN_DIR/objects/KEY.EXT        every finished task's result (the cache), KEY.meta.json beside it
     RUN_DIR/outputs/NAME.EXT       the saved outputs (NAME/00000.EXT ... for a mapped task)
     RUN_DIR/output_hash            sha256 over outputs/ (also in the manifest)
     RUN_DIR/logs/                  rank 0's log and one log per worker process
+    RUN_DIR/logs/tracebacks/       the full traceback of each failed task (NAME.txt, NAME.I.txt)
 
 Results are written as ``.npy`` (numpy arrays without Python objects), ``.json`` (when JSON
 represents the value exactly: None, bool, int, finite float, str, lists and str-keyed dicts
@@ -29,10 +31,14 @@ from typing import Any, Iterable
 
 __all__ = [
     "atomic_write", "write_json", "encode", "save_object", "load_object", "stored_meta",
-    "copy_outputs", "output_hash", "ensure_layout",
+    "copy_outputs", "output_hash", "ensure_layout", "file_sha256",
 ]
 
 OBJECTS, OUTPUTS, LOGS, MANIFEST, HASH_FILE = "objects", "outputs", "logs", "manifest.json", "output_hash"
+#: one file per failed task with its full traceback: logs/tracebacks/NAME.txt, NAME.I.txt for item I
+TRACEBACKS = f"{LOGS}/tracebacks"
+#: {"done", "failed", "running", "total", "updated"}: rewritten a few times a minute while a pipeline runs
+PROGRESS = "progress.json"
 
 
 def ensure_layout(run_dir: Path) -> None:
@@ -122,14 +128,37 @@ def save_object(objects_dir: Path, key: str, value: Any, extra: dict[str, Any] |
     return meta
 
 
-def stored_meta(objects_dir: Path, key: str) -> dict[str, Any] | None:
-    """The record of a stored result that is complete (file present, size as recorded), or None."""
+def stored_meta(objects_dir: Path, key: str, verify: bool = False) -> dict[str, Any] | None:
+    """The record of a stored result that is complete (file present, size as recorded), or None.
+
+    With ``verify``, the file's sha256 must also match the recorded one (``--resume`` reuses
+    nothing whose bytes changed since they were written).
+    """
     try:
         meta = json.loads((objects_dir / f"{key}.meta.json").read_text(encoding="utf-8"))
-        size = (objects_dir / meta["file"]).stat().st_size
+        path = objects_dir / meta["file"]
+        size = path.stat().st_size
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return meta if meta.get("key") == key and size == meta.get("bytes") else None
+    if meta.get("key") != key or size != meta.get("bytes"):
+        return None
+    if verify:
+        try:
+            ok = isinstance(meta.get("sha256"), str) and file_sha256(path) == meta["sha256"]
+        except OSError:
+            ok = False
+        if not ok:
+            return None
+    return meta
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def load_object(path: str | os.PathLike[str]) -> Any:
@@ -161,16 +190,20 @@ def copy_outputs(run_dir: Path, saved: dict[str, list[str | None]], mapped: set[
     out_dir = run_dir / OUTPUTS
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".outputs-"))
     written = []
-    for name, files in saved.items():
-        if name in mapped:
-            (tmp / name).mkdir()
-        for i, f in enumerate(files):
-            if f is None:
-                continue
-            ext = f.rsplit(".", 1)[-1]
-            rel = f"{name}/{i:05d}.{ext}" if name in mapped else f"{name}.{ext}"
-            shutil.copyfile(run_dir / OBJECTS / f, tmp / rel)
-            written.append(f"{OUTPUTS}/{rel}")
+    try:
+        for name, files in saved.items():
+            if name in mapped:
+                (tmp / name).mkdir()
+            for i, f in enumerate(files):
+                if f is None:
+                    continue
+                ext = f.rsplit(".", 1)[-1]
+                rel = f"{name}/{i:05d}.{ext}" if name in mapped else f"{name}.{ext}"
+                shutil.copyfile(run_dir / OBJECTS / f, tmp / rel)
+                written.append(f"{OUTPUTS}/{rel}")
+    except BaseException:  # disk full, say: the old outputs/ stay, nothing half-copied is left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     old = run_dir / ".outputs-old"
     shutil.rmtree(old, ignore_errors=True)  # left by a run killed in the middle of this swap
     if out_dir.exists():

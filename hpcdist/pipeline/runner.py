@@ -19,16 +19,18 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hpcdist.pipeline import status
-from hpcdist.pipeline.execute import Element, TaskTimeout, load_stored, run_task
+from hpcdist.pipeline.execute import Element, TaskInterrupted, TaskTimeout, load_stored, run_task
 from hpcdist.pipeline.graph import OK_STATES, TERMINAL, Item, Plan
 from hpcdist.pipeline.imports import resolve_callable
+from hpcdist.pipeline.codehash import reachable_code
 from hpcdist.pipeline.keys import function_identity, make_key_fn
 from hpcdist.pipeline.model import Pipeline, Ref
 from hpcdist.pipeline.rundir import (
-    HASH_FILE, MANIFEST, OBJECTS, copy_outputs, ensure_layout, output_hash, stored_meta, write_json,
+    HASH_FILE, MANIFEST, OBJECTS, OUTPUTS, PROGRESS, TRACEBACKS, atomic_write, copy_outputs, ensure_layout, output_hash,
+    stored_meta, write_json,
 )
 
-__all__ = ["RunResult", "Runner", "Deadline"]
+__all__ = ["RunResult", "Runner", "Deadline", "remote_traceback", "traceback_file"]
 
 #: seconds rank 0 waits past a task's timeout before it gives up on it itself
 TIMEOUT_SLACK = 2.0
@@ -36,6 +38,8 @@ TIMEOUT_SLACK = 2.0
 MANIFEST_INTERVAL = 1.0
 #: a large manifest is rewritten less often: at most this share of rank 0's time goes to it
 MANIFEST_SHARE = 0.2
+#: seconds between rewrites of progress.json (also written at the start and at the end)
+PROGRESS_INTERVAL = 15.0
 
 
 @dataclass
@@ -78,6 +82,7 @@ class RunResult:
     output_hash: str
     reason: str = ""
     manifest: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # what could not be written (disk full ...)
 
 
 @dataclass
@@ -91,6 +96,7 @@ class _Record:
     error: str | None = None
     file: str | None = None
     dispatched: float | None = None
+    traceback: str | None = None
 
 
 class Runner:
@@ -105,12 +111,14 @@ class Runner:
         stop_event: set on Ctrl-C/SIGTERM.
         progress: called with ``(counts, running, elapsed)`` after every change.
         log: receives plain log lines (rank 0's log).
+        cancelled: asked when the walltime warning comes: True if it is really a cancel
+            (Grid Engine's qdel -notify sends the same signal), which stops as SIGTERM does.
     """
 
     def __init__(self, client: Any, pipeline: Pipeline, run_dir: Path, *, deadline: Deadline | None = None,
                  walltime_event: threading.Event | None = None, stop_event: threading.Event | None = None,
                  progress: Callable[[dict[str, int], int, float], None] | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None, cancelled: Callable[[], bool] | None = None) -> None:
         self.client = client
         self.pipeline = pipeline
         self.run_dir = Path(run_dir)
@@ -119,10 +127,15 @@ class Runner:
         self.stop_event = stop_event or threading.Event()
         self.progress = progress or (lambda counts, running, elapsed: None)
         self.log = log or (lambda line: None)
+        self.cancelled = cancelled or (lambda: False)
         self.nonce = uuid.uuid4().hex
         self.targets = {n: pipeline.target(n) for n in pipeline.tasks}
-        identities = {n: function_identity(resolve_callable(*self.targets[n], pipeline.import_dirs))
-                      for n in pipeline.tasks}
+        identities = {}
+        self.covered: dict[str, list[str]] = {}  # task name -> what its code hash covers (rank 0's log)
+        for n, t in pipeline.tasks.items():
+            fn = resolve_callable(*self.targets[n], pipeline.import_dirs)
+            identities[n] = function_identity(fn, pipeline.import_dirs, t.version)
+            self.covered[n] = reachable_code(fn, pipeline.import_dirs)[1]
         self.plan = Plan(pipeline, make_key_fn(identities, self.nonce))
         self.records: dict[str, _Record] = {}
         self.futures: dict[str, Any] = {}  # tid -> future of its value (computed or loaded)
@@ -132,8 +145,10 @@ class Runner:
         self.durations: dict[str, tuple[int, float]] = {}  # task name -> (n, mean seconds)
         self.started = time.time()
         self._manifest_at = 0.0
+        self._progress_at: float | None = None
         self._manifest_cost = 0.0  # seconds the last rewrite took
         self.reason = ""
+        self.io_errors: list[str] = []  # writes to the run directory that failed (disk full ...)
         self.previous = _previous_records(self.run_dir / MANIFEST)
         # task name -> the definitions that depend on it; tid -> dependents known to be finished
         self.consumers = {n: [m for m, t in pipeline.tasks.items() if n in t.deps] for n in pipeline.tasks}
@@ -146,6 +161,9 @@ class Runner:
         ensure_layout(self.run_dir)
         capacity = max(1, self.client.nworkers)
         self.log(f"run {self.run_dir}: {len(self.pipeline.tasks)} task definitions, {capacity} workers")
+        for name, covered in self.covered.items():
+            more = f" and {len(covered) - 30} more" if len(covered) > 30 else ""
+            self.log(f"{name}: the key covers {', '.join(covered[:30])}{more}")
         while True:
             self._check_stop()
             self._take_ready(capacity)
@@ -173,6 +191,9 @@ class Runner:
     def _check_stop(self) -> None:
         if self.plan.stopped:
             return
+        if self.walltime_event.is_set() and not self.stop_event.is_set() and self.cancelled():
+            self.log("the warning signal came with a cancel request (hpcdist cancel): stopping as cancelled")
+            self.stop_event.set()
         if self.stop_event.is_set():
             self.reason = "interrupted"
             self.log("interrupted: cancelling running tasks")
@@ -213,8 +234,10 @@ class Runner:
     def _reuse(self, item: Item) -> bool:
         if not self.pipeline.tasks[item.name].cache:
             return False
-        meta = stored_meta(self.run_dir / OBJECTS, item.key)
+        meta = stored_meta(self.run_dir / OBJECTS, item.key, verify=True)
         if meta is None:
+            if (self.run_dir / OBJECTS / f"{item.key}.meta.json").exists():
+                self.log(f"{item.tid}: stored result incomplete or its sha256 does not match: recomputing")
             return False
         rec = self.records.setdefault(item.tid, _Record())
         rec.file, rec.bytes, rec.host = meta["file"], meta["bytes"], meta.get("host")
@@ -287,7 +310,11 @@ class Runner:
         if error is None and meta is None:
             error = RuntimeError(f"the result of {tid} was not stored in {self.run_dir / OBJECTS}")
         if error is not None:
-            self._failed(item, f"{type(error).__name__}: {error}")
+            if isinstance(error, TaskInterrupted) and not self.stop_event.is_set():
+                self.stop_event.wait(0.5)  # the same cancel is reaching rank 0 now
+            if disk_full(error):
+                self._io_failed(f"{tid}: its result could not be stored: {error}")
+            self._failed(item, f"{type(error).__name__}: {error}", remote_traceback(error))
             return
         assert meta is not None
         rec.file, rec.bytes, rec.host = meta["file"], meta["bytes"], meta.get("host")
@@ -300,10 +327,18 @@ class Runner:
         self.plan.done(tid, meta.get("length"))
         self._release(item)
 
-    def _failed(self, item: Item, text: str) -> None:
+    def _failed(self, item: Item, text: str, trace: str | None = None) -> None:
         rec = self.records[item.tid]
         retries = self.pipeline.tasks[item.name].retries
         rec.error = text.splitlines()[0][:2000] if text else "failed"
+        rec.traceback = trace
+        if trace:
+            self.log(f"{item.tid}: attempt {rec.attempts} traceback:\n" + "".join(
+                f"    {line}\n" for line in trace.rstrip("\n").splitlines()))
+            try:
+                write_text_atomic(self.run_dir / TRACEBACKS / traceback_file(item.tid), trace)
+            except OSError as exc:
+                self.log(f"{item.tid}: could not write its traceback file: {exc}")
         if self.stop_event.is_set():  # lost to the interrupt (a worker that got Ctrl-C too)
             self.plan.set_state(item.tid, "not_run")
             return
@@ -314,6 +349,14 @@ class Runner:
             return
         self.log(f"{item.tid}: failed after {rec.attempts} attempt(s): {rec.error}")
         self.plan.set_state(item.tid, "failed")
+
+    def _io_failed(self, text: str) -> None:
+        """The run directory's file system is full: dispatch nothing new, keep what is stored."""
+        self.io_errors.append(text)
+        self.log(f"write failed: {text}; no new tasks")
+        if not self.plan.stopped:
+            self.reason = self.reason or "disk_full"
+            self.plan.stop()
 
     def _check_timeouts(self) -> None:
         now = time.time()
@@ -343,8 +386,19 @@ class Runner:
     def _report(self) -> None:
         counts = self.plan.counts()
         self.progress(counts, len(self.running), time.time() - self.started)
+        now = time.monotonic()
+        if self._progress_at is None or now - self._progress_at >= PROGRESS_INTERVAL:
+            self._write_progress(counts, len(self.running))
+            self._progress_at = now
         if time.time() - self._manifest_at >= max(MANIFEST_INTERVAL, self._manifest_cost / MANIFEST_SHARE):
-            self._write_manifest()
+            try:
+                self._write_manifest()
+            except OSError as exc:  # the previous manifest stays (atomic); retried at the next report
+                self._manifest_at = time.time()
+                if disk_full(exc):
+                    self._io_failed(f"{MANIFEST} could not be written: {exc}")
+                else:
+                    self.log(f"{MANIFEST} could not be written: {exc}")
 
     def _manifest(self, final: bool = False, digest: str | None = None, code: int | None = None) -> dict[str, Any]:
         tasks = {}
@@ -357,6 +411,8 @@ class Runner:
                 "error": rec.error or self.plan.errors.get(tid), "key": it.key or None, "output": rec.file,
                 "inputs": list(it.deps),
             }
+            if rec.traceback and state == "failed":
+                tasks[tid]["traceback"] = rec.traceback
         doc: dict[str, Any] = {
             "transfer": self._transfer(),
             "version": 1, "final": final, "started": self.started, "updated": time.time(),
@@ -389,6 +445,20 @@ class Runner:
                 moved += drec.bytes if drec.rank != rec.rank else 0
         return {"input_bytes": total, "moved_bytes": moved}
 
+    def _write_progress(self, counts: dict[str, int], running: int) -> None:
+        """``progress.json``: the counts ``hpcdist status --watch`` shows (atomically replaced)."""
+        import datetime
+
+        doc = {
+            "done": counts.get("done", 0) + counts.get("cached", 0), "failed": counts.get("failed", 0),
+            "running": running, "total": sum(counts.values()),
+            "updated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        try:
+            write_json(self.run_dir / PROGRESS, doc, fsync=False)
+        except OSError as exc:  # progress is advisory: never stop a run for it
+            self.log(f"could not write {PROGRESS}: {exc}")
+
     def _write_manifest(self, **kw: Any) -> dict[str, Any]:
         start = time.time()
         doc = self._manifest(**kw)
@@ -405,11 +475,17 @@ class Runner:
         for name in self.pipeline.save:
             tids = [t for t in self.plan.group(name) or [] if not t.endswith("[]")]
             saved[name] = [self.records[t].file if self.plan.items[t].state in OK_STATES else None for t in tids]
-        copy_outputs(self.run_dir, saved, {n for n in self.pipeline.save if self.plan.is_mapped(n)})
+        try:
+            copy_outputs(self.run_dir, saved, {n for n in self.pipeline.save if self.plan.is_mapped(n)})
+        except OSError as exc:
+            self.io_errors.append(f"the outputs could not be copied to {self.run_dir / OUTPUTS}: {exc}")
+            self.log(self.io_errors[-1])
         digest = output_hash(self.run_dir)
         counts = self.plan.counts()
         bad = counts.get("failed", 0) + counts.get("skipped", 0)
-        if self.reason == "interrupted":
+        if self.io_errors:
+            code = status.IO_ERROR
+        elif self.reason == "interrupted":
             code = status.INTERRUPTED
         elif self.reason == "walltime":
             code = status.WALLTIME
@@ -417,14 +493,25 @@ class Runner:
             code = status.TASKS_FAILED
         else:
             code = status.OK
-        if code == status.OK:
-            (self.run_dir / HASH_FILE).write_text(digest + "\n")
-        else:
-            (self.run_dir / HASH_FILE).unlink(missing_ok=True)
-        doc = self._write_manifest(final=True, digest=digest, code=code)
+        try:
+            if code == status.OK:
+                atomic_write(self.run_dir / HASH_FILE, (digest + "\n").encode())
+            else:
+                (self.run_dir / HASH_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            code = status.IO_ERROR
+            self.io_errors.append(f"{self.run_dir / HASH_FILE} could not be written: {exc}")
+        try:
+            doc = self._write_manifest(final=True, digest=digest, code=code)
+        except OSError as exc:
+            if code != status.IO_ERROR:
+                code = status.IO_ERROR
+            self.io_errors.append(f"the final {MANIFEST} could not be written ({exc}); the one before stays")
+            doc = self._manifest(final=True, digest=digest, code=code)
+        self._write_progress(counts, 0)
         self.progress(counts, 0, time.time() - self.started)
         self.log(f"finished: exit status {code} ({status.EXIT_STATUSES[code][0]}), counts {counts}")
-        return RunResult(code, counts, digest, self.reason, doc)
+        return RunResult(code, counts, digest, self.reason, doc, list(self.io_errors))
 
     def _drain(self) -> None:
         """After a stop: let running tasks finish while the deadline allows."""
@@ -444,6 +531,37 @@ class Runner:
                 continue
             self._finish(tid, fut)
             self._report()
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the file system is full (or the quota is exhausted)."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def remote_traceback(error: BaseException) -> str | None:
+    """The full traceback of a task's exception: the worker's text when it came from a worker."""
+    import traceback
+
+    from hpcdist.errors import RemoteTraceback
+
+    cause = error.__cause__
+    if isinstance(cause, RemoteTraceback):
+        return cause.text
+    if error.__traceback__ is None:
+        return None
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+def traceback_file(tid: str) -> str:
+    """``squares[3]`` -> ``squares.3.txt`` (a dot never occurs in a task name)."""
+    return tid.replace("[", ".").replace("]", "") + ".txt"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, text.encode(), fsync=False)
 
 
 def _previous_records(path: Path) -> dict[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ code   name                meaning
 5      WALLTIME            stopped at the walltime warning or end time; resume to finish
 6      TASKS_FAILED        some tasks failed (after their retries) or were skipped because of it
 70     INTERNAL            an error inside hpcdist, not in a task
+74     IO_ERROR            the run directory could not be written (disk full, quota); free space, resume
 130    INTERRUPTED         stopped by Ctrl-C or SIGTERM; finished results kept, resume to finish
 =====  ==================  =====================================================================
 """
@@ -19,6 +20,7 @@ SPEC = 2
 WALLTIME = 5
 TASKS_FAILED = 6
 INTERNAL = 70
+IO_ERROR = 74
 INTERRUPTED = 130
 
 #: code -> (name, meaning), as documented in docs/pipelines.md
@@ -28,5 +30,6 @@ EXIT_STATUSES: dict[int, tuple[str, str]] = {
     WALLTIME: ("walltime", "stopped at the walltime warning or end time; resume to finish"),
     TASKS_FAILED: ("tasks_failed", "some tasks failed (after their retries) or were skipped because of it"),
     INTERNAL: ("internal", "an error inside hpcdist, not in a task"),
+    IO_ERROR: ("io_error", "the run directory could not be written (disk full, quota); free space, then resume"),
     INTERRUPTED: ("interrupted", "stopped by Ctrl-C or SIGTERM; finished results kept, resume to finish"),
 }

@@ -9,9 +9,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from hpcdist.errors import HpcdistError
 from hpcdist.launch import find_mpiexec
@@ -32,9 +34,14 @@ def exec_script(script: str, args: Sequence[str], backend: str | None = None, wo
     set_current_world(world)
     sys.argv = [str(path), *args]
     sys.path.insert(0, str(path.resolve().parent))
+    terminate_as_interrupt()
     code = 0
     try:
         runpy.run_path(str(path), run_name="__main__")
+    except KeyboardInterrupt:
+        sys.stderr.write("hpcdist: interrupted (Ctrl-C or SIGTERM): the script was stopped; cancelled\n")
+        sys.stderr.flush()
+        code = INTERRUPTED
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, int) and exc.code is not None:
@@ -49,6 +56,35 @@ def exec_script(script: str, args: Sequence[str], backend: str | None = None, wo
         set_current_world(None)
     world.shutdown(code)
     return code
+
+
+#: ``hpcdist run``'s status when it stopped the run (Ctrl-C, SIGTERM), as for pipelines
+INTERRUPTED = 130
+#: ``hpcdist run --timeout``'s status when the time ran out (as coreutils ``timeout``)
+TIMED_OUT = 124
+#: seconds between asking the world to stop and killing what is left of it
+STOP_GRACE = 4.0
+
+
+def terminate_as_interrupt() -> None:
+    """Make SIGTERM behave as Ctrl-C in this (main) thread: the batch system's cancel and
+    ``hpcdist run`` stopping a script unwind it the same way (KeyboardInterrupt)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGINT)
+    if not callable(handler):
+        handler = signal.default_int_handler
+    signal.signal(signal.SIGTERM, handler)
+
+
+def check_timeout(timeout: float | None) -> None:
+    """``--timeout`` must be a finite number of seconds > 0.
+
+    Raises:
+        HpcdistError: otherwise.
+    """
+    if timeout is not None and not (0 < timeout < math.inf):
+        raise HpcdistError(f"--timeout {timeout:g}: expected a number of seconds > 0")
 
 
 def split_run_options(backend: str | None, nranks: int | None, workers: int | None) -> tuple[str, int, int | None]:
@@ -90,21 +126,53 @@ def run_local(script: str, args: Sequence[str], backend: str, workers: int | Non
     """Run a driver script in this process on a non-MPI backend (``hpcdist run --backend``).
 
     The script's ``Client()`` attaches to the world started here, as under ``hpcdist exec``.
-    With ``timeout``, the process prints every thread's stack and exits after that many
-    seconds (the worker processes of the process backend exit with it).
+    With ``timeout``, the script is interrupted after that many seconds and the status is
+    124; if it has not ended :data:`STOP_GRACE` seconds later, every thread's stack is printed
+    and the process exits with 124 (the process backend's workers exit with it).
 
     Returns:
-        The exit status of the script.
+        The exit status of the script (130 after Ctrl-C or SIGTERM, 124 after the timeout).
     """
-    import faulthandler
-
-    if timeout:
-        faulthandler.dump_traceback_later(timeout, exit=True)
+    timer = TimeLimit(timeout, signal.SIGINT)
     try:
-        return exec_script(script, args, backend=backend, workers=workers)
+        code = exec_script(script, args, backend=backend, workers=workers)
     finally:
+        timer.cancel()
+    return TIMED_OUT if timer.fired else code
+
+
+class TimeLimit:
+    """``hpcdist run --timeout``: after ``timeout`` seconds send ``sig`` to this process (which
+    stops the run in order); if it is still there :data:`STOP_GRACE` seconds later, print every
+    thread's stack and exit with 124. ``fired`` tells whether the time ran out."""
+
+    def __init__(self, timeout: float | None, sig: int) -> None:
+        self.fired = False
+        self._timers: list[threading.Timer] = []
         if timeout:
-            faulthandler.cancel_dump_traceback_later()
+            for delay, fn in ((timeout, lambda: self._fire(sig)), (timeout + STOP_GRACE, self._hard)):
+                t = threading.Timer(delay, fn)
+                t.daemon = True
+                t.start()
+                self._timers.append(t)
+
+    def _fire(self, sig: int) -> None:
+        self.fired = True
+        sys.stderr.write("hpcdist: --timeout reached: stopping\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), sig)
+
+    def _hard(self) -> None:
+        import faulthandler
+
+        sys.stderr.write(f"hpcdist: --timeout: still running {STOP_GRACE:g} s after the stop; exiting\n")
+        faulthandler.dump_traceback(all_threads=True)
+        sys.stderr.flush()
+        os._exit(TIMED_OUT)
+
+    def cancel(self) -> None:
+        for t in self._timers:
+            t.cancel()
 
 
 def local_mpiexec(nranks: int) -> str:
@@ -118,53 +186,151 @@ def local_mpiexec(nranks: int) -> str:
     return mpiexec
 
 
-def mpiexec_env(timeout: float | None, **extra: str) -> dict[str, str]:
-    """This environment plus ``extra``, and ``MPIEXEC_TIMEOUT`` for a ``timeout`` in seconds."""
+def launch_env(timeout: float | None, **extra: str) -> dict[str, str]:
+    """This environment plus ``extra`` for a world started by ``hpcdist run``.
+
+    ``HPCDIST_TTY=1`` when this process's stderr is a terminal (rank 0 under mpiexec writes
+    to a pipe, but the progress bar ends on the user's terminal). ``MPIEXEC_TIMEOUT`` is only
+    a backstop past ``timeout`` plus the stop grace: the launcher itself stops the world at
+    ``timeout``, cleanly.
+    """
     env = dict(os.environ, **extra)
+    try:
+        if sys.stderr.isatty():
+            env["HPCDIST_TTY"] = "1"
+    except (AttributeError, ValueError):
+        pass
     if timeout:
-        # whole seconds, rounded up: int() truncated a limit under 1 s to 0
-        env["MPIEXEC_TIMEOUT"] = str(max(1, math.ceil(timeout)))
+        env["MPIEXEC_TIMEOUT"] = str(math.ceil(timeout + 2 * STOP_GRACE + 5))
     return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """mpiexec gets SIGTERM when ``hpcdist run`` dies, however it dies (even SIGKILL):
+    Hydra forwards it to every rank, which stop as on a cancel."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def start_launcher(argv: Sequence[str], env: dict[str, str], cwd: str | os.PathLike[str] | None = None
+                   ) -> subprocess.Popen:
+    """Start mpiexec in its own session (a terminal's Ctrl-C reaches only ``hpcdist run``,
+    which stops the world in order), bound to this process's life (``PR_SET_PDEATHSIG``)."""
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    return subprocess.Popen(list(argv), env=env, cwd=cwd, start_new_session=True, preexec_fn=preexec)
+
+
+def _stop_handlers(stop: threading.Event) -> None:
+    def on_stop(signum: int, frame: Any) -> None:
+        if not stop.is_set():
+            sys.stderr.write(f"hpcdist: {signal.Signals(signum).name}: cancelled; stopping the run\n")
+            sys.stderr.flush()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            signal.signal(sig, on_stop)
+        except ValueError:  # not the main thread
+            pass
+
+
+def wait_launcher(proc: subprocess.Popen, stop: threading.Event, timeout: float | None) -> tuple[int, str]:
+    """Wait for mpiexec; on ``stop`` or after ``timeout`` s, stop the world in order.
+
+    Stopping sends SIGTERM to mpiexec, which forwards it to every rank (as ``scancel`` does):
+    rank 0 stops, writes what it has and shuts the world down; whatever is left after
+    :data:`STOP_GRACE` seconds is killed.
+
+    Returns:
+        ``(status, how)``: mpiexec's status (128+N for signal N) and ``""``; or 130 and
+        ``"stopped"``, or 124 and ``"timeout"``.
+    """
+    deadline = None if not timeout else time.monotonic() + timeout
+    how = ""
+    while True:
+        try:
+            code = proc.wait(0.1)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if deadline is not None and time.monotonic() >= deadline and not how:
+            sys.stderr.write(f"hpcdist: --timeout {timeout:g} s reached: stopping\n")
+            how = "timeout"
+        elif stop.is_set() and not how:
+            how = "stopped"
+        if how:
+            _terminate(proc)
+            code = proc.returncode
+            break
+    if how == "timeout":
+        return TIMED_OUT, how
+    if how == "stopped":
+        return INTERRUPTED, how
+    return (code if code >= 0 else 128 - code), how
+
+
+def _terminate(proc: subprocess.Popen) -> None:
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        proc.wait()
 
 
 def run_script(script: str, args: Sequence[str], nranks: int, timeout: float | None = None,
                mpiexec_args: Sequence[str] = ()) -> int:
     """Start ``mpiexec -n N python -m hpcdist exec script args`` and stream its output.
 
-    When the job fails, the task each worker was running is reported (the world is gone by
-    then, so the workers wrote it down as they went).
+    Ctrl-C or SIGTERM stops the world (the script gets KeyboardInterrupt) and gives 130;
+    ``timeout`` gives 124. When the job fails, the task each worker was running is reported
+    (the world is gone by then, so the workers wrote it down as they went).
 
     Returns:
-        mpiexec's exit status.
+        mpiexec's exit status, 130 or 124.
     """
     mpiexec = local_mpiexec(nranks)
     if not Path(script).is_file():
         raise HpcdistError(f"{script}: no such script")
+    stop = threading.Event()
+    _stop_handlers(stop)
     with tempfile.TemporaryDirectory(prefix="hpcdist-") as state_dir:
-        env = mpiexec_env(timeout, HPCDIST_STATE_DIR=state_dir)
+        env = launch_env(timeout, HPCDIST_STATE_DIR=state_dir)
         argv = [mpiexec, *mpiexec_args, "-n", str(nranks), sys.executable, "-m", "hpcdist", "exec", script, *args]
-        proc = subprocess.Popen(argv, env=env)
-        try:
-            code = proc.wait()
-        except KeyboardInterrupt:
-            proc.send_signal(signal.SIGINT)
-            try:
-                code = proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                code = proc.wait()
-        if code != 0:
+        proc = start_launcher(argv, env)
+        code, how = wait_launcher(proc, stop, timeout)
+        if code != 0 and not how:
             for line in postmortem(state_dir):
                 sys.stderr.write(f"hpcdist: {line}\n")
     return code
 
 
 def postmortem(state_dir: str) -> list[str]:
-    """What each worker rank was running when the world ended, from its state file."""
+    """What each worker rank was running when the world ended, from its state file.
+
+    In a pipeline's run directory (``RUN_DIR/ranks``) tasks are named as in the pipeline
+    (``squares[3]``), from the manifest beside it.
+    """
+    from hpcdist.pipeline.entry import task_names
+
+    names = task_names(state_dir)
     lines = []
     for path in sorted(Path(state_dir).glob("rank-*.task"), key=lambda p: int(p.stem.split("-")[1])):
         text = path.read_bytes().decode(errors="replace").strip()
         if text.startswith("R "):
             rank = path.stem.split("-")[1]
-            lines.append(f"rank {rank} was running task {text[2:]!r} when the job ended")
+            key = text[2:]
+            name = names.get(key.rsplit("~", 1)[0])  # a pipeline attempt runs as KEY~N
+            what = f"pipeline task {name} (key {key})" if name else f"task {key!r}"
+            lines.append(f"rank {rank} was running {what} when the job ended")
     return lines

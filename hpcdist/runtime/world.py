@@ -246,7 +246,8 @@ walltime_warning = threading.Event()
 
 
 def install_signal_handlers(rank: int) -> None:
-    """SIGUSR1 is the walltime warning the rendered job scripts forward to every rank.
+    """SIGUSR1 is the walltime warning the rendered job scripts forward to every rank; on
+    workers, SIGTERM and SIGINT wait for rank 0's shutdown (see :func:`_await_shutdown`).
 
     Its default action would kill the process; instead workers ignore it (rank 0 decides
     what to do) and rank 0 records it in :data:`walltime_warning`. Only possible from the
@@ -259,8 +260,34 @@ def install_signal_handlers(rank: int) -> None:
 
     try:
         signal.signal(signal.SIGUSR1, on_warning if rank == 0 else signal.SIG_IGN)
+        if rank != 0:  # scancel/qdel/mpiexec signal every rank at once: rank 0 stops the world
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, _await_shutdown)
     except ValueError:  # not the main thread
         pass
+
+
+#: seconds a worker given SIGTERM or SIGINT waits for rank 0's shutdown before it exits itself
+WORKER_STOP_GRACE = 10.0
+_give_up: list[threading.Timer] = []
+
+
+def _await_shutdown(signum: int, frame: Any) -> None:
+    """A worker does not die on SIGTERM/SIGINT (MPICH would report a bad termination and rank
+    0 could not write its manifest): it waits, bounded, for rank 0's shutdown message."""
+    if _give_up:
+        return
+
+    def give_up() -> None:
+        sys.stderr.write(f"hpcdist: worker pid {os.getpid()}: {signal.Signals(signum).name} and no shutdown from "
+                         f"rank 0 within {WORKER_STOP_GRACE:g} s; exiting\n")
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    timer = threading.Timer(WORKER_STOP_GRACE, give_up)
+    timer.daemon = True
+    _give_up.append(timer)
+    timer.start()
 
 
 _current: World | None = None

@@ -55,8 +55,11 @@ trap 'forward INT' INT
 ) </dev/null >/dev/null 2>&1 &
 WARNING_TIMER=$!
 
+# qdel -notify sends USR2 to the whole job and mpiexec dies of it: the launcher inherits "ignore"
+trap '' USR2
 "$MPIEXEC" -n "$NSLOTS" "$PYTHON" -m hpcdist exec /PROJECT/pi.py --samples 1000000 &
 LAUNCHER_PID=$!
+trap 'forward USR1' USR2
 RC=0
 while :; do
   SIGNALLED=0

@@ -64,3 +64,37 @@ def test_pipeline_job_completes_under_grid_engine_with_the_local_output_hash(sge
     status = hpcdist("status", str(run_dir))
     assert status.returncode == 0 and f"job {job.job_id} (sge): COMPLETED" in status.stdout
     assert time.monotonic() - started < 40
+
+
+def test_hpcdist_cancel_of_a_pipeline_job_leaves_130_and_says_cancelled(sge, project) -> None:
+    # qdel -notify sends USR2 (forwarded as the walltime warning) before its KILL; the cancel noted in
+    # job.json makes rank 0 stop as cancelled, not as at the walltime
+    # (tasks that end within the shutdown's grace: the ranks get no signal but the warning here)
+    from hpcdist.pipeline import status
+
+    spec = project("""\
+        tasks:
+          naps: {call: nap, map: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], kwargs: {seconds: 0.5}}
+          sum: {call: total, args: [{ref: naps}]}
+        """)
+    proc = hpcdist("submit", str(spec), "--scheduler", "sge", "--set", "resources.walltime=00:05:00",
+                   "--set", f"environment.python={sys.executable}", "--set", "environment.vars={MPIEXEC_TIMEOUT: 60}")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = Path(proc.stdout.split("run directory: ", 1)[1].splitlines()[0])
+    job = jobs.Job.from_run_dir(run_dir)
+    try:
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while not list((run_dir / "objects").glob("naps-*.meta.json")):
+            assert time.monotonic() < deadline, "no task finished in time"
+            time.sleep(0.1)
+        cancel = hpcdist("cancel", str(run_dir))
+        assert cancel.returncode == 0, cancel.stderr
+        job.wait(timeout=JOB_TIMEOUT, poll=0.2, max_poll=1.0)
+    finally:
+        if job.status().state not in jobs.FINAL_STATES:
+            job.cancel()
+    out = (run_dir / f"sge-{job.job_id}.out").read_text(errors="replace")
+    assert (run_dir / "exit_code").read_text().strip() == str(status.INTERRUPTED), out
+    assert "cancel" in out and "BAD TERMINATION" not in out, out
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["final"] and manifest["exit_status"] == status.INTERRUPTED and manifest["reason"] == "interrupted"

@@ -97,3 +97,34 @@ def test_walltime_status_resubmits_the_job_once_and_the_second_job_finishes(slur
     statuses = [t["status"] for t in manifest["tasks"].values()]
     assert "cached" in statuses and set(statuses) <= {"cached", "done"}
     assert manifest["output_hash"] == _local_hash(spec)
+
+
+def test_hpcdist_cancel_of_a_pipeline_job_leaves_130_and_says_cancelled(slurm, project, tmp_path: Path) -> None:
+    from test_lifecycle import STUCK, STUCK_BODY
+
+    (tmp_path / "stuck.py").write_text(STUCK)
+    marker = tmp_path / "stuck-started"
+    spec = project(STUCK_BODY.format(marker=marker))
+    overrides = ["scheduler=slurm", "resources.walltime=00:05:00", f"environment.python={sys.executable}",
+                 "environment.vars={MPIEXEC_TIMEOUT: 60}"]
+    job = jobs.submit(str(spec), overrides=overrides)
+    try:
+        deadline = time.monotonic() + JOB_TIMEOUT
+        while not marker.exists():  # item 3 is held in C code on its worker
+            assert time.monotonic() < deadline, "the stuck task did not start in time"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc = subprocess.run([sys.executable, "-m", "hpcdist", "cancel", str(job.run_dir)], capture_output=True,
+                              text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        job.wait(timeout=JOB_TIMEOUT, poll=0.2, max_poll=1.0)
+    finally:
+        if job.status().state not in jobs.FINAL_STATES:
+            run_command(["scancel", str(job.job_id)], timeout=15)
+    assert (job.run_dir / "exit_code").read_text().strip() == str(status.INTERRUPTED)
+    log = (job.run_dir / f"slurm-{job.job_id}.out").read_text()
+    assert "cancelled" in log, log
+    assert "BAD TERMINATION" not in log and "problem with your application" not in log, log
+    manifest = json.loads((job.run_dir / "manifest.json").read_text())
+    assert manifest["final"] and manifest["exit_status"] == status.INTERRUPTED and manifest["reason"] == "interrupted"
+    assert "running" not in {t["status"] for t in manifest["tasks"].values()}
