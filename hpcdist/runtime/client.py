@@ -637,15 +637,24 @@ class ClientExecutor(cf.Executor):
     """``concurrent.futures`` view of a client: behaves as the standard library's executors.
 
     Every call is impure (a fresh key), every keyword goes to ``fn``. ``shutdown`` ends this
-    executor only (not the client): later ``submit``/``map`` raise RuntimeError. The
-    executor holds its futures weakly, so it keeps no finished result alive.
+    executor only (not the client): later ``submit``/``map`` raise RuntimeError. As in the
+    standard library, a submitted call runs even if its future is dropped: the executor
+    holds each future until it is done, and no longer (it keeps no finished result alive).
     """
 
     def __init__(self, client: Client) -> None:
         self._client = client
         self._futures: weakref.WeakSet[Future] = weakref.WeakSet()
+        self._unfinished: set[Future] = set()  # dropped by their own done callback
         self._shutdown = False
         self._lock = threading.Lock()
+
+    def _hold(self, fs: list[Future]) -> None:
+        self._futures.update(fs)
+        unfinished = self._unfinished
+        for fut in fs:
+            unfinished.add(fut)
+            fut.add_done_callback(unfinished.discard)
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
         """Run ``fn(*args, **kwargs)`` on a worker; every keyword is ``fn``'s."""
@@ -653,7 +662,7 @@ class ClientExecutor(cf.Executor):
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             fut = self._client._submit(fn, args, kwargs, None, False, None, False, 0)
-            self._futures.add(fut)
+            self._hold([fut])
         return fut
 
     def map(self, fn: Callable, *iterables: Iterable, timeout: float | None = None,
@@ -681,7 +690,7 @@ class ClientExecutor(cf.Executor):
             else:
                 chunks = [(items[i:i + chunksize],) for i in range(0, len(items), chunksize)]
                 fs = self._client._map(functools.partial(_run_chunk, fn), chunks, {}, None, False, None, False, 0)
-            self._futures.update(fs)
+            self._hold(fs)
         end = None if timeout is None else time.monotonic() + timeout
         return _results(fs, end, chunksize > 1)
 
