@@ -519,7 +519,7 @@ def _as_completed(fs: list[cf.Future], timeout: float | None, with_results: bool
                 if pending.pop(id(f), None) is not None:
                     _remove_waiter(f, arrivals)
                     done.append(f)
-            del got
+            f = got = None  # no reference to a yielded future stays in this frame
     finally:
         for f in pending.values():
             _remove_waiter(f, arrivals)

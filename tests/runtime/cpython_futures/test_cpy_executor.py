@@ -116,13 +116,8 @@ def test_map_exception(executor):
         i.__next__()
 
 
-def test_map_timeout(client, executor, request):
+def test_map_timeout(client, executor):
     needs_background(client)
-    # Known: a worker holds the report of a finished tiny task while it runs its next queued
-    # task (hpcdist/runtime/worker.py batches reports and checks the 2 ms bound only after a
-    # task), so sleep(0) queued before sleep(2) on one worker is reported after 2 s.
-    request.applymarker(pytest.mark.xfail(strict=True, reason="worker.py holds a finished task's report "
-                                          "while its next queued task runs (not this part's module)"))
     results = []
     try:
         for i in executor.map(time.sleep, [0, 0, 2], timeout=1):
