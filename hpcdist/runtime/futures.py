@@ -56,7 +56,7 @@ def check_timeout(timeout: Any, name: str = "timeout") -> float | None:
     value = float(timeout)
     if math.isnan(value):
         raise ValueError(f"{name} must be a number of seconds or None, not NaN")
-    return None if value == math.inf else value
+    return None if value == math.inf else max(value, 0.0)
 
 
 def check_futures(fs: Any, where: str) -> list[cf.Future]:
