@@ -305,7 +305,9 @@ class Worker:
                 self._idle()
                 self._receive_until_work()
             with self.lock:
-                task = runq.popleft()
+                task = runq.popleft() if runq else None
+            if task is None:  # the communication thread handed it to a thief meanwhile
+                continue
             if task is _STOP:
                 self._idle()
                 return
