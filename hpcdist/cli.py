@@ -161,7 +161,7 @@ _set_option = click.option(
 
 
 @cli.command("validate")
-@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.argument("spec_path", metavar="SPEC")  # every problem with the file is a SpecError: one line
 @click.option("--scheduler", type=click.Choice(["slurm", "sge", "local"]), help="Override spec.scheduler.")
 @_set_option
 def validate_command(spec_path: str, scheduler: str | None, overrides: tuple[str, ...]) -> None:
@@ -220,69 +220,103 @@ if TYPE_CHECKING:
 @click.option("--resume", type=click.Path(file_okay=False), default=None, metavar="RUN_DIR",
               help="Continue the pipeline in RUN_DIR (reusing its results) instead of making a new run "
                    "directory; SPEC defaults to RUN_DIR/spec.yaml.")
+@click.option("--parsable", is_flag=True,
+              help="Print only the job id (for sbatch --dependency=afterok:ID or qsub -hold_jid ID).")
 @click.option("--resubmit", "automatic", is_flag=True, hidden=True,
               help="Used by job scripts after the walltime status: count against program.pipeline.resubmit.")
 def submit_command(spec_path: str | None, dry_run: bool, scheduler: str | None, overrides: tuple[str, ...],
-                   resume: str | None, automatic: bool) -> None:
+                   resume: str | None, parsable: bool, automatic: bool) -> None:
     """Validate SPEC, make its run directory and submit the job script
     (`hpcdist submit [SPEC] --resume RUN_DIR`: continue a pipeline run there)."""
     from hpcdist import jobs
 
     if spec_path is None and resume is None:
         raise click.UsageError("missing argument SPEC (or --resume RUN_DIR)")
+    if parsable and dry_run:
+        raise click.UsageError("--parsable prints the job id, and a --dry-run has none")
     job = jobs.submit(spec_path, dry_run=dry_run, scheduler=scheduler, overrides=overrides, resume=resume,
                       automatic=automatic)
+    if parsable:
+        click.echo(job.job_id)
+        return
     click.echo(f"run directory: {job.run_dir}" + (f" (resumed: {job.script.name})" if resume and job.script else ""))
     click.echo(f"job id: {job.job_id}" if job.job_id is not None else f"dry run: {job.system} job not submitted")
 
 
 @cli.command("status")
-@click.argument("target", metavar="[RUN_DIR | JOB_ID]", required=False)
-@click.option("--watch", is_flag=True, help="Poll (backing off) until the job finishes; print each change.")
+@click.argument("targets", metavar="[RUN_DIR | JOB_ID]...", nargs=-1)
+@click.option("--watch", is_flag=True, help="Poll (backing off) until the jobs finish; print each change.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per job and poll, one per line (job_id, system, state, raw_state, exit_code, "
+                   "reason, source, run_dir, output, progress).")
 @click.option("--scheduler", default=None, help="Batch system of a bare JOB_ID (default: the one installed).")
 @click.option("--interval", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="First --watch polling interval, s.")
-def status_command(target: str | None, watch: bool, scheduler: str | None, interval: float) -> None:
-    """Show a job's state. Exit 0 completed, 1 failed/cancelled/timeout, 2 usage,
-    3 batch command failed, 4 unknown to the batch system, 10 pending/running."""
+def status_command(targets: tuple[str, ...], watch: bool, as_json: bool, scheduler: str | None,
+                   interval: float) -> None:
+    """Show the state of jobs (one queue query for all). Exit 0 completed, 1 failed/cancelled/timeout,
+    2 usage, 3 batch command failed, 4 unknown to the batch system, 10 pending/running
+    (several jobs: 10 if any is unfinished, else 1 if any failed, else 4 if any is unknown)."""
     import time
 
     from hpcdist import jobs
 
-    job = jobs.resolve_job(target, scheduler)
-    if job.run_dir is not None:
-        click.echo(f"run directory: {job.run_dir}")
-    st = job.status()
-    _echo_status(job, st)
-    delay, last = interval, (st.state, st.progress)
-    while watch and st.state not in jobs.FINAL_STATES:
+    job_list = [jobs.resolve_job(t, scheduler) for t in targets] if targets else [jobs.resolve_job(None, scheduler)]
+    if not as_json:
+        for job in job_list:
+            if job.run_dir is not None:
+                click.echo(f"run directory: {job.run_dir}")
+    states = jobs.statuses(job_list)
+    last: list[object] = [None] * len(job_list)
+    progress: list[dict | None] = [None] * len(job_list)
+    delay = interval
+    while True:
+        for i, (job, st) in enumerate(zip(job_list, states)):
+            # a progress.json being rewritten (partial) shows nothing: keep the last report
+            st.progress = progress[i] = st.progress if st.progress is not None else progress[i]
+            seen = (st.state, st.exit_code, st.progress)
+            if seen != last[i]:
+                _echo_status(job, st, as_json)
+                last[i] = seen
+        if not watch or all(st.state in jobs.FINAL_STATES for st in states):
+            break
         time.sleep(delay)
         delay = min(delay * 1.5, 30.0)
-        st = job.status()
-        if (st.state, st.progress) != last:
-            _echo_status(job, st)
-            last = (st.state, st.progress)
-    sys.exit(jobs.exit_code_for(st.state))
+        states = jobs.statuses(job_list)
+    sys.exit(jobs.combined_exit_code([st.state for st in states]))
 
 
-def _echo_status(job: Job, st: JobStatus) -> None:
+def _echo_status(job: Job, st: JobStatus, as_json: bool = False) -> None:
     import json
 
+    output = job.output_file()
+    if as_json:
+        click.echo(json.dumps({
+            "job_id": st.job_id, "system": job.system, "state": st.state, "raw_state": st.raw_state,
+            "exit_code": st.exit_code, "reason": st.reason, "source": st.source,
+            "run_dir": str(job.run_dir) if job.run_dir is not None else None,
+            "output": str(output) if output is not None else None, "progress": st.progress,
+        }, sort_keys=False))
+        return
     raw = f" [{st.raw_state}]" if st.raw_state not in ("", st.state) else ""
     click.echo(f"job {st.job_id} ({job.system}): {st.state}{raw}")
     if st.reason:
         click.echo(f"  reason: {st.reason}")
     if st.exit_code is not None:
         click.echo(f"  exit code: {st.exit_code}")
-    if st.progress is not None:
-        click.echo(f"  progress: {json.dumps(st.progress, sort_keys=True)}")
+    if output is not None:
+        click.echo(f"  output: {output}" + ("" if output.exists() else " (not written yet)"))
+    p = st.progress
+    if p is not None:
+        click.echo(f"  progress: {p['done']}/{p['total']} done, {p['failed']} failed, {p['running']} running "
+                   f"(updated {p['updated']})")
 
 
 @cli.command("cancel")
 @click.argument("target", metavar="RUN_DIR | JOB_ID")
 @click.option("--scheduler", default=None, help="Batch system of a bare JOB_ID (default: the one installed).")
 def cancel_command(target: str, scheduler: str | None) -> None:
-    """Cancel a submitted job."""
+    """Cancel a submitted job (exit 4 when the batch system had nothing to cancel)."""
     from hpcdist import jobs
 
     job = jobs.resolve_job(target, scheduler)

@@ -82,3 +82,12 @@ class RemoteTraceback(Exception):
 
 class RemoteError(HpcdistError):
     """Stands in for a task exception that could not be pickled back to rank 0."""
+
+
+class SerializationError(HpcdistError, TypeError):
+    """A value could not be pickled or unpickled to travel between ranks.
+
+    The message names the task (or key) and the value's type; the original error is the
+    ``__cause__`` where there is one. Only that task, gather or result fails: the world goes on.
+    It is also a :class:`TypeError`, as pickling errors are in the standard library.
+    """

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -27,7 +28,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from hpcdist import launch
-from hpcdist.errors import HpcdistError, SpecError, SubmitError
+from hpcdist.errors import CommandError, HpcdistError, SpecError, SubmitError
 from hpcdist.jobs_query import FINAL_STATES, STATES, JobStatus, query_states
 from hpcdist.spec_keys import MEMORY_UNITS
 
@@ -41,6 +42,11 @@ __all__ = [
     "submit",
     "resolve_job",
     "exit_code_for",
+    "statuses",
+    "combined_exit_code",
+    "NothingCancelled",
+    "read_record",
+    "read_progress",
 ]
 
 #: ``hpcdist status`` exit codes by state (2: usage error, 3: a batch command failed)
@@ -73,6 +79,16 @@ def exit_code_for(state: str) -> int:
     return EXIT_CODES.get(state, EXIT_CODES["UNKNOWN"])
 
 
+def combined_exit_code(states: Iterable[str]) -> int:
+    """The ``hpcdist status`` exit code for several jobs: 10 when any is unfinished, else 1
+    when any failed, else 4 when any is unknown, else 0 (all completed)."""
+    codes = {exit_code_for(s) for s in states}
+    for code in (10, 1, 4):
+        if code in codes:
+            return code
+    return 0
+
+
 @dataclass
 class Job:
     """A submitted (or dry-run) job and its run directory.
@@ -97,20 +113,14 @@ class Job:
         """The job recorded in a run directory's ``job.json``.
 
         Raises:
-            RunDirError: when the directory or its record is missing or unreadable.
+            RunDirError: when the directory or its record is missing, unreadable or malformed
+                (bad JSON, wrong types, a job id not in the system's syntax...).
         """
         run_dir = Path(path).resolve()
-        record_path = run_dir / JOB_FILE
         if not run_dir.is_dir():
             raise RunDirError(f"{path}: no such run directory")
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise RunDirError(f"{path}: not a run directory (no {JOB_FILE}; made by `hpcdist submit`)") from None
-        except (OSError, ValueError) as exc:
-            raise RunDirError(f"{record_path}: cannot read the job record: {exc}") from None
-        if not isinstance(record, dict) or record.get("system") not in ("slurm", "sge"):
-            raise RunDirError(f"{record_path}: not a job record (expected keys system, job_id, submitted, script)")
+        record = read_record(run_dir / JOB_FILE, missing=f"{path}: not a run directory (no {JOB_FILE}; "
+                                                           "made by `hpcdist submit`)")
         return cls(
             job_id=record.get("job_id"),
             system=record["system"],
@@ -119,6 +129,14 @@ class Job:
             script=Path(record["script"]) if record.get("script") else None,
             record=record,
         )
+
+    def output_file(self) -> Path | None:
+        """Where the batch system writes the job's output (None without a run directory or id)."""
+        if self.run_dir is None or self.job_id is None:
+            return None
+        from hpcdist.render import get_system
+
+        return get_system(self.system).output_file(self.run_dir, self.job_id)
 
     @property
     def dry_run(self) -> bool:
@@ -131,14 +149,12 @@ class Job:
         return self.job_id
 
     def progress(self) -> dict[str, Any] | None:
-        """The run's own progress report (``progress.json`` in the run directory), if any."""
+        """The run's progress (``progress.json`` in the run directory) when it is complete:
+        ``{"done", "failed", "running", "total": int, "updated": ISO 8601 text}``; else None
+        (no file yet, or one that is partial or malformed)."""
         if self.run_dir is None:
             return None
-        try:
-            data = json.loads((self.run_dir / PROGRESS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else {"progress": data}
+        return read_progress(self.run_dir / PROGRESS_FILE)
 
     def status(self) -> JobStatus:
         """The job's state now (one queue query; accounting only once it left the queue).
@@ -146,17 +162,7 @@ class Job:
         Raises:
             CommandError: when the batch system's command fails.
         """
-        self._follow()
-        job_id = self._require_id("query")
-        st = query_states(self.system, [job_id], timeout=QUERY_TIMEOUT)[job_id]
-        if st.state in ("UNKNOWN", "FAILED") and self.record.get("cancel_requested"):
-            # a cancelled job that never started has no accounting record, and one that
-            # handled the warning signal may end with its own non-zero status
-            st.state, st.reason = "CANCELLED", st.reason or "cancelled with hpcdist cancel"
-        if st.exit_code is None and st.state in FINAL_STATES and self.run_dir is not None:
-            st.exit_code = _read_exit_code(self.run_dir)
-        st.progress = self.progress()
-        return st
+        return statuses([self])[0]
 
     def _follow(self) -> None:
         # a run continued by `submit --resume` (or a job that resubmitted itself) names its
@@ -178,19 +184,24 @@ class Job:
         Engine's -notify signal looks like the walltime warning) does not resubmit itself.
 
         Raises:
+            NothingCancelled: the batch system knows no such job, or it had already ended.
             CommandError: with the batch system's own message when it refuses.
         """
         from hpcdist.render import get_system
 
         self._follow()
         job_id = self._require_id("cancel")
+        argv = get_system(self.system).cancel_argv(job_id)  # checks the id's syntax first
         noted = self.run_dir is not None and (self.run_dir / JOB_FILE).exists()
         if noted:
             assert self.run_dir is not None
             self.record["cancel_requested"] = time.time()
             _write_json(self.run_dir / JOB_FILE, self.record)
         try:
-            launch.run_command(get_system(self.system).cancel_argv(job_id), timeout=QUERY_TIMEOUT)
+            result = launch.run_command(argv, timeout=QUERY_TIMEOUT, check=False)
+            problem = _cancel_problem(self.system, result)
+            if problem is not None:
+                raise problem
         except BaseException:
             if noted:
                 assert self.run_dir is not None
@@ -242,6 +253,144 @@ def _read_exit_code(run_dir: Path) -> int | None:
         return int((run_dir / "exit_code").read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+class NothingCancelled(HpcdistError):
+    """``cancel`` found nothing to cancel: the job is unknown to the batch system or already over."""
+
+    exit_code = 4
+
+
+def _cancel_problem(system: str, result: launch.CommandResult) -> HpcdistError | None:
+    # scancel exits 0 for an unknown or finished job; with -v it says so on stderr
+    text = (result.stderr + "\n" + result.stdout).strip()
+    gone = ("Invalid job id", "already completing or completed", "does not exist", "not found")
+    if any(g in text for g in gone):
+        lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower() or "denied" in ln.lower()]
+        detail = " / ".join(lines[-3:]) or result.tail()
+        return NothingCancelled(f"nothing cancelled: {detail}")
+    if result.returncode != 0:
+        return CommandError(f"{result.argv[0]} failed (exit {result.returncode}): {result.tail()}")
+    if system == "slurm" and re.search(r"^scancel: error:", text, re.M):
+        return CommandError(f"scancel: {result.tail()}")
+    return None
+
+
+def statuses(job_list: list[Job]) -> list[JobStatus]:
+    """The status of every job: one queue query (and one accounting lookup) per batch system.
+
+    Raises:
+        CommandError: when a batch command fails.
+    """
+    by_system: dict[str, list[str]] = {}
+    submitted: dict[str, float] = {}
+    for job in job_list:
+        job._follow()
+        job_id = job._require_id("query")
+        by_system.setdefault(job.system, []).append(job_id)
+        if isinstance(job.submitted, (int, float)):
+            submitted[job_id] = min(job.submitted, submitted.get(job_id, job.submitted))
+    answers = {system: query_states(system, ids, timeout=QUERY_TIMEOUT, submitted=submitted)
+               for system, ids in by_system.items()}
+    out = []
+    for job in job_list:
+        assert job.job_id is not None
+        st = dataclasses.replace(answers[job.system][job.job_id])
+        if st.state in ("UNKNOWN", "FAILED") and job.record.get("cancel_requested"):
+            # a cancelled job that never started has no accounting record, and one that
+            # handled the warning signal may end with its own non-zero status
+            st.state, st.reason = "CANCELLED", st.reason or "cancelled with hpcdist cancel"
+        if st.exit_code is None and st.state in FINAL_STATES and job.run_dir is not None:
+            st.exit_code = _read_exit_code(job.run_dir)
+        st.progress = job.progress()
+        out.append(st)
+    return out
+
+
+#: the keys of progress.json and their types
+PROGRESS_KEYS = {"done": int, "failed": int, "running": int, "total": int, "updated": str}
+
+
+def read_progress(path: Path) -> dict[str, Any] | None:
+    """``progress.json`` when complete and well formed, else None (see :meth:`Job.progress`)."""
+    try:
+        if path.stat().st_size > 64 << 10:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    for key, kind in PROGRESS_KEYS.items():
+        value = data.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            return None
+    return {k: data[k] for k in PROGRESS_KEYS}
+
+
+MAX_RECORD_BYTES = 1 << 20
+
+
+def read_record(path: Path, missing: str | None = None) -> dict[str, Any]:
+    """A ``job.json`` read and checked: every field hpcdist reads has its type, every job id
+    is in its system's syntax (a tampered ``"job_id": "--me"`` never reaches scancel).
+
+    Args:
+        path: the job.json file.
+        missing: the message when the file does not exist (default: a generic one).
+
+    Raises:
+        RunDirError: one line naming the file and the key.
+    """
+    from hpcdist.render import JobIdError, get_system
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_RECORD_BYTES + 1)
+    except FileNotFoundError:
+        raise RunDirError(missing or f"{path}: no such job record") from None
+    except OSError as exc:
+        raise RunDirError(f"{path}: cannot read the job record: {exc.strerror or exc}") from None
+    if len(raw) > MAX_RECORD_BYTES:
+        raise RunDirError(f"{path}: larger than {MAX_RECORD_BYTES} bytes; not a job record made by hpcdist")
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RunDirError(f"{path}: not valid JSON ({str(exc).splitlines()[0][:120]})") from None
+    except RecursionError:
+        raise RunDirError(f"{path}: nested too deeply; not a job record made by hpcdist") from None
+    if not isinstance(record, dict):
+        raise RunDirError(f"{path}: not a job record (expected an object with system, job_id, submitted, script)")
+    system = record.get("system")
+    if system not in ("slurm", "sge"):
+        raise RunDirError(f"{path}: system: expected \"slurm\" or \"sge\", got {str(system)[:40]!r}")
+    checker = get_system(system)
+
+    def check(entry: dict[str, Any], where: str) -> None:
+        for key, kinds in (("submitted", (int, float)), ("script", (str,)), ("cancel_requested", (int, float))):
+            value = entry.get(key)
+            if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                raise RunDirError(f"{path}: {where}{key}: wrong type ({type(value).__name__})")
+        job_id = entry.get("job_id")
+        if "job_id" not in entry and not entry.get("dry_run"):
+            raise RunDirError(f"{path}: {where}job_id: missing (expected the batch system's job id)")
+        if job_id is not None:
+            try:
+                checker.check_job_id(job_id, f"{path}: {where}job_id")
+            except JobIdError as exc:
+                raise RunDirError(str(exc)) from None
+
+    check(record, "")
+    history = record.get("jobs")
+    if history is not None:
+        if not isinstance(history, list) or not all(isinstance(e, dict) for e in history):
+            raise RunDirError(f"{path}: jobs: expected a list of job entries")
+        for i, entry in enumerate(history):
+            check(entry, f"jobs[{i}].")
+    resubmits = record.get("resubmits", 0)
+    if not isinstance(resubmits, int) or isinstance(resubmits, bool) or resubmits < 0:
+        raise RunDirError(f"{path}: resubmits: expected a whole number, got {str(resubmits)[:40]!r}")
+    return record
 
 
 def _write_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -452,7 +601,10 @@ def resolve_job(target: str | None, scheduler: str | None = None) -> Job:
         RunDirError: when ``target`` is neither, or the batch system cannot be told.
     """
     path = Path(target) if target is not None else Path.cwd()
-    if path.is_dir() or target is None or not target.replace(".", "").replace("_", "").isdigit():
+    if target is None or path.is_dir() or not re.fullmatch(r"[\d._+]+", target):
+        if target is not None and not path.exists():
+            raise RunDirError(f"{target}: no such run directory, and not a job id "
+                              "(SLURM: 42, 42_7 or 42+1; Grid Engine: 27 or 27.3)")
         return Job.from_run_dir(path)
     if scheduler is None:
         found = [name for name, cmd in (("slurm", "squeue"), ("sge", "qstat")) if shutil.which(cmd)]
@@ -465,4 +617,10 @@ def resolve_job(target: str | None, scheduler: str | None = None) -> Job:
         scheduler = found[0]
     if scheduler not in ("slurm", "sge"):
         raise RunDirError(f"--scheduler {scheduler}: expected slurm or sge")
+    from hpcdist.render import JobIdError, get_system
+
+    try:
+        get_system(scheduler).check_job_id(target, "job id")
+    except JobIdError as exc:
+        raise RunDirError(str(exc)) from None
     return Job(job_id=target, system=scheduler)

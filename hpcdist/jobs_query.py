@@ -9,6 +9,7 @@ goes through :func:`hpcdist.launch.run_command`.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,23 +46,42 @@ class JobStatus:
     progress: dict[str, Any] | None = None
 
 
-def query_states(system: str, job_ids: list[str], timeout: float = 30.0) -> dict[str, JobStatus]:
-    """The status of every job in ``job_ids``: one queue query, accounting for the rest.
+def query_states(
+    system: str, job_ids: list[str], timeout: float = 30.0, submitted: dict[str, float] | None = None
+) -> dict[str, JobStatus]:
+    """The status of every job in ``job_ids``: one queue query, and one accounting lookup for
+    all jobs missing from it (SLURM: one ``sacct``, or one read of the jobcomp file; Grid
+    Engine: ``qacct -j`` takes a single id, so several finished jobs whose submission times are
+    in ``submitted`` are read with one ``qacct -j -b TIME`` (every job started since), and the
+    others with one ``qacct -j ID`` each).
 
     Raises:
+        JobIdError: when an id is not in the system's syntax (nothing is run then).
         CommandError: when a batch command fails (its own message included).
     """
+    from hpcdist.render import get_system
+
+    if system not in ("slurm", "sge"):
+        raise CommandError(f"unknown batch system {system!r}; expected slurm or sge")
+    checker = get_system(system)
+    job_ids = [checker.check_job_id(j) for j in dict.fromkeys(job_ids)]
+    if not job_ids:
+        return {}
     if system == "slurm":
         found = slurm_queue(job_ids, timeout)
-        finished = slurm_finished
-    elif system == "sge":
-        found = sge_queue(job_ids, timeout)
-        finished = sge_finished
+        missing = [j for j in job_ids if j not in found]
+        if missing:
+            found.update(slurm_finished_all(missing, timeout))
     else:
-        raise CommandError(f"unknown batch system {system!r}; expected slurm or sge")
-    for job_id in job_ids:
-        if job_id not in found:
-            found[job_id] = finished(job_id, timeout)
+        found = sge_queue(job_ids, timeout)
+        missing = [j for j in job_ids if j not in found]
+        known = [j for j in missing if (submitted or {}).get(j) is not None]
+        if len(known) > 1:
+            assert submitted is not None
+            found.update(sge_finished_since(known, min(submitted[j] for j in known), timeout))
+        for job_id in missing:
+            if job_id not in found:
+                found[job_id] = sge_finished(job_id, timeout)
     return found
 
 
@@ -125,38 +145,63 @@ def slurm_queue(job_ids: list[str], timeout: float) -> dict[str, JobStatus]:
     return {k: v for k, v in parse_squeue(result.stdout).items() if k in job_ids}
 
 
-def slurm_finished(job_id: str, timeout: float) -> JobStatus:
-    """A job gone from squeue: ``sacct``, else the jobcomp file, else UNKNOWN."""
+def sacct_argv(job_ids: list[str]) -> list[str]:
+    """One ``sacct`` for all ``job_ids``: allocation lines only, ``JobID|State|ExitCode``."""
+    return ["sacct", "-X", "-n", "-P", "-j", ",".join(job_ids), "-o", "JobID,State,ExitCode"]
+
+
+def slurm_finished_all(job_ids: list[str], timeout: float) -> dict[str, JobStatus]:
+    """Jobs gone from squeue: one ``sacct`` for all, else one read of the jobcomp file."""
     try:
-        result = launch.run_command(
-            ["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "JobID,State,ExitCode"], timeout=timeout, check=False
-        )
+        result = launch.run_command(sacct_argv(job_ids), timeout=timeout, check=False)
     except CommandError:
         result = None  # no sacct on this machine
     if result is not None and result.returncode == 0:
+        out: dict[str, JobStatus] = {}
         for line in result.stdout.splitlines():
             parts = line.strip().split("|")
-            if len(parts) >= 3 and parts[0] == job_id:
-                return JobStatus(job_id, slurm_state(parts[1]), parts[1], slurm_exit(parts[2]), "", "sacct")
-        return JobStatus(job_id, "UNKNOWN", "", None, "no accounting record yet", "sacct")
-    return slurm_jobcomp(job_id, timeout)
+            if len(parts) >= 3 and parts[0] in job_ids and parts[0] not in out:
+                out[parts[0]] = JobStatus(parts[0], slurm_state(parts[1]), parts[1], slurm_exit(parts[2]), "",
+                                          "sacct")
+        for job_id in job_ids:
+            out.setdefault(job_id, JobStatus(job_id, "UNKNOWN", "", None, "no accounting record (yet)", "sacct"))
+        return out
+    return slurm_jobcomp_all(job_ids, timeout)
 
 
-def slurm_jobcomp(job_id: str, timeout: float) -> JobStatus:
-    """Look ``job_id`` up in the jobcomp file named by ``scontrol show config``."""
+def slurm_finished(job_id: str, timeout: float) -> JobStatus:
+    """One job gone from squeue (see :func:`slurm_finished_all`)."""
+    return slurm_finished_all([job_id], timeout)[job_id]
+
+
+def slurm_jobcomp_all(job_ids: list[str], timeout: float) -> dict[str, JobStatus]:
+    """Look ``job_ids`` up in the jobcomp file named by one ``scontrol show config``."""
     result = launch.run_command(["scontrol", "show", "config"], timeout=timeout, check=False)
     config = dict(re.findall(r"^(\w+)\s*=\s*(.*?)\s*$", result.stdout, flags=re.M))
     if result.returncode != 0 or config.get("JobCompType") != "jobcomp/filetxt":
-        return JobStatus(job_id, "UNKNOWN", "", None, "not in the queue and no accounting (sacct, jobcomp)", "")
-    record = parse_jobcomp(Path(config.get("JobCompLoc", "")), job_id)
-    if record is None:
-        return JobStatus(job_id, "UNKNOWN", "", None, "not in the queue nor in the jobcomp file", "jobcomp")
-    raw = record.get("JobState", "")
-    return JobStatus(job_id, slurm_state(raw), raw, slurm_exit(record.get("ExitCode", "")), "", "jobcomp")
+        return {j: JobStatus(j, "UNKNOWN", "", None, "not in the queue and no accounting (sacct, jobcomp)", "")
+                for j in job_ids}
+    records = parse_jobcomp_all(Path(config.get("JobCompLoc", "")), job_ids)
+    out = {}
+    for job_id in job_ids:
+        record = records.get(job_id)
+        if record is None:
+            out[job_id] = JobStatus(job_id, "UNKNOWN", "", None, "not in the queue nor in the jobcomp file",
+                                    "jobcomp")
+            continue
+        raw = record.get("JobState", "")
+        out[job_id] = JobStatus(job_id, slurm_state(raw), raw, slurm_exit(record.get("ExitCode", "")), "",
+                                "jobcomp")
+    return out
 
 
-def parse_jobcomp(path: Path, job_id: str, tail_bytes: int = 4 << 20) -> dict[str, str] | None:
-    """The last record of ``job_id`` in a jobcomp/filetxt file (``JobId=.. JobState=..`` lines)."""
+def slurm_jobcomp(job_id: str, timeout: float) -> JobStatus:
+    """Look one ``job_id`` up in the jobcomp file (see :func:`slurm_jobcomp_all`)."""
+    return slurm_jobcomp_all([job_id], timeout)[job_id]
+
+
+def parse_jobcomp_all(path: Path, job_ids: list[str], tail_bytes: int = 4 << 20) -> dict[str, dict[str, str]]:
+    """The last record of each of ``job_ids`` in a jobcomp/filetxt file (``JobId=.. JobState=..`` lines)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, 2)
@@ -164,12 +209,21 @@ def parse_jobcomp(path: Path, job_id: str, tail_bytes: int = 4 << 20) -> dict[st
             f.seek(max(0, size - tail_bytes))
             text = f.read().decode("utf-8", "replace")
     except OSError:
-        return None
-    prefix = f"JobId={job_id} "
+        return {}
+    wanted = set(job_ids)
+    out: dict[str, dict[str, str]] = {}
     for line in reversed(text.splitlines()):
-        if line.startswith(prefix):
-            return dict(re.findall(r"(\w+)=(\S*)", line))
-    return None
+        m = re.match(r"JobId=(\S+) ", line)
+        if m and m.group(1) in wanted and m.group(1) not in out:
+            out[m.group(1)] = dict(re.findall(r"(\w+)=(\S*)", line))
+            if len(out) == len(wanted):
+                break
+    return out
+
+
+def parse_jobcomp(path: Path, job_id: str, tail_bytes: int = 4 << 20) -> dict[str, str] | None:
+    """The last record of ``job_id`` in a jobcomp/filetxt file."""
+    return parse_jobcomp_all(path, [job_id], tail_bytes).get(job_id)
 
 
 # --- Grid Engine ----------------------------------------------------------------------------
@@ -191,8 +245,26 @@ def sge_queue_argv() -> list[str]:
     return ["qstat", "-u", "*"]
 
 
+def _task_ids(field: str) -> range | list[int]:
+    # the ja-task-ID column: "7", "1-4:1", or "1,3,5" (several single tasks)
+    out: list[int] = []
+    for part in field.split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part)
+        if not m:
+            continue
+        first = int(m.group(1))
+        last = int(m.group(2) or first)
+        if last - first > 1_000_000:
+            return range(first, last + 1, int(m.group(3) or 1))
+        out.extend(range(first, last + 1, int(m.group(3) or 1)))
+    return out
+
+
 def parse_qstat(stdout: str) -> dict[str, JobStatus]:
-    """Parse plain ``qstat`` output (header, dashes, then one line per job or array task)."""
+    """Parse plain ``qstat`` output (header, dashes, then one line per job or array task).
+
+    A job is listed under its number; each task of an array job also as ``NUMBER.TASK``.
+    """
     out: dict[str, JobStatus] = {}
     body = False
     for line in stdout.splitlines():
@@ -204,9 +276,18 @@ def parse_qstat(stdout: str) -> dict[str, JobStatus]:
             continue
         job_id, raw = fields[0], fields[4]
         state = sge_state(raw)
-        known = out.get(job_id)
-        if known is None or (known.state == "PENDING" and state != "PENDING"):
-            out[job_id] = JobStatus(job_id, state, raw, None, "", "qstat")
+        keys = [job_id]
+        rest = fields[7:]  # after the date and time: [queue] slots [ja-task-ID]
+        if rest and not rest[0].isdigit():
+            rest = rest[1:]
+        if len(rest) > 1:
+            tasks = _task_ids(rest[1])
+            if isinstance(tasks, list):
+                keys += [f"{job_id}.{t}" for t in tasks]
+        for key in keys:
+            known = out.get(key)
+            if known is None or (known.state == "PENDING" and state != "PENDING"):
+                out[key] = JobStatus(key, state, raw, None, "", "qstat")
     return out
 
 
@@ -247,13 +328,62 @@ def sge_accounted_state(record: dict[str, str]) -> tuple[str, int | None, str]:
     return "FAILED", code, reason
 
 
+def parse_qacct_all(stdout: str) -> list[dict[str, str]]:
+    """Every record of ``qacct -j`` output, as ``{field: value}``."""
+    out = []
+    for chunk in re.split(r"^=+\s*$", stdout, flags=re.M):
+        if chunk.strip():
+            fields = {}
+            for line in chunk.splitlines():
+                key, _, value = line.strip().partition(" ")
+                if key:
+                    fields[key] = value.strip()
+            out.append(fields)
+    return out
+
+
+def qacct_since_argv(since: float) -> list[str]:
+    """``qacct -j -b YYYYMMDDhhmm``: every job that started at or after ``since`` (local time,
+    a minute early: -b counts whole minutes)."""
+    return ["qacct", "-j", "-b", time.strftime("%Y%m%d%H%M", time.localtime(since - 60))]
+
+
+def sge_finished_since(job_ids: list[str], since: float, timeout: float) -> dict[str, JobStatus]:
+    """Jobs gone from qstat that were submitted at ``since`` or later: one ``qacct`` for all.
+    Jobs without a record are left out (the caller asks for them one by one)."""
+    try:
+        result = launch.run_command(qacct_since_argv(since), timeout=timeout, check=False)
+    except CommandError:
+        return {}
+    if result.returncode != 0:
+        return {}
+    wanted = set(job_ids)
+    out: dict[str, JobStatus] = {}
+    for record in parse_qacct_all(result.stdout):
+        number, task = record.get("jobnumber", ""), record.get("taskid", "undefined")
+        for job_id in (number, f"{number}.{task}"):
+            if job_id in wanted:
+                state, code, reason = sge_accounted_state(record)
+                out[job_id] = JobStatus(job_id, state, "failed " + record.get("failed", "?"), code, reason, "qacct")
+    return out
+
+
+def qacct_argv(job_id: str) -> list[str]:
+    """``qacct -j NUMBER`` (``-t TASK`` for one task): qacct takes one job per call."""
+    job, _, task = job_id.partition(".")
+    return ["qacct", "-j", job] + (["-t", task] if task else [])
+
+
 def sge_finished(job_id: str, timeout: float) -> JobStatus:
     """A job gone from qstat: ``qacct -j``, else UNKNOWN (the accounting file lags ``flush_time``)."""
     try:
-        result = launch.run_command(["qacct", "-j", job_id], timeout=timeout, check=False)
+        result = launch.run_command(qacct_argv(job_id), timeout=timeout, check=False)
     except CommandError:
         return JobStatus(job_id, "UNKNOWN", "", None, "not in the queue and qacct is missing", "")
     record = parse_qacct(result.stdout) if result.returncode == 0 else None
+    job, _, task = job_id.partition(".")
+    if record is not None and (record.get("jobnumber", job) != job or (task and record.get("taskid") != task)):
+        record = None  # qacct answered for another job: never report its state as this one's
     if record is None:
         return JobStatus(job_id, "UNKNOWN", "", None, "not in the queue, no accounting record (yet)", "qacct")
     state, code, reason = sge_accounted_state(record)

@@ -16,7 +16,6 @@ the previous ``spec.yaml`` is put back.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -151,16 +150,12 @@ def _run_directory(run_dir: str | os.PathLike[str]) -> Path:
 
 
 def _read_record(directory: Path) -> dict[str, Any]:
+    from hpcdist.jobs import read_record
+
     path = directory / JOB_FILE
     if not path.exists():
         return {}  # a run directory made by `hpcdist run`: its first batch job
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RunDirError(f"{path}: cannot read the job record: {exc}") from None
-    if not isinstance(record, dict):
-        raise RunDirError(f"{path}: not a job record")
-    return record
+    return read_record(path)
 
 
 def _history(record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shlex
 import string
 import time
@@ -18,13 +19,29 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from hpcdist.errors import SpecError
-from hpcdist.spec_keys import OUTPUT_FIELDS, SPEC, Key, all_paths, check_value
-from hpcdist.spec_yaml import MAPPING, SCALAR, Node, Problem, Where, parse, parse_override_value
+from hpcdist.spec_keys import (
+    DIRECTIVE_PATH_PATTERN,
+    MAX_COUNT,
+    OUTPUT_FIELDS,
+    SPEC,
+    Key,
+    all_paths,
+    check_value,
+    control_char,
+)
+from hpcdist.spec_yaml import MAPPING, SCALAR, Node, Problem, Where, parse, parse_override_value, read_spec_text
 
-__all__ = ["JobSpec", "Resources", "Environment", "Program", "load_spec", "parse_override", "TIMESTAMP_FORMAT"]
+__all__ = ["JobSpec", "Resources", "Environment", "Program", "load_spec", "parse_override", "system_rules",
+           "TIMESTAMP_FORMAT"]
 
 #: how ``{timestamp}`` in ``output`` is filled in
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
+#: the longest timestamp a run directory can get: hpcdist submit adds -2 ... -1000 on a clash
+LONGEST_TIMESTAMP = "20000101-000000-1000"
+#: bytes ``hpcdist submit`` adds to the run directory's name while it builds it (.NAME.XXXXXXXX.partial)
+RUN_DIR_TEMP_EXTRA = len(".") + len(".XXXXXXXX.partial")
+#: the longest file name most file systems hold, in bytes
+NAME_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -110,11 +127,42 @@ class JobSpec:
         rel = self.output.format(name=self.name, timestamp=stamp)
         return Path(os.path.normpath(self.base_dir / rel))
 
+    def system_problems(self, system: str) -> list[str]:
+        """``key: message`` for every rule of batch system ``system`` this spec breaks (see
+        :func:`system_rules`); validation applies the same rules to ``scheduler``."""
+        r = self.resources
+        return [f"{key}: {message}" for key, message in system_rules(
+            system, name=self.name, launcher=self.launcher, gpus_per_node=r.gpus_per_node, walltime=r.walltime)]
+
     def render(self, system: str | None = None, *, timestamp: str | None = None) -> str:
         """The job script for ``system`` (default: :attr:`scheduler`); see :func:`hpcdist.render.render`."""
         from hpcdist.render import render
 
         return render(self, system or self.scheduler, timestamp=timestamp)
+
+
+def system_rules(system: Any, *, name: Any, launcher: Any, gpus_per_node: Any, walltime: Any) -> list[tuple[str, str]]:
+    """The rules one batch system adds, as ``(key path, message)`` for each one broken.
+
+    The one place of these rules: the validator applies them to the spec's ``scheduler`` (with
+    file:line), and rendering for another system (``spec.render("sge")``) applies them too.
+    Values that failed their own checks (not str/int) are skipped.
+    """
+    out: list[tuple[str, str]] = []
+    if system not in ("slurm", "sge"):
+        return out
+    if walltime is None:
+        out.append(("resources.walltime", f"required for {system} jobs (e.g. walltime: \"01:00:00\")"))
+    if system == "sge":
+        if launcher == "srun":
+            out.append(("launcher", "srun exists only under SLURM; use auto or mpiexec"))
+        if isinstance(gpus_per_node, int) and not isinstance(gpus_per_node, bool) and gpus_per_node:
+            out.append(("resources.gpus_per_node", "Grid Engine has no standard GPU request; use "
+                        "resources.directives with your site's resource (e.g. -l gpu=1)"))
+        if isinstance(name, str) and name[:1].isdigit():
+            out.append(("name", f"Grid Engine refuses job names that start with a digit, got {name!r}; "
+                        "start it with a letter"))
+    return out
 
 
 def parse_override(text: str) -> tuple[str, str]:
@@ -144,12 +192,7 @@ def load_spec(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> Jo
         SpecError: listing every problem found, one per line.
     """
     source = os.fspath(path)
-    try:
-        text = Path(source).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{source}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{source}: cannot read the spec: {exc}") from None
+    text = read_spec_text(source)
     return _Validator(source, Path(os.path.abspath(source))).run(text, overrides)
 
 
@@ -295,20 +338,25 @@ class _Validator:
             v.get(k) if isinstance(v.get(k), dict) else None for k in ("resources", "environment", "program")
         )
         scheduler = v.get("scheduler")
+        self._check_name(v.get("name"))
         if res is not None:
             self._check_layout(res)
-            if scheduler in ("slurm", "sge") and res.get("walltime") is None:
-                self.problem(self._where("resources"), "resources.walltime",
-                             f"required for scheduler {scheduler} (e.g. walltime: \"01:00:00\")")
+            self._check_totals(res)
             res = self._grace(res)
-        if scheduler == "sge" and v.get("launcher") == "srun":
-            self.problem(self._where("launcher"), "launcher", "srun exists only under SLURM; use auto or mpiexec")
+        for key, message in system_rules(scheduler, name=v.get("name"), launcher=v.get("launcher"),
+                                         gpus_per_node=(res or {}).get("gpus_per_node"),
+                                         walltime=(res or {}).get("walltime", _INVALID)):
+            self.problem(self._where(key if key != "resources.walltime" else "resources"), key, message)
         environment = self._environment(env) if env is not None else None
         program = self._program(prog, environment) if prog is not None else None
         output = v.get("output")
         if output is not _INVALID and output is not None:
-            self._check_output(output)
+            self._check_output(output, v.get("name"))
         template = self._path(v.get("template"), "template", want="file")
+        if scheduler in ("slurm", "sge") and isinstance(output, str) and not self.problems:
+            self._check_directive_path(output, v.get("name"))
+        if scheduler in ("slurm", "sge") and template is not None:
+            self._check_template(template)
         if self.problems or res is None or program is None or environment is None:
             return None
         return JobSpec(
@@ -324,6 +372,19 @@ class _Validator:
             output=output,
             template=template,
         )
+
+    def _check_name(self, name: Any) -> None:
+        if not isinstance(name, str) or name is _INVALID:
+            return
+        if name in (".", ".."):
+            self.problem(self._where("name"), "name", f"{name!r} cannot be a job name (it is used in file names)")
+
+    def _check_totals(self, res: dict[str, Any]) -> None:
+        ranks, cpus = res.get("ranks"), res.get("cpus_per_rank")
+        if isinstance(ranks, int) and isinstance(cpus, int) and ranks * cpus > MAX_COUNT:
+            self.problem(self._where("resources.cpus_per_rank"), "resources",
+                         f"ranks * cpus_per_rank = {ranks} * {cpus} = {ranks * cpus} CPUs, more than the limit "
+                         f"{MAX_COUNT} (SLURM and Grid Engine count CPUs and slots in 32 bits)")
 
     def _check_layout(self, res: dict[str, Any]) -> None:
         ranks, nodes, rpn = res.get("ranks"), res.get("nodes"), res.get("ranks_per_node")
@@ -403,7 +464,12 @@ class _Validator:
         if value is None or value is _INVALID:
             return None
         path = Path(os.path.normpath(self.base / os.path.expanduser(value)))
-        ok = path.is_file() if want == "file" else path.is_dir()
+        try:
+            ok = path.is_file() if want == "file" else path.is_dir()
+        except (OSError, ValueError) as exc:  # a name too long, a NUL: no such file can exist
+            self.problem(self._where(dotted), dotted, f"{str(value)[:60]!r}: not a usable path "
+                         f"({getattr(exc, 'strerror', None) or exc})")
+            return None
         if not ok:
             what = "file" if want == "file" else "directory"
             self.problem(self._where(dotted), dotted,
@@ -411,17 +477,75 @@ class _Validator:
             return None
         return path
 
-    def _check_output(self, output: str) -> None:
+    def _check_template(self, template: Path) -> None:
+        # the placeholders render fills in: a site template naming another one fails here, not at submit
+        from hpcdist.render.base import PLACEHOLDERS, JobTemplate
+
         try:
-            names = [f for _, f, _, _ in string.Formatter().parse(output) if f is not None]
+            text = read_spec_text(str(template))
+        except SpecError as exc:
+            self.problem(self._where("template"), "template", str(exc))
+            return
+        try:
+            JobTemplate(text).substitute(dict.fromkeys(PLACEHOLDERS, ""))
+        except KeyError as exc:
+            self.problem(self._where("template"), "template",
+                         f"{template}: unknown placeholder ${{{exc.args[0]}}}; available: "
+                         + ", ".join(f"${{{k}}}" for k in sorted(PLACEHOLDERS)))
+        except ValueError as exc:
+            self.problem(self._where("template"), "template", f"{template}: bad placeholder: {exc}")
+
+    def _check_directive_path(self, output: str, name: Any) -> None:
+        # the run directory appears in --output= / -o, which sbatch and qsub parse without quoting
+        run_dir = os.path.normpath(self.base / output.format(name=name, timestamp=LONGEST_TIMESTAMP))
+        if not re.fullmatch(DIRECTIVE_PATH_PATTERN, run_dir):
+            bad = sorted({c for c in run_dir if not re.fullmatch(DIRECTIVE_PATH_PATTERN, c)})
+            where = "output" if "output" in self.root.value else ""  # type: ignore[union-attr]
+            self.problem(self._where(where) if where else Where(self.source, 1, 1), "output",
+                         f"the run directory {run_dir!r} holds {', '.join(repr(c) for c in bad)}, which cannot "
+                         "appear in a batch directive (allowed: letters, digits and _ . / + @ % : , = -); "
+                         "set output to another folder")
+
+    def _check_output(self, output: str, name: Any) -> None:
+        try:
+            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(output) if f is not None]
         except ValueError as exc:
             self.problem(self._where("output"), "output", f"bad {{placeholder}} syntax: {exc}")
             return
-        for name in names:
-            if name not in OUTPUT_FIELDS:
-                self.problem(self._where("output"), "output",
-                             f"unknown placeholder {{{name}}}; available: "
-                             + ", ".join(f"{{{f}}}" for f in OUTPUT_FIELDS))
+        names = [f for f, _, _ in fields]
+        if any(spec or conv for _, spec, conv in fields):  # {name:>999999999} would fill gigabytes
+            self.problem(self._where("output"), "output",
+                         "placeholders take no format spec or conversion: write {name} and {timestamp}")
+            return
+        unknown = [n for n in names if n not in OUTPUT_FIELDS]
+        for field_name in unknown:
+            self.problem(self._where("output"), "output",
+                         f"unknown placeholder {{{field_name}}}; available: "
+                         + ", ".join(f"{{{f}}}" for f in OUTPUT_FIELDS))
+        if unknown or not isinstance(name, str) or name is _INVALID:
+            return
+        rel = output.format(name=name, timestamp=LONGEST_TIMESTAMP)
+        run_dir = os.path.normpath(self.base / rel)
+        parts = [p for p in run_dir.split(os.sep) if p]
+        if not parts:
+            self.problem(self._where("output"), "output", "the run directory cannot be the file system root")
+            return
+        bad = control_char(run_dir)
+        if bad:
+            self.problem(self._where("output"), "output", "the run directory " + bad)
+            return
+        for i, part in enumerate(parts):
+            extra = RUN_DIR_TEMP_EXTRA if i == len(parts) - 1 else 0
+            size = len(part.encode("utf-8", "surrogateescape")) + extra
+            if size > NAME_MAX:
+                what = "the run directory's name" if extra else f"the folder {part[:40]!r}..."
+                key = "output" if "output" in self.root.value else "name"  # type: ignore[union-attr]
+                self.problem(self._where(key), key,
+                             f"{what} would be {size} bytes"
+                             + (f" (with the longest timestamp and the {extra} bytes hpcdist submit adds "
+                                "while it builds it)" if extra else "")
+                             + f", more than the file name limit of {NAME_MAX} bytes: shorten the name or output")
+                return
 
 
 class _Invalid:

@@ -57,7 +57,7 @@ def test_set_and_scheduler_options(spec: Path, capsys: pytest.CaptureFixture[str
     assert code == 2 and "--set resources.rank=16: resources.rank: unknown key (did you mean 'resources.ranks'?)" in err
     # --scheduler slurm needs a walltime: the override is validated like the file
     code, _, err = run(["validate", str(spec), "--set", "resources.walltime=null", "--scheduler", "slurm"], capsys)
-    assert code == 2 and "resources.walltime: required for scheduler slurm" in err
+    assert code == 2 and "resources.walltime: required for slurm jobs" in err
 
 
 def test_render_to_stdout_and_file(spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,3 +87,74 @@ def test_console_entry_point(spec: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "resources.ranks: expected an integer >= 2, got 'x'" in proc.stderr
+
+
+# -- issue 10: every SpecError is one line per problem, non-zero exit, never a traceback ----------
+
+HOSTILE_SPECS = {
+    "newline in name": ('name: "a\\nb; touch PWNED"\n', "name: ", "control character U+000A"),
+    "ESC in a module": ('environment: {modules: ["gcc\\e[2J"]}\n', "environment.modules: ", "U+001B"),
+    "line separator in queue": ('resources: {queue: "q\\Lx"}\n', "resources.queue: ", "U+2028"),
+    "NUL in a variable": ('environment: {vars: {X: "a\\0b"}}\n', "environment.vars: ", "U+0000"),
+    "octal ranks": ("resources: {ranks: 010}\n", "resources.ranks: ", "octal 8"),
+    "sexagesimal ranks": ("resources: {ranks: 1:00}\n", "resources.ranks: ", "base 60"),
+    "absurd ranks": ("resources: {ranks: 99999999999999999999}\n", "resources.ranks: ", "limit 2147483647"),
+    "absurd memory": ("resources: {memory: 99999999999999999999999TiB}\n", "resources.memory: ", "limit"),
+    "alias bomb": ("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"b{i}: &b{i} [" + ", ".join([f"*{'a' if i == 0 else f'b{i - 1}'}"] * 10) + "]\n" for i in range(8)),
+        "", "alias bomb"),
+    "recursive alias": ("a: &a [*a]\n", "", "recursive alias"),
+    "deep nesting": ("a: " + "[" * 50_000 + "]" * 50_000 + "\n", "", "levels"),
+    "gpus on sge": ("scheduler: sge\nresources: {ranks: 2, walltime: 10, gpus_per_node: 2}\n",
+                    "resources.gpus_per_node: ", "Grid Engine"),
+    "name too long": ("name: " + "a" * 300 + "\n", "name: ", "file name limit of 255 bytes"),
+}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("case", list(HOSTILE_SPECS))
+@pytest.mark.parametrize("command", ["validate", "render", "submit"])
+def test_every_spec_error_is_one_line_per_problem(spec: Path, capsys: pytest.CaptureFixture[str], case: str,
+                                                  command: str) -> None:
+    extra, key, words = HOSTILE_SPECS[case]
+    base = {"name": "name: pi", "scheduler": "scheduler: slurm", "program": "program: {script: pi.py}",
+            "resources": 'resources: {ranks: 4, walltime: "00:10:00"}'}
+    given = {line.split(":", 1)[0] for line in extra.splitlines() if line[:1].isalpha()}
+    spec.write_text("\n".join(v for k, v in base.items() if k not in given) + "\n" + extra)
+    argv = [command, str(spec)] + (["--scheduler", "slurm"] if command == "render" and "sge" not in extra else [])
+    argv += ["--dry-run"] if command == "submit" else []
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == "", (code, out, err)
+    lines = err.splitlines()
+    assert lines[0].startswith(f"hpcdist: error: invalid job spec {spec} (")
+    assert all(line.isprintable() and line.startswith(f"{spec}:") for line in lines[1:]), lines
+    assert any(f": {key}" in line and words in line for line in lines[1:]), lines
+    assert not (spec.parent / "runs").exists()
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"name: \xff\n", "byte offset 6: byte 0xff is not valid UTF-8"),
+    (b"\xff\xfen\x00a\x00", "UTF-16"),
+    (b"name: a\x00\n", "NUL byte"),
+    (b"", "the spec is empty"),
+])
+def test_unreadable_spec_files_are_one_line(spec: Path, capsys: pytest.CaptureFixture[str], data: bytes,
+                                            words: str) -> None:
+    spec.write_bytes(data)
+    code, out, err = run(["validate", str(spec)], capsys)
+    assert code == 2 and out == "" and words in err and "Traceback" not in err
+    assert all(line.isprintable() for line in err.splitlines())
+
+
+def test_a_directory_is_one_line(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["validate", str(spec.parent)], capsys)
+    assert code == 2 and err == f"hpcdist: error: {spec.parent}: is a directory, not a spec file\n"
+
+
+def test_numeric_queue_and_account_names_validate(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["validate", str(spec), "--set", "resources.queue=123", "--set", "resources.account=0042"],
+                       capsys)
+    assert code == 0, out
+    code, out, _ = run(["render", str(spec), "--scheduler", "slurm", "--set", "resources.queue=0042",
+                        "--set", "resources.account=12345"], capsys)
+    assert code == 0 and "#SBATCH --partition=0042\n" in out and "#SBATCH --account=12345\n" in out

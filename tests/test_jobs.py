@@ -329,11 +329,12 @@ def test_sge_job_without_accounting_is_unknown_unless_cancelled(tmp_path, monkey
 
 def test_status_reads_progress_and_exit_code_file(tmp_path, monkeypatch):
     run_dir = make_job(tmp_path)
-    (run_dir / "progress.json").write_text('{"done": 3, "total": 10}')
+    progress = {"done": 3, "failed": 1, "running": 2, "total": 10, "updated": "2026-01-01T00:00:00Z"}
+    (run_dir / "progress.json").write_text(json.dumps(progress))
     (run_dir / "exit_code").write_text("0\n")
     FakeBatch(monkeypatch, squeue=const(0, "42|COMPLETED|None\n"))
     st = jobs.Job.from_run_dir(run_dir).status()
-    assert st.progress == {"done": 3, "total": 10} and st.exit_code == 0
+    assert st.progress == progress and st.exit_code == 0
 
 
 @pytest.mark.parametrize(
@@ -343,12 +344,14 @@ def test_status_reads_progress_and_exit_code_file(tmp_path, monkeypatch):
 )  # fmt: skip
 def test_status_cli_exit_codes(tmp_path, monkeypatch, capsys, squeue, code):
     run_dir = make_job(tmp_path)
-    (run_dir / "progress.json").write_text('{"done": 1}')
+    (run_dir / "progress.json").write_text(
+        '{"done": 1, "failed": 0, "running": 2, "total": 5, "updated": "2026-01-01T00:00:00Z"}')
     FakeBatch(monkeypatch, squeue=const(0, squeue))
-    code = cli("status", str(run_dir))
-    assert code == code
+    rc = cli("status", str(run_dir))
+    assert rc == code
     out = capsys.readouterr().out
-    assert f"job 42 (slurm): {squeue.split('|')[1]}" in out and 'progress: {"done": 1}' in out
+    assert f"job 42 (slurm): {squeue.split('|')[1]}" in out
+    assert "progress: 1/5 done, 0 failed, 2 running (updated 2026-01-01T00:00:00Z)" in out
 
 
 def test_status_cli_batch_failure_exits_3(tmp_path, monkeypatch, capsys):
@@ -411,7 +414,7 @@ def test_cancel_runs_scancel_and_notes_the_request(tmp_path, monkeypatch, capsys
     fake = FakeBatch(monkeypatch, scancel=const(0))
     code = cli("cancel", str(run_dir))
     assert code == 0
-    assert fake.calls == [("scancel", "42")]
+    assert fake.calls == [("scancel", "-v", "42")]
     assert "cancel_requested" in json.loads((run_dir / "job.json").read_text())
     assert "cancel requested for slurm job 42" in capsys.readouterr().out
 
@@ -419,8 +422,8 @@ def test_cancel_runs_scancel_and_notes_the_request(tmp_path, monkeypatch, capsys
 def test_cancel_refused_shows_batch_message(tmp_path, monkeypatch, capsys):
     FakeBatch(monkeypatch, qdel=const(1, "", 'denied: job "99" does not exist\n'))
     code = cli("cancel", "99", "--scheduler", "sge")
-    assert code == 3
-    assert 'job "99" does not exist' in capsys.readouterr().err
+    assert code == 4
+    assert 'nothing cancelled: denied: job "99" does not exist' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("installed, expect", [(("squeue",), "slurm"), (("qstat",), "sge"), ((), None),

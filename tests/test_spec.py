@@ -195,7 +195,7 @@ def test_layout_must_add_up(tmp_path: Path, nodes: int | None, rpn: int | None, 
 def test_walltime_required_for_batch_systems_only(tmp_path: Path) -> None:
     text = "name: a\nscheduler: sge\nresources: {ranks: 2}\nprogram: {script: driver.py}\n"
     lines = problems(tmp_path, text)
-    assert lines == ['job.yaml:3:12: resources.walltime: required for scheduler sge (e.g. walltime: "01:00:00")']
+    assert lines == ['job.yaml:3:12: resources.walltime: required for sge jobs (e.g. walltime: "01:00:00")']
     assert load_spec(write(tmp_path, text), ("scheduler=local",)).scheduler == "local"
 
 
@@ -321,7 +321,8 @@ def test_schema_describes_the_pipeline_section_from_the_key_table() -> None:
     assert pipeline["required"] == ["tasks"] and pipeline["additionalProperties"] is False
     assert pipeline["properties"]["on_error"]["enum"] == list(model.ON_ERROR) == ["continue", "stop"]
     assert pipeline["properties"]["resubmit"] == {
-        "type": "integer", "minimum": 0, "description": PIPELINE.child("resubmit").doc, "default": 0, "examples": [2]}
+        "type": "integer", "minimum": 0, "maximum": 10_000, "description": PIPELINE.child("resubmit").doc,
+        "default": 0, "examples": [2]}
     task = pipeline["properties"]["tasks"]["additionalProperties"]
     assert list(task["properties"]) == list(model._TASK_KEYS) == [
         "call", "args", "kwargs", "map", "after", "retries", "timeout", "workers", "resources", "cache"]

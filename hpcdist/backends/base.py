@@ -17,6 +17,50 @@ from hpcdist.errors import TransportError
 #: what :meth:`Transport.recv` returns: (source rank, header, buffers)
 Message = tuple[int, Any, list]
 
+class DroppedBuffer(bytes):
+    """Stands in (empty) for a received buffer that could not be allocated; its data was discarded.
+
+    The message still arrives, so the runtime fails only what needed that value (a gather, a
+    result, a dependent task) instead of the whole world. ``nbytes`` is the size that was
+    refused, ``reason`` the allocation error.
+    """
+
+    nbytes_refused: int
+    reason: str
+
+    def __new__(cls, nbytes: int, reason: str) -> "DroppedBuffer":
+        self = super().__new__(cls)
+        self.nbytes_refused = nbytes
+        self.reason = reason
+        return self
+
+    def describe(self) -> str:
+        """``"could not allocate N bytes (MemoryError: ...)"``."""
+        return f"could not allocate {self.nbytes_refused} bytes to receive it ({self.reason})"
+
+
+def allocate(nbytes: int) -> Any:
+    """A fresh, uninitialised receive buffer of ``nbytes`` (uint8 numpy array); tests patch it."""
+    import numpy as np
+
+    return np.empty(nbytes, dtype=np.uint8)
+
+
+def allocate_or_drop(nbytes: int) -> Any:
+    """:func:`allocate`, or a :class:`DroppedBuffer` if the memory is not there."""
+    try:
+        return allocate(nbytes)
+    except MemoryError as exc:
+        return DroppedBuffer(nbytes, f"MemoryError: {exc}" if str(exc) else "MemoryError")
+
+
+def dropped_in(buffers: Sequence[Any]) -> DroppedBuffer | None:
+    """The first :class:`DroppedBuffer` among ``buffers``, if any."""
+    for buf in buffers:
+        if type(buf) is DroppedBuffer:
+            return buf
+    return None
+
 
 class Transport(abc.ABC):
     """One rank's endpoint of a message transport.

@@ -40,11 +40,12 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from hpcdist.backends.base import Message, Transport
+from hpcdist.backends import base
+from hpcdist.backends.base import DroppedBuffer, Message, Transport
 from hpcdist.errors import TransportError
 
 TAG_HEADER = 1
@@ -77,28 +78,66 @@ _LOOPBACK = -1
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
-def _env_int(name: str) -> int | None:
+def _env_int(name: str, env: Mapping[str, str] | None = None) -> int | None:
     try:
-        return int(os.environ[name])
+        return int((os.environ if env is None else env)[name])
     except (KeyError, ValueError):
         return None
 
 
-def in_mpi_world() -> bool:
+def in_mpi_world(env: Mapping[str, str] | None = None) -> bool:
     """Whether an MPI launcher started this process in a world of more than one rank.
 
-    Reads launcher environment variables only; never imports mpi4py.
+    Reads launcher environment variables only (``env``, default ``os.environ``); never
+    imports mpi4py.
     """
+    env = os.environ if env is None else env
     for name in _SIZE_VARS:
-        size = _env_int(name)
+        size = _env_int(name, env)
         if size is not None:
             return size > 1
-    if (_env_int("MPI_LOCALNRANKS") or 0) > 1:  # hydra, per node
+    if (_env_int("MPI_LOCALNRANKS", env) or 0) > 1:  # hydra, per node
         return True
-    if "PMIX_RANK" in os.environ or "PMI_RANK" in os.environ:  # srun --mpi=pmix: size from SLURM
-        size = _env_int("SLURM_STEP_NUM_TASKS") or _env_int("SLURM_NTASKS")
+    if "PMIX_RANK" in env or "PMI_RANK" in env:  # srun --mpi=pmix: size from SLURM
+        size = _env_int("SLURM_STEP_NUM_TASKS", env) or _env_int("SLURM_NTASKS", env)
         return size is not None and size > 1
     return False
+
+
+#: variables an MPI launcher sets in each process it starts (also in a world of one)
+_LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "MPI_LOCALNRANKS")
+
+
+def lone_copy(env: Mapping[str, str] | None = None) -> str | None:
+    """Why this process looks like one of several copies a batch system started without MPI.
+
+    ``srun -n 3 python driver.py`` (no ``--mpi``) starts three processes that each see an MPI
+    world of one; so does an MPI launch of one rank in a Grid Engine job of several slots. An
+    automatic backend choice would run the driver once per copy. Reads ``env`` (default
+    ``os.environ``) only; call it when :func:`in_mpi_world` is False.
+
+    Returns:
+        A message naming the fix, or None when nothing more than one process was promised.
+    """
+    env = os.environ if env is None else env
+    if in_mpi_world(env):
+        return None
+    step = _env_int("SLURM_STEP_NUM_TASKS", env)
+    if step is None and "SLURM_STEP_ID" in env:  # an srun step of a SLURM that does not set it
+        step = _env_int("SLURM_NTASKS", env)
+    if step is not None and step > 1:
+        rank = env.get("SLURM_PROCID", "?")
+        return (f"srun started {step} copies of this program (SLURM_STEP_NUM_TASKS={step}, this is task {rank}) "
+                "but none is in an MPI world with the others, so each would run the whole driver on its own: "
+                "launch with `srun --mpi=pmi2 ...` (or the site's PMI, see `srun --mpi=list`), or start one "
+                "copy with `hpcdist exec`/`hpcdist run`; to run each copy alone on purpose, choose a backend "
+                "(HPCDIST_BACKEND=process)")
+    slots = _env_int("NSLOTS", env)
+    if slots is not None and slots > 1 and any(name in env for name in _LAUNCH_VARS):
+        return (f"an MPI launcher started this program in a world of one rank, but the Grid Engine job has "
+                f"NSLOTS={slots} slots: launch with `mpiexec -n $NSLOTS` of the MPI mpi4py was built with, or "
+                "with `hpcdist exec`; to run one process on purpose, choose a backend (HPCDIST_BACKEND=process)")
+    return None
 
 
 def poll_max_seconds() -> float:
@@ -197,22 +236,68 @@ def _size1_message() -> str:
     return "hpcdist needs at least 2 MPI ranks: rank 0 schedules, the others work"
 
 
+_MPI4PY_FUTURES_MESSAGE = (
+    "this program was started with `python -m mpi4py.futures`: the other ranks serve mpi4py.futures, "
+    "not hpcdist, so no hpcdist worker would ever start. Launch it as `mpiexec -n N python driver.py` "
+    "or `mpiexec -n N python -m hpcdist exec driver.py` (or `hpcdist run -n N driver.py`)"
+)
+
+
+def _under_mpi4py_futures() -> bool:
+    """Whether ``python -m mpi4py.futures`` runs this program (its ranks > 0 serve a shared pool)."""
+    core = sys.modules.get("mpi4py.futures._core")
+    return core is not None and getattr(core, "SharedPool", None) is not None
+
+
+def abort_world(error: BaseException) -> None:
+    """Say ``error`` and end every rank (``MPI_Abort``) if this process is in an MPI world of
+    several ranks; otherwise return (then the caller raises ``error`` as usual).
+
+    For a rank that cannot start: the others would otherwise wait for it for ever.
+    """
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() < 2:
+        return
+    sys.stderr.write(f"hpcdist: {error}\n")
+    sys.stderr.flush()
+    MPI.COMM_WORLD.Abort(1)
+
+
+def _dup_within(world: Any, timeout: float) -> Any:
+    """``world.Dup()`` without the risk of waiting for ever: a nonblocking Idup, tested until
+    ``timeout`` (a collective: it completes only once every rank has started hpcdist)."""
+    comm, request = world.Idup()
+    deadline = time.monotonic() + timeout
+    wait = 1e-4
+    while not request.Test():
+        if time.monotonic() >= deadline:
+            raise TransportError(
+                f"rank {world.Get_rank()}: the other ranks did not start hpcdist within {timeout:g} s "
+                "(HPCDIST_STARTUP_TIMEOUT): are they running this program? (`python -m mpi4py.futures` "
+                "or another MPI program on the other ranks cannot serve as hpcdist workers)")
+        time.sleep(wait)
+        wait = min(wait * 2, 0.01)
+    return comm
+
+
 class _Incoming:
     """A message whose header has arrived and whose buffers are being received."""
 
-    __slots__ = ("src", "header", "bufs", "chunk", "index", "offset")
+    __slots__ = ("src", "header", "bufs", "sizes", "chunk", "index", "offset", "scratch")
 
     def __init__(self, src: int, header: Any, sizes: list[int], chunk: int) -> None:
         self.src = src
         self.header = header
-        self.bufs = [np.empty(n, dtype=np.uint8) for n in sizes]
+        self.sizes = sizes
+        self.bufs = [base.allocate_or_drop(n) for n in sizes]
         self.chunk = chunk
         self.index = 0  # buffer being filled
         self.offset = 0  # bytes of it received
+        self.scratch: np.ndarray | None = None  # where the data of a dropped buffer goes
         self._skip_empty()
 
     def _skip_empty(self) -> None:
-        while self.index < len(self.bufs) and self.offset >= self.bufs[self.index].nbytes:
+        while self.index < len(self.bufs) and self.offset >= self.sizes[self.index]:
             self.index += 1
             self.offset = 0
 
@@ -222,6 +307,14 @@ class _Incoming:
 
     def next_slice(self) -> np.ndarray:
         buf = self.bufs[self.index]
+        if type(buf) is DroppedBuffer:  # receive its pieces into scratch space and forget them
+            n = min(self.chunk, self.sizes[self.index] - self.offset)
+            if self.scratch is None or self.scratch.nbytes < n:
+                try:
+                    self.scratch = base.allocate(n)  # one message: at most the sender's chunk size
+                except MemoryError as exc:
+                    raise TransportError(f"out of memory: cannot even discard a {n}-byte message: {exc}") from exc
+            return self.scratch[:n]
         return buf[self.offset : self.offset + self.chunk]
 
     def advance(self, n: int) -> None:
@@ -274,7 +367,8 @@ class MPITransport(Transport):
         self.stats = {"sent": 0, "received": 0, "bytes_sent": 0, "bytes_received": 0, "data_messages_received": 0}
 
     @classmethod
-    def from_world(cls, *, poll_max_ms: float | None = None, finalize: bool = True) -> "MPITransport":
+    def from_world(cls, *, poll_max_ms: float | None = None, finalize: bool = True,
+                   startup_timeout_s: float = 60.0) -> "MPITransport":
         """Initialise MPI (thread level MULTIPLE) and connect over a Dup of COMM_WORLD.
 
         On worker ranks (rank > 0) this also sets ``sys.setswitchinterval`` to
@@ -285,10 +379,13 @@ class MPITransport(Transport):
         Args:
             poll_max_ms: cap of the idle wait; default ``HPCDIST_POLL_MAX_MS`` or 5 ms.
             finalize: whether :meth:`close` calls ``MPI_Finalize``.
+            startup_timeout_s: how long to wait for every rank to join the communicator
+                (the other ranks may be running something else than hpcdist).
 
         Raises:
-            TransportError: mpi4py is missing, MPI lacks thread support, or the world has
-                fewer than 2 ranks.
+            TransportError: mpi4py is missing, MPI lacks thread support, the world has
+                fewer than 2 ranks, the program runs under ``python -m mpi4py.futures``, or
+                the other ranks did not join within ``startup_timeout_s``.
         """
         try:
             import mpi4py
@@ -317,8 +414,10 @@ class MPITransport(Transport):
         world = MPI.COMM_WORLD
         if world.Get_size() < 2:
             raise TransportError(_size1_message())
+        if _under_mpi4py_futures():
+            raise TransportError(_MPI4PY_FUTURES_MESSAGE)
         poll_max_s = poll_max_seconds() if poll_max_ms is None else poll_max_ms / 1000.0
-        transport = cls(MPI, world.Dup(), poll_max_s=poll_max_s, finalize=finalize)
+        transport = cls(MPI, _dup_within(world, startup_timeout_s), poll_max_s=poll_max_s, finalize=finalize)
         if transport.rank > 0:
             sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
         return transport

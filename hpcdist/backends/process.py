@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hpcdist.backends.base import Message, Transport
+from hpcdist.backends.base import DroppedBuffer, Message, Transport, allocate_or_drop
 from hpcdist.errors import HpcdistError, TransportError
 
 #: messages up to this size (header + buffers) are written by the sending thread itself
@@ -94,6 +94,21 @@ def _recv_frame_into(fd: int, buf: np.ndarray) -> int:
             raise EOFError
         got += n
     return size
+
+
+def _discard_frame(fd: int, size: int) -> None:
+    """Read one frame of ``size`` bytes (framing as :func:`_recv_frame_into`) without keeping it."""
+    (n,) = struct.unpack("!i", _read_exact(fd, 4))
+    if n == -1:
+        (n,) = struct.unpack("!Q", _read_exact(fd, 8))
+    if n != size:
+        raise TransportError(f"frame of {n} bytes where {size} were expected")
+    left = n
+    while left:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            raise EOFError
+        left -= len(chunk)
 
 
 class _Peer:
@@ -271,8 +286,10 @@ class PipeTransport(Transport):
             header, sizes = pickle.loads(head)
             bufs = []
             for n in sizes:
-                buf = np.empty(n, dtype=np.uint8)
-                if _recv_frame_into(peer.conn.fileno(), buf) != n:
+                buf = allocate_or_drop(n)
+                if type(buf) is DroppedBuffer:  # read the frame in small pieces and forget it
+                    _discard_frame(peer.conn.fileno(), n)
+                elif _recv_frame_into(peer.conn.fileno(), buf) != n:
                     raise TransportError(f"rank {self.rank}: short buffer from rank {peer.rank}")
                 bufs.append(buf)
         except (EOFError, OSError):

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcdist.spec_keys import PIPELINE, TASK_NAME_PATTERN, describe
+from hpcdist.spec_keys import PIPELINE, TASK_NAME_PATTERN, describe, parse_int_text
 from hpcdist.spec_yaml import MAPPING, SCALAR, SEQUENCE, Node, Problem, Where
 
 __all__ = ["Ref", "TaskDef", "Pipeline", "parse_pipeline", "TASK_NAME_PATTERN", "ON_ERROR"]
@@ -24,6 +24,9 @@ ON_ERROR = PIPELINE.child("on_error").choices  # type: ignore[union-attr]
 _CALL_RE = re.compile(_TASK.child("call").pattern)  # type: ignore[union-attr,arg-type]
 _MODULE_RE = re.compile(PIPELINE.child("module").pattern)  # type: ignore[union-attr,arg-type]
 _PIPELINE_KEYS = tuple(k.name for k in PIPELINE.children)
+#: longest task name: stored results are named NAME-<32 hex>.meta.json, written under a temporary
+#: name (.NAME-....meta.json.XXXXXXXX.tmp), which must fit in 255 bytes
+MAX_TASK_NAME = 128
 _TASK_KEYS = tuple(k.name for k in _TASK.children)
 
 
@@ -175,7 +178,21 @@ class _Parser:
             return {k: self.value(v, f"{path}.{k}") for k, v in node.value.items()}
         if node.kind == SEQUENCE:
             return [self.value(v, f"{path}[{i}]") for i, v in enumerate(node.value)]
+        if not node.quoted and node.raw is not None and _AMBIGUOUS_RE.fullmatch(node.raw.strip()):
+            self.problem(node.where, path,
+                         f"{node.raw.strip()} means different things in YAML 1.1 (here: {node.value!r}) and "
+                         "YAML 1.2; quote it for the text, or write the number in decimal digits "
+                         "(true/false for a boolean)")
+            return None
         return node.value
+
+
+# plain scalars YAML 1.1 and 1.2 read differently: 010 (octal 8 / 10), 0o10, 1_000, 1:30 (base 60),
+# yes/no/on/off/y/n (booleans / strings)
+_AMBIGUOUS_RE = re.compile(
+    r"[-+]?0[0-9_]+|[-+]?0o[0-7_]+|[-+]?[0-9][0-9_]*_[0-9_]*(?:\.[0-9_]*)?|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+"
+    r"(?:\.[0-9_]*)?|(?:yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF|y|Y|n|N)"
+)
 
 
 @dataclass(frozen=True)
@@ -231,8 +248,12 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
     ref_sites: dict[str, list[_Located]] = {}
     for name, tnode in tasks_node.value.items():
         where = tasks_node.key_where.get(name, tnode.where)
-        if not re.fullmatch(TASK_NAME_PATTERN, name):
+        if not re.fullmatch(TASK_NAME_PATTERN, name, re.ASCII):
             p.problem(where, f"tasks.{name}", "task names are letters, digits, _ and - (not first a digit or -)")
+            continue
+        if len(name) > MAX_TASK_NAME:
+            p.problem(where, f"tasks.{name[:20]}...", f"a task name is at most {MAX_TASK_NAME} characters "
+                      f"(it is part of file names in the run directory), got {len(name)}")
             continue
         task, sites = _parse_task(p, name, tnode, where)
         if task is not None:
@@ -247,17 +268,25 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
     if cycle:
         first = tasks[cycle[0]]
         p.problem(first.where, f"tasks.{cycle[0]}", "dependency cycle: " + " -> ".join(cycle + [cycle[0]]))
-    from hpcdist.pipeline.imports import check_callable
+    from hpcdist.pipeline.imports import check_callables
 
+    targets: dict[str, tuple[str, str]] = {}
     for t in tasks.values():
         mod, attr = split_call(t.call, module)
         if not mod:
             p.problem(t.where, f"tasks.{t.name}.call",
                       f"{t.call!r} names no module: write module:function or set program.pipeline.module")
             continue
-        err = check_callable(mod, attr, import_dirs)
-        if err:
-            p.problem(t.where, f"tasks.{t.name}.call", err)
+        targets[t.name] = (mod, attr)
+    if targets:
+        try:
+            errors = check_callables(targets.values(), import_dirs)
+        except ValueError as exc:  # a bad HPCDIST_IMPORT_TIMEOUT
+            p.problem(node.where, "", str(exc))
+            errors = {}
+        for name, target in targets.items():
+            if errors.get(target):
+                p.problem(tasks[name].where, f"tasks.{name}.call", errors[target])
     if not p.ok:
         return None
     if save is None:  # default: the outputs nobody else consumes
@@ -268,12 +297,42 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
 
 
 def _count(p: _Parser, node: Node | None, path: str, parent: Any) -> int | None:
-    """An integer key with the minimum its key-table entry gives (retries, resubmit)."""
-    minimum = parent.child(path.rsplit(".", 1)[-1]).minimum
-    value = p.scalar(node, path, (int,), f"an integer >= {minimum}")
-    if value is not None and value < minimum:
-        assert node is not None
-        p.problem(node.where, path, f"expected an integer >= {minimum}, got {value}")
+    """An integer key with the minimum and maximum its key-table entry gives (retries, resubmit),
+    read from the text as written (``retries: 010`` is refused, not octal 8)."""
+    key = parent.child(path.rsplit(".", 1)[-1])
+    if node is None or (node.kind == SCALAR and node.value is None):
+        return None
+    value, err = parse_int_text(node, f"an integer >= {key.minimum}")
+    if err:
+        p.problem(node.where, path, err)
+        return None
+    assert value is not None
+    if value < key.minimum:
+        p.problem(node.where, path, f"expected an integer >= {key.minimum}, got {value}")
+        return None
+    if key.maximum is not None and value > key.maximum:
+        p.problem(node.where, path, f"{value} is more than the limit {key.maximum}")
+        return None
+    return value
+
+
+_NUMBER_RE = re.compile(r"[+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def _seconds(p: _Parser, node: Node | None, path: str) -> float | None:
+    """A positive, finite number of seconds read from the text as written (``1e3`` is 1000;
+    ``1:30`` (YAML 1.1: base 60), ``0x10``, ``.inf`` are refused)."""
+    if node is None or (node.kind == SCALAR and node.value is None):
+        return None
+    raw = str(node.raw).strip() if node.kind == SCALAR else ""
+    if node.kind != SCALAR or node.quoted or isinstance(node.value, bool) or not _NUMBER_RE.fullmatch(raw):
+        hint = ": YAML 1.1 reads it in base 60; write the seconds in decimal" if re.fullmatch(
+            r"[0-9]+(?::[0-5]?[0-9])+(?:\.[0-9]*)?", raw) and not node.quoted else ""
+        p.problem(node.where, path, f"expected a number of seconds > 0, got {describe(node)}{hint}")
+        return None
+    value = float(raw)
+    if not 0 < value < 1e9:
+        p.problem(node.where, path, f"expected a number of seconds > 0 (and < 1e9), got {raw}")
         return None
     return value
 
@@ -334,9 +393,7 @@ def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDe
         else:
             after = tuple(i.value for i in items)
     retries = _count(p, v.get("retries"), f"{path}.retries", _TASK)
-    timeout = p.scalar(v.get("timeout"), f"{path}.timeout", (int, float), "a number of seconds > 0")
-    if timeout is not None and timeout <= 0:
-        p.problem(v["timeout"].where, f"{path}.timeout", f"expected a number of seconds > 0, got {timeout}")
+    timeout = _seconds(p, v.get("timeout"), f"{path}.timeout")
     workers: tuple[Any, ...] = ()
     if "workers" in v and v["workers"].value is not None:
         w = v["workers"]
@@ -345,7 +402,7 @@ def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDe
                                 or not isinstance(i.value, (int, str)) for i in items):
             p.problem(w.where, f"{path}.workers", f"expected ranks or host names, got {describe(w)}")
         else:
-            workers = tuple(i.value for i in items)
+            workers = tuple(_worker(p, i, f"{path}.workers") for i in items)
     resources: dict[str, Any] = {}
     if "resources" in v and v["resources"].value is not None:
         if v["resources"].kind != MAPPING:
@@ -363,6 +420,16 @@ def _parse_task(p: _Parser, name: str, node: Node, where: Where) -> tuple[TaskDe
     for a_name in after:
         sites.append(_Located(Ref(a_name), v["after"].where, f"{path}.after"))
     return task, sites
+
+
+def _worker(p: _Parser, node: Node, path: str) -> Any:
+    # a rank is read from its text (workers: [010] is not octal 8); a host name is a string
+    if isinstance(node.value, str):
+        return node.value
+    value, err = parse_int_text(node, "a rank or a host name")
+    if err:
+        p.problem(node.where, path, err)
+    return value
 
 
 def _parse_save(p: _Parser, node: Node | None, tasks_node: Node) -> tuple[str, ...] | None:

@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hpcdist.errors import RenderError
-from hpcdist.render.base import PLACEHOLDERS, BatchSystem
+from hpcdist.render.base import PLACEHOLDERS, BatchSystem, JobIdError
 from hpcdist.render.sge import GridEngine
 from hpcdist.render.slurm import Slurm
 
 if TYPE_CHECKING:
     from hpcdist.spec import JobSpec
 
-__all__ = ["render", "get_system", "BatchSystem", "Slurm", "GridEngine", "PLACEHOLDERS", "SYSTEMS"]
+__all__ = ["render", "get_system", "BatchSystem", "JobIdError", "Slurm", "GridEngine", "PLACEHOLDERS", "SYSTEMS"]
 
 #: batch systems by name
 SYSTEMS: dict[str, type[BatchSystem]] = {"slurm": Slurm, "sge": GridEngine}

@@ -15,19 +15,21 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from hpcdist.errors import RenderError
+from hpcdist.errors import HpcdistError, RenderError
+from hpcdist.render.values import check_spec
+from hpcdist.spec_keys import DIRECTIVE_PATH_PATTERN
 
 if TYPE_CHECKING:
     from hpcdist.spec import JobSpec
 
-# characters allowed in a path that appears in a batch directive (never run by a shell,
-# but parsed by sbatch/qsub, which have no portable quoting)
-_DIRECTIVE_PATH = re.compile(r"[A-Za-z0-9_./+@%:,=-]+")
+# characters allowed in a path that appears in a batch directive: the spec's rule (validation
+# checks the run directory with it too)
+_DIRECTIVE_PATH = re.compile(DIRECTIVE_PATH_PATTERN)
 
 #: placeholders every template may use, with what they hold
 PLACEHOLDERS = {
     "directives": "the #SBATCH / #$ lines",
-    "job_name": "the job name (checked: letters, digits, . _ -)",
+    "job_name": "the job name (checked: letters, digits, . _ -; quoted)",
     "spec_file": "the spec file name, quoted",
     "modules": "`module load` lines (empty when there are none)",
     "setup": "the environment.setup lines, verbatim",
@@ -43,6 +45,12 @@ PLACEHOLDERS = {
     "resubmit": "pipelines with program.pipeline.resubmit > 0: lines that submit the run again with --resume "
                 "after the walltime status (5); empty otherwise",
 }
+
+
+class JobIdError(HpcdistError):
+    """A job id (given, recorded in job.json, or printed by sbatch/qsub) is not in the system's syntax."""
+
+    exit_code = 2
 
 
 class JobTemplate(string.Template):
@@ -63,6 +71,13 @@ class JobTemplate(string.Template):
 def q(value: object) -> str:
     """Shell-quote one word."""
     return shlex.quote(str(value))
+
+
+def q_value(value: object) -> str:
+    """Shell-quote the value of an assignment: like :func:`q`, but ``=`` is quoted too
+    (``X==`` is valid bash, yet reads like a typo to readers and shellcheck)."""
+    text = str(value)
+    return q(text) if "=" not in text or q(text) != text else "'" + text + "'"
 
 
 class BatchSystem:
@@ -90,6 +105,32 @@ class BatchSystem:
         """The command that cancels ``job_id``."""
         raise NotImplementedError
 
+    #: a job id of this system, in full (digits and the system's array/task suffixes)
+    job_id_pattern: ClassVar[str] = r"\d+"
+    #: the batch output file in the run directory, ``{id}`` for the job id
+    output_name: ClassVar[str] = "{id}.out"
+
+    def check_job_id(self, job_id: object, origin: str = "job id") -> str:
+        """``job_id`` as text when it is in this system's id syntax (so never an option).
+
+        Args:
+            job_id: the id to check (from the command line, job.json, or sbatch/qsub output).
+            origin: where it came from, for the message.
+
+        Raises:
+            JobIdError: naming ``origin``.
+        """
+        if not isinstance(job_id, str) or len(job_id) > 40 or not re.fullmatch(self.job_id_pattern, job_id):
+            shown = repr(job_id)[:60]
+            raise JobIdError(f"{origin}: {shown} is not a {self.name} job id ({self.job_id_help})")
+        return job_id
+
+    job_id_help: ClassVar[str] = "digits"
+
+    def output_file(self, run_dir: Path, job_id: str) -> Path:
+        """Where the job's standard output (and error) goes."""
+        return run_dir / self.output_name.format(id=job_id)
+
     # -- rendering -----------------------------------------------------------------------
 
     def directives(self, spec: JobSpec, run_dir: Path | None = None) -> list[str]:
@@ -110,9 +151,11 @@ class BatchSystem:
         return ""
 
     def check(self, spec: JobSpec) -> None:
-        """Raise :class:`RenderError` for specs this system cannot run."""
-        if spec.resources.walltime is None:
-            raise RenderError(f"{spec.source}: resources.walltime: required for {self.name} (e.g. \"01:00:00\")")
+        """Raise :class:`RenderError` for specs this system cannot run (the rules live in
+        :func:`hpcdist.spec.system_rules`, which validation applies too)."""
+        problems = spec.system_problems(self.name)
+        if problems:
+            raise RenderError(f"{spec.source}: " + f"\n{spec.source}: ".join(problems))
 
     def placeholders(self, spec: JobSpec, run_dir: Path) -> dict[str, str]:
         """Every placeholder value for ``spec`` (see :data:`PLACEHOLDERS`)."""
@@ -124,11 +167,11 @@ class BatchSystem:
             modules = "\n".join(["set +u"] + [f"module load {q(m)}" for m in env.modules] + ["set -u"])
         return {
             "directives": "\n".join(self.directives(spec, run_dir)),
-            "job_name": spec.name,
+            "job_name": q(spec.name),
             "spec_file": q(spec.path.name),
             "modules": modules,
             "setup": "\n".join(env.setup),
-            "exports": "\n".join(f"export {k}={q(v)}" for k, v in env.vars.items()),
+            "exports": "\n".join(f"export {k}={q_value(v)}" for k, v in env.vars.items()),
             "run_dir": q(run_dir),
             "workdir": q(env.workdir),
             "python": q(env.python),
@@ -162,6 +205,7 @@ class BatchSystem:
     def render(self, spec: JobSpec, run_dir: Path) -> str:
         """The job script for ``spec`` writing into ``run_dir``."""
         self.check(spec)
+        check_spec(spec, self.name, run_dir)
         text, origin = self.load_template(spec)
         values = self.placeholders(spec, run_dir)
         try:
@@ -178,14 +222,16 @@ class BatchSystem:
         return script if script.endswith("\n") else script + "\n"
 
 
-def directive_path(path: Path, what: str) -> str:
+def directive_path(path: Path, what: str, forbidden: str = "") -> str:
     """``path`` as text for a batch directive, refused when it holds characters the batch
-    system's directive parser could misread (spaces, quotes, $, ...)."""
+    system's directive parser could misread (spaces, quotes, $, ...) or ``forbidden`` ones."""
     text = str(path)
-    if not _DIRECTIVE_PATH.fullmatch(text):
+    bad = next((c for c in forbidden if c in text), None)
+    if not _DIRECTIVE_PATH.fullmatch(text) or bad:
+        allowed = "".join(c for c in "_./+@%:,=-" if c not in forbidden)
         raise RenderError(
             f"{what} {text!r} contains characters that cannot appear in a batch directive "
-            "(allowed: letters, digits and _ . / + @ % : , = -); choose another output directory"
+            f"(allowed: letters, digits and {' '.join(allowed)}); choose another output directory"
         )
     return text
 

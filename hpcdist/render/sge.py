@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcdist.errors import RenderError, SubmitError
+from hpcdist.errors import SubmitError
 from hpcdist.render.base import BatchSystem, directive_path, find_mpiexec_lines, python_command, q
 
 if TYPE_CHECKING:
@@ -33,17 +33,10 @@ class GridEngine(BatchSystem):
 
     name = "sge"
     template_name = "sge.sh"
-
-    def check(self, spec: JobSpec) -> None:
-        """Refuse what Grid Engine cannot express (srun, GPU counts)."""
-        super().check(spec)
-        if spec.launcher == "srun":
-            raise RenderError(f"{spec.source}: launcher: srun exists only under SLURM; use auto or mpiexec")
-        if spec.resources.gpus_per_node:
-            raise RenderError(
-                f"{spec.source}: resources.gpus_per_node: Grid Engine has no standard GPU request; "
-                "use resources.directives with your site's resource (e.g. -l gpu=1)"
-            )
+    # 42, or one task of an array job: 42.7
+    job_id_pattern = r"[1-9]\d{0,11}(?:\.\d{1,9})?"
+    job_id_help = "digits, optionally .N for one task of an array job"
+    output_name = "sge-{id}.out"
 
     def slots(self, spec: JobSpec) -> int:
         """Slots requested from the parallel environment: ranks * cpus_per_rank."""
@@ -65,7 +58,8 @@ class GridEngine(BatchSystem):
             opts.append(f"-q {r.queue}")
         if r.account:
             opts.append(f"-A {r.account}")
-        opts.append(f"-o {directive_path(run_dir, 'run directory')}/sge-$JOB_ID.out")
+        # qsub reads -o as [host:]path[,[host:]path...]
+        opts.append(f"-o {directive_path(run_dir, 'run directory', forbidden=':,')}/sge-$JOB_ID.out")
         opts.append("-j y")
         opts.append("-notify")
         opts.extend(r.directives)
@@ -116,11 +110,12 @@ class GridEngine(BatchSystem):
     def parse_job_id(self, stdout: str) -> str:
         """The id from ``qsub -terse`` output; for an array, the part before the dot."""
         for line in stdout.splitlines():
-            m = re.fullmatch(r"(\d+)(?:\.\d+-\d+:\d+)?", line.strip())
+            m = re.fullmatch(r"([1-9]\d{0,11})(?:\.\d+-\d+:\d+)?", line.strip())
             if m:
                 return m.group(1)
         raise SubmitError(f"qsub printed no job id (output: {stdout.strip()[:200]!r})")
 
     def cancel_argv(self, job_id: str) -> list[str]:
-        """``qdel ID``."""
-        return ["qdel", str(job_id)]
+        """``qdel ID`` (``qdel ID -t N`` for one task of an array job)."""
+        job, _, task = self.check_job_id(job_id).partition(".")
+        return ["qdel", job, "-t", task] if task else ["qdel", job]

@@ -28,6 +28,10 @@ class Slurm(BatchSystem):
 
     name = "slurm"
     template_name = "slurm.sh"
+    # 42, an array task 42_7, a heterogeneous job component 42+1
+    job_id_pattern = r"[1-9]\d{0,11}(?:_\d{1,9}|\+\d{1,4})?"
+    job_id_help = "digits, optionally _N for an array task or +N for a heterogeneous job component"
+    output_name = "slurm-{id}.out"
 
     def directives(self, spec: JobSpec, run_dir: Path | None = None) -> list[str]:
         """``#SBATCH`` lines: size, time, memory, queue, output, warning signal, site extras."""
@@ -49,7 +53,9 @@ class Slurm(BatchSystem):
             opts.append(f"--account={r.account}")
         if r.gpus_per_node:
             opts.append(f"--gpus-per-node={r.gpus_per_node}")
-        opts.append(f"--output={directive_path(run_dir, 'run directory')}/slurm-%j.out")
+        # sbatch expands %x, %j ... in file names; %% is a literal %
+        out_dir = directive_path(run_dir, "run directory").replace("%", "%%")
+        opts.append(f"--output={out_dir}/slurm-%j.out")
         opts.append(f"--signal=B:USR1@{r.grace}")
         opts.extend(r.directives)
         return [f"#SBATCH {o}" for o in opts]
@@ -70,10 +76,10 @@ class Slurm(BatchSystem):
         """The id from ``sbatch --parsable`` output (``13`` or ``13;cluster``)."""
         for line in stdout.splitlines():
             job_id = line.strip().split(";", 1)[0].strip()
-            if re.fullmatch(r"\d+(_\d+)?", job_id):
+            if re.fullmatch(self.job_id_pattern, job_id):
                 return job_id
         raise SubmitError(f"sbatch printed no job id (output: {stdout.strip()[:200]!r})")
 
     def cancel_argv(self, job_id: str) -> list[str]:
-        """``scancel ID``."""
-        return ["scancel", str(job_id)]
+        """``scancel -v ID`` (-v: SLURM reports an unknown or finished job only then, still with exit 0)."""
+        return ["scancel", "-v", self.check_job_id(job_id)]

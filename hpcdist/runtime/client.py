@@ -28,7 +28,7 @@ import uuid
 import weakref
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from hpcdist.errors import HpcdistError, RemoteTraceback
+from hpcdist.errors import HpcdistError, RemoteError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.events import TaskSpec
@@ -233,7 +233,11 @@ class Client:
             exc = error
         else:
             exc_bytes, text, rank, host, size = error
-            exc = serialize.loads(exc_bytes)
+            try:
+                exc = serialize.loads(exc_bytes)
+            except Exception as load_error:  # noqa: BLE001 - its class may not be importable on rank 0
+                exc = RemoteError(f"the task's exception cannot be unpickled on rank 0 "
+                                  f"({type(load_error).__name__}: {load_error}); its traceback follows")
             exc.__cause__ = RemoteTraceback(f"task failed on rank {rank} of {size} on host {host}:\n{text}")
         if len(self._errors) >= _ERRORS_KEPT:  # dependents are notified together: recent ones suffice
             del self._errors[next(iter(self._errors))]
@@ -439,10 +443,10 @@ class Client:
             if small is None:
                 remote.append(key)
             else:
-                values[key] = pickle.loads(small)  # in-band only: see worker.INLINE_MAX
+                values[key] = serialize.load_result(key, small)  # in-band only: see worker.INLINE_MAX
         if remote:
             raw = self._world.call((m.GATHER, remote))
-            values.update((k, serialize.loads(data, buffers)) for k, (data, buffers) in raw.items())
+            values.update((k, serialize.load_result(k, data, buffers)) for k, (data, buffers) in raw.items())
         return values
 
     def gather(self, futures: Any, errors: str = "raise") -> Any:

@@ -66,6 +66,12 @@ def split_run_options(backend: str | None, nranks: int | None, workers: int | No
     from hpcdist.backends import canonical_name
 
     name = canonical_name(backend, "--backend") if backend is not None else "mpi"
+    if backend is None:
+        from hpcdist.backends.mpi import lone_copy
+
+        problem = lone_copy()  # `srun -n 3 hpcdist run ...` would start three worlds
+        if problem:
+            raise HpcdistError(problem)
     if workers is not None and workers < 1:
         raise HpcdistError(f"--workers {workers}: need at least 1 worker")
     if name != "mpi":

@@ -23,6 +23,8 @@ import time
 from concurrent.futures import _base as cf_base
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
+from hpcdist.runtime import serialize
+
 if TYPE_CHECKING:
     from hpcdist.runtime.client import Client
 
@@ -147,7 +149,7 @@ class Future(cf.Future):
             return cf.Future.result(self, 0)  # the task's error, CancelledError, TimeoutError or a set value
         small = self.client._small.get(self.key)
         if small is not None:  # the value came with the completion: no round trip
-            return pickle.loads(small)
+            return serialize.load_result(self.key, small)
         return self.client._fetch([self.key])[self.key]
 
     def exception(self, timeout: float | None = None) -> BaseException | None:

@@ -31,7 +31,7 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
-from hpcdist.runtime.worker import cores, running_on
+from hpcdist.runtime.worker import cores, running_on, unpicklable
 
 #: the rank that stands for "the caller" in who_has, has_what and workers=
 RANK = 1
@@ -103,7 +103,10 @@ class LocalWorld:
                 for key in header[1]:
                     if key not in self.data:
                         raise LookupError(f"no worker holds {key!r} (was it released?)")
-                    out[key] = serialize.dumps(self.data[key])
+                    try:
+                        out[key] = serialize.dumps(self.data[key])
+                    except Exception as exc:  # noqa: BLE001 - as a worker reports it elsewhere
+                        raise unpicklable(key, self.data[key], exc, RANK) from exc
             return out
         if kind == m.QUERY:
             return header[1](self)

@@ -22,7 +22,8 @@ Worker -> scheduler:
     HELLO (info)                   info: {"host", "cores", "pid"}
     DONE (records)                 record: (key, nbytes, duration, fetched_keys, small_result_pickle | None)
     FAILED (key, exc_bytes, traceback_text, duration, fetched_keys)
-    DATA (req, entries)            entries: [(key, data | None if not held, nbuf)], buffers in order
+    DATA (req, entries)            entries: [(key, data | None if not held | str why it cannot travel, nbuf)],
+                                   buffers in order
     STEAL_REPLY (key, ok)          BYE ()
 Worker -> worker:
     WANT (keys)                    HAVE (entries) as in DATA; a key not held yet is sent when it lands

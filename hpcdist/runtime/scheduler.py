@@ -21,7 +21,8 @@ import traceback
 from collections import defaultdict, deque
 from typing import Any, Callable
 
-from hpcdist.errors import HpcdistError, TransportError, WorkerLost
+from hpcdist.backends.base import dropped_in
+from hpcdist.errors import HpcdistError, SerializationError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import state as st
 from hpcdist.runtime.worker import pick_holder
@@ -269,8 +270,12 @@ class Scheduler:
         # Last in a round: a driver woken here finds this thread about to wait (GIL free), not
         # still draining messages and posting sends, which held the GIL for ~35 µs per wake-up.
         notes, self._notes = self._notes, []
-        for ins in notes:
-            self.notify(ins)
+        for i, ins in enumerate(notes):
+            try:
+                self.notify(ins)
+            except BaseException:
+                self._notes = notes[i:] + self._notes  # undelivered: fail_all fails their futures
+                raise
 
     def _flush(self) -> None:
         # Frees are batched (one message per released future was most of the traffic with tiny
@@ -409,11 +414,20 @@ class Scheduler:
             return
         offset = 0
         for key, data, nbuf in entries:
-            if data is None:
+            if data is None or isinstance(data, str):
                 del self.gathers[req]
-                entry[0].set_exception(LookupError(f"rank {src} no longer holds {key!r}"))
+                entry[0].set_exception(LookupError(f"rank {src} no longer holds {key!r}") if data is None
+                                       else SerializationError(data))
                 return
-            entry[1][key] = (data, buffers[offset : offset + nbuf])
+            bufs = buffers[offset : offset + nbuf]
+            dropped = dropped_in(bufs)
+            if dropped is not None:  # too large for rank 0's memory: this gather fails, the world goes on
+                del self.gathers[req]
+                entry[0].set_exception(MemoryError(
+                    f"rank 0 {dropped.describe()}: the result of {key!r} from rank {src} does not fit in "
+                    "rank 0's memory; reduce it on the workers (or fetch it in parts) instead"))
+                return
+            entry[1][key] = (data, bufs)
             offset += nbuf
         entry[2] -= len(entries)
         if entry[2] == 0:
@@ -432,14 +446,27 @@ class Scheduler:
     def fail_all(self, error: BaseException) -> None:
         """The world is broken: fail every unfinished future and pending request with ``error``."""
         self.failed = error
-        self._deliver()
-        if self.state is not None:
-            for key in self.state.unfinished_wanted():
-                self.notify(("erred", key, error))
+        notes, self._notes = self._notes, []
+        keys = []
+        try:
+            if self.state is not None:
+                keys = list(self.state.unfinished_wanted())
+        except Exception as exc:  # noqa: BLE001 - a broken state: fail what the client waits for
+            _log_failure("reading the scheduler state", exc)
+        # Each notification on its own: one that fails (the bug may be there) must not keep the
+        # other futures waiting.
+        for ins in notes + [("erred", key, error) for key in keys]:
+            for attempt in (ins, ("erred", ins[1], error)):  # the plainest note if the first fails
+                try:
+                    self.notify(attempt)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    _log_failure(f"telling the client about {ins[1]!r}", exc)
         for entry in self.gathers.values():
-            entry[0].set_exception(error)
+            if not entry[0].done():
+                entry[0].set_exception(error)
         self.gathers.clear()
-        if self.closing is not None:
+        if self.closing is not None and not self.closing[3].done():
             self.closing[3].set_result(list(self.worker_ranks))
 
 
@@ -458,9 +485,16 @@ class Scheduler:
             sys.stderr.write("hpcdist: internal error in the scheduler:\n" + text)
             error = HpcdistError(f"internal error in the scheduler: {exc!r}")
         sys.stderr.flush()
-        self.fail_all(error)
-        self._stop()
-        self.transport.abort(1)
+        try:
+            self.fail_all(error)
+        finally:
+            self._stop()
+            self.transport.abort(1)
+
+
+def _log_failure(what: str, exc: BaseException) -> None:
+    sys.stderr.write(f"hpcdist: while failing every pending future, {what} failed too: {exc!r}\n")
+    sys.stderr.flush()
 
 
 def run_guarded(scheduler: Scheduler) -> None:

@@ -14,10 +14,16 @@ for them several times faster, and they can hold neither a buffer nor a persiste
 from __future__ import annotations
 
 import io
+import linecache
+import os
 import pickle
+import types
+from collections import ChainMap
 from typing import Any, Callable, Iterable, Sequence
 
 import cloudpickle
+
+from hpcdist.errors import SerializationError
 
 #: pickle protocol of payloads: 5 is the first with out-of-band buffers
 PROTOCOL = 5
@@ -90,7 +96,59 @@ def _plain_items(obj: Any, depth: int, budget: int) -> int:
     return budget
 
 
-class _IdPickler(cloudpickle.CloudPickler):
+_CLOUDPICKLE_CODE_REDUCE = cloudpickle.CloudPickler.dispatch_table[types.CodeType]
+_DYNAMIC_FILENAME = "<dynamic-code>"
+
+
+#: source files up to this size travel with the functions pickled by value from them
+SOURCE_MAX = 1 << 20
+_sources: dict[str, tuple[int, str | None]] = {}  # file name -> (id of linecache's lines, their text)
+
+
+def _code_reduce(code: types.CodeType) -> Any:
+    """cloudpickle's reduction of a code object, keeping its real file name and source.
+
+    cloudpickle writes ``<dynamic-code>`` as the file name of every function it pickles by value
+    (those of the driver script, ``__main__``), so tracebacks and debuggers on workers could not
+    show the user's file. The real name makes them show ``driver.py, line N``; the source text
+    (as :mod:`linecache` has it here) goes along, so a worker that cannot read the file (no
+    shared file system, a notebook cell) still shows the lines.
+    """
+    rebuild, args = _CLOUDPICKLE_CODE_REDUCE(code)
+    filename = code.co_filename
+    args = tuple(filename if type(a) is str and a == _DYNAMIC_FILENAME else a for a in args)
+    return _rebuild_code, (rebuild, args, filename, _source_of(filename))
+
+
+def _source_of(filename: str) -> str | None:
+    lines = linecache.getlines(filename)
+    cached = _sources.get(filename)
+    if cached is not None and cached[0] == id(lines):
+        return cached[1]  # the same str object: pickled once per stream (memo)
+    text = "".join(lines) if lines else None
+    if text is not None and len(text) > SOURCE_MAX:
+        text = None
+    _sources[filename] = (id(lines), text)
+    return text
+
+
+def _rebuild_code(rebuild: Callable, args: tuple, filename: str, source: str | None) -> types.CodeType:
+    """Unpickle a code object of :func:`_code_reduce`; make its source known to :mod:`linecache`."""
+    if source is not None and not os.path.exists(filename):
+        entry = linecache.cache.get(filename)
+        if entry is None or len(entry) != 4 or entry[1] is not None:  # absent, lazy, or read from the file
+            # no modification time: linecache.checkcache keeps the entry
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    return rebuild(*args)
+
+
+class _Pickler(cloudpickle.CloudPickler):
+    """A CloudPickler whose by-value functions keep their file names (see :func:`_code_reduce`)."""
+
+    dispatch_table = ChainMap({types.CodeType: _code_reduce}, *cloudpickle.CloudPickler.dispatch_table.maps)
+
+
+class _IdPickler(_Pickler):
     """A CloudPickler that lets a callback replace some objects by persistent ids."""
 
     def __init__(self, file: io.BytesIO, persistent_id: Callable[[Any], Any], **kwargs: Any) -> None:
@@ -146,7 +204,7 @@ def dumps(
 
     file = io.BytesIO()
     if persistent_id is None:
-        pickler = cloudpickle.CloudPickler(file, protocol=PROTOCOL, buffer_callback=callback)
+        pickler = _Pickler(file, protocol=PROTOCOL, buffer_callback=callback)
     else:
         pickler = _IdPickler(file, persistent_id, protocol=PROTOCOL, buffer_callback=callback)
     pickler.dump(obj)
@@ -179,6 +237,21 @@ def loads(
     if persistent_load is None:
         return pickle.loads(data, buffers=buffers)
     return _IdUnpickler(io.BytesIO(data), persistent_load, buffers=buffers).load()
+
+
+def load_result(key: str, data: bytes | bytearray | memoryview, buffers: Iterable[Any] = ()) -> Any:
+    """:func:`loads` for the value of ``key`` arriving on rank 0; a failure names the key.
+
+    Raises:
+        SerializationError: the value cannot be rebuilt here (its class is not importable, its
+            ``__reduce__`` raises, ...); the original error is the ``__cause__``.
+    """
+    try:
+        return pickle.loads(data, buffers=buffers)
+    except Exception as exc:  # noqa: BLE001 - whatever a __setstate__ or reducer raises
+        raise SerializationError(
+            f"the result of task {key!r} cannot be unpickled on rank 0: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def nbytes(payload: tuple[bytes, Sequence[Any]]) -> int:

@@ -100,6 +100,8 @@ class SchedulerState(PlacementMixin):
         self._steals: dict[str, tuple[int, int | None]] = {}  # key -> (victim, thief)
         self._incoming: dict[int, set[str]] = {r: set() for r in workers}
         self._incoming_load: dict[int, float] = {r: 0.0 for r in workers}  # expected s of _incoming
+        # rank -> {key: expected s} of cancelled tasks it may still be running: busy until it reports
+        self._cancelled_on: dict[int, dict[str, float]] = {}
         self._nbytes = NbytesView(self._tasks)
         self._forgotten: list[str] = []
         # per handle_many() call
@@ -146,7 +148,9 @@ class SchedulerState(PlacementMixin):
 
     def occupancy(self, rank: int) -> float:
         """Return the expected seconds of work queued on ``rank``, steals in flight included."""
-        return self._occupancy.get(rank, 0.0) + self._incoming_load.get(rank, 0.0)
+        load = self._occupancy.get(rank, 0.0) + self._incoming_load.get(rank, 0.0)
+        cancelled = self._cancelled_on.get(rank)
+        return load + sum(cancelled.values()) if cancelled else load
 
     def expected_duration(self, fn_name: str) -> float:
         """Return the expected duration of a task of function ``fn_name``."""
@@ -292,6 +296,8 @@ class SchedulerState(PlacementMixin):
         rank = ev.rank
         if rank not in self._host:
             return  # a message from a worker declared lost: its data is gone with it
+        if self._cancelled_on:
+            self._cancelled_ended(rank, ev.key)
         tasks = self._tasks
         for dep in ev.fetched:
             dts = tasks.get(dep)
@@ -321,6 +327,8 @@ class SchedulerState(PlacementMixin):
             self._data_arrived(ts)
 
     def _on_failed(self, ev: Failed) -> None:
+        if self._cancelled_on:
+            self._cancelled_ended(ev.rank, ev.key)
         ts = self._tasks.get(ev.key)
         if ts is None or ts.state != PROCESSING or ts.processing_on != ev.rank:
             return  # stale: the task moved on (cancelled, stolen, re-placed)
@@ -346,12 +354,23 @@ class SchedulerState(PlacementMixin):
             ts = self._tasks[stack.pop()]
             if ts.state not in PENDING and ts.state != RELEASED:
                 continue  # finished keys stay as they are
+            if ts.processing_on is not None:
+                # it may be running there: that worker stays busy until it reports the end
+                self._cancelled_on.setdefault(ts.processing_on, {})[ts.key] = ts.expected
             self._leave_worker(ts, drop=True)
             self._transition(ts, CANCELLED)
             ts.waiting_on.clear()
             if ts.wanted:
                 self._out.append(("cancelled", ts.key))
             stack.extend(d for d in ts.dependents if self._tasks[d].state in PENDING)
+
+    def _cancelled_ended(self, rank: int, key: str) -> None:
+        """``rank`` no longer runs cancelled ``key`` (it reported the end, or dropped it unstarted)."""
+        cancelled = self._cancelled_on.get(rank)
+        if cancelled is not None and cancelled.pop(key, None) is not None:
+            if not cancelled:
+                del self._cancelled_on[rank]
+            self._rebalance = True  # it is free now: it may take work from others
 
     # ------------------------------------------------------------------ scheduling
 

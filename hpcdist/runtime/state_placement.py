@@ -38,6 +38,8 @@ class PlacementMixin:
     """Placing ready tasks and balancing queues (see :mod:`hpcdist.runtime.policy`)."""
 
     def _on_steal_reply(self, ev: StealReply) -> None:
+        if ev.ok and self._cancelled_on:
+            self._cancelled_ended(ev.rank, ev.key)  # a cancelled task dropped unstarted: never ran there
         entry = self._steals.get(ev.key)
         if entry is None or entry[0] != ev.rank:
             return  # the task already left the victim; nothing was planned on this reply
@@ -59,6 +61,7 @@ class PlacementMixin:
         rank = ev.rank
         if rank not in self._host:
             return
+        self._cancelled_on.pop(rank, None)
         self._rebalance = True
         for key, (victim, thief) in list(self._steals.items()):
             if victim == rank:
@@ -147,10 +150,12 @@ class PlacementMixin:
         spec = ts.spec
         if not spec.deps and spec.workers is None and not ts.failed_on and self._ranks:
             # policy.decide_worker without bytes to move: least occupied, then lowest rank
-            occupancy, incoming = self._occupancy, self._incoming_load
+            occupancy, incoming, cancelled = self._occupancy, self._incoming_load, self._cancelled_on
             best, least = None, 0.0
             for rank in self._ranks:  # ascending: strict < keeps the lowest rank of a tie
                 occ = occupancy[rank] + incoming[rank]
+                if cancelled and rank in cancelled:  # still running a cancelled task
+                    occ += sum(cancelled[rank].values())
                 if best is None or occ < least:
                     best, least = rank, occ
             self._assign(ts, best)
@@ -164,7 +169,7 @@ class PlacementMixin:
             return
         if ts.failed_on:  # a retry: prefer a free worker where it has not failed yet
             others = cands - ts.failed_on
-            if any(not self._processing[r] and not self._incoming[r] for r in others):
+            if any(not self._processing[r] and not self._incoming[r] and r not in self._cancelled_on for r in others):
                 cands = others
         occupancy = {r: self.occupancy(r) for r in cands}
         rank = policy.decide_worker(ts.spec.deps, cands, self._who_has, self._nbytes, occupancy, self._host)
@@ -220,14 +225,25 @@ class PlacementMixin:
 
     def _balance(self) -> None:
         incoming = self._incoming
-        idle = [r for r, q in self._processing.items() if not q and not incoming[r]]
-        if not idle or all(len(q) < 2 for q in self._processing.values()):
+        cancelled = self._cancelled_on  # ranks still running a cancelled task: busy, their queue all waits
+        idle = [r for r, q in self._processing.items() if not q and not incoming[r] and r not in cancelled]
+        if not idle:
             return
-        queues = {
-            r: [k for k in q if k not in self._steals] for r, q in self._processing.items() if len(q) >= 2
-        }
+        queues = {}
+        for r, q in self._processing.items():
+            waiting = [k for k in q if k not in self._steals]
+            if r in cancelled and waiting:
+                queues[r] = [next(iter(cancelled[r])), *waiting]  # index 0 counts as running
+            elif len(q) >= 2:
+                queues[r] = waiting
         if not queues:
             return
+
+        def expected_of(key: str) -> float:
+            ts = self._tasks.get(key)
+            if ts is not None and ts.processing_on is not None:
+                return ts.expected
+            return next((c[key] for c in cancelled.values() if key in c), 0.0)
 
         def allowed_of(key: str) -> frozenset[int] | None:
             spec = self._tasks[key].spec
@@ -240,7 +256,7 @@ class PlacementMixin:
         plan = policy.balance_plan(
             idle,
             queues,
-            lambda k: self._tasks[k].expected,
+            expected_of,
             lambda k: self._tasks[k].spec.deps,
             allowed_of,
             self._who_has,

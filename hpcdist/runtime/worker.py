@@ -23,7 +23,8 @@ import traceback
 from collections import deque
 from typing import Any, Iterator
 
-from hpcdist.errors import TransportError
+from hpcdist.backends.base import dropped_in
+from hpcdist.errors import SerializationError, TransportError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.sizeof import sizeof
@@ -47,7 +48,7 @@ _STRINGS = frozenset({str, bytes})
 
 
 class _Task:
-    __slots__ = ("key", "fn_id", "data", "buffers", "missing", "has_deps")
+    __slots__ = ("key", "fn_id", "data", "buffers", "missing", "has_deps", "error")
 
     def __init__(self, key: str, fn_id: str, data: bytes, buffers: list, missing: set[str], has_deps: bool) -> None:
         self.key = key
@@ -56,6 +57,7 @@ class _Task:
         self.buffers = buffers
         self.missing = missing
         self.has_deps = has_deps  # arguments refer to other results: unpickle with _resolve
+        self.error: BaseException | None = None  # an input could not reach this worker: fail, do not run
 
 
 class Worker:
@@ -167,6 +169,9 @@ class Worker:
                     self.functions[fn_id] = fn_bytes  # unpickled when first run, so errors fail the task
                 task = _Task(key, fn_id, data, buffers[offset : offset + nbuf] if nbuf else [], set(), bool(deps))
                 offset += nbuf
+                dropped = dropped_in(task.buffers) if nbuf else None
+                if dropped is not None:
+                    task.error = MemoryError(f"rank {self.rank} {dropped.describe()}: the arguments of {key!r}")
                 for dep, holders in deps.items():
                     if dep in self.data:
                         continue
@@ -190,13 +195,45 @@ class Worker:
 
     def _on_put(self, src: int, header: tuple, buffers: list) -> None:
         _, key, data, nbuf = header
-        self._store(key, serialize.loads(data, buffers[:nbuf]), fetched=False)
+        self._arrived(src, key, data, buffers[:nbuf], fetched=False)
 
     def _on_have(self, src: int, header: tuple, buffers: list) -> None:
         offset = 0
         for key, data, nbuf in header[1]:
-            self._store(key, serialize.loads(data, buffers[offset : offset + nbuf]), fetched=True)
+            self._arrived(src, key, data, buffers[offset : offset + nbuf], fetched=True)
             offset += nbuf
+
+    def _arrived(self, src: int, key: str, data: Any, buffers: list, fetched: bool) -> None:
+        """A value came from ``src``: keep it, or fail what needed it if it cannot be rebuilt here."""
+        try:
+            if isinstance(data, str):  # the sender could not pickle it: data says why
+                raise SerializationError(data)
+            dropped = dropped_in(buffers)
+            if dropped is not None:
+                raise MemoryError(f"rank {self.rank} {dropped.describe()}: the value of {key!r} from rank {src}")
+            value = serialize.loads(data, buffers)
+        except Exception as exc:  # noqa: BLE001 - one bad value fails the tasks that need it, not the worker
+            if not isinstance(exc, (SerializationError, MemoryError)):
+                error = SerializationError(
+                    f"the value of {key!r} from rank {src} cannot be unpickled on rank {self.rank}: "
+                    f"{type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                exc = error
+            self._lost(key, exc)
+            return
+        self._store(key, value, fetched=fetched)
+
+    def _lost(self, key: str, error: BaseException) -> None:
+        """``key`` will not arrive: the tasks waiting for it fail with ``error``, and so do peers'."""
+        with self.lock:
+            self.requested.discard(key)
+            for task in self.waiters.pop(key, ()):
+                if self.fetching.pop(task.key, None) is task:
+                    task.error = error
+                    self.runq.append(task)  # the executor reports the failure (it owns the reports)
+            peers = self.peer_waits.pop(key, [])
+        for peer in peers:
+            self.transport.send(peer, (m.HAVE, [(key, str(error), 0)]))
 
     def _store(self, key: str, value: Any, fetched: bool) -> None:
         """Keep a value that arrived and wake whatever waited for it."""
@@ -246,13 +283,21 @@ class Worker:
         self._send_values(src, (m.DATA, req), items)
 
     def _send_values(self, dest: int, prefix: tuple, items: list[tuple[str, Any]]) -> None:
-        """One message for many values: entries ``(key, data, nbuf)``, buffers in order."""
+        """One message for many values: entries ``(key, data, nbuf)``, buffers in order.
+
+        A value that cannot be pickled goes as ``(key, why, 0)`` (``why`` a str), so only
+        what needs it fails.
+        """
         entries, buffers = [], []
         for key, value in items:
             if value is _ABSENT:
                 entries.append((key, None, 0))
                 continue
-            data, bufs = serialize.dumps(value)
+            try:
+                data, bufs = serialize.dumps(value)
+            except Exception as exc:  # noqa: BLE001 - any error of any __reduce__
+                entries.append((key, str(unpicklable(key, value, exc, self.rank)), 0))
+                continue
             entries.append((key, data, len(bufs)))
             buffers.extend(bufs)
         self.transport.send(dest, prefix + (entries,), buffers)
@@ -343,6 +388,8 @@ class Worker:
             self._state.write("R", task.key)
         start = time.perf_counter()
         try:
+            if task.error is not None:
+                raise task.error
             fn = self.functions[task.fn_id]
             if isinstance(fn, bytes):
                 fn = self.functions[task.fn_id] = serialize.loads(fn)
@@ -372,11 +419,17 @@ class Worker:
             if nbytes <= INLINE_MAX:
                 inline = data
         else:
-            nbytes = sizeof(result)
-            if nbytes <= INLINE_MAX:
-                data, bufs = serialize.dumps(result)
-                if not bufs and len(data) <= INLINE_MAX:
-                    inline = data
+            try:
+                nbytes = sizeof(result)
+                if nbytes <= INLINE_MAX:
+                    data, bufs = serialize.dumps(result)
+                    if not bufs and len(data) <= INLINE_MAX:
+                        inline = data
+            except Exception as exc:  # noqa: BLE001 - a result that cannot travel fails its task only
+                error = unpicklable(task.key, result, exc, self.rank)
+                text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+                self._report_failure(task.key, error, text, duration)
+                return
         key = task.key
         with self.lock:  # the result kept, and what the report needs, under one lock
             peers = self._keep(key, result)
@@ -414,7 +467,7 @@ class Worker:
         except Exception:  # noqa: BLE001 - the exception itself cannot travel: send its text
             from hpcdist.errors import RemoteError
 
-            exc_bytes = serialize.dumps(RemoteError(f"{type(exc).__name__}: {exc}"))[0]
+            exc_bytes = serialize.dumps(RemoteError(f"{type(exc).__name__}: {_safe_str(exc)}"))[0]
         with self.lock:
             fetched, self.fetched = self.fetched, []
         self.transport.send(0, (m.FAILED, key, exc_bytes, text, duration, tuple(fetched)))
@@ -442,6 +495,24 @@ class _StateFile:
         """Record ``mark`` (``"R"`` with the task's key, or ``"-"``)."""
         line = f"{mark} {key}\n".encode()[: self.SIZE - 1] if key else b"-\n"
         self._map[: self.SIZE] = line.ljust(self.SIZE)
+
+
+def unpicklable(key: str, value: Any, exc: BaseException, rank: int | None) -> SerializationError:
+    """The error of a value that failed to pickle: names the key, the type and the reason."""
+    kind = type(value)
+    where = f" on rank {rank}" if rank is not None else ""
+    error = SerializationError(
+        f"the result of task {key!r} cannot be pickled{where}: a {kind.__module__}.{kind.__qualname__} "
+        f"({type(exc).__name__}: {_safe_str(exc)}); return a picklable value instead")
+    error.__cause__ = exc
+    return error
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure
+        return object.__repr__(exc)
 
 
 def current_rank() -> int | None:
@@ -492,9 +563,9 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
         transport: this worker's endpoint.
         state_file: where the executor records the task it runs (see :class:`Worker`).
         exit_process: (MPI) once shut down, close the transport and end the process with the
-            exit code the scheduler asked for. A normal interpreter exit, because an
-            ``os._exit`` right after ``MPI_Finalize`` makes Hydra report a bad termination;
-            only a task still running after the grace period is cut short with ``os._exit``.
+            exit code the scheduler asked for. A normal interpreter exit; a task still running
+            after :data:`SHUTDOWN_TASK_GRACE` is abandoned: the communication thread finalizes
+            MPI and ends the process (:func:`_exit_now`) without waiting for it.
 
     Returns:
         The exit code the scheduler asked for at shutdown.
@@ -510,21 +581,46 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
             transport.abort(1)
         worker.stop()  # also after an abort: no task will ever come to the executor again
         if exit_process and not executed.wait(SHUTDOWN_TASK_GRACE):
-            sys.stderr.write(f"hpcdist: rank {transport.rank}: a task was still running at shutdown; exiting\n")
+            sys.stderr.write(f"hpcdist: rank {transport.rank}: a task was still running at shutdown; "
+                             f"abandoned it after {SHUTDOWN_TASK_GRACE:g} s, exiting\n")
             transport.close()
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(worker.exit_code)
+            _exit_now(worker.exit_code)
 
     comm = threading.Thread(target=communicate, name="hpcdist-comm", daemon=True)
     comm.start()
-    worker.execute()
+    try:
+        worker.execute()
+    except BaseException as exc:  # noqa: BLE001 - hpcdist's own executor loop failed (not a task)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        _report(exc, transport)  # the world goes down instead of leaving rank 0 waiting for a report
+        worker.stop()
+        transport.abort(1)
     executed.set()
     comm.join()
     if exit_process:
         transport.close()
         sys.exit(worker.exit_code)
     return worker.exit_code
+
+
+def _exit_now(code: int) -> None:
+    """End the process with ``code`` while another thread still runs a task.
+
+    The C library's ``exit`` (not ``os._exit``): it runs the MPI library's exit handlers, and
+    without them Hydra kills every other rank of the job (rank 0 included, even one that is
+    still working after its ``close()``). The GIL stays held (``PyDLL``), so no Python code runs
+    while the process ends.
+    """
+    try:
+        import ctypes
+
+        ctypes.PyDLL(None).exit(code)
+    except (OSError, AttributeError):  # no C library to call: end without its handlers
+        pass
+    os._exit(code)
 
 
 def _report(exc: BaseException, transport: Any) -> None:

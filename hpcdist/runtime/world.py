@@ -19,7 +19,7 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, TransportError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.scheduler import Scheduler, run_guarded
-from hpcdist.runtime.worker import cores, run_worker
+from hpcdist.runtime.worker import SHUTDOWN_TASK_GRACE, cores, run_worker
 
 #: seconds rank 0 waits for every worker's hello at start-up (env HPCDIST_STARTUP_TIMEOUT overrides)
 STARTUP_TIMEOUT = 60.0
@@ -54,7 +54,9 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
         ``"automatic: ..."``.
 
     Raises:
-        HpcdistError: an unknown name; the message lists the valid names and aliases.
+        HpcdistError: an unknown name (the message lists the valid names and aliases), or no
+            name while the batch system started several copies of this program outside one MPI
+            world (see :func:`hpcdist.backends.mpi.lone_copy`).
     """
     from hpcdist.backends import canonical_name
 
@@ -63,10 +65,13 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
     env = os.environ.get("HPCDIST_BACKEND", "").strip()
     if env:
         return canonical_name(env, "HPCDIST_BACKEND"), "HPCDIST_BACKEND"
-    from hpcdist.backends.mpi import in_mpi_world
+    from hpcdist.backends.mpi import in_mpi_world, lone_copy
 
     if in_mpi_world():
         return "mpi", "automatic: started by an MPI launcher in a world of more than one rank"
+    problem = lone_copy()
+    if problem:
+        raise HpcdistError(problem)
     return "process", f"automatic: not in an MPI world; one worker process per core ({cores()})"
 
 
@@ -306,8 +311,11 @@ def _start_threads(n_workers: int | None = None) -> World:
         threads.append(t)
 
     def join() -> None:
+        # as a worker process does, abandon a task still running after the grace period
+        # (its daemon thread runs on until it returns or the process exits)
+        deadline = time.monotonic() + SHUTDOWN_TASK_GRACE
         for t in threads:
-            t.join(5)
+            t.join(max(0.0, deadline - time.monotonic()))
 
     try:
         return World(hub.endpoint(0), "thread", join, timeout)
@@ -331,9 +339,13 @@ def _start_processes(n_workers: int | None = None) -> World:
 
 
 def _start_mpi(n_workers: int | None = None) -> World:
-    from hpcdist.backends.mpi import MPITransport
+    from hpcdist.backends.mpi import MPITransport, abort_world
 
-    transport = MPITransport.from_world()
+    try:
+        transport = MPITransport.from_world(startup_timeout_s=startup_timeout())
+    except TransportError as exc:
+        abort_world(exc)  # e.g. the other ranks serve mpi4py.futures: they would wait for ever
+        raise
     install_signal_handlers(transport.rank)
     if transport.rank != 0:
         state_dir = os.environ.get("HPCDIST_STATE_DIR")

@@ -111,7 +111,7 @@ def test_types_of_task_keys(project) -> None:
     text = "\n".join(out)
     for piece in ("on_error: expected continue or stop, got 'later'", "tasks.a.args: expected a list, got 3",
                   "tasks.a.retries: expected an integer >= 0, got -1",
-                  "tasks.a.timeout: expected a number of seconds > 0, got 0",
+                  "tasks.a.timeout: expected a number of seconds > 0 (and < 1e9), got 0",
                   "tasks.a.cache: expected true or false, got 'maybe'", "tasks.a.kwargs: expected a mapping",
                   "tasks.9x: task names are letters"):
         assert piece in text, piece

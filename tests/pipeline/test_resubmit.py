@@ -95,8 +95,8 @@ def test_resubmit_is_a_pipeline_key_with_a_default_and_a_minimum(project) -> Non
 def test_only_pipelines_with_resubmit_get_the_resubmission_lines(project) -> None:
     spec = project(RESUBMIT)
     for system in ("slurm", "sge"):
-        with_it = load_spec(spec, SLURM).render(system)
-        without = load_spec(spec, [*SLURM, "program.pipeline.resubmit=0"]).render(system)
+        with_it = load_spec(spec, SLURM).render(system, timestamp="T")
+        without = load_spec(spec, [*SLURM, "program.pipeline.resubmit=0"]).render(system, timestamp="T")
         assert "--resubmit" not in without and 'if [ "$RC" = 5 ]' not in without
         block = with_it.split("exit_code\"\n", 1)[1]  # after the exit status is written
         assert block.startswith('\n# Stopped at the walltime (status 5)')

@@ -99,4 +99,4 @@ def test_commands() -> None:
     assert s.parse_job_id("sbatch: warning: something\n77\n") == "77"
     with pytest.raises(SubmitError, match="no job id"):
         s.parse_job_id("Submitted batch job\n")
-    assert s.cancel_argv("13") == ["scancel", "13"]
+    assert s.cancel_argv("13") == ["scancel", "-v", "13"]

@@ -29,10 +29,15 @@ def test_a_site_template_gets_the_same_placeholders(project: Path) -> None:
 
 
 def test_unknown_placeholder_is_an_error_listing_the_available_ones(project: Path) -> None:
+    from hpcdist.errors import SpecError
+
     (project / "bad.sh").write_text("#!/bin/bash\necho ${jobname}\n")
-    spec = load_spec(project / "job-slurm.yaml", ("template=bad.sh",))
-    with pytest.raises(RenderError, match=r"bad\.sh: unknown placeholder \$\{jobname\}; available: .*\$\{job_name\}"):
-        spec.render()
+    message = r"bad\.sh: unknown placeholder \$\{jobname\}; available: .*\$\{job_name\}"
+    with pytest.raises(SpecError, match=message):  # validation refuses it for a slurm/sge spec
+        load_spec(project / "job-slurm.yaml", ("template=bad.sh",))
+    spec = load_spec(project / "job-slurm.yaml", ("template=bad.sh", "scheduler=local"))
+    with pytest.raises(RenderError, match=message):
+        spec.render("slurm")
 
 
 def test_missing_template_is_a_spec_error(project: Path) -> None:

@@ -307,7 +307,7 @@ def test_cancelled_key_can_be_submitted_again(sim):
     sim.submit(T("a"))
     sim(Cancel, ("a",))
     out = sim.submit(T("a"))
-    assert computes(out) == [(1, "a")]
+    assert computes(out) == [(2, "a")]  # rank 1 may still be running the cancelled run
     assert sim.state("a") == "processing"
 
 
