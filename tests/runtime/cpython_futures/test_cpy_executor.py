@@ -91,12 +91,16 @@ def test_map(executor):
 
 
 def test_map_chunksize_makes_one_task_per_chunk(client, executor):
-    before = len(client.has_what().get(min(client.workers), ())) if client.backend == "local" else None
-    results = executor.map(mul, range(10), range(10), chunksize=4)
-    fs = list(executor._futures)
-    assert len(fs) == 3  # 4 + 4 + 2 items
+    def held():
+        return {k for keys in client.has_what().values() for k in keys}
+
+    before = held()
+    results = executor.map(mul, range(10), range(10), chunksize=4)  # 4 + 4 + 2 items: 3 tasks
+    deadline = time.monotonic() + SHORT_TIMEOUT
+    while len(held() - before) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(held() - before) == 3
     assert list(results) == [x * x for x in range(10)]
-    del before, fs
 
 
 def test_map_chunksize_zero_or_bad(executor):
