@@ -6,6 +6,8 @@ those into a one-line message and a non-zero exit status instead of a traceback.
 
 from __future__ import annotations
 
+import concurrent.futures
+
 
 class HpcdistError(Exception):
     """Base class of every error hpcdist raises on purpose."""
@@ -42,8 +44,12 @@ class TransportError(HpcdistError):
     exit_code = 4
 
 
-class WorkerLost(HpcdistError):
-    """A worker died while holding data or running a task."""
+class WorkerLost(HpcdistError, concurrent.futures.BrokenExecutor):
+    """A worker died while holding data or running a task.
+
+    Also a :class:`concurrent.futures.BrokenExecutor`, as the standard library's pools raise
+    when a worker dies.
+    """
 
     exit_code = 4
 
@@ -54,8 +60,9 @@ class WalltimeExceeded(HpcdistError):
     exit_code = 5
 
 
-class CancelledError(HpcdistError):
-    """A task was cancelled before it finished."""
+#: A task was cancelled before it finished: the standard library's own class, so one
+#: ``except CancelledError`` catches it from ``result()``, ``gather()`` and concurrent.futures.
+CancelledError = concurrent.futures.CancelledError
 
 
 class RemoteTraceback(Exception):

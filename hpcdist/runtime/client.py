@@ -16,23 +16,25 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import functools
 import hashlib
 import itertools
 import pickle
 import queue
 import sys
 import threading
+import time
 import uuid
 import weakref
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from hpcdist.errors import CancelledError, HpcdistError, RemoteError, RemoteTraceback
+from hpcdist.errors import HpcdistError, RemoteError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.events import TaskSpec
 from hpcdist.runtime.futures import (
     _FINISHED, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, _collect, _finish, _init_future,
-    _rebuild, _set_cancelled, _wait_all, as_completed, wait,
+    _is_container, _rebuild, _set_cancelled, _wait_all, as_completed, check_timeout, wait,
 )
 from hpcdist.runtime.world import World, current_world, set_current_world, start_world
 
@@ -220,8 +222,7 @@ class Client:
         elif kind == "erred":
             _finish(self, self._live(key), self._exception(ins[2]))
         elif kind == "cancelled":
-            for fut in self._live(key):
-                _set_cancelled(fut)
+            _set_cancelled(self, self._live(key))
 
     def _exception(self, error: Any) -> BaseException:
         """The exception to raise on rank 0 for a task error (one object per failure)."""
@@ -244,14 +245,12 @@ class Client:
         return exc
 
     def _run_callbacks(self) -> None:
+        # futures a task finished; concurrent.futures' own _invoke_callbacks logs a raising
+        # callback ("exception calling callback for ...") and goes on with the others
         while True:
-            fn, fut = self._callbacks.get()
-            try:
-                fn(fut)
-            except Exception:  # noqa: BLE001 - like concurrent.futures: log and go on
-                import traceback
-
-                sys.stderr.write("hpcdist: exception in a future's done callback:\n" + traceback.format_exc())
+            fut = self._callbacks.get()
+            fut._invoke_callbacks()
+            del fut
 
     # ---- submitting ---------------------------------------------------------------------------
 
@@ -259,14 +258,19 @@ class Client:
                 retries: int) -> _Caller:
         """What every task of one submit/map call shares, worked out once."""
         cached = self._fn_cache.get(id(fn))
-        if cached is None or cached[0] is not fn:
+        if cached is None or cached[0]() is not fn:
             if not callable(fn):
-                raise TypeError(f"{fn!r} is not callable")
+                raise TypeError(f"{fn!r:.80} is not callable")
             fn_bytes = serialize.dumps(fn)[0]
             fn_id = hashlib.blake2b(fn_bytes, digest_size=12).hexdigest()
             name = getattr(fn, "__name__", type(fn).__name__)
             # keys of pure calls: a hash of fn_id and the arguments, started here once per function
-            cached = (fn, fn_id, fn_bytes, name, hashlib.blake2b(fn_id.encode(), digest_size=16))
+            hasher = hashlib.blake2b(fn_id.encode(), digest_size=16)
+            try:  # weakly: the client keeps no object of the caller's alive (a bound method's self)
+                ref: Callable[[], Any] = weakref.ref(fn)
+            except TypeError:  # builtins and the like cannot be weakly referenced (nor leak)
+                ref = functools.partial(_same, fn)
+            cached = (ref, fn_id, fn_bytes, name, hasher)
             if len(self._fn_cache) > 4096:
                 self._fn_cache.clear()
             self._fn_cache[id(fn)] = cached
@@ -274,10 +278,14 @@ class Client:
         return _Caller(self, fn_id, fn_bytes, name, hasher if pure else None, self._ranks(workers),
                        allow_other_workers, retries)
 
-    def submit(self, fn: Callable, *args: Any, key: str | None = None, pure: bool = True,
+    def submit(self, fn: Callable, /, *args: Any, key: str | None = None, pure: bool = True,
                workers: Any = None, allow_other_workers: bool = False, retries: int = 0,
                **kwargs: Any) -> Future:
         """Run ``fn(*args, **kwargs)`` on a worker.
+
+        ``fn`` is positional-only, so ``fn`` and ``self`` reach the function as keywords;
+        ``key``, ``pure``, ``workers``, ``allow_other_workers`` and ``retries`` are this
+        method's own (as in dask). :meth:`get_executor`'s ``submit`` passes every keyword on.
 
         Args:
             fn: any picklable callable (cloudpickle: lambdas and closures work).
@@ -292,34 +300,57 @@ class Client:
 
         Returns:
             The task's future.
+
+        Raises:
+            TypeError, ValueError: a bad argument (checked here, before anything is sent).
+            HpcdistError: ``workers`` names no worker of this world.
         """
+        return self._submit(fn, args, kwargs, key, pure, workers, allow_other_workers, retries)
+
+    def _submit(self, fn: Callable, args: tuple, kwargs: dict, key: Any, pure: Any, workers: Any,
+                allow_other_workers: Any, retries: Any) -> Future:
+        _check_options("submit", key, pure, allow_other_workers, retries)
+        self._check_open()
         task = self._caller(fn, pure, workers, allow_other_workers, retries).task(args, kwargs, key)
         fut = Future(task[0].key, self)
         self._world.send((m.SUBMIT, [task]))
         self._sent()
         return fut
 
-    def map(self, fn: Callable, *iterables: Iterable, key: str | Sequence[str] | None = None,
+    def map(self, fn: Callable, /, *iterables: Iterable, key: str | Sequence[str] | None = None,
             pure: bool = True, workers: Any = None, allow_other_workers: bool = False,
             retries: int = 0, **kwargs: Any) -> list[Future]:
         """Submit ``fn`` over the items of ``iterables`` (like :func:`map`), in one message.
 
         Args:
             key: None (derived keys), a prefix (``"{key}-{i}"``) or one key per item.
-            Others as in :meth:`submit`.
+            **kwargs: keyword arguments of every call. Others as in :meth:`submit`.
 
         Returns:
             One future per item, in order.
         """
-        items = list(zip(*iterables))
+        for i, it in enumerate(iterables):
+            if not hasattr(it, "__iter__"):
+                raise TypeError(f"map() argument {i + 2} must be iterable, not {type(it).__name__}")
+        return self._map(fn, list(zip(*iterables)), kwargs, key, pure, workers, allow_other_workers, retries)
+
+    def _map(self, fn: Callable, items: list[tuple], kwargs: dict, key: Any, pure: Any, workers: Any,
+             allow_other_workers: Any, retries: Any) -> list[Future]:
+        _check_options("map", None, pure, allow_other_workers, retries)
+        self._check_open()
         if isinstance(key, str):
             keys: list[str | None] = [f"{key}-{i}" for i in range(len(items))]
         elif key is None:
             keys = [None] * len(items)
-        else:
+        elif _is_container(key):
             keys = list(key)
             if len(keys) != len(items):
                 raise ValueError(f"map got {len(keys)} keys for {len(items)} items")
+            for k in keys:
+                if not isinstance(k, str):
+                    raise TypeError(f"map: every key must be a str, not {type(k).__name__} {k!r:.80}")
+        else:
+            raise TypeError(f"map: key must be None, a str prefix or a list of str, not {type(key).__name__}")
         make = self._caller(fn, pure, workers, allow_other_workers, retries).task
         tasks = [make(args, kwargs, k) for args, k in zip(items, keys)]
         new = Future.__new__
@@ -334,6 +365,10 @@ class Client:
             self._sent()
         return futures
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this hpcdist client is closed: cannot submit new tasks")
+
     def scatter(self, data: Any, workers: Any = None, broadcast: bool = False) -> Any:
         """Put data on workers and return futures for it.
 
@@ -346,6 +381,9 @@ class Client:
         Returns:
             A future, or a list/dict of futures shaped like ``data``.
         """
+        if not isinstance(broadcast, bool):
+            raise TypeError(f"scatter: broadcast must be True or False, not {broadcast!r:.80}")
+        self._check_open()
         allowed = sorted(self._ranks(workers) or self._world.info)
         if isinstance(data, dict):
             values, shape = list(data.values()), "dict"
@@ -378,9 +416,13 @@ class Client:
             return None
         if isinstance(workers, (int, str)):
             workers = [workers]
+        elif not _is_container(workers):
+            raise TypeError(f"workers must be a rank, a host name or a list of them, not {type(workers).__name__}")
         info = self._world.info
         ranks = set()
         for w in workers:
+            if isinstance(w, bool) or not isinstance(w, (int, str)):
+                raise TypeError(f"workers: {w!r:.80} is neither a rank (int) nor a host name (str)")
             if isinstance(w, int) and w in info:
                 ranks.add(w)
             elif isinstance(w, str) and any(i["host"] == w for i in info.values()):
@@ -411,38 +453,72 @@ class Client:
         """Wait for futures and return their values, keeping the shape of ``futures``.
 
         Args:
-            futures: a future, or any nesting of lists, tuples and dicts of futures.
+            futures: a future, or any iterable of futures (a list, a generator, an iterator:
+                a list comes back), or any nesting of lists, tuples, sets and dicts of futures.
+                Other values are returned as they are.
             errors: ``"raise"`` the first task error, or ``"skip"`` failed items.
+
+        Raises:
+            The first failed task's exception, ``concurrent.futures.CancelledError`` for a
+            cancelled one (``errors="raise"``); ValueError for a future of another client.
         """
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        if _is_container(futures) and not isinstance(futures, (list, tuple, set, frozenset)):
+            futures = list(futures)  # an iterator or a generator: its futures, once
         flat: list[Future] = []
         _collect(futures, flat)
+        self._check_own(flat, "gather")
         _wait_all(self, flat)
         bad = set()
         for fut in flat:
             if fut._state is not _FINISHED or fut._exception is not None:  # cancelled or failed
                 if errors == "raise":
                     if fut.cancelled():
-                        raise CancelledError(f"task {fut.key!r} was cancelled")
+                        raise cf.CancelledError(f"task {fut.key!r} was cancelled")
                     raise fut.exception()
                 bad.add(fut.key)
-        values = self._fetch([f.key for f in flat if f.key not in bad]) if len(bad) < len(flat) else {}
+        remote = [f.key for f in flat if f.key not in bad and not f._local]
+        values = self._fetch(remote) if remote else {}
         return _rebuild(futures, values, bad)
 
-    def cancel(self, futures: Any) -> None:
-        """Cancel unfinished tasks (and what depends on them); finished ones are left alone."""
+    def _check_own(self, flat: list[Future], where: str) -> None:
+        for fut in flat:
+            if fut.client is not self:
+                raise ValueError(f"{where}: {fut!r} belongs to another client" if fut.client is not None
+                                 else f"{where}: {fut!r} is not a task's future")
+
+    def _futures_arg(self, futures: Any, where: str) -> list[Future]:
+        """The futures in a future or a (nested) container of futures; TypeError for anything else."""
+        if _is_container(futures) and not isinstance(futures, (list, tuple, set, frozenset)):
+            futures = list(futures)
+        other = _first_non_future(futures)
+        if other is not _NONE:
+            raise TypeError(f"{where}() takes a future or a list/dict of futures; it got {type(other).__name__} "
+                            f"{other!r:.80}")
         flat: list[Future] = []
         _collect(futures, flat)
-        self._world.send((m.CANCEL, tuple(f.key for f in flat)))
+        self._check_own(flat, where)
+        return flat
+
+    def cancel(self, futures: Any) -> None:
+        """Cancel unfinished tasks (and what depends on them); finished ones are left alone.
+
+        The futures become cancelled once the scheduler answers (``Future.cancel()`` marks
+        its future cancelled at once).
+        """
+        flat = self._futures_arg(futures, "cancel")
+        if flat:
+            self._cancel_keys(tuple(f.key for f in flat))
+
+    def _cancel_keys(self, keys: tuple[str, ...]) -> None:
+        self._world.send((m.CANCEL, keys))
 
     def who_has(self, futures: Any = None) -> dict[str, list[int]]:
         """Which worker ranks hold each key (all keys, or those of ``futures``)."""
         keys = None
         if futures is not None:
-            flat: list[Future] = []
-            _collect(futures, flat)
-            keys = [f.key for f in flat]
+            keys = [f.key for f in self._futures_arg(futures, "who_has")]
         return self._world.call((m.QUERY, lambda s: s.state.who_has(keys)))
 
     def has_what(self) -> dict[int, list[str]]:
@@ -468,6 +544,17 @@ class Client:
         from hpcdist.runtime.world import walltime_warning
 
         return walltime_warning
+
+    def _started(self) -> set[str]:
+        """Keys a worker is running now, as far as rank 0 knows: the first key assigned to each
+        worker (workers run their tasks in assignment order)."""
+        def first_keys(sched: Any) -> set[str]:
+            state = sched.state
+            if not hasattr(state, "processing_on"):  # the local backend: nothing runs in the background
+                return set()
+            return {keys[0] for keys in map(state.processing_on, state.workers) if keys}
+
+        return self._world.call((m.QUERY, first_keys))
 
     def get_executor(self) -> ClientExecutor:
         """A :class:`concurrent.futures.Executor` running on this client's workers."""
@@ -551,38 +638,148 @@ class _Caller:
 
 
 class ClientExecutor(cf.Executor):
-    """``concurrent.futures`` view of a client: every call is impure (``pure=False``)."""
+    """``concurrent.futures`` view of a client: behaves as the standard library's executors.
+
+    Every call is impure (a fresh key), every keyword goes to ``fn``. ``shutdown`` ends this
+    executor only (not the client): later ``submit``/``map`` raise RuntimeError. As in the
+    standard library, a submitted call runs even if its future is dropped: the executor
+    holds each future until it is done, and no longer (it keeps no finished result alive).
+    """
 
     def __init__(self, client: Client) -> None:
         self._client = client
         self._futures: weakref.WeakSet[Future] = weakref.WeakSet()
+        self._unfinished: set[Future] = set()  # dropped by their own done callback
+        self._shutdown = False
+        self._lock = threading.Lock()
+
+    def _hold(self, fs: list[Future]) -> None:
+        self._futures.update(fs)
+        unfinished = self._unfinished
+        for fut in fs:
+            unfinished.add(fut)
+            fut.add_done_callback(unfinished.discard)
 
     def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
-        fut = self._client.submit(fn, *args, pure=False, **kwargs)
-        self._futures.add(fut)
+        """Run ``fn(*args, **kwargs)`` on a worker; every keyword is ``fn``'s."""
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            fut = self._client._submit(fn, args, kwargs, None, False, None, False, 0)
+            self._hold([fut])
         return fut
 
     def map(self, fn: Callable, *iterables: Iterable, timeout: float | None = None,
             chunksize: int = 1) -> Iterator[Any]:
-        futures = self._client.map(fn, *iterables, pure=False)
-        self._futures.update(futures)
+        """Like :meth:`concurrent.futures.Executor.map`: every task is submitted now, the results
+        come in order; ``chunksize`` items run as one task.
 
-        def results() -> Iterator[Any]:
-            import time
-
-            deadline = None if timeout is None else time.monotonic() + timeout
-            for fut in futures:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                yield fut.result(left)
-
-        return results()
+        Raises:
+            ValueError: ``chunksize`` below 1. TypeError: a bad ``timeout`` or ``chunksize``.
+            RuntimeError: after :meth:`shutdown`.
+        """
+        timeout = check_timeout(timeout)
+        if isinstance(chunksize, bool) or not isinstance(chunksize, int):
+            raise TypeError(f"chunksize must be an int, not {type(chunksize).__name__}")
+        if chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        if not callable(fn):
+            raise TypeError(f"{fn!r:.80} is not callable")
+        items = list(zip(*iterables))
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if chunksize == 1:
+                fs = self._client._map(fn, items, {}, None, False, None, False, 0)
+            else:
+                chunks = [(items[i:i + chunksize],) for i in range(0, len(items), chunksize)]
+                fs = self._client._map(functools.partial(_run_chunk, fn), chunks, {}, None, False, None, False, 0)
+            self._hold(fs)
+        end = None if timeout is None else time.monotonic() + timeout
+        return _results(fs, end, chunksize > 1)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """No new tasks after this; ``cancel_futures`` cancels the tasks that have not started,
+        ``wait`` waits for the others."""
+        with self._lock:
+            self._shutdown = True
         pending = [f for f in list(self._futures) if not f.done()]
         if cancel_futures and pending:
-            self._client.cancel(pending)
-        if wait:
-            cf.wait(pending)
+            started = self._client._started()
+            for fut in pending:
+                if fut.key not in started:
+                    fut.cancel()
+        if wait and pending:
+            _wait_all(self._client, pending)
+
+
+def _results(fs: list[Future], end: float | None, chunked: bool) -> Iterator[Any]:
+    """The results of ``fs`` in order, dropping each future as it is yielded (as the standard
+    library's map does); what is left is cancelled when the loop ends early."""
+    fs.reverse()
+    try:
+        while fs:
+            left = None if end is None else end - time.monotonic()
+            if chunked:
+                yield from _result_or_cancel(fs.pop(), left)
+            else:
+                yield _result_or_cancel(fs.pop(), left)
+    finally:
+        for fut in fs:
+            fut.cancel()
+
+
+def _result_or_cancel(fut: Future, timeout: float | None) -> Any:
+    try:
+        return fut.result(timeout)
+    finally:
+        fut.cancel()  # a no-op once done; drops the task after a timeout
+        del fut
+
+
+def _run_chunk(fn: Callable, chunk: list[tuple]) -> list[Any]:
+    """One task of ``Executor.map(chunksize=n)``: ``fn`` over up to n argument tuples."""
+    return [fn(*args) for args in chunk]
+
+
+def _same(obj: Any) -> Any:
+    return obj
+
+
+_NONE = object()
+
+
+def _first_non_future(obj: Any) -> Any:
+    """The first value inside ``obj`` (lists, tuples, sets, dict values) that is no Future, or _NONE."""
+    if isinstance(obj, Future):
+        return _NONE
+    if isinstance(obj, dict):
+        items: Iterable = obj.values()
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        items = obj
+    else:
+        return obj
+    for x in items:
+        if not isinstance(x, Future):
+            other = _first_non_future(x)
+            if other is not _NONE:
+                return other
+    return _NONE
+
+
+def _check_options(where: str, key: Any, pure: Any, allow_other_workers: Any, retries: Any) -> None:
+    """The options of submit/map, checked in the caller's thread."""
+    if key is not None and not isinstance(key, str):
+        raise TypeError(f"{where}: key must be a str or None, not {type(key).__name__} {key!r:.80}")
+    if key == "":
+        raise ValueError(f"{where}: key must not be empty")
+    for name, value in (("pure", pure), ("allow_other_workers", allow_other_workers)):
+        if not isinstance(value, bool):
+            raise TypeError(f"{where}: {name} must be True or False, not {value!r:.80}")
+    if isinstance(retries, bool) or not isinstance(retries, int):
+        raise TypeError(f"{where}: retries must be an int, not {type(retries).__name__} {retries!r:.80}")
+    if retries < 0:
+        raise ValueError(f"{where}: retries must be 0 or more, not {retries}")
 
 
 def _install_abort_hook(world: World) -> None:

@@ -130,6 +130,7 @@ class Worker:
                     self._park.wait(left)
             if self._stopped:
                 return
+            self._flush_done()  # reports held back for a batch must not wait for a long task
             with self._poll:
                 self._receive(lambda: self._want)
 
@@ -349,7 +350,9 @@ class Worker:
                 self._idle()
                 self._receive_until_work()
             with self.lock:
-                task = runq.popleft()
+                task = runq.popleft() if runq else None
+            if task is None:  # the communication thread handed it to a thief meanwhile
+                continue
             if task is _STOP:
                 self._idle()
                 return
@@ -432,19 +435,22 @@ class Worker:
             peers = self._keep(key, result)
             fetched, self.fetched = self.fetched, []
             more = bool(self.runq)
+            if not self._done:
+                self._done_since = start
+            self._done.append((key, nbytes, duration, tuple(fetched), inline))
         for peer in peers:
             self._send_values(peer, (m.HAVE,), [(key, result)])
-        if not self._done:
-            self._done_since = start
-        self._done.append((key, nbytes, duration, tuple(fetched), inline))
         # Batch reports of tiny tasks; never hold one back for more than ~2 ms.
         if not more or len(self._done) >= 256 or time.perf_counter() - self._done_since > 0.002:
             self._flush_done()
 
     def _flush_done(self) -> None:
+        # also called by the communication thread when it takes over: under the lock, in order
         if self._done:
-            records, self._done = self._done, []
-            self.transport.send(0, (m.DONE, records))
+            with self.lock:
+                if self._done:
+                    records, self._done = self._done, []
+                    self.transport.send(0, (m.DONE, records))
 
     def _resolve(self, pid: Any) -> Any:
         tag, key = pid
