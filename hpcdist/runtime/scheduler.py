@@ -372,8 +372,11 @@ class Scheduler:
     def _on_done(self, src: int, header: tuple, buffers: list) -> None:
         now = time.monotonic()
         events = []
+        state_of = self.state.state_of
         for key, nbytes, duration, fetched, inline in header[1]:
-            if inline is not None:
+            # only a key still processing becomes memory: a result of a key released (or
+            # cancelled) meanwhile is dropped, and kept here it would never be popped
+            if inline is not None and state_of(key) == st.PROCESSING:
                 self.small[key] = inline
             events.append(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched)))
         self._handle(*events)
