@@ -30,6 +30,7 @@ from hpcdist.errors import CancelledError, HpcdistError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.events import TaskSpec
+from hpcdist.runtime.tables import Shrinker
 from hpcdist.runtime.futures import (
     _FINISHED, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, _collect, _finish, _init_future,
     _rebuild, _set_cancelled, _wait_all, as_completed, wait,
@@ -109,6 +110,8 @@ class Client:
         self._gen = 0  # changes after every submit: see _release
         self._errors: dict[int, tuple[Any, BaseException]] = {}
         self._small: dict[str, bytes] = {}  # pickles of small results, sent along with "memory"
+        self._shrinker = Shrinker()  # _futures and _small give their memory back (see tables.py)
+        self._drops = 0  # keys released since they were last checked
         # fresh keys: a counter behind a token unique to this client (uuid4 per task cost ~5 us)
         self._token = uuid.uuid4().hex[:12]
         self._counter = itertools.count()
@@ -137,6 +140,7 @@ class Client:
                 else:
                     entry[0] += 1
                     entry.append(ref)
+            self._shrinker.seen("futures", table)
         finally:
             self._unlock()
 
@@ -174,6 +178,12 @@ class Client:
             del self._futures[key]
             self._small.pop(key, None)
             self._release(key)
+            self._drops += 1
+        if self._drops >= 1024:
+            self._drops = 0
+            self._shrinker.check("futures", self._futures)
+            # result() reads _small without the lock: it gets a new dict, not one rebuilt in place
+            self._small = self._shrinker.rebuilt("small", self._small)
 
     def _release(self, key: str) -> None:
         """Tell the scheduler that no future needs ``key`` any more (``_lock`` held).

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import state as st
+from hpcdist.runtime.tables import Shrinker
 from hpcdist.runtime.worker import pick_holder
 
 #: seconds the shutdown waits for every worker's goodbye
@@ -82,6 +83,8 @@ class Scheduler:
         self.bytes_out = 0
         self.path_sent: dict[int, list[str]] = {}
         self._path_update: set[int] = set()
+        self._shrinker = Shrinker()  # payloads, small, _pushed: given back once far below their peak
+        self._forgets = 0
 
     # ---- loop --------------------------------------------------------------------------------
 
@@ -223,10 +226,20 @@ class Scheduler:
                 self._notes.append(("memory", ins[1], self.small[ins[1]]))  # result() needs no round trip
             else:
                 self._notes.append(ins)
-        for key in self.state.pop_forgotten():
-            self.payloads.pop(key, None)
-            self.small.pop(key, None)
-            self._pushed.pop(key, None)
+        forgotten = self.state.pop_forgotten()
+        if forgotten:
+            payloads, small, pushed = self.payloads, self.small, self._pushed
+            for key in forgotten:
+                payloads.pop(key, None)
+                small.pop(key, None)
+                pushed.pop(key, None)
+            self._forgets += len(forgotten)
+            if self._forgets >= st.SHRINK_EVERY:
+                self._forgets = 0
+                check = self._shrinker.check
+                check("payloads", payloads)
+                check("small", small)
+                check("pushed", pushed)
 
     def _queue_compute(self, rank: int, key: str, deps: dict) -> None:
         fn_id, fn_bytes, data, buffers = self.payloads[key]
@@ -307,6 +320,7 @@ class Scheduler:
             # Kept until the state forgets the key: a released input may have to be recomputed.
             self.payloads.setdefault(spec.key, (fn_id, fn_bytes, data, bufs))
             specs.append(spec)
+        self._shrinker.seen("payloads", self.payloads)
         self._handle(st.Submit(time.monotonic(), tuple(specs)))
 
     def _on_scatter(self, src: int, header: tuple, buffers: list) -> None:
@@ -379,6 +393,7 @@ class Scheduler:
             if inline is not None and state_of(key) == st.PROCESSING:
                 self.small[key] = inline
             events.append(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched)))
+        self._shrinker.seen("small", self.small)
         self._handle(*events)
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
