@@ -24,7 +24,7 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import state as st
-from hpcdist.runtime.tables import Shrinker
+from hpcdist.runtime.tables import shrink
 from hpcdist.runtime.worker import pick_holder
 
 #: seconds the shutdown waits for every worker's goodbye
@@ -83,8 +83,7 @@ class Scheduler:
         self.bytes_out = 0
         self.path_sent: dict[int, list[str]] = {}
         self._path_update: set[int] = set()
-        self._shrinker = Shrinker()  # payloads, small, _pushed: given back once far below their peak
-        self._forgets = 0
+        self._forgets = 0  # keys forgotten since payloads, small, _pushed were checked for shrinking
 
     # ---- loop --------------------------------------------------------------------------------
 
@@ -236,10 +235,8 @@ class Scheduler:
             self._forgets += len(forgotten)
             if self._forgets >= st.SHRINK_EVERY:
                 self._forgets = 0
-                check = self._shrinker.check
-                check("payloads", payloads)
-                check("small", small)
-                check("pushed", pushed)
+                for table in (payloads, small, pushed):
+                    shrink(table)
 
     def _queue_compute(self, rank: int, key: str, deps: dict) -> None:
         fn_id, fn_bytes, data, buffers = self.payloads[key]
@@ -312,6 +309,26 @@ class Scheduler:
             self._free_since = time.monotonic()
         self._free.setdefault(rank, []).extend(keys)
 
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of every per-key table on rank 0's scheduler side (loop thread; a diagnostic).
+
+        The state's tables (see :meth:`SchedulerState.table_sizes`) and the scheduler's own,
+        prefixed ``scheduler.``; every one is O(live keys), the bounded transition log aside.
+        """
+        sizes = dict(self.state.table_sizes()) if self.state is not None else {}
+        sizes.update({
+            "scheduler.payloads": len(self.payloads),
+            "scheduler.small": len(self.small),
+            "scheduler.pushed": len(self._pushed),
+            "scheduler.gathers": len(self.gathers),
+            "scheduler.doorbells": len(self.doorbells),
+            "scheduler.frees": sum(map(len, self._free.values())),
+            "scheduler.computes": sum(len(e) for e, _ in self._compute.values()),
+            "scheduler.pushes": sum(map(len, self._push.values())),
+            "scheduler.notes": len(self._notes),
+        })
+        return sizes
+
     # ---- from the client (loopback) -------------------------------------------------------------
 
     def _on_submit(self, src: int, header: tuple, buffers: list) -> None:
@@ -320,7 +337,6 @@ class Scheduler:
             # Kept until the state forgets the key: a released input may have to be recomputed.
             self.payloads.setdefault(spec.key, (fn_id, fn_bytes, data, bufs))
             specs.append(spec)
-        self._shrinker.seen("payloads", self.payloads)
         self._handle(st.Submit(time.monotonic(), tuple(specs)))
 
     def _on_scatter(self, src: int, header: tuple, buffers: list) -> None:
@@ -393,7 +409,6 @@ class Scheduler:
             if inline is not None and state_of(key) == st.PROCESSING:
                 self.small[key] = inline
             events.append(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched)))
-        self._shrinker.seen("small", self.small)
         self._handle(*events)
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:

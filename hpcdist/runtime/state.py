@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from hpcdist.errors import WorkerLost as WorkerLostError
 from hpcdist.runtime import policy
 from hpcdist.runtime.state_placement import NbytesView, PlacementMixin
-from hpcdist.runtime.tables import Shrinker
+from hpcdist.runtime.tables import shrink
 # The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
 from hpcdist.runtime.events import (  # noqa: F401
     ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
@@ -116,9 +116,7 @@ class SchedulerState(PlacementMixin):
         self._dirty: set[str] = set()
         self._dirty_order: list[str] = []
         self._rebalance = False
-        # dicts and sets keep their peak size: rebuilt once far below it (see tables.py)
-        self._shrinker = Shrinker()
-        self._forgets = 0  # keys forgotten since the tables were last checked
+        self._forgets = 0  # keys forgotten since the tables were last checked for shrinking  # keys forgotten since the tables were last checked
 
     # ------------------------------------------------------------------ queries
 
@@ -255,10 +253,6 @@ class SchedulerState(PlacementMixin):
             ts.wanted, ts.runnable, ts.retries_left = True, True, spec.retries
             roots.append(ts.key)
         self._activate(roots)
-        seen = self._shrinker.seen
-        seen("tasks", self._tasks)
-        for rank, queue in self._processing.items():
-            seen(("processing", rank), queue)
 
     def _on_scatter(self, ev: Scatter) -> None:
         ts = self._tasks.get(ev.key)
@@ -547,17 +541,13 @@ class SchedulerState(PlacementMixin):
             self._shrink()
 
     def _shrink(self) -> None:
-        """Rebuild the per-key tables that fell far below their peak size."""
+        """Rebuild the per-key tables that fell far below their peak size (dicts never shrink)."""
         self._forgets = 0
-        check = self._shrinker.check
-        check("tasks", self._tasks)
-        check("who_has", self._who_has)
-        check("dirty", self._dirty)
-        check("steals", self._steals)
-        for name, per_rank in (("processing", self._processing), ("has_what", self._has_what),
-                               ("incoming", self._incoming)):
-            for rank, table in per_rank.items():
-                check((name, rank), table)
+        for table in (self._tasks, self._who_has, self._dirty, self._steals):
+            shrink(table)
+        for per_rank in (self._processing, self._has_what, self._incoming):
+            for table in per_rank.values():
+                shrink(table)
 
     def table_sizes(self) -> dict[str, int]:
         """Return the number of entries of every per-key table (a diagnostic: all are O(live keys)
