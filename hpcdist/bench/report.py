@@ -110,6 +110,7 @@ ROWS = (
         check=lambda v, r: _cmp(v.get("hpcdist"), lambda x: x <= 1.5)),
     Row("rounds", "  ... rank-0 keys kept after them", "entries", field="kept", target="0",
         check=lambda v, r: _cmp(v.get("hpcdist"), lambda x: x == 0)),
+    Row("rounds", "  ... steal messages in them", "msgs", field="steals"),
     Row("rounds", "  ... rank-0 RSS, last - first round", "MiB", field="rss_growth_mib"),
     Row("launch", "launch to first result", "s", target="<0.5",
         check=lambda v, r: _cmp(v.get("hpcdist"), lambda x: x < 0.5)),

@@ -206,6 +206,7 @@ def rounds(sys_: System, z: Sizes) -> dict[str, Any] | None:
     per_round = []
     for _ in range(z.rounds):
         gc.collect()
+        steals = sys_.steals()
         t0 = time.perf_counter()
         out = sys_.map_gather(tasks.noop, range(z.round_tasks))
         dt = time.perf_counter() - t0
@@ -222,6 +223,7 @@ def rounds(sys_: System, z: Sizes) -> dict[str, Any] | None:
         rss = rss_bytes()
         per_round.append({
             "us_per_task": round(dt / z.round_tasks * 1e6, 2),
+            "steals": None if steals is None else sys_.steals() - steals,
             "rss_mib": None if rss is None else round(rss / MIB, 1),
             "tables": {k: v for k, v in sizes.items() if v and k not in _BOUNDED_TABLES},
             "log": sizes.get("log"),
@@ -231,6 +233,7 @@ def rounds(sys_: System, z: Sizes) -> dict[str, Any] | None:
     times = [r["us_per_task"] for r in per_round]
     return {"value": max(times) / min(times),
             "kept": sum(last["tables"].values()), "rss_growth_mib": growth,
+            "steals": None if per_round[0]["steals"] is None else sum(r["steals"] for r in per_round),
             "extra": {"tasks_per_round": z.round_tasks, "rounds": per_round}}
 
 

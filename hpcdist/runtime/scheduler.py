@@ -81,6 +81,8 @@ class Scheduler:
         #: payload bytes rank 0 received from / sent to workers (task arguments, scatters, gathers)
         self.bytes_in = 0
         self.bytes_out = 0
+        #: STEAL messages sent (work stealing, and queued tasks dropped because released)
+        self.steals_sent = 0
         self.path_sent: dict[int, list[str]] = {}
         self._path_update: set[int] = set()
         self._forgets = 0  # keys forgotten since payloads, small, _pushed were checked for shrinking
@@ -220,6 +222,7 @@ class Scheduler:
             elif kind == "free":
                 self._queue_free(ins[1], ins[2])
             elif kind == "steal":
+                self.steals_sent += 1
                 self.transport.send(ins[1], (m.STEAL, ins[2]))
             elif kind == "memory" and ins[1] in self.small:
                 self._notes.append(("memory", ins[1], self.small[ins[1]]))  # result() needs no round trip
