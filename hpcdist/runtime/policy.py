@@ -36,8 +36,8 @@ EMA_ALPHA = 0.5
 STEAL_LATENCY = 0.002
 #: tasks expected to take less than this are never stolen: each stolen task costs rank 0 a STEAL,
 #: its reply and a new COMPUTE, more scheduler time than such a task takes where it waits. Without
-#: it, the tail of every round of 100 000 no-op tasks planned 5 000-16 000 steals (one message
-#: each), which made repeated rounds up to 4x slower than the first.
+#: it, every round of 100 000 no-op tasks planned 5 000-16 000 steals (one message each, and a
+#: scan of the victim's run queue), and a round took up to 2.5x as long as another.
 STEAL_MIN_DURATION = 1e-4
 
 __all__ = [

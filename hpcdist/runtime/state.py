@@ -116,7 +116,7 @@ class SchedulerState(PlacementMixin):
         self._dirty: set[str] = set()
         self._dirty_order: list[str] = []
         self._rebalance = False
-        self._forgets = 0  # keys forgotten since the tables were last checked for shrinking  # keys forgotten since the tables were last checked
+        self._forgets = 0  # keys forgotten since the tables were last checked for shrinking
 
     # ------------------------------------------------------------------ queries
 
