@@ -97,7 +97,7 @@ def run_command(nranks: int | None, backend: str | None, workers: int | None, ti
 @click.option("--quick", is_flag=True, help="Fewer repetitions: a smoke test, not a measurement.")
 @click.option("--only", multiple=True, metavar="NAME",
               help="Run only this workload (repeatable): tiny_map, latency, bandwidth, chains, tree_sum, "
-                   "idle_cpu, launch.")
+                   "rounds, idle_cpu, launch.")
 @click.option("--backend", default="mpi", show_default=True, metavar="NAME",
               help="hpcdist's backend: mpi (under mpiexec), thread, process or local (or an alias).")
 @click.option("--peers/--no-peers", default=True, show_default=True,

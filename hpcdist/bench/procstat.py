@@ -26,6 +26,22 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def rss_bytes(pid: int | None = None) -> int | None:
+    """Resident set size of process ``pid`` (default: this one), from ``/proc/PID/status``.
+
+    Returns:
+        None if the process is gone or ``/proc`` is not readable (not Linux).
+    """
+    try:
+        with open(f"/proc/{pid or os.getpid()}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def children_of(ppid: int) -> list[int]:
     """Process ids whose parent is ``ppid`` (empty when ``/proc`` is not there)."""
     out = []

@@ -57,6 +57,14 @@ class System:
         """Process ids of the driver and every worker (same host), for the idle-CPU workload."""
         return [os.getpid()]
 
+    def rank0_tables(self) -> dict[str, int] | None:
+        """Entries of every per-key table of the driver's scheduler (None: not measured)."""
+        return None
+
+    def steals(self) -> int | None:
+        """Steal messages the scheduler sent so far (None: not measured)."""
+        return None
+
     def close(self) -> None:
         """Stop the workers."""
 
@@ -90,6 +98,14 @@ class HpcdistSystem(System):
     def bytes_via_master(self) -> int | None:
         sched = self.client._world.scheduler  # private: the bench reads rank 0's counters
         return sched.bytes_in + sched.bytes_out
+
+    def steals(self) -> int | None:
+        return self.client._world.scheduler.steals_sent  # private: the bench reads rank 0's counters
+
+    def rank0_tables(self) -> dict[str, int] | None:
+        from hpcdist.runtime.client import table_sizes
+
+        return table_sizes(self.client)
 
     def pids(self) -> list[int]:
         info = self.client._world.info

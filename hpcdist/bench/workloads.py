@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from hpcdist.bench import tasks
-from hpcdist.bench.procstat import cpu_seconds
+from hpcdist.bench.procstat import cpu_seconds, rss_bytes
 from hpcdist.bench.systems import System
 
 MIB = 1 << 20
@@ -39,11 +39,13 @@ class Sizes:
     idle_s: float = 3.0
     raw_pings: int = 2000
     raw_reps: int = 7
+    round_tasks: int = 50_000
+    rounds: int = 3
 
 
 FULL = Sizes()
 QUICK = Sizes(tiny_tasks=1000, tiny_reps=1, roundtrips=200, bw_reps=2, graph_reps=1, idle_s=1.0,
-              raw_pings=500, raw_reps=2)
+              raw_pings=500, raw_reps=2, round_tasks=20_000)
 
 
 def _repeat(once: Callable[[], float], reps: int) -> list[float]:
@@ -184,6 +186,57 @@ def idle_cpu(sys_: System, z: Sizes) -> dict[str, Any]:
                                                     "mean_pct": statistics.mean(usage.values())}}
 
 
+#: tables that do not grow with the number of live keys (per function; a bounded log)
+_BOUNDED_TABLES = ("durations", "log")
+
+
+def rounds(sys_: System, z: Sizes) -> dict[str, Any] | None:
+    """Rounds of ``map`` + gather of tiny tasks in one world, every future dropped after each.
+
+    Reports the slowest round's time per task over the fastest's (``value``: 1 means every
+    round took as long as the others),
+    the rank-0 table entries left after the last round (``kept``; 0 when rank 0 is O(live
+    keys)) and the driver's RSS growth from after the first round to after the last
+    (``rss_growth_mib``); each round's µs/task, RSS and table entries are in ``extra``.
+    Measured for hpcdist only (the peers have no rank-0 tables to count).
+    """
+    if sys_.rank0_tables() is None:
+        return None
+    sys_.map_gather(tasks.noop, range(200))
+    per_round = []
+    for _ in range(z.rounds):
+        gc.collect()
+        steals = sys_.steals()
+        t0 = time.perf_counter()
+        out = sys_.map_gather(tasks.noop, range(z.round_tasks))
+        dt = time.perf_counter() - t0
+        assert len(out) == z.round_tasks and out[-1] == z.round_tasks - 1
+        del out
+        gc.collect()
+        # releases reach the scheduler at the end of its rounds: one round trip, and the
+        # first count's round takes the release of that last task
+        sys_.value(sys_.submit(tasks.noop, 0))
+        gc.collect()
+        sys_.rank0_tables()
+        time.sleep(0.05)  # frees leave in batches within a few ms
+        sizes = sys_.rank0_tables()
+        rss = rss_bytes()
+        per_round.append({
+            "us_per_task": round(dt / z.round_tasks * 1e6, 2),
+            "steals": None if steals is None else sys_.steals() - steals,
+            "rss_mib": None if rss is None else round(rss / MIB, 1),
+            "tables": {k: v for k, v in sizes.items() if v and k not in _BOUNDED_TABLES},
+            "log": sizes.get("log"),
+        })
+    first, last = per_round[0], per_round[-1]
+    growth = None if first["rss_mib"] is None else round(last["rss_mib"] - first["rss_mib"], 1)
+    times = [r["us_per_task"] for r in per_round]
+    return {"value": max(times) / min(times),
+            "kept": sum(last["tables"].values()), "rss_growth_mib": growth,
+            "steals": None if per_round[0]["steals"] is None else sum(r["steals"] for r in per_round),
+            "extra": {"tasks_per_round": z.round_tasks, "rounds": per_round}}
+
+
 #: workloads run inside each system's driver, in this order
 RUNNERS: dict[str, Callable[[System, Sizes], dict[str, Any] | None]] = {
     "tiny_map": tiny_map,
@@ -191,5 +244,6 @@ RUNNERS: dict[str, Callable[[System, Sizes], dict[str, Any] | None]] = {
     "bandwidth": bandwidth,
     "chains": chains,
     "tree_sum": tree_sum,
+    "rounds": rounds,
     "idle_cpu": idle_cpu,
 }

@@ -32,6 +32,7 @@ from hpcdist.errors import HpcdistError, RemoteError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.events import TaskSpec
+from hpcdist.runtime import tables
 from hpcdist.runtime.futures import (
     _FINISHED, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, _collect, _finish, _init_future,
     _is_container, _rebuild, _set_cancelled, _wait_all, as_completed, check_timeout, wait,
@@ -111,6 +112,7 @@ class Client:
         self._gen = 0  # changes after every submit: see _release
         self._errors: dict[int, tuple[Any, BaseException]] = {}
         self._small: dict[str, bytes] = {}  # pickles of small results, sent along with "memory"
+        self._drops = 0  # keys released since _futures and _small were checked for shrinking
         # fresh keys: a counter behind a token unique to this client (uuid4 per task cost ~5 us)
         self._token = uuid.uuid4().hex[:12]
         self._counter = itertools.count()
@@ -176,6 +178,12 @@ class Client:
             del self._futures[key]
             self._small.pop(key, None)
             self._release(key)
+            self._drops += 1
+        if self._drops >= 1024:
+            self._drops = 0
+            tables.shrink(self._futures)
+            # result() reads _small without the lock: it gets a new dict, not one rebuilt in place
+            self._small = tables.shrunk(self._small)
 
     def _release(self, key: str) -> None:
         """Tell the scheduler that no future needs ``key`` any more (``_lock`` held).
@@ -780,6 +788,24 @@ def _check_options(where: str, key: Any, pure: Any, allow_other_workers: Any, re
         raise TypeError(f"{where}: retries must be an int, not {type(retries).__name__} {retries!r:.80}")
     if retries < 0:
         raise ValueError(f"{where}: retries must be 0 or more, not {retries}")
+
+
+def table_sizes(client: Client) -> dict[str, int]:
+    """Entries of every per-key table on rank 0: the client's (``client.``) and the scheduler's.
+
+    A diagnostic (tests, ``hpcdist bench``): with every future dropped each is back to 0, the
+    transition log aside (bounded by :data:`hpcdist.runtime.state.LOG_MAX`); with K live
+    futures each is O(K).
+    """
+    client._lock.acquire()
+    try:
+        sizes = {"client.futures": len(client._futures), "client.small": len(client._small),
+                 "client.dropped": len(client._dropped),
+                 "client.releasing": len(client._batch.keys) if client._batch is not None else 0}
+    finally:
+        client._unlock()
+    sizes.update(client._world.call((m.QUERY, lambda s: s.table_sizes())))
+    return sizes
 
 
 def _install_abort_hook(world: World) -> None:

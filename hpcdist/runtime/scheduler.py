@@ -25,6 +25,7 @@ from hpcdist.backends.base import dropped_in
 from hpcdist.errors import HpcdistError, SerializationError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import state as st
+from hpcdist.runtime.tables import shrink
 from hpcdist.runtime.worker import pick_holder
 
 #: seconds the shutdown waits for every worker's goodbye
@@ -81,8 +82,11 @@ class Scheduler:
         #: payload bytes rank 0 received from / sent to workers (task arguments, scatters, gathers)
         self.bytes_in = 0
         self.bytes_out = 0
+        #: STEAL messages sent (work stealing, and queued tasks dropped because released)
+        self.steals_sent = 0
         self.path_sent: dict[int, list[str]] = {}
         self._path_update: set[int] = set()
+        self._forgets = 0  # keys forgotten since payloads, small, _pushed were checked for shrinking
 
     # ---- loop --------------------------------------------------------------------------------
 
@@ -219,15 +223,24 @@ class Scheduler:
             elif kind == "free":
                 self._queue_free(ins[1], ins[2])
             elif kind == "steal":
+                self.steals_sent += 1
                 self.transport.send(ins[1], (m.STEAL, ins[2]))
             elif kind == "memory" and ins[1] in self.small:
                 self._notes.append(("memory", ins[1], self.small[ins[1]]))  # result() needs no round trip
             else:
                 self._notes.append(ins)
-        for key in self.state.pop_forgotten():
-            self.payloads.pop(key, None)
-            self.small.pop(key, None)
-            self._pushed.pop(key, None)
+        forgotten = self.state.pop_forgotten()
+        if forgotten:
+            payloads, small, pushed = self.payloads, self.small, self._pushed
+            for key in forgotten:
+                payloads.pop(key, None)
+                small.pop(key, None)
+                pushed.pop(key, None)
+            self._forgets += len(forgotten)
+            if self._forgets >= st.SHRINK_EVERY:
+                self._forgets = 0
+                for table in (payloads, small, pushed):
+                    shrink(table)
 
     def _queue_compute(self, rank: int, key: str, deps: dict) -> None:
         fn_id, fn_bytes, data, buffers = self.payloads[key]
@@ -304,6 +317,26 @@ class Scheduler:
             self._free_since = time.monotonic()
         self._free.setdefault(rank, []).extend(keys)
 
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of every per-key table on rank 0's scheduler side (loop thread; a diagnostic).
+
+        The state's tables (see :meth:`SchedulerState.table_sizes`) and the scheduler's own,
+        prefixed ``scheduler.``; every one is O(live keys), the bounded transition log aside.
+        """
+        sizes = dict(self.state.table_sizes()) if self.state is not None else {}
+        sizes.update({
+            "scheduler.payloads": len(self.payloads),
+            "scheduler.small": len(self.small),
+            "scheduler.pushed": len(self._pushed),
+            "scheduler.gathers": len(self.gathers),
+            "scheduler.doorbells": len(self.doorbells),
+            "scheduler.frees": sum(map(len, self._free.values())),
+            "scheduler.computes": sum(len(e) for e, _ in self._compute.values()),
+            "scheduler.pushes": sum(map(len, self._push.values())),
+            "scheduler.notes": len(self._notes),
+        })
+        return sizes
+
     # ---- from the client (loopback) -------------------------------------------------------------
 
     def _on_submit(self, src: int, header: tuple, buffers: list) -> None:
@@ -377,8 +410,11 @@ class Scheduler:
     def _on_done(self, src: int, header: tuple, buffers: list) -> None:
         now = time.monotonic()
         events = []
+        state_of = self.state.state_of
         for key, nbytes, duration, fetched, inline in header[1]:
-            if inline is not None:
+            # only a key still processing becomes memory: a result of a key released (or
+            # cancelled) meanwhile is dropped, and kept here it would never be popped
+            if inline is not None and state_of(key) == st.PROCESSING:
                 self.small[key] = inline
             events.append(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched)))
         self._handle(*events)

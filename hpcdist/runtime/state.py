@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from hpcdist.errors import WorkerLost as WorkerLostError
 from hpcdist.runtime import policy
 from hpcdist.runtime.state_placement import NbytesView, PlacementMixin
+from hpcdist.runtime.tables import shrink
 # The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
 from hpcdist.runtime.events import (  # noqa: F401
     ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
@@ -43,8 +44,11 @@ __all__ = [
 ]
 
 
-#: Most recent transitions kept in :attr:`SchedulerState.log` (older ones are dropped).
-LOG_MAX = 100_000
+#: Most recent transitions kept in :attr:`SchedulerState.log` (older ones are dropped): a few
+#: thousand tasks' worth, for the history in error messages, and ~2 MB whatever the run's size.
+LOG_MAX = 10_000
+#: the per-key tables are checked for shrinking after this many keys were forgotten
+SHRINK_EVERY = 1024
 
 _NO_RANKS: frozenset[int] = frozenset()
 
@@ -114,6 +118,7 @@ class SchedulerState(PlacementMixin):
         self._dirty: set[str] = set()
         self._dirty_order: list[str] = []
         self._rebalance = False
+        self._forgets = 0  # keys forgotten since the tables were last checked for shrinking
 
     # ------------------------------------------------------------------ queries
 
@@ -547,9 +552,41 @@ class SchedulerState(PlacementMixin):
                 self._transition(ts, FORGOTTEN)
                 del tasks[key]
                 self._forgotten.append(key)
+                self._forgets += 1
                 if ts.spec.deps:
                     self._unlink(ts)
         order.clear()
+        if self._forgets >= SHRINK_EVERY:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Rebuild the per-key tables that fell far below their peak size (dicts never shrink)."""
+        self._forgets = 0
+        for table in (self._tasks, self._who_has, self._dirty, self._steals):
+            shrink(table)
+        for per_rank in (self._processing, self._has_what, self._incoming):
+            for table in per_rank.values():
+                shrink(table)
+
+    def table_sizes(self) -> dict[str, int]:
+        """Return the number of entries of every per-key table (a diagnostic: all are O(live keys)
+        but the transition log, which is bounded by :data:`LOG_MAX`).
+
+        Per-rank tables are summed over the ranks.
+        """
+        return {
+            "tasks": len(self._tasks),
+            "who_has": len(self._who_has),
+            "has_what": sum(map(len, self._has_what.values())),
+            "processing": sum(map(len, self._processing.values())),
+            "incoming": sum(map(len, self._incoming.values())),
+            "steals": len(self._steals),
+            "dirty": len(self._dirty) + len(self._dirty_order),
+            "forgotten": len(self._forgotten),
+            "frees": sum(map(len, self._frees.values())) + sum(map(len, self._held_frees.values())),
+            "durations": len(self.durations),
+            "log": len(self.log),
+        }
 
     # ------------------------------------------------------------------ transitions and checks
 

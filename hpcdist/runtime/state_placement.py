@@ -253,6 +253,14 @@ class PlacementMixin:
                 return None  # already running outside its preference: anywhere will do
             return spec.workers
 
+        tasks, durations = self._tasks, self.durations
+
+        def expected_of(key: str) -> float:
+            # today's estimate, not the one of its assignment: a burst placed while its function
+            # was unknown (DEFAULT_DURATION) is not stolen as half-second tasks once they are tiny
+            ts = tasks[key]
+            return durations.get(ts.spec.fn_name, ts.expected)
+
         plan = policy.balance_plan(
             idle,
             queues,

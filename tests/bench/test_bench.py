@@ -15,7 +15,7 @@ from hpcdist.bench import report, runner
 from hpcdist.cli import cli
 
 EVERY_ROW = {"tiny_map", "latency", "raw_latency", "bandwidth", "raw_bandwidth", "chains", "tree_sum",
-             "launch", "idle_cpu"}
+             "rounds", "launch", "idle_cpu"}
 
 
 @pytest.mark.mpi
@@ -34,6 +34,12 @@ def test_quick_bench_reports_every_workload(tmp_path):
             assert value == 0, r  # chains and tree: data moves worker to worker only
         elif r["workload"] == "idle_cpu":
             assert 0 <= value < 100, r
+        elif r["field"] == "kept":
+            assert value == 0, r  # rounds: rank 0 keeps no per-key entry once the futures are gone
+        elif r["field"] == "steals":
+            assert value == 0, r  # rounds of tiny tasks: nothing worth a steal message
+        elif r["field"] == "rss_growth_mib":
+            assert value is not None, r
         else:
             assert value > 0, r
     assert sum(r["field"] == "bytes_via_master" for r in rows) == 2
@@ -101,6 +107,12 @@ def test_quick_bench_on_a_non_mpi_backend(tmp_path, backend):
             assert value == 0, r  # chains and tree: data moves worker to worker, never through rank 0
         elif r["workload"] == "idle_cpu":
             assert 0 <= value < 100, r
+        elif r["field"] == "kept":
+            assert value == 0, r  # rounds: rank 0 keeps no per-key entry once the futures are gone
+        elif r["field"] == "steals":
+            assert value == 0, r  # rounds of tiny tasks: nothing worth a steal message
+        elif r["field"] == "rss_growth_mib":
+            assert value is not None, r
         else:
             assert value > 0, r
     title = next(line for line in text.splitlines() if line.startswith("hpcdist bench:"))
