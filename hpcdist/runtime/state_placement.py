@@ -239,12 +239,6 @@ class PlacementMixin:
         if not queues:
             return
 
-        def expected_of(key: str) -> float:
-            ts = self._tasks.get(key)
-            if ts is not None and ts.processing_on is not None:
-                return ts.expected
-            return next((c[key] for c in cancelled.values() if key in c), 0.0)
-
         def allowed_of(key: str) -> frozenset[int] | None:
             spec = self._tasks[key].spec
             if spec.workers is None:
@@ -258,8 +252,10 @@ class PlacementMixin:
         def expected_of(key: str) -> float:
             # today's estimate, not the one of its assignment: a burst placed while its function
             # was unknown (DEFAULT_DURATION) is not stolen as half-second tasks once they are tiny
-            ts = tasks[key]
-            return durations.get(ts.spec.fn_name, ts.expected)
+            ts = tasks.get(key)
+            if ts is not None and ts.processing_on is not None:
+                return durations.get(ts.spec.fn_name, ts.expected)
+            return next((c[key] for c in cancelled.values() if key in c), 0.0)  # a cancelled one still running
 
         plan = policy.balance_plan(
             idle,
