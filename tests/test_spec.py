@@ -325,7 +325,7 @@ def test_schema_describes_the_pipeline_section_from_the_key_table() -> None:
         "default": 0, "examples": [2]}
     task = pipeline["properties"]["tasks"]["additionalProperties"]
     assert list(task["properties"]) == list(model._TASK_KEYS) == [
-        "call", "args", "kwargs", "map", "after", "retries", "timeout", "workers", "resources", "cache"]
+        "call", "args", "kwargs", "map", "after", "retries", "timeout", "workers", "resources", "cache", "version"]
     assert task["required"] == ["call"] and task["additionalProperties"] is False
     assert task["properties"]["retries"]["minimum"] == 0 and task["properties"]["cache"]["default"] is True
     assert "program.pipeline" not in json_schema()["properties"]["program"].get("required", [])

@@ -143,21 +143,6 @@ def _write_spec(spec: Any, directory: Path) -> None:
     atomic_write(directory / SPEC_FILE, text.encode())
 
 
-def _stop_handlers(stop: threading.Event) -> None:
-    def on_stop(signum: int, frame: Any) -> None:
-        if not stop.is_set():
-            sys.stderr.write(f"hpcdist: {signal.Signals(signum).name}: cancelled; stopping, finished results "
-                             "are kept\n")
-            sys.stderr.flush()
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            signal.signal(sig, on_stop)
-        except ValueError:  # not the main thread
-            pass
-
-
 def _execute(client: Any, spec: Any, directory: Path, stop: threading.Event) -> int:
     from hpcdist.pipeline.progress import Progress
     from hpcdist.pipeline.runner import Deadline, Runner
@@ -214,6 +199,9 @@ def _cancel_requested(directory: Path) -> bool:
     return True
 
 
+KEPT = "stopping, finished results are kept"
+
+
 def _traceback_excerpt(trace: str, path: Path) -> str:
     """The first line (where the task ran) and the last lines (where it raised) of a traceback,
     and the file that holds all of it."""
@@ -224,10 +212,16 @@ def _traceback_excerpt(trace: str, path: Path) -> str:
 
 
 def _in_world(spec_path: str, overrides: Sequence[str], run_dir: str | None) -> int:
-    from hpcdist.runtime.client import Client
+    from hpcdist.runtime.entry import stopping_on_signals
 
     stop = threading.Event()
-    _stop_handlers(stop)  # before the world starts: a cancel meanwhile still ends in order
+    with stopping_on_signals(stop, KEPT):  # before the world starts: a cancel meanwhile still ends in order
+        return _rank0(spec_path, overrides, run_dir, stop)
+
+
+def _rank0(spec_path: str, overrides: Sequence[str], run_dir: str | None, stop: threading.Event) -> int:
+    from hpcdist.runtime.client import Client
+
     client = Client(backend="mpi")  # ranks other than 0 serve as workers and exit inside
     code = status.INTERNAL
     try:
@@ -259,24 +253,26 @@ def _in_world(spec_path: str, overrides: Sequence[str], run_dir: str | None) -> 
 
 def _in_process(spec: Any, directory: Path, backend: str, workers: int | None, timeout: float | None) -> int:
     from hpcdist.runtime.client import Client
-    from hpcdist.runtime.entry import TIMED_OUT, TimeLimit
+    from hpcdist.runtime.entry import TIMED_OUT, TimeLimit, stopping_on_signals
     from hpcdist.runtime.world import install_signal_handlers
 
     os.chdir(spec.environment.workdir)
     stop = threading.Event()
-    _stop_handlers(stop)
     install_signal_handlers(0)  # SIGUSR1: the walltime warning, as on rank 0 of an MPI world
     limit = TimeLimit(timeout, signal.SIGTERM)  # SIGTERM: stops the run as a cancel does
-    try:
-        with Client(backend=backend, workers=workers) as client:
-            code = _execute(client, spec, directory, stop)
-    finally:
-        limit.cancel()
+    with stopping_on_signals(stop, KEPT):
+        try:
+            with Client(backend=backend, workers=workers) as client:
+                code = _execute(client, spec, directory, stop)
+        finally:
+            limit.cancel()
     return TIMED_OUT if limit.fired else code
 
 
 def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) -> int:
-    from hpcdist.runtime.entry import launch_env, local_mpiexec, postmortem, start_launcher, wait_launcher
+    from hpcdist.runtime.entry import (
+        launch_env, local_mpiexec, postmortem, start_launcher, stopping_on_signals, wait_launcher,
+    )
 
     mpiexec = local_mpiexec(nranks)
     state_dir = directory / "ranks"
@@ -289,9 +285,6 @@ def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) 
     env = launch_env(timeout, HPCDIST_STATE_DIR=str(state_dir), HPCDIST_RUN_DIR=str(directory))
     argv = [mpiexec, "-n", str(nranks), sys.executable, "-m", "hpcdist", "run", str(directory / SPEC_FILE),
             "--run-dir", str(directory)]
-    # handlers first: a Ctrl-C while the world starts must not orphan it
-    stop = threading.Event()
-    _stop_handlers(stop)
 
     def forward_warning(signum: int, frame: Any) -> None:
         try:
@@ -299,9 +292,12 @@ def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) 
         except (OSError, ValueError):
             sys.stderr.write("hpcdist: walltime warning arrived before rank 0 started; ignored\n")
 
-    signal.signal(signal.SIGUSR1, forward_warning)
-    proc = start_launcher(argv, env, cwd=spec.environment.workdir)
-    code, how = wait_launcher(proc, stop, timeout)
+    # handlers first: a Ctrl-C while the world starts must not orphan it
+    stop = threading.Event()
+    with stopping_on_signals(stop, KEPT):
+        signal.signal(signal.SIGUSR1, forward_warning)
+        proc = start_launcher(argv, env, cwd=spec.environment.workdir)
+        code, how = wait_launcher(proc, stop, timeout)
     if code not in status.EXIT_STATUSES and how == "":
         for line in postmortem(str(state_dir)):
             sys.stderr.write(f"hpcdist: {line}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import runpy
@@ -13,7 +14,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from hpcdist.errors import HpcdistError
 from hpcdist.launch import find_mpiexec
@@ -227,18 +228,27 @@ def start_launcher(argv: Sequence[str], env: dict[str, str], cwd: str | os.PathL
     return subprocess.Popen(list(argv), env=env, cwd=cwd, start_new_session=True, preexec_fn=preexec)
 
 
-def _stop_handlers(stop: threading.Event) -> None:
+@contextlib.contextmanager
+def stopping_on_signals(stop: threading.Event, then: str = "stopping the run") -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM set ``stop`` (saying so once, with ``then``);
+    the handlers that were there before come back after it."""
     def on_stop(signum: int, frame: Any) -> None:
         if not stop.is_set():
-            sys.stderr.write(f"hpcdist: {signal.Signals(signum).name}: cancelled; stopping the run\n")
+            sys.stderr.write(f"hpcdist: {signal.Signals(signum).name}: cancelled; {then}\n")
             sys.stderr.flush()
         stop.set()
 
+    previous = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            signal.signal(sig, on_stop)
+            previous[sig] = signal.signal(sig, on_stop)
         except ValueError:  # not the main thread
             pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def wait_launcher(proc: subprocess.Popen, stop: threading.Event, timeout: float | None) -> tuple[int, str]:
@@ -303,8 +313,7 @@ def run_script(script: str, args: Sequence[str], nranks: int, timeout: float | N
     if not Path(script).is_file():
         raise HpcdistError(f"{script}: no such script")
     stop = threading.Event()
-    _stop_handlers(stop)
-    with tempfile.TemporaryDirectory(prefix="hpcdist-") as state_dir:
+    with stopping_on_signals(stop), tempfile.TemporaryDirectory(prefix="hpcdist-") as state_dir:
         env = launch_env(timeout, HPCDIST_STATE_DIR=state_dir)
         argv = [mpiexec, *mpiexec_args, "-n", str(nranks), sys.executable, "-m", "hpcdist", "exec", script, *args]
         proc = start_launcher(argv, env)

@@ -87,9 +87,12 @@ def test_values_no_quoting_can_carry_are_refused_before_submission(request, batc
             jobs.submit(spec)
         assert not (sub / "runs").exists() or not any((sub / "runs").iterdir())
     assert not marker.exists()
-    # and through the command line: one line, exit 2, nothing submitted
+    # and through the command line: one line per problem, each naming the spec; exit 2, nothing submitted
     result = batch.cli("submit", str(spec))
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    head, *problems = result.stderr.splitlines()
+    assert result.returncode == 2 and head.startswith("hpcdist: error:"), result.stderr
+    assert all(line.strip().startswith(f"{spec}:") for line in problems), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.slurm
