@@ -38,6 +38,22 @@ class CommandError(SubmitError):
     """An external command (sbatch, qstat, ...) failed, timed out or was not found."""
 
 
+class JobIdError(HpcdistError):
+    """A job id (given, recorded in job.json, or printed by sbatch/qsub) is not in the system's syntax."""
+
+    exit_code = 2
+
+
+class NothingCancelled(HpcdistError):
+    """``cancel`` found nothing to cancel: the job is unknown to the batch system or already over."""
+
+    exit_code = 4
+
+
+class RunDirBusy(HpcdistError):
+    """Another hpcdist run works in this run directory."""
+
+
 class TransportError(HpcdistError):
     """The message transport failed or was used wrongly (e.g. an MPI world of size 1)."""
 

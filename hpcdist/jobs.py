@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from hpcdist import launch
-from hpcdist.errors import CommandError, HpcdistError, SpecError, SubmitError
+from hpcdist.errors import CommandError, HpcdistError, NothingCancelled, SpecError, SubmitError
 from hpcdist.jobs_query import FINAL_STATES, STATES, JobStatus, query_states
 from hpcdist.spec_keys import MEMORY_UNITS
 
@@ -253,12 +253,6 @@ def _read_exit_code(run_dir: Path) -> int | None:
         return int((run_dir / "exit_code").read_text().strip())
     except (OSError, ValueError):
         return None
-
-
-class NothingCancelled(HpcdistError):
-    """``cancel`` found nothing to cancel: the job is unknown to the batch system or already over."""
-
-    exit_code = 4
 
 
 def _cancel_problem(system: str, result: launch.CommandResult) -> HpcdistError | None:

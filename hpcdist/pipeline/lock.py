@@ -14,15 +14,11 @@ import os
 import socket
 from pathlib import Path
 
-from hpcdist.errors import HpcdistError
+from hpcdist.errors import RunDirBusy
 
 __all__ = ["RunLock", "RunDirBusy", "LAUNCHER", "WORLD"]
 
 LAUNCHER, WORLD = ".lock", ".lock-world"
-
-
-class RunDirBusy(HpcdistError):
-    """Another hpcdist run works in this run directory."""
 
 
 class RunLock:

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from hpcdist.errors import HpcdistError, RenderError
+from hpcdist.errors import JobIdError, RenderError
 from hpcdist.render.values import check_spec
 from hpcdist.spec_keys import DIRECTIVE_PATH_PATTERN
 
@@ -45,12 +45,6 @@ PLACEHOLDERS = {
     "resubmit": "pipelines with program.pipeline.resubmit > 0: lines that submit the run again with --resume "
                 "after the walltime status (5); empty otherwise",
 }
-
-
-class JobIdError(HpcdistError):
-    """A job id (given, recorded in job.json, or printed by sbatch/qsub) is not in the system's syntax."""
-
-    exit_code = 2
 
 
 class JobTemplate(string.Template):
