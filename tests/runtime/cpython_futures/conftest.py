@@ -16,7 +16,13 @@ import hpcdist
 ATTACHED = os.environ.get("HPCDIST_CPYTHON_ATTACHED") == "1"
 
 
-@pytest.fixture(scope="session", params=["attached"] if ATTACHED else ["local", "thread", "process"])
+def _scope(fixture_name, config):
+    # the attached world lives as long as the rank-0 process; a world of our own ends with its module,
+    # so no worker (nor its SIGINT handler) outlives this directory's tests
+    return "session" if ATTACHED else "module"
+
+
+@pytest.fixture(scope=_scope, params=["attached"] if ATTACHED else ["local", "thread", "process"])
 def client(request):
     if request.param == "attached":
         c = hpcdist.Client()  # attaches to the world started by `hpcdist exec`
