@@ -219,13 +219,7 @@ class Future(cf.Future):
                 raise cf.InvalidStateError(f"{self._state}: {self!r}")
             self._local = True
             self._result = result
-            self._exception = exception
-            self._state = _FINISHED
-            for waiter in self._waiters:
-                if exception is None:
-                    waiter.add_result(self)
-                else:
-                    waiter.add_exception(self)
+            _mark_finished(self, exception)
             self._condition.notify_all()
         self._invoke_callbacks()
 
@@ -319,6 +313,17 @@ def _set_cancelled(client: Client, futures: list[Future]) -> None:
         client._callbacks.put(fut)
 
 
+def _mark_finished(fut: Future, exception: BaseException | None) -> None:
+    """``fut`` finished (with ``exception`` or a result), and every waiter told (condition held)."""
+    fut._exception = exception
+    fut._state = _FINISHED
+    for waiter in fut._waiters:
+        if exception is None:
+            waiter.add_result(fut)
+        else:
+            waiter.add_exception(fut)
+
+
 def _finish(client: Client, futures: list[Future], error: BaseException | None) -> None:
     """Mark futures done, as concurrent.futures' set_result/set_exception would."""
     called: list[Future] = []
@@ -329,13 +334,7 @@ def _finish(client: Client, futures: list[Future], error: BaseException | None) 
                 if state is _CANCELLED:  # cancelled here while it finished: notify the cancel
                     _notify_cancelled(fut, called)
                 continue
-            fut._exception = error
-            fut._state = _FINISHED
-            for waiter in fut._waiters:
-                if error is None:
-                    waiter.add_result(fut)
-                else:
-                    waiter.add_exception(fut)
+            _mark_finished(fut, error)
             if fut._done_callbacks:
                 called.append(fut)
         if client._cond._waiters:  # only a direct concurrent.futures.Future.result() call waits here
