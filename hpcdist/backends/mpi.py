@@ -259,8 +259,22 @@ def abort_world(error: BaseException) -> None:
     if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() < 2:
         return
     sys.stderr.write(f"hpcdist: {error}\n")
-    sys.stderr.flush()
-    MPI.COMM_WORLD.Abort(1)
+    _abort(MPI, 1)
+
+
+#: seconds an aborting rank waits for what it wrote to leave: the launcher tears the job down at
+#: once, and output still in its pipes is lost (a whole error message, now and then, on 2 cores)
+ABORT_FLUSH_S = 0.5
+
+
+def _abort(MPI: Any, code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed
+            pass
+    time.sleep(ABORT_FLUSH_S)
+    MPI.COMM_WORLD.Abort(code)
 
 
 def _dup_within(world: Any, timeout: float) -> Any:
@@ -552,8 +566,9 @@ class MPITransport(Transport):
                 self._release()
 
     def abort(self, code: int = 1) -> None:
-        """``MPI_Abort`` on COMM_WORLD from any thread: every rank of the job dies now."""
-        self._MPI.COMM_WORLD.Abort(code)
+        """``MPI_Abort`` on COMM_WORLD from any thread: every rank of the job dies (after
+        :data:`ABORT_FLUSH_S`, for this rank's last words)."""
+        _abort(self._MPI, code)
 
     @property
     def pending_sends(self) -> int:
