@@ -19,6 +19,23 @@ EVERY_ROW = {"tiny_map", "latency", "raw_latency", "bandwidth", "raw_bandwidth",
 
 
 @pytest.mark.mpi
+def _check_hpcdist_value(r: dict) -> None:
+    """What every workload row of hpcdist must show, whatever the backend."""
+    value = r["values"]["hpcdist"]
+    if r["field"] == "bytes_via_master":
+        assert value == 0, r  # chains and tree: data moves worker to worker, never through rank 0
+    elif r["workload"] == "idle_cpu":
+        assert 0 <= value < 100, r
+    elif r["field"] == "kept":
+        assert value == 0, r  # rounds: rank 0 keeps no per-key entry once the futures are gone
+    elif r["field"] == "steals":
+        assert value == 0, r  # rounds of tiny tasks: nothing worth a steal message
+    elif r["field"] == "rss_growth_mib":
+        assert value is not None, r
+    else:
+        assert value > 0, r
+
+
 def test_quick_bench_reports_every_workload(tmp_path):
     out = tmp_path / "out.json"
     res = CliRunner().invoke(cli, ["bench", "--quick", "-n", "3", "--no-peers", "--json", str(out),
@@ -29,19 +46,7 @@ def test_quick_bench_reports_every_workload(tmp_path):
     rows = data["table"]
     assert {r["workload"] for r in rows} == EVERY_ROW
     for r in rows:
-        value = r["values"]["hpcdist"]
-        if r["field"] == "bytes_via_master":
-            assert value == 0, r  # chains and tree: data moves worker to worker only
-        elif r["workload"] == "idle_cpu":
-            assert 0 <= value < 100, r
-        elif r["field"] == "kept":
-            assert value == 0, r  # rounds: rank 0 keeps no per-key entry once the futures are gone
-        elif r["field"] == "steals":
-            assert value == 0, r  # rounds of tiny tasks: nothing worth a steal message
-        elif r["field"] == "rss_growth_mib":
-            assert value is not None, r
-        else:
-            assert value > 0, r
+        _check_hpcdist_value(r)
     assert sum(r["field"] == "bytes_via_master" for r in rows) == 2
     assert "64 MiB worker -> worker" in res.output and "launch to first result" in res.output
 
@@ -100,21 +105,10 @@ def test_quick_bench_on_a_non_mpi_backend(tmp_path, backend):
     rows = data["table"]
     assert {r["workload"] for r in rows} == EVERY_ROW
     for r in rows:
-        value = r["values"]["hpcdist"]
         if r["workload"].startswith("raw_"):
-            assert value is None and r["notes"]["hpcdist"] == "n/a", r  # raw MPI: mpi backend only
-        elif r["field"] == "bytes_via_master":
-            assert value == 0, r  # chains and tree: data moves worker to worker, never through rank 0
-        elif r["workload"] == "idle_cpu":
-            assert 0 <= value < 100, r
-        elif r["field"] == "kept":
-            assert value == 0, r  # rounds: rank 0 keeps no per-key entry once the futures are gone
-        elif r["field"] == "steals":
-            assert value == 0, r  # rounds of tiny tasks: nothing worth a steal message
-        elif r["field"] == "rss_growth_mib":
-            assert value is not None, r
+            assert r["values"]["hpcdist"] is None and r["notes"]["hpcdist"] == "n/a", r  # raw MPI: mpi backend only
         else:
-            assert value > 0, r
+            _check_hpcdist_value(r)
     title = next(line for line in text.splitlines() if line.startswith("hpcdist bench:"))
     assert f"{backend} backend, 1 driver + 2 worker" in title
     assert "n/a on the {} backend: raw MPI rows, mpi4py.futures".format(backend) in text
