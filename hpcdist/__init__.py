@@ -15,8 +15,8 @@ _LAZY = {
     "Future": "hpcdist.runtime.futures",
     "as_completed": "hpcdist.runtime.futures",
     "wait": "hpcdist.runtime.futures",
-    "load_spec": "hpcdist.spec",
-    "submit": "hpcdist.jobs",
+    "load_spec": "hpcdist.spec.model",
+    "submit": "hpcdist.batch.jobs",
     "get_backend": "hpcdist.backends",
 }
 

@@ -20,7 +20,7 @@ from hpcdist.errors import HpcdistError
 #: batch and launch commands reported as found or not
 COMMANDS = ("mpiexec", "srun", "sbatch", "qsub")
 
-_PROBE = "import json; from hpcdist.backends.mpi import library_info; print(json.dumps(library_info()))"
+_PROBE = "import json; from hpcdist.transports.mpi import library_info; print(json.dumps(library_info()))"
 _SMOKE_MPI = (
     "import hpcdist\n"
     "with hpcdist.Client(backend='mpi') as c:\n"
@@ -44,7 +44,7 @@ def diagnose(backend: str | None = None, smoke: bool = True, timeout: float = 60
         are needed and missing or broken; the command exits non-zero when there are any).
     """
     from hpcdist import __version__
-    from hpcdist.launch import find_mpiexec
+    from hpcdist.commands import find_mpiexec
 
     report: dict[str, Any] = {
         "python": {"version": platform.python_version(), "executable": sys.executable},
@@ -76,7 +76,7 @@ def _version(module: str) -> str | None:
 
 def _mpi_probe(timeout: float) -> dict[str, Any]:
     """Ask a child process which MPI mpi4py loads (initialising MPI there, not here)."""
-    from hpcdist.launch import run_command
+    from hpcdist.commands import run_command
 
     if _version("mpi4py") is None:
         return {"error": "mpi4py is not installed"}
@@ -177,7 +177,7 @@ def _smoke_inprocess(name: str) -> dict[str, Any]:
 
 
 def _smoke_mpi(mpiexec: str, timeout: float) -> dict[str, Any]:
-    from hpcdist.launch import run_command
+    from hpcdist.commands import run_command
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "PMIX_"))}
     env["MPIEXEC_TIMEOUT"] = str(max(1, int(timeout)))

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("mpi") is None:
         return
-    from hpcdist.launch import find_mpiexec
+    from hpcdist.commands import find_mpiexec
 
     if find_mpiexec() is None:
         message = "no mpiexec: install the mpich extra (pip install -e '.[mpich,test]')"
@@ -27,7 +27,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def _reachable(system: str, argv: list[str], variable: str) -> None:
     from hpcdist.errors import CommandError
-    from hpcdist.launch import run_command
+    from hpcdist.commands import run_command
 
     try:
         run_command(argv, timeout=15)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from hpcdist.launch import find_mpiexec
+from hpcdist.commands import find_mpiexec
 
 MPI_DIR = Path(__file__).resolve().parent / "mpi"
 

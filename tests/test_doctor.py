@@ -68,7 +68,7 @@ def test_site_mpi_in_a_multi_node_allocation_is_fine(env):
 
 def test_missing_mpi_is_a_warning_on_a_laptop_but_a_problem_when_needed(env):
     env.setattr(doctor, "_mpi_probe", lambda timeout: {"error": "mpi4py is not installed"})
-    env.setattr("hpcdist.launch.find_mpiexec", lambda: None)
+    env.setattr("hpcdist.commands.find_mpiexec", lambda: None)
     report = doctor.diagnose(smoke=False)
     assert report["problems"] == [] and len(report["warnings"]) == 2
     result = CliRunner().invoke(cli, ["doctor", "--no-smoke", "--backend", "mpiexec"])
@@ -88,7 +88,7 @@ def test_unknown_backend_is_a_problem(env):
 
 
 def test_a_failing_smoke_run_is_a_problem(env):
-    env.setattr("hpcdist.launch.find_mpiexec", lambda: "/opt/mpi/bin/mpiexec")
+    env.setattr("hpcdist.commands.find_mpiexec", lambda: "/opt/mpi/bin/mpiexec")
     env.setattr(doctor, "_smoke_mpi", lambda mpiexec, timeout: {
         "backend": "mpi", "status": "failed", "seconds": 1.0, "error": "mpiexec -n 3 exited 255: boom"})
     report = doctor.diagnose(smoke=True)

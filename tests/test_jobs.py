@@ -1,4 +1,4 @@
-"""hpcdist.jobs and hpcdist.jobs_query against a faked run_command: no batch system needed."""
+"""hpcdist.batch.jobs and hpcdist.batch.query against a faked run_command: no batch system needed."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Callable
 
 import pytest
 
-from hpcdist import jobs, jobs_query, launch
+from hpcdist import commands
+from hpcdist.batch import jobs, query
 from hpcdist.cli import main
 from hpcdist.errors import CommandError, SpecError, SubmitError
-from hpcdist.launch import CommandResult
-from hpcdist.spec import load_spec
+from hpcdist.commands import CommandResult
+from hpcdist.spec.model import load_spec
 
 Handler = Callable[[tuple[str, ...]], tuple[int, str, str]]
 
@@ -24,7 +25,7 @@ class FakeBatch:
     def __init__(self, monkeypatch: pytest.MonkeyPatch, **handlers: Handler) -> None:
         self.calls: list[tuple[str, ...]] = []
         self.handlers = handlers
-        monkeypatch.setattr(launch, "run_command", self)
+        monkeypatch.setattr(commands, "run_command", self)
 
     def __call__(self, argv, timeout=60.0, *, check=True, input=None, env=None) -> CommandResult:
         argv = tuple(str(a) for a in argv)
@@ -215,7 +216,7 @@ def make_job(tmp_path: Path, system: str = "slurm", job_id: str = "42", **extra)
      ("CANCELLED by 0", "CANCELLED"), ("CANCELLED+", "CANCELLED"), ("TIMEOUT", "TIMEOUT"), ("WEIRD", "UNKNOWN")],
 )  # fmt: skip
 def test_slurm_states(raw, state):
-    assert jobs_query.slurm_state(raw) == state
+    assert query.slurm_state(raw) == state
 
 
 @pytest.mark.parametrize(
@@ -224,12 +225,12 @@ def test_slurm_states(raw, state):
      ("Rr", "RUNNING"), ("Eqw", "FAILED"), ("zz", "UNKNOWN")],
 )  # fmt: skip
 def test_sge_states(raw, state):
-    assert jobs_query.sge_state(raw) == state
+    assert query.sge_state(raw) == state
 
 
 def test_slurm_one_batched_squeue_for_many_jobs(monkeypatch):
     fake = FakeBatch(monkeypatch, squeue=const(0, "1|RUNNING|None\n2|PENDING|Resources\n3|COMPLETED|None\n"))
-    got = jobs_query.query_states("slurm", ["1", "2", "3"])
+    got = query.query_states("slurm", ["1", "2", "3"])
     assert fake.commands() == ["squeue"]
     assert "--jobs=1,2,3" in fake.calls[0] and "--states=all" in fake.calls[0]
     assert [got[i].state for i in "123"] == ["RUNNING", "PENDING", "COMPLETED"]
@@ -242,7 +243,7 @@ def test_slurm_finished_job_read_from_sacct(monkeypatch):
         squeue=const(1, "", "slurm_load_jobs error: Invalid job id specified\n"),
         sacct=const(0, "9|FAILED|3:0\n"),
     )
-    st = jobs_query.query_states("slurm", ["9"])["9"]
+    st = query.query_states("slurm", ["9"])["9"]
     assert fake.commands() == ["squeue", "sacct"]
     assert (st.state, st.exit_code, st.source) == ("FAILED", 3, "sacct")
 
@@ -265,17 +266,17 @@ def test_slurm_finished_job_read_from_jobcomp_without_accounting(tmp_path, monke
         sacct=const(1, "", "Slurm accounting storage is disabled\n"),
         scontrol=const(0, config),
     )
-    got = jobs_query.query_states("slurm", ["7", "8"])
+    got = query.query_states("slurm", ["7", "8"])
     assert fake.commands().count("squeue") == 1
     assert (got["7"].state, got["7"].exit_code, got["7"].source) == ("COMPLETED", 0, "jobcomp")
     assert (got["8"].state, got["8"].exit_code) == ("CANCELLED", 128 + 15)
-    assert jobs_query.query_states("slurm", ["12345"])["12345"].state == "UNKNOWN"
+    assert query.query_states("slurm", ["12345"])["12345"].state == "UNKNOWN"
 
 
 def test_slurm_queue_failure_is_a_command_error(monkeypatch):
     FakeBatch(monkeypatch, squeue=const(1, "", "squeue: error: Unable to contact slurm controller\n"))
     with pytest.raises(CommandError, match="Unable to contact slurm controller"):
-        jobs_query.query_states("slurm", ["1"])
+        query.query_states("slurm", ["1"])
 
 
 QSTAT = """\
@@ -301,7 +302,7 @@ def test_sge_one_qstat_then_qacct_for_the_rest(monkeypatch):
         return 0, QACCT.format(id=argv[-1], failed="0", exit="0"), ""
 
     fake = FakeBatch(monkeypatch, qstat=const(0, QSTAT), qacct=qacct)
-    got = jobs_query.query_states("sge", ["11", "12", "13", "14"])
+    got = query.query_states("sge", ["11", "12", "13", "14"])
     assert fake.commands() == ["qstat", "qacct"] and fake.calls[1][-1] == "14"
     assert [got[i].state for i in ("11", "12", "13", "14")] == ["RUNNING", "PENDING", "FAILED", "COMPLETED"]
     assert got["14"].exit_code == 0 and got["14"].source == "qacct"
@@ -315,14 +316,14 @@ def test_sge_one_qstat_then_qacct_for_the_rest(monkeypatch):
 )  # fmt: skip
 def test_sge_accounting_states(monkeypatch, failed, exit, state):
     FakeBatch(monkeypatch, qstat=const(0, QSTAT), qacct=const(0, QACCT.format(id=5, failed=failed, exit=exit)))
-    st = jobs_query.query_states("sge", ["5"])["5"]
+    st = query.query_states("sge", ["5"])["5"]
     assert st.state == state
     assert st.exit_code == int(exit.split()[0])
 
 
 def test_sge_job_without_accounting_is_unknown_unless_cancelled(tmp_path, monkeypatch):
     FakeBatch(monkeypatch, qstat=const(0, QSTAT), qacct=const(1, "", "error: job id 6 not found\n"))
-    assert jobs_query.query_states("sge", ["6"])["6"].state == "UNKNOWN"
+    assert query.query_states("sge", ["6"])["6"].state == "UNKNOWN"
     job = jobs.Job.from_run_dir(make_job(tmp_path, "sge", "6", cancel_requested=2.0))
     assert job.status().state == "CANCELLED"
 
@@ -443,7 +444,7 @@ def test_bare_job_id_picks_the_installed_batch_system(monkeypatch, installed, ex
 
 
 def test_run_command_failures_are_one_line_command_errors(tmp_path):
-    run = launch.run_command  # the module's own, not a fake
+    run = commands.run_command  # the module's own, not a fake
     result = run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=10, check=False)
     assert (result.returncode, result.stdout, result.stderr, result.tail()) == (3, "out\n", "err\n", "err")
     with pytest.raises(CommandError, match=r"^sh failed \(exit 3\): a / b$"):

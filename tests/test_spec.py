@@ -11,8 +11,8 @@ import pytest
 
 import hpcdist
 from hpcdist.errors import SpecError
-from hpcdist.spec import JobSpec, load_spec
-from hpcdist.spec_keys import SPEC, all_paths, json_schema, parse_memory, parse_walltime
+from hpcdist.spec.model import JobSpec, load_spec
+from hpcdist.spec.keys import SPEC, all_paths, json_schema, parse_memory, parse_walltime
 
 GOOD = """\
 name: wordcount
@@ -313,7 +313,7 @@ def test_schema_is_derived_from_the_key_table() -> None:
 
 def test_schema_describes_the_pipeline_section_from_the_key_table() -> None:
     from hpcdist.pipeline import model
-    from hpcdist.spec_keys import PIPELINE
+    from hpcdist.spec.keys import PIPELINE
 
     pipeline = json_schema()["properties"]["program"]["properties"]["pipeline"]
     assert list(pipeline["properties"]) == ["module", "on_error", "tasks", "save", "resubmit"]

@@ -24,7 +24,7 @@ from hpcdist.backends import canonical_name
 from hpcdist.bench.child import PREFIX
 from hpcdist.bench.workloads import RUNNERS
 from hpcdist.errors import HpcdistError
-from hpcdist.launch import find_mpiexec
+from hpcdist.commands import find_mpiexec
 
 #: the peers of the mpi backend (the default)
 PEERS = ("mpi4py.futures", "dask", "processpool")

@@ -11,12 +11,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hpcdist.spec_keys import PIPELINE, TASK_NAME_PATTERN, describe, parse_int_text
-from hpcdist.spec_yaml import MAPPING, SCALAR, SEQUENCE, Node, Problem, Where
+from hpcdist.spec.keys import PIPELINE, TASK_NAME_PATTERN, describe, parse_int_text
+from hpcdist.spec.source import MAPPING, SCALAR, SEQUENCE, Node, Problem, Where
 
 __all__ = ["Ref", "TaskDef", "Pipeline", "parse_pipeline", "TASK_NAME_PATTERN", "ON_ERROR"]
 
-# key names, patterns, choices and minimums come from the key table (hpcdist.spec_keys.PIPELINE),
+# key names, patterns, choices and minimums come from the key table (hpcdist.spec.keys.PIPELINE),
 # which also yields the JSON Schema: one description of the section
 _TASKS = PIPELINE.child("tasks")
 _TASK = _TASKS.children[0]  # type: ignore[union-attr]

@@ -1,6 +1,6 @@
 """The user API: :class:`Client` (and its :class:`ClientExecutor`), with its bookkeeping.
 
-The client builds tasks (keys, pickled arguments, :class:`~hpcdist.runtime.events.TaskSpec`),
+The client builds tasks (keys, pickled arguments, :class:`~hpcdist.runtime.scheduling.vocabulary.TaskSpec`),
 sends them to the scheduler, counts the live futures of every key and releases a key once
 its last future is gone, and turns the scheduler's instructions into finished futures.
 :class:`Future`, :func:`as_completed` and :func:`wait` live in :mod:`hpcdist.runtime.futures`
@@ -31,8 +31,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from hpcdist.errors import HpcdistError, RemoteError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
-from hpcdist.runtime.events import TaskSpec
-from hpcdist.runtime import tables
+from hpcdist.runtime.scheduling.vocabulary import TaskSpec
+from hpcdist.runtime.scheduling import tables
 from hpcdist.runtime.futures import (
     _FINISHED, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, _collect, _finish, _init_future,
     _is_container, _rebuild, _set_cancelled, _wait_all, as_completed, check_timeout, wait,
@@ -794,7 +794,7 @@ def table_sizes(client: Client) -> dict[str, int]:
     """Entries of every per-key table on rank 0: the client's (``client.``) and the scheduler's.
 
     A diagnostic (tests, ``hpcdist bench``): with every future dropped each is back to 0, the
-    transition log aside (bounded by :data:`hpcdist.runtime.state.LOG_MAX`); with K live
+    transition log aside (bounded by :data:`hpcdist.runtime.scheduling.state.LOG_MAX`); with K live
     futures each is O(K).
     """
     client._lock.acquire()

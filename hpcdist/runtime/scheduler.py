@@ -1,6 +1,6 @@
 """Rank 0's event loop: messages in, :class:`SchedulerState` events, instructions out.
 
-The loop owns the pure :class:`~hpcdist.runtime.state.SchedulerState`, turns every arriving
+The loop owns the pure :class:`~hpcdist.runtime.scheduling.state.SchedulerState`, turns every arriving
 message into an event, and every instruction the state returns into a send to a worker or a
 notification of the client. Task payloads (function and arguments) wait here until their
 task has run.
@@ -21,11 +21,11 @@ import traceback
 from collections import defaultdict, deque
 from typing import Any, Callable
 
-from hpcdist.backends.base import dropped_in
+from hpcdist.transports.base import dropped_in
 from hpcdist.errors import HpcdistError, SerializationError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
-from hpcdist.runtime import state as st
-from hpcdist.runtime.tables import shrink
+from hpcdist.runtime.scheduling import state as st
+from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.worker import pick_holder
 
 #: seconds the shutdown waits for every worker's goodbye

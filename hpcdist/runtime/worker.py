@@ -23,7 +23,7 @@ import traceback
 from collections import deque
 from typing import Any, Iterator
 
-from hpcdist.backends.base import dropped_in
+from hpcdist.transports.base import dropped_in
 from hpcdist.errors import SerializationError, TransportError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
@@ -61,7 +61,7 @@ class _Task:
 
 
 class Worker:
-    """The worker side of the runtime, over any :class:`~hpcdist.backends.base.Transport`.
+    """The worker side of the runtime, over any :class:`~hpcdist.transports.base.Transport`.
 
     Args:
         transport: this worker's endpoint; rank 0 is the scheduler.

@@ -56,7 +56,7 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
     Raises:
         HpcdistError: an unknown name (the message lists the valid names and aliases), or no
             name while the batch system started several copies of this program outside one MPI
-            world (see :func:`hpcdist.backends.mpi.lone_copy`).
+            world (see :func:`hpcdist.transports.mpi.lone_copy`).
     """
     from hpcdist.backends import canonical_name
 
@@ -65,7 +65,7 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
     env = os.environ.get("HPCDIST_BACKEND", "").strip()
     if env:
         return canonical_name(env, "HPCDIST_BACKEND"), "HPCDIST_BACKEND"
-    from hpcdist.backends.mpi import in_mpi_world, lone_copy
+    from hpcdist.transports.mpi import in_mpi_world, lone_copy
 
     if in_mpi_world():
         return "mpi", "automatic: started by an MPI launcher in a world of more than one rank"
@@ -324,7 +324,7 @@ def start_world(backend: str | None = None, n_workers: int | None = None) -> Wor
 
 
 def _start_threads(n_workers: int | None = None) -> World:
-    from hpcdist.backends.inproc import InprocHub
+    from hpcdist.transports.inproc import InprocHub
 
     n_workers = n_workers or cores()
     if n_workers < 1:
@@ -353,7 +353,7 @@ def _start_threads(n_workers: int | None = None) -> World:
 
 
 def _start_processes(n_workers: int | None = None) -> World:
-    from hpcdist.backends.process import spawn_world
+    from hpcdist.transports.pipe import spawn_world
 
     timeout = startup_timeout()  # a bad setting fails before any worker starts
     transport, join = spawn_world(n_workers or cores())
@@ -366,7 +366,7 @@ def _start_processes(n_workers: int | None = None) -> World:
 
 
 def _start_mpi(n_workers: int | None = None) -> World:
-    from hpcdist.backends.mpi import MPITransport, abort_world
+    from hpcdist.transports.mpi import MPITransport, abort_world
 
     try:
         transport = MPITransport.from_world(startup_timeout_s=startup_timeout())

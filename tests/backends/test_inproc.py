@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from hpcdist.backends.base import Transport
-from hpcdist.backends.inproc import InprocHub
+from hpcdist.transports.base import Transport
+from hpcdist.transports.inproc import InprocHub
 from hpcdist.errors import TransportError
 from hpcdist.runtime.serialize import dumps, loads
 

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from hpcdist.backends.mpi import in_mpi_world, lone_copy
+from hpcdist.transports.mpi import in_mpi_world, lone_copy
 from hpcdist.errors import HpcdistError
 from hpcdist.runtime import world
 
@@ -69,7 +69,7 @@ def test_every_automatic_choice_fails(clean_env, case):
         clean_env.setenv(name, value)
     with pytest.raises(HpcdistError, match="hpcdist exec"):
         world.resolve_backend(None)
-    from hpcdist.runtime.entry import split_run_options
+    from hpcdist.launcher import split_run_options
 
     with pytest.raises(HpcdistError, match="hpcdist exec"):
         split_run_options(None, None, None)  # `hpcdist run script.py` would start a world per copy

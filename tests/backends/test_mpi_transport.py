@@ -14,7 +14,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 from mpiutil import MPI_DIR, run_mpi  # noqa: E402
 
-from hpcdist.backends import mpi as mpi_backend  # noqa: E402
+from hpcdist.transports import mpi as mpi_backend  # noqa: E402
 from hpcdist.errors import TransportError  # noqa: E402
 
 LAUNCH_VARS = (
@@ -114,7 +114,7 @@ def test_world_of_one_rank_under_a_batch_allocation_names_the_fix(var):
 
 
 def test_module_imports_without_mpi4py():
-    code = "import sys, hpcdist.backends.mpi as m; m.in_mpi_world(); print('mpi4py' in sys.modules)"
+    code = "import sys, hpcdist.transports.mpi as m; m.in_mpi_world(); print('mpi4py' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
 

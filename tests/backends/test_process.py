@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import hpcdist
-from hpcdist.backends.process import DIRECT_MAX, PipeTransport, spawn_world
+from hpcdist.transports.pipe import DIRECT_MAX, PipeTransport, spawn_world
 from hpcdist.errors import TransportError
 from hpcdist.runtime import serialize
 

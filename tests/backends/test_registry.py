@@ -116,7 +116,7 @@ def test_bad_worker_count():
 
 
 def test_run_options_pick_backend_ranks_and_workers():
-    from hpcdist.runtime.entry import split_run_options
+    from hpcdist.launcher import split_run_options
 
     assert split_run_options(None, None, None) == ("mpi", 4, None)  # plain `hpcdist run` = mpiexec -n 4
     assert split_run_options(None, 3, None) == ("mpi", 3, None)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hpcdist import jobs
+from hpcdist.batch import jobs
 
 JOB_TIMEOUT = 60.0  # seconds any one test job may take, queueing included
 PI_SPEC = Path(__file__).resolve().parents[2] / "examples" / "pi" / "job.yaml"

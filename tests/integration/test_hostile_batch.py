@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcdist import jobs
+from hpcdist.batch import jobs
 from hpcdist.errors import RenderError, SpecError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "render"))
@@ -142,7 +142,7 @@ def test_parsable_id_and_status_json_of_a_finished_job(request, batch, tmp_path,
 def test_one_qacct_for_several_finished_jobs(sge, batch, tmp_path, monkeypatch):
     # (SLURM keeps finished jobs in squeue for MinJobAge, 300 s by default: its one sacct is
     # counted against the run_command seam in tests/test_jobs_trust.py)
-    from hpcdist import launch
+    from hpcdist import commands
 
     system = "sge"
 
@@ -153,13 +153,13 @@ def test_one_qacct_for_several_finished_jobs(sge, batch, tmp_path, monkeypatch):
         job_list.append(jobs.submit(_spec(sub, system, ["x"], str(sub / "runs" / "{name}-{timestamp}"))))
     for job in job_list:
         batch.wait(job)
-    real, calls = launch.run_command, []
+    real, calls = commands.run_command, []
 
     def counting(argv, *args, **kwargs):
         calls.append(argv[0])
         return real(argv, *args, **kwargs)
 
-    monkeypatch.setattr(launch, "run_command", counting)
+    monkeypatch.setattr(commands, "run_command", counting)
     deadline = __import__("time").monotonic() + 60
     while True:  # the jobs leave the queue (MinJobAge, or at once under Grid Engine)
         calls.clear()

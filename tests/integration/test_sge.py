@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist import jobs
-from hpcdist.launch import run_command
+from hpcdist.batch import jobs
+from hpcdist.commands import run_command
 
 pytestmark = pytest.mark.sge
 

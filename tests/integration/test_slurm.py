@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from hpcdist import jobs
-from hpcdist.launch import run_command
+from hpcdist.batch import jobs
+from hpcdist.commands import run_command
 
 pytestmark = pytest.mark.slurm
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from hpcdist.backends import base, mpi
+from hpcdist.transports import base, mpi
 
 mpi.CHUNK_BYTES = 1 << 20  # every rank sends in 1 MiB pieces, so the data can be discarded in pieces
 BIG = 4 << 20

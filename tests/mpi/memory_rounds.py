@@ -13,7 +13,7 @@ import sys
 import time
 
 from hpcdist import Client
-from hpcdist.runtime import state as st
+from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.client import table_sizes
 
 BOUNDED = {"durations", "log"}

@@ -7,7 +7,7 @@ import time
 import numpy as np
 from transport_common import run
 
-from hpcdist.backends.mpi import MPITransport
+from hpcdist.transports.mpi import MPITransport
 from hpcdist.runtime.serialize import dumps
 
 HOT = 2000

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 from transport_common import run
 
-import hpcdist.backends.mpi as mpi_backend
-from hpcdist.backends.mpi import MPITransport
+import hpcdist.transports.mpi as mpi_backend
+from hpcdist.transports.mpi import MPITransport
 from hpcdist.runtime.serialize import dumps, loads
 
 MB = 1 << 20

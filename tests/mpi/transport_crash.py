@@ -4,7 +4,7 @@ comm threads wait in recv(): the job must end quickly with a non-zero code, not 
 import threading
 import time
 
-from hpcdist.backends.mpi import MPITransport
+from hpcdist.transports.mpi import MPITransport
 
 t = MPITransport.from_world()
 if t.rank == 0:

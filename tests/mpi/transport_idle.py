@@ -6,7 +6,7 @@ import time
 
 from transport_common import run
 
-from hpcdist.backends.mpi import MPITransport
+from hpcdist.transports.mpi import MPITransport
 
 IDLE_S = float(os.environ.get("IDLE_S", "2.0"))
 

@@ -4,7 +4,7 @@ import threading
 
 from transport_common import run
 
-from hpcdist.backends.mpi import MPITransport
+from hpcdist.transports.mpi import MPITransport
 
 N = 200
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from hpcdist.backends.mpi import MPITransport, in_mpi_world
+from hpcdist.transports.mpi import MPITransport, in_mpi_world
 from hpcdist.errors import TransportError
 
 print(f"in_mpi_world={in_mpi_world()}", flush=True)

@@ -10,7 +10,7 @@ import time
 import numpy as np
 from transport_common import run
 
-from hpcdist.backends.mpi import MPITransport
+from hpcdist.transports.mpi import MPITransport
 from hpcdist.runtime.serialize import dumps
 
 N = 100

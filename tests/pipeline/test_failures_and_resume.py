@@ -241,7 +241,7 @@ def _no_temporaries(run_dir: Path) -> list[str]:
 
 def test_disk_full_while_copying_the_outputs(project, monkeypatch, capsys) -> None:
     from hpcdist.pipeline import rundir
-    from hpcdist.pipeline.entry import run_spec
+    from hpcdist.pipeline.run import run_spec
 
     spec = project()
     real = rundir.shutil.copyfile

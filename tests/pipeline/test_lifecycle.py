@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist.launch import find_mpiexec
+from hpcdist.commands import find_mpiexec
 from hpcdist.pipeline import status
 from test_run import TIMEOUT, manifest, run, start, statuses
 
@@ -152,7 +152,7 @@ def test_a_signal_to_every_rank_at_once_ends_the_pipeline_cleanly_with_130(stuck
 
 
 def test_the_postmortem_names_pipeline_tasks_by_their_pipeline_names(tmp_path) -> None:
-    from hpcdist.runtime.entry import postmortem
+    from hpcdist.launcher import postmortem
 
     state = tmp_path / "ranks"
     state.mkdir()

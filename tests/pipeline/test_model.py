@@ -8,7 +8,7 @@ import pytest
 
 from hpcdist.errors import SpecError
 from hpcdist.pipeline.model import Ref
-from hpcdist.spec import load_spec
+from hpcdist.spec.model import load_spec
 
 
 def problems(spec: Path, overrides: tuple[str, ...] = ()) -> list[str]:

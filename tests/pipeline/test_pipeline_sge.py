@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist import jobs
+from hpcdist.batch import jobs
 
 pytestmark = pytest.mark.sge
 JOB_TIMEOUT = 60.0

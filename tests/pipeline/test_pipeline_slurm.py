@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist import jobs
-from hpcdist.launch import run_command
+from hpcdist.batch import jobs
+from hpcdist.commands import run_command
 from hpcdist.pipeline import status
 
 pytestmark = pytest.mark.slurm

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist import jobs, launch
+from hpcdist import commands
+from hpcdist.batch import jobs
 from hpcdist.cli import main
 from hpcdist.errors import CommandError, SpecError, SubmitError
-from hpcdist.launch import CommandResult
-from hpcdist.spec import load_spec
+from hpcdist.commands import CommandResult
+from hpcdist.spec.model import load_spec
 
 SLURM = ["scheduler=slurm", "resources.walltime=00:05:00"]
 RESUBMIT = """\
@@ -30,7 +31,7 @@ class Batch:
         self.calls: list[tuple[tuple[str, ...], dict[str, str] | None]] = []
         self.scripts: list[str] = []
         self.state, self.reject, self.next_id = state, reject, 100
-        monkeypatch.setattr(launch, "run_command", self)
+        monkeypatch.setattr(commands, "run_command", self)
 
     def __call__(self, argv, timeout=60.0, *, check=True, input=None, env=None) -> CommandResult:
         argv = tuple(str(a) for a in argv)
@@ -210,7 +211,7 @@ def test_no_automatic_resubmission_after_a_cancel_or_from_a_superseded_job(first
 
 
 def test_docs_describe_every_pipeline_key_of_the_key_table() -> None:
-    from hpcdist.spec_keys import PIPELINE, TASK
+    from hpcdist.spec.keys import PIPELINE, TASK
 
     docs = (Path(__file__).resolve().parents[2] / "docs" / "pipelines.md").read_text()
     keys = [k.name for k in PIPELINE.children] + [k.name for k in TASK.children]

@@ -12,7 +12,7 @@ from hpcdist.pipeline import status
 from hpcdist.pipeline.progress import Progress, summary
 from hpcdist.pipeline.runner import Deadline, Runner
 from hpcdist.runtime.client import Client
-from hpcdist.spec import load_spec
+from hpcdist.spec.model import load_spec
 
 
 @pytest.fixture

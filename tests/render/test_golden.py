@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist.spec import load_spec
+from hpcdist.spec.model import load_spec
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 #: what the scratch project's path is replaced with in golden files

@@ -20,10 +20,10 @@ from hostile import (
 )
 
 from hpcdist.errors import RenderError, SpecError
-from hpcdist.spec import load_spec
+from hpcdist.spec.model import load_spec
 
 SYSTEM_ENV = {"slurm": {"SLURM_NTASKS": "2"}, "sge": {"NSLOTS": "2"}}
-# characters a value written into a directive line may hold (see hpcdist.render.values)
+# characters a value written into a directive line may hold (see hpcdist.batch.values)
 DIRECTIVE_SAFE = re.compile(r"[A-Za-z0-9_.,:=/@+%\[\]-]+")
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcdist.launch import find_mpiexec, run_command
-from hpcdist.spec import load_spec
+from hpcdist.commands import find_mpiexec, run_command
+from hpcdist.spec.model import load_spec
 
 RANKS = 4
 WAITER = """\

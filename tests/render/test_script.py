@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from hpcdist.errors import SpecError
-from hpcdist.spec import load_spec
+from hpcdist.spec.model import load_spec
 
 FAKE_MPIEXEC = """#!/bin/bash
 # records how it was started, then behaves as FAKE_MODE says

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from hpcdist.errors import RenderError, SubmitError
-from hpcdist.render import GridEngine, render
-from hpcdist.render.sge import sge_time
-from hpcdist.spec import load_spec
+from hpcdist.batch import GridEngine, render
+from hpcdist.batch.sge import sge_time
+from hpcdist.spec.model import load_spec
 
 
 def test_directives_of_the_example(project: Path) -> None:

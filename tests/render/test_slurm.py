@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from hpcdist.errors import RenderError, SubmitError
-from hpcdist.render import Slurm, get_system, render
-from hpcdist.render.slurm import slurm_time
-from hpcdist.spec import load_spec
+from hpcdist.batch import Slurm, get_system, render
+from hpcdist.batch.slurm import slurm_time
+from hpcdist.spec.model import load_spec
 
 
 def test_directives_of_the_full_spec(project: Path) -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from hpcdist.errors import RenderError
-from hpcdist.render.base import PLACEHOLDERS, JobTemplate
-from hpcdist.render import Slurm
-from hpcdist.spec import load_spec
+from hpcdist.batch.base import PLACEHOLDERS, JobTemplate
+from hpcdist.batch import Slurm
+from hpcdist.spec.model import load_spec
 
 
 def test_only_braced_lowercase_names_are_placeholders() -> None:

@@ -1,7 +1,7 @@
 """A result too large for rank 0's memory fails that result or gather only, not the world.
 
 The allocation failure is simulated: the transports allocate every receive buffer through
-``hpcdist.backends.base.allocate``, patched here to refuse large sizes with MemoryError.
+``hpcdist.transports.base.allocate``, patched here to refuse large sizes with MemoryError.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import hpcdist
-from hpcdist.backends import base
+from hpcdist.transports import base
 from mpiutil import MPI_DIR, run_mpi
 
 BIG = 4 << 20  # bytes of the result that "does not fit"

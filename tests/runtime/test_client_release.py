@@ -17,7 +17,7 @@ import pytest
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.client import Client, Future
-from hpcdist.runtime.local import LocalWorld
+from hpcdist.backends.local import LocalWorld
 from hpcdist.runtime.world import set_current_world
 
 

@@ -1,10 +1,10 @@
-"""``hpcdist run``'s launcher side (hpcdist.runtime.entry), with mpiexec faked."""
+"""``hpcdist run``'s launcher side (hpcdist.launcher), with mpiexec faked."""
 
 from __future__ import annotations
 
 import pytest
 
-from hpcdist.runtime import entry
+from hpcdist import launcher
 
 
 class _FakeProc:
@@ -27,9 +27,9 @@ def test_mpiexec_timeout_is_a_whole_second_backstop_past_the_stop(monkeypatch, t
         seen.append(_FakeProc(argv, env, **kw))
         return seen[-1]
 
-    monkeypatch.setattr(entry, "find_mpiexec", lambda: "mpiexec")
-    monkeypatch.setattr(entry.subprocess, "Popen", fake_popen)
-    assert entry.run_script(str(script), [], 2, timeout=timeout) == 0
+    monkeypatch.setattr(launcher, "find_mpiexec", lambda: "mpiexec")
+    monkeypatch.setattr(launcher.subprocess, "Popen", fake_popen)
+    assert launcher.run_script(str(script), [], 2, timeout=timeout) == 0
     assert seen[0].env["MPIEXEC_TIMEOUT"] == expected
     assert seen[0].argv[:3] == ["mpiexec", "-n", "2"]
     assert seen[0].kw["start_new_session"] and seen[0].kw["preexec_fn"] is not None

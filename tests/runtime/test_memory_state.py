@@ -14,8 +14,8 @@ import sys
 
 import pytest
 
-from hpcdist.runtime import policy, tables
-from hpcdist.runtime.state import (
+from hpcdist.runtime.scheduling import policy, tables
+from hpcdist.runtime.scheduling.state import (
     LOG_MAX, Cancel, Failed, Finished, Release, Scatter, SchedulerState, StealReply, Submit, TaskSpec,
     WorkerLost,
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hpcdist.errors import HpcdistError
-from hpcdist.runtime import policy
-from hpcdist.runtime.policy import (
+from hpcdist.runtime.scheduling import policy
+from hpcdist.runtime.scheduling.policy import (
     NoValidWorker,
     balance_plan,
     decide_worker,

@@ -8,9 +8,9 @@ release can never reach the state before the SUBMIT of the key it releases.
 from __future__ import annotations
 
 from hpcdist.runtime import messages as m
-from hpcdist.runtime import state as st
+from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduler import Scheduler
-from hpcdist.runtime.state import TaskSpec
+from hpcdist.runtime.scheduling.state import TaskSpec
 
 
 class _FakeTransport:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hpcdist
 from hpcdist.runtime import messages as m
-from hpcdist.runtime import state as st
+from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduler import Scheduler
 
 

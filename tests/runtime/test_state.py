@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hpcdist.errors import WorkerLost as WorkerLostError
-from hpcdist.runtime.policy import NoValidWorker
-from hpcdist.runtime.state import (
+from hpcdist.runtime.scheduling.policy import NoValidWorker
+from hpcdist.runtime.scheduling.state import (
     ALLOWED_TRANSITIONS,
     Cancel,
     DependencyMissing,

@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from hpcdist.runtime import policy
-from hpcdist.runtime.state import (
+from hpcdist.runtime.scheduling import policy
+from hpcdist.runtime.scheduling.state import (
     LOG_MAX,
     Cancel,
     Failed,

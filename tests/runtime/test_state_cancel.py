@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist.runtime.state import Cancel, Failed, Finished, StealReply, TaskSpec, WorkerLost
+from hpcdist.runtime.scheduling.state import Cancel, Failed, Finished, StealReply, TaskSpec, WorkerLost
 from test_state import Sim
 
 T = TaskSpec

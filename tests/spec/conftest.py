@@ -8,7 +8,7 @@ from typing import Callable
 import pytest
 
 from hpcdist.errors import SpecError
-from hpcdist.spec import JobSpec, load_spec
+from hpcdist.spec.model import JobSpec, load_spec
 
 
 @pytest.fixture

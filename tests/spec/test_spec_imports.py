@@ -14,7 +14,7 @@ import yaml
 
 from hpcdist.errors import SpecError
 from hpcdist.pipeline.imports import IMPORT_TIMEOUT_ENV, check_callables, resolve_callable
-from hpcdist.spec import load_spec
+from hpcdist.spec.model import load_spec
 
 # (module body, words of the problem)
 MODULES = [

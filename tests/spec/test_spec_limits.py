@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from specutil import base_spec, spec_text
 
-from hpcdist.spec_keys import MAX_COUNT, MAX_GRACE, MAX_MEMORY, MAX_PER_NODE, MAX_WALLTIME
+from hpcdist.spec.keys import MAX_COUNT, MAX_GRACE, MAX_MEMORY, MAX_PER_NODE, MAX_WALLTIME
 
 LIMITS = [
     # (key, the largest accepted, the first refused, written as)

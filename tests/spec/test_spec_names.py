@@ -8,7 +8,7 @@ import pytest
 from specutil import base_spec, spec_text
 
 from hpcdist.errors import RenderError
-from hpcdist.spec import NAME_MAX, RUN_DIR_TEMP_EXTRA, load_spec
+from hpcdist.spec.model import NAME_MAX, RUN_DIR_TEMP_EXTRA, load_spec
 
 # characters SGE forbids in job names (\n \t \r / : @ \ * ?), the path separator, shell specials
 BAD_NAMES = ["a/b", "a:b", "a@b", "a\\\\b", "a*b", "a?b", "a b", "a'b", 'a\\"b', "a$b", "a;b", "a|b", "a&b",

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from specutil import spec_text
 
-from hpcdist import spec_yaml
+from hpcdist.spec import source
 from hpcdist.errors import SpecError
-from hpcdist.spec import load_spec
-from hpcdist.spec_yaml import MAX_DEPTH, MAX_NODES
+from hpcdist.spec.model import load_spec
+from hpcdist.spec.source import MAX_DEPTH, MAX_NODES
 
 GOOD, _, _ = spec_text("name", "job")
 
@@ -128,7 +128,7 @@ def test_an_unreadable_file(project: Path, monkeypatch: pytest.MonkeyPatch) -> N
         def refuse(*args: object, **kwargs: object) -> None:
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(spec_yaml, "open", refuse, raising=False)
+        monkeypatch.setattr(source, "open", refuse, raising=False)
     with pytest.raises(SpecError, match=f"{path}: cannot read the spec: permission denied"):
         load_spec(path)
 
@@ -137,6 +137,6 @@ def test_a_huge_file_is_refused_without_reading_it_all(project: Path) -> None:
     path = project / "job.yaml"
     with open(path, "wb") as fh:
         fh.write(GOOD.encode())
-        fh.truncate(spec_yaml.MAX_BYTES + 10)
+        fh.truncate(source.MAX_BYTES + 10)
     with pytest.raises(SpecError, match="larger than 16 MiB"):
         load_spec(path)

@@ -1,6 +1,6 @@
 """Rendering job scripts: ``render(spec, system) -> str`` (pure: no file written, no command run).
 
-One class per batch system (:mod:`hpcdist.render.slurm`, :mod:`hpcdist.render.sge`) carries
+One class per batch system (:mod:`hpcdist.batch.slurm`, :mod:`hpcdist.batch.sge`) carries
 the directives and the argv of the system's commands; :func:`get_system` returns it by name.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hpcdist.errors import RenderError
-from hpcdist.render.base import PLACEHOLDERS, BatchSystem, JobIdError
-from hpcdist.render.sge import GridEngine
-from hpcdist.render.slurm import Slurm
+from hpcdist.batch.base import PLACEHOLDERS, BatchSystem, JobIdError
+from hpcdist.batch.sge import GridEngine
+from hpcdist.batch.slurm import Slurm
 
 if TYPE_CHECKING:
-    from hpcdist.spec import JobSpec
+    from hpcdist.spec.model import JobSpec
 
 __all__ = ["render", "get_system", "BatchSystem", "JobIdError", "Slurm", "GridEngine", "PLACEHOLDERS", "SYSTEMS"]
 

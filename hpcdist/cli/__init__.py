@@ -32,7 +32,7 @@ def exec_command(script: str, args: tuple[str, ...]) -> None:
 
     Start it with `mpiexec -n N hpcdist exec script.py [ARGS...]`.
     """
-    from hpcdist.runtime.entry import exec_script
+    from hpcdist.launcher import exec_script
 
     sys.exit(exec_script(script, args))
 
@@ -41,7 +41,7 @@ def exec_command(script: str, args: tuple[str, ...]) -> None:
 @click.argument("state_dir", type=click.Path(file_okay=False))
 def postmortem_command(state_dir: str) -> None:
     """Print what each worker was running when a job ended (STATE_DIR = $HPCDIST_STATE_DIR)."""
-    from hpcdist.runtime.entry import postmortem
+    from hpcdist.launcher import postmortem
 
     for line in postmortem(state_dir):
         click.echo(f"hpcdist: {line}")
@@ -69,12 +69,12 @@ def run_command(nranks: int | None, backend: str | None, workers: int | None, ti
 
     With a job spec (`hpcdist run SPEC.yaml [-n 4] [--set k=v] [--resume RUN_DIR]`) it runs the
     spec's pipeline and prints the run directory (see docs/pipelines.md)."""
-    from hpcdist.runtime.entry import check_timeout, run_local, run_script, split_run_options
+    from hpcdist.launcher import check_timeout, run_local, run_script, split_run_options
 
     check_timeout(timeout)
 
     # --- pipelines (issue 5) ---
-    from hpcdist.pipeline.entry import is_spec, parse_trailing, run_spec
+    from hpcdist.pipeline.run import is_spec, parse_trailing, run_spec
 
     if is_spec(script):
         opts = dict(nranks=nranks, backend=backend, workers=workers, timeout=timeout, resume=resume,
@@ -168,7 +168,7 @@ _set_option = click.option(
 @_set_option
 def validate_command(spec_path: str, scheduler: str | None, overrides: tuple[str, ...]) -> None:
     """Check SPEC and report every problem at once (exit 0 when valid, 2 when not)."""
-    from hpcdist.spec import load_spec
+    from hpcdist.spec.model import load_spec
 
     spec = load_spec(spec_path, _spec_overrides(overrides, scheduler))
     r = spec.resources
@@ -184,7 +184,7 @@ def render_command(spec_path: str, scheduler: str | None, out: str | None, overr
     """Print the SLURM or Grid Engine job script for SPEC (nothing is submitted)."""
     import os
 
-    from hpcdist.spec import load_spec
+    from hpcdist.spec.model import load_spec
 
     script = load_spec(spec_path, _spec_overrides(overrides, scheduler)).render()
     if out is None:
@@ -203,7 +203,7 @@ def schema_command() -> None:
     """Print the JSON Schema (draft 2020-12) of job specs, for editor completion."""
     import json
 
-    from hpcdist.spec_keys import json_schema
+    from hpcdist.spec.keys import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
 
@@ -211,7 +211,7 @@ def schema_command() -> None:
 # --- batch commands (submit, status, cancel) ---------------------------------------------
 
 if TYPE_CHECKING:
-    from hpcdist.jobs import Job, JobStatus
+    from hpcdist.batch.jobs import Job, JobStatus
 
 
 @cli.command("submit")
@@ -230,7 +230,7 @@ def submit_command(spec_path: str | None, dry_run: bool, scheduler: str | None, 
                    resume: str | None, parsable: bool, automatic: bool) -> None:
     """Validate SPEC, make its run directory and submit the job script
     (`hpcdist submit [SPEC] --resume RUN_DIR`: continue a pipeline run there)."""
-    from hpcdist import jobs
+    from hpcdist.batch import jobs
 
     if spec_path is None and resume is None:
         raise click.UsageError("missing argument SPEC (or --resume RUN_DIR)")
@@ -261,7 +261,7 @@ def status_command(targets: tuple[str, ...], watch: bool, as_json: bool, schedul
     (several jobs: 10 if any is unfinished, else 1 if any failed, else 4 if any is unknown)."""
     import time
 
-    from hpcdist import jobs
+    from hpcdist.batch import jobs
 
     job_list = [jobs.resolve_job(t, scheduler) for t in targets] if targets else [jobs.resolve_job(None, scheduler)]
     if not as_json:
@@ -319,7 +319,7 @@ def _echo_status(job: Job, st: JobStatus, as_json: bool = False) -> None:
 @click.option("--scheduler", default=None, help="Batch system of a bare JOB_ID (default: the one installed).")
 def cancel_command(target: str, scheduler: str | None) -> None:
     """Cancel a submitted job (exit 4 when the batch system had nothing to cancel)."""
-    from hpcdist import jobs
+    from hpcdist.batch import jobs
 
     job = jobs.resolve_job(target, scheduler)
     job.cancel()

@@ -46,7 +46,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hpcdist.backends.base import DroppedBuffer, Message, Transport, allocate_or_drop
+from hpcdist.transports.base import DroppedBuffer, Message, Transport, allocate_or_drop
 from hpcdist.errors import HpcdistError, TransportError
 
 #: messages up to this size (header + buffers) are written by the sending thread itself
@@ -397,7 +397,7 @@ def spawn_world(n_workers: int) -> tuple[PipeTransport, Callable[[], None]]:
         for rank in range(1, size):
             fds = {peer: conn.fileno() for peer, conn in ends[rank].items()}
             fd_arg = ",".join(f"{peer}={fd}" for peer, fd in fds.items())
-            code = f"from hpcdist.backends.process import worker_main; worker_main({rank}, {size}, {fd_arg!r})"
+            code = f"from hpcdist.transports.pipe import worker_main; worker_main({rank}, {size}, {fd_arg!r})"
             procs[rank] = subprocess.Popen([sys.executable, "-c", code], env=env, pass_fds=list(fds.values()),
                                            stdin=subprocess.DEVNULL)
     except OSError as exc:

@@ -1,8 +1,8 @@
 """Placement and stealing inside the scheduler state: which worker a ready task goes to, which
 queued tasks move to an idle worker, what a lost worker takes with it, and where data lives
-(replicas and ``free`` instructions). A mixin of :class:`~hpcdist.runtime.state.SchedulerState`
+(replicas and ``free`` instructions). A mixin of :class:`~hpcdist.runtime.scheduling.state.SchedulerState`
 (it works on the state's own tables); the decisions themselves are the pure functions of
-:mod:`hpcdist.runtime.policy`.
+:mod:`hpcdist.runtime.scheduling.policy`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from hpcdist.errors import WorkerLost as WorkerLostError
-from hpcdist.runtime import policy
-from hpcdist.runtime.events import PROCESSING, READY, RELEASED, WAITING, StealReply, WorkerLost
+from hpcdist.runtime.scheduling import policy
+from hpcdist.runtime.scheduling.vocabulary import PROCESSING, READY, RELEASED, WAITING, StealReply, WorkerLost
 
 if TYPE_CHECKING:
-    from hpcdist.runtime.state import _Task
+    from hpcdist.runtime.scheduling.state import _Task
 
 
 class NbytesView(Mapping):
@@ -35,7 +35,7 @@ class NbytesView(Mapping):
 
 
 class PlacementMixin:
-    """Placing ready tasks and balancing queues (see :mod:`hpcdist.runtime.policy`)."""
+    """Placing ready tasks and balancing queues (see :mod:`hpcdist.runtime.scheduling.policy`)."""
 
     def _on_steal_reply(self, ev: StealReply) -> None:
         if ev.ok and self._cancelled_on:

@@ -1,6 +1,6 @@
 """The scheduler's vocabulary: task states, the transition table, task specs and events.
 
-Plain data, no behaviour: :mod:`hpcdist.runtime.state` consumes the events and returns the
+Plain data, no behaviour: :mod:`hpcdist.runtime.scheduling.state` consumes the events and returns the
 instructions listed in :data:`INSTRUCTIONS`.
 """
 

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from hpcdist.backends.base import DroppedBuffer, Message, Transport, allocate_or_drop
+from hpcdist.transports.base import DroppedBuffer, Message, Transport, allocate_or_drop
 from hpcdist.errors import TransportError
 
 # put into inboxes to wake receivers when the hub is aborted or the endpoint closed

@@ -5,7 +5,7 @@ spec (``spec.yaml``) and the job record (``job.json``); the job writes its outpu
 directory is built under a temporary sibling name and renamed into place only after the
 batch system accepted the job, so a rejected submission leaves nothing behind.
 
-Every batch command goes through :func:`hpcdist.launch.run_command`. The state of a job is
+Every batch command goes through :func:`hpcdist.commands.run_command`. The state of a job is
 read with one batched queue query per poll (``squeue`` / ``qstat``); only a job that has
 left the queue is looked up in the accounting (``sacct``, else SLURM's jobcomp file;
 ``qacct``). States are normalised to :data:`STATES`.
@@ -27,10 +27,10 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from hpcdist import launch
+from hpcdist import commands
 from hpcdist.errors import CommandError, HpcdistError, NothingCancelled, SpecError, SubmitError
-from hpcdist.jobs_query import FINAL_STATES, STATES, JobStatus, query_states
-from hpcdist.spec_keys import MEMORY_UNITS
+from hpcdist.batch.query import FINAL_STATES, STATES, JobStatus, query_states
+from hpcdist.spec.keys import MEMORY_UNITS
 
 __all__ = [
     "Job",
@@ -134,7 +134,7 @@ class Job:
         """Where the batch system writes the job's output (None without a run directory or id)."""
         if self.run_dir is None or self.job_id is None:
             return None
-        from hpcdist.render import get_system
+        from hpcdist.batch import get_system
 
         return get_system(self.system).output_file(self.run_dir, self.job_id)
 
@@ -187,7 +187,7 @@ class Job:
             NothingCancelled: the batch system knows no such job, or it had already ended.
             CommandError: with the batch system's own message when it refuses.
         """
-        from hpcdist.render import get_system
+        from hpcdist.batch import get_system
 
         self._follow()
         job_id = self._require_id("cancel")
@@ -198,7 +198,7 @@ class Job:
             self.record["cancel_requested"] = time.time()
             _write_json(self.run_dir / JOB_FILE, self.record)
         try:
-            result = launch.run_command(argv, timeout=QUERY_TIMEOUT, check=False)
+            result = commands.run_command(argv, timeout=QUERY_TIMEOUT, check=False)
             problem = _cancel_problem(self.system, result)
             if problem is not None:
                 raise problem
@@ -255,7 +255,7 @@ def _read_exit_code(run_dir: Path) -> int | None:
         return None
 
 
-def _cancel_problem(system: str, result: launch.CommandResult) -> HpcdistError | None:
+def _cancel_problem(system: str, result: commands.CommandResult) -> HpcdistError | None:
     # scancel exits 0 for an unknown or finished job; with -v it says so on stderr
     text = (result.stderr + "\n" + result.stdout).strip()
     gone = ("Invalid job id", "already completing or completed", "does not exist", "not found")
@@ -336,7 +336,7 @@ def read_record(path: Path, missing: str | None = None) -> dict[str, Any]:
     Raises:
         RunDirError: one line naming the file and the key.
     """
-    from hpcdist.render import JobIdError, get_system
+    from hpcdist.batch import JobIdError, get_system
 
     try:
         with open(path, "rb") as fh:
@@ -408,13 +408,13 @@ def submit(
     """Validate, render and submit a job spec; make its run directory (or continue one).
 
     Args:
-        spec: a :class:`~hpcdist.spec.JobSpec`, or the path of a spec file; with ``resume``
+        spec: a :class:`~hpcdist.spec.model.JobSpec`, or the path of a spec file; with ``resume``
             also None: the run directory's own resolved ``spec.yaml``.
         dry_run: do everything but submit (the run directory is made, ``job_id`` is None).
         scheduler: ``slurm`` or ``sge`` instead of the spec's own ``scheduler``.
         overrides: ``key.path=value`` settings applied to the spec file (spec paths only).
         resume: an existing pipeline run directory: submit a job that continues the pipeline
-            there, reusing its results (see :mod:`hpcdist.jobs_resume`); no new directory.
+            there, reusing its results (see :mod:`hpcdist.batch.resume`); no new directory.
         automatic: with ``resume``: the job script resubmitting itself after the walltime
             status, counted against ``program.pipeline.resubmit``.
 
@@ -427,12 +427,12 @@ def submit(
         SubmitError: the batch system rejected the job; the message is its own.
         RunDirError: ``resume`` is not a pipeline run directory, or its newest job still runs.
     """
-    from hpcdist.render import get_system, render
+    from hpcdist.batch import get_system, render
 
     if resume is not None:
         if dry_run:
             raise RunDirError("--dry-run and --resume cannot be combined; see the script with hpcdist render SPEC")
-        from hpcdist.jobs_resume import submit_resume
+        from hpcdist.batch.resume import submit_resume
 
         return submit_resume(spec, resume, scheduler=scheduler, overrides=overrides, automatic=automatic)
     if automatic:
@@ -488,10 +488,10 @@ def submit(
 
 
 def spec_with(spec: Any, scheduler: str | None, overrides: Iterable[str]) -> Any:
-    """The :class:`~hpcdist.spec.JobSpec` to submit: a spec path loaded with ``overrides`` and
+    """The :class:`~hpcdist.spec.model.JobSpec` to submit: a spec path loaded with ``overrides`` and
     ``scheduler=``; a JobSpec with its scheduler replaced (re-reading its file would drop
     the overrides it was loaded with, so ``overrides`` need the path)."""
-    from hpcdist.spec import JobSpec, load_spec
+    from hpcdist.spec.model import JobSpec, load_spec
 
     if not isinstance(spec, JobSpec):
         return load_spec(spec, [*overrides, *([f"scheduler={scheduler}"] if scheduler else [])])
@@ -501,13 +501,13 @@ def spec_with(spec: Any, scheduler: str | None, overrides: Iterable[str]) -> Any
 
 
 def submit_script(system: Any, script: Path, env: Mapping[str, str] | None = None) -> str:
-    """Submit ``script`` with ``system`` (a :class:`~hpcdist.render.BatchSystem`); the job id.
+    """Submit ``script`` with ``system`` (a :class:`~hpcdist.batch.BatchSystem`); the job id.
 
     Raises:
         SubmitError: the batch system rejected the job; the message is its own.
     """
     argv = system.submit_argv(script)
-    result = launch.run_command(argv, timeout=SUBMIT_TIMEOUT, check=False, env=env)
+    result = commands.run_command(argv, timeout=SUBMIT_TIMEOUT, check=False, env=env)
     if result.returncode != 0:
         raise SubmitError(f"{argv[0]} rejected the job (exit {result.returncode}): {result.tail()}")
     return system.parse_job_id(result.stdout)
@@ -515,7 +515,7 @@ def submit_script(system: Any, script: Path, env: Mapping[str, str] | None = Non
 
 def _free_timestamp(spec: Any) -> str:
     """A timestamp whose run directory does not exist yet (suffix -2, -3, ... on a clash)."""
-    from hpcdist.spec import TIMESTAMP_FORMAT
+    from hpcdist.spec.model import TIMESTAMP_FORMAT
 
     base = time.strftime(TIMESTAMP_FORMAT)
     stamp, n = base, 1
@@ -611,7 +611,7 @@ def resolve_job(target: str | None, scheduler: str | None = None) -> Job:
         scheduler = found[0]
     if scheduler not in ("slurm", "sge"):
         raise RunDirError(f"--scheduler {scheduler}: expected slurm or sge")
-    from hpcdist.render import JobIdError, get_system
+    from hpcdist.batch import JobIdError, get_system
 
     try:
         get_system(scheduler).check_job_id(target, "job id")

@@ -1,6 +1,6 @@
 """Placement and work-stealing policy: pure functions over plain mappings.
 
-Nothing here keeps state, reads a clock or does I/O; :mod:`hpcdist.runtime.state` calls these
+Nothing here keeps state, reads a clock or does I/O; :mod:`hpcdist.runtime.scheduling.state` calls these
 functions with its own tables, and the tests call them with literal tables.
 
 Cost model (one source of truth for placement and stealing):

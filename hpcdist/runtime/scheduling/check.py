@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hpcdist.runtime.events import (
+from hpcdist.runtime.scheduling.vocabulary import (
     ALLOWED_TRANSITIONS,
     FORGOTTEN,
     MEMORY,
@@ -19,7 +19,7 @@ from hpcdist.runtime.events import (
 )
 
 if TYPE_CHECKING:
-    from hpcdist.runtime.state import SchedulerState
+    from hpcdist.runtime.scheduling.state import SchedulerState
 
 
 def check_invariants(self: SchedulerState) -> None:

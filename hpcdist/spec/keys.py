@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from hpcdist.spec_yaml import MAPPING, SCALAR, SEQUENCE, Node
+from hpcdist.spec.source import MAPPING, SCALAR, SEQUENCE, Node
 
 REQUIRED = object()  # marker: the key has no default
 

@@ -1,6 +1,6 @@
 """The job spec: YAML -> validated, frozen dataclasses.
 
-Every validation rule lives here (the per-key rules in :mod:`hpcdist.spec_keys`). All
+Every validation rule lives here (the per-key rules in :mod:`hpcdist.spec.keys`). All
 problems are collected and raised together in one :class:`~hpcdist.errors.SpecError`,
 one per line as ``file:line:column: key.path: what is wrong``.
 """
@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from hpcdist.errors import SpecError
-from hpcdist.spec_keys import (
+from hpcdist.spec.keys import (
     DIRECTIVE_PATH_PATTERN,
     MAX_COUNT,
     OUTPUT_FIELDS,
@@ -29,7 +29,7 @@ from hpcdist.spec_keys import (
     check_value,
     control_char,
 )
-from hpcdist.spec_yaml import MAPPING, SCALAR, Node, Problem, Where, parse, parse_override_value, read_spec_text
+from hpcdist.spec.source import MAPPING, SCALAR, Node, Problem, Where, parse, parse_override_value, read_spec_text
 
 __all__ = ["JobSpec", "Resources", "Environment", "Program", "load_spec", "parse_override", "system_rules",
            "TIMESTAMP_FORMAT"]
@@ -135,8 +135,8 @@ class JobSpec:
             system, name=self.name, launcher=self.launcher, gpus_per_node=r.gpus_per_node, walltime=r.walltime)]
 
     def render(self, system: str | None = None, *, timestamp: str | None = None) -> str:
-        """The job script for ``system`` (default: :attr:`scheduler`); see :func:`hpcdist.render.render`."""
-        from hpcdist.render import render
+        """The job script for ``system`` (default: :attr:`scheduler`); see :func:`hpcdist.batch.render`."""
+        from hpcdist.batch import render
 
         return render(self, system or self.scheduler, timestamp=timestamp)
 
@@ -479,7 +479,7 @@ class _Validator:
 
     def _check_template(self, template: Path) -> None:
         # the placeholders render fills in: a site template naming another one fails here, not at submit
-        from hpcdist.render.base import PLACEHOLDERS, JobTemplate
+        from hpcdist.batch.base import PLACEHOLDERS, JobTemplate
 
         try:
             text = read_spec_text(str(template))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from hpcdist.errors import HpcdistError
-from hpcdist.launch import find_mpiexec
+from hpcdist.commands import find_mpiexec
 
 
 def exec_script(script: str, args: Sequence[str], backend: str | None = None, workers: int | None = None) -> int:
@@ -104,7 +104,7 @@ def split_run_options(backend: str | None, nranks: int | None, workers: int | No
 
     name = canonical_name(backend, "--backend") if backend is not None else "mpi"
     if backend is None:
-        from hpcdist.backends.mpi import lone_copy
+        from hpcdist.transports.mpi import lone_copy
 
         problem = lone_copy()  # `srun -n 3 hpcdist run ...` would start three worlds
         if problem:
@@ -330,7 +330,7 @@ def postmortem(state_dir: str) -> list[str]:
     In a pipeline's run directory (``RUN_DIR/ranks``) tasks are named as in the pipeline
     (``squares[3]``), from the manifest beside it.
     """
-    from hpcdist.pipeline.entry import task_names
+    from hpcdist.pipeline.run import task_names
 
     names = task_names(state_dir)
     lines = []

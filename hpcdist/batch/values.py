@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable
 from hpcdist.errors import RenderError
 
 if TYPE_CHECKING:
-    from hpcdist.spec import JobSpec
+    from hpcdist.spec.model import JobSpec
 
 # C0 controls but tab, DEL, C1 controls, and the Unicode line and paragraph separators
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")

@@ -3,7 +3,7 @@
 One batched queue query per call (``squeue --states=all`` / ``qstat -u '*'``); only the jobs
 missing from it are looked up in the accounting: ``sacct``, else SLURM's jobcomp file
 (``JobCompLoc`` with ``jobcomp/filetxt``), and ``qacct`` under Grid Engine. Every command
-goes through :func:`hpcdist.launch.run_command`.
+goes through :func:`hpcdist.commands.run_command`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hpcdist import launch
+from hpcdist import commands
 from hpcdist.errors import CommandError
 
 #: normalised job states
@@ -34,7 +34,7 @@ class JobStatus:
         exit_code: the job's exit status once finished, if known.
         reason: why it is pending, or how it ended, when the batch system says.
         source: which command told (squeue, sacct, jobcomp, qstat, qacct).
-        progress: the run's own ``progress.json``, if any (filled in by :class:`hpcdist.jobs.Job`).
+        progress: the run's own ``progress.json``, if any (filled in by :class:`hpcdist.batch.jobs.Job`).
     """
 
     job_id: str
@@ -59,7 +59,7 @@ def query_states(
         JobIdError: when an id is not in the system's syntax (nothing is run then).
         CommandError: when a batch command fails (its own message included).
     """
-    from hpcdist.render import get_system
+    from hpcdist.batch import get_system
 
     if system not in ("slurm", "sge"):
         raise CommandError(f"unknown batch system {system!r}; expected slurm or sge")
@@ -85,7 +85,7 @@ def query_states(
     return found
 
 
-def _failed(result: launch.CommandResult) -> CommandError:
+def _failed(result: commands.CommandResult) -> CommandError:
     return CommandError(f"{result.argv[0]} failed (exit {result.returncode}): {result.tail()}")
 
 
@@ -137,7 +137,7 @@ def parse_squeue(stdout: str) -> dict[str, JobStatus]:
 
 def slurm_queue(job_ids: list[str], timeout: float) -> dict[str, JobStatus]:
     """One ``squeue`` call for all ``job_ids``; jobs SLURM no longer knows are left out."""
-    result = launch.run_command(slurm_queue_argv(job_ids), timeout=timeout, check=False)
+    result = commands.run_command(slurm_queue_argv(job_ids), timeout=timeout, check=False)
     if result.returncode != 0:
         if "Invalid job id" in result.stderr:
             return {}  # every id has been purged (squeue fails only when all are unknown)
@@ -153,7 +153,7 @@ def sacct_argv(job_ids: list[str]) -> list[str]:
 def slurm_finished_all(job_ids: list[str], timeout: float) -> dict[str, JobStatus]:
     """Jobs gone from squeue: one ``sacct`` for all, else one read of the jobcomp file."""
     try:
-        result = launch.run_command(sacct_argv(job_ids), timeout=timeout, check=False)
+        result = commands.run_command(sacct_argv(job_ids), timeout=timeout, check=False)
     except CommandError:
         result = None  # no sacct on this machine
     if result is not None and result.returncode == 0:
@@ -176,7 +176,7 @@ def slurm_finished(job_id: str, timeout: float) -> JobStatus:
 
 def slurm_jobcomp_all(job_ids: list[str], timeout: float) -> dict[str, JobStatus]:
     """Look ``job_ids`` up in the jobcomp file named by one ``scontrol show config``."""
-    result = launch.run_command(["scontrol", "show", "config"], timeout=timeout, check=False)
+    result = commands.run_command(["scontrol", "show", "config"], timeout=timeout, check=False)
     config = dict(re.findall(r"^(\w+)\s*=\s*(.*?)\s*$", result.stdout, flags=re.M))
     if result.returncode != 0 or config.get("JobCompType") != "jobcomp/filetxt":
         return {j: JobStatus(j, "UNKNOWN", "", None, "not in the queue and no accounting (sacct, jobcomp)", "")
@@ -293,7 +293,7 @@ def parse_qstat(stdout: str) -> dict[str, JobStatus]:
 
 def sge_queue(job_ids: list[str], timeout: float) -> dict[str, JobStatus]:
     """One ``qstat`` call; jobs that left the queue are left out."""
-    result = launch.run_command(sge_queue_argv(), timeout=timeout, check=False)
+    result = commands.run_command(sge_queue_argv(), timeout=timeout, check=False)
     if result.returncode != 0:
         raise _failed(result)
     return {k: v for k, v in parse_qstat(result.stdout).items() if k in job_ids}
@@ -352,7 +352,7 @@ def sge_finished_since(job_ids: list[str], since: float, timeout: float) -> dict
     """Jobs gone from qstat that were submitted at ``since`` or later: one ``qacct`` for all.
     Jobs without a record are left out (the caller asks for them one by one)."""
     try:
-        result = launch.run_command(qacct_since_argv(since), timeout=timeout, check=False)
+        result = commands.run_command(qacct_since_argv(since), timeout=timeout, check=False)
     except CommandError:
         return {}
     if result.returncode != 0:
@@ -377,7 +377,7 @@ def qacct_argv(job_id: str) -> list[str]:
 def sge_finished(job_id: str, timeout: float) -> JobStatus:
     """A job gone from qstat: ``qacct -j``, else UNKNOWN (the accounting file lags ``flush_time``)."""
     try:
-        result = launch.run_command(qacct_argv(job_id), timeout=timeout, check=False)
+        result = commands.run_command(qacct_argv(job_id), timeout=timeout, check=False)
     except CommandError:
         return JobStatus(job_id, "UNKNOWN", "", None, "not in the queue and qacct is missing", "")
     record = parse_qacct(result.stdout) if result.returncode == 0 else None

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from hpcdist.errors import JobIdError, RenderError
-from hpcdist.render.values import check_spec
-from hpcdist.spec_keys import DIRECTIVE_PATH_PATTERN
+from hpcdist.batch.values import check_spec
+from hpcdist.spec.keys import DIRECTIVE_PATH_PATTERN
 
 if TYPE_CHECKING:
-    from hpcdist.spec import JobSpec
+    from hpcdist.spec.model import JobSpec
 
 # characters allowed in a path that appears in a batch directive: the spec's rule (validation
 # checks the run directory with it too)
@@ -85,7 +85,7 @@ class BatchSystem:
     template_name: ClassVar[str] = ""
     directive_prefix: ClassVar[str] = "#"
 
-    # -- commands (pure; the caller runs them through hpcdist.launch.run_command) --------
+    # -- commands (pure; the caller runs them through hpcdist.commands.run_command) --------
 
     def submit_argv(self, script_path: str | Path) -> list[str]:
         """The command that submits ``script_path`` and prints only the job id."""
@@ -146,7 +146,7 @@ class BatchSystem:
 
     def check(self, spec: JobSpec) -> None:
         """Raise :class:`RenderError` for specs this system cannot run (the rules live in
-        :func:`hpcdist.spec.system_rules`, which validation applies too)."""
+        :func:`hpcdist.spec.model.system_rules`, which validation applies too)."""
         problems = spec.system_problems(self.name)
         if problems:
             raise RenderError(f"{spec.source}: " + f"\n{spec.source}: ".join(problems))

@@ -44,8 +44,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from hpcdist.backends import base
-from hpcdist.backends.base import DroppedBuffer, Message, Transport
+from hpcdist.transports import base
+from hpcdist.transports.base import DroppedBuffer, Message, Transport
 from hpcdist.errors import TransportError
 
 TAG_HEADER = 1

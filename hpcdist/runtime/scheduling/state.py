@@ -28,11 +28,11 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 
 from hpcdist.errors import WorkerLost as WorkerLostError
-from hpcdist.runtime import policy
-from hpcdist.runtime.state_placement import NbytesView, PlacementMixin
-from hpcdist.runtime.tables import shrink
+from hpcdist.runtime.scheduling import policy
+from hpcdist.runtime.scheduling.placement import NbytesView, PlacementMixin
+from hpcdist.runtime.scheduling.tables import shrink
 # The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
-from hpcdist.runtime.events import (  # noqa: F401
+from hpcdist.runtime.scheduling.vocabulary import (  # noqa: F401
     ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
     READY, RELEASED, RETAINING, WAITING, Cancel, DependencyMissing, Failed, Finished, InvalidTransition, Release,
     Scatter, StealReply, Submit, TaskSpec, WorkerLost,
@@ -615,7 +615,7 @@ class SchedulerState(PlacementMixin):
         Raises:
             AssertionError: Naming the broken invariant and the keys or ranks involved.
         """
-        from hpcdist.runtime.state_check import check_invariants
+        from hpcdist.runtime.scheduling.check import check_invariants
 
         check_invariants(self)
 

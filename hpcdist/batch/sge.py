@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcdist.errors import SubmitError
-from hpcdist.render.base import BatchSystem, directive_path, find_mpiexec_lines, python_command, q
+from hpcdist.batch.base import BatchSystem, directive_path, find_mpiexec_lines, python_command, q
 
 if TYPE_CHECKING:
-    from hpcdist.spec import JobSpec
+    from hpcdist.spec.model import JobSpec
 
 
 def sge_time(seconds: int) -> str:

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from hpcdist.errors import SpecError, SubmitError
-from hpcdist.jobs import (JOB_FILE, QUERY_TIMEOUT, SCRIPT_FILE, SPEC_FILE, Job, RunDirError, _write_json, spec_with,
+from hpcdist.batch.jobs import (JOB_FILE, QUERY_TIMEOUT, SCRIPT_FILE, SPEC_FILE, Job, RunDirError, _write_json, spec_with,
                           submit_script)
-from hpcdist.jobs_query import query_states
+from hpcdist.batch.query import query_states
 
 __all__ = ["submit_resume", "resubmit_env"]
 
@@ -43,7 +43,7 @@ def submit_resume(
     """Submit a job that continues the pipeline in ``run_dir``.
 
     Args:
-        spec: a :class:`~hpcdist.spec.JobSpec`, the path of a spec file, or None for the
+        spec: a :class:`~hpcdist.spec.model.JobSpec`, the path of a spec file, or None for the
             run directory's own resolved ``spec.yaml``.
         run_dir: an existing pipeline run directory (made by ``hpcdist submit`` or ``hpcdist run``).
         scheduler: ``slurm`` or ``sge`` instead of the spec's own.
@@ -60,7 +60,7 @@ def submit_resume(
         SpecError: the spec is invalid or runs a script, not a pipeline.
         SubmitError: the batch system rejected the job, or (automatic) no resubmission is due.
     """
-    from hpcdist.render import get_system
+    from hpcdist.batch import get_system
 
     directory = _run_directory(run_dir)
     record = _read_record(directory)
@@ -80,7 +80,7 @@ def submit_resume(
     else:
         _check_not_running(directory, record)
 
-    from hpcdist.jobs import spec_to_yaml
+    from hpcdist.batch.jobs import spec_to_yaml
     from hpcdist.pipeline.rundir import atomic_write
 
     system = get_system(spec.scheduler)
@@ -150,7 +150,7 @@ def _run_directory(run_dir: str | os.PathLike[str]) -> Path:
 
 
 def _read_record(directory: Path) -> dict[str, Any]:
-    from hpcdist.jobs import read_record
+    from hpcdist.batch.jobs import read_record
 
     path = directory / JOB_FILE
     if not path.exists():

@@ -66,12 +66,12 @@ def run_spec(spec_path: str, *, nranks: int | None = None, backend: str | None =
              timeout: float | None = None, overrides: Sequence[str] = (), resume: str | None = None,
              run_dir: str | None = None) -> int:
     """Run the pipeline of ``spec_path``; returns the exit status (:mod:`hpcdist.pipeline.status`)."""
-    from hpcdist.backends.mpi import in_mpi_world
+    from hpcdist.transports.mpi import in_mpi_world
 
     if in_mpi_world():
         return _in_world(spec_path, overrides, run_dir or resume or os.environ.get("HPCDIST_RUN_DIR"))
     from hpcdist.backends import canonical_name
-    from hpcdist.runtime.entry import check_timeout, split_run_options
+    from hpcdist.launcher import check_timeout, split_run_options
 
     check_timeout(timeout)
 
@@ -104,14 +104,14 @@ def run_spec(spec_path: str, *, nranks: int | None = None, backend: str | None =
 
 
 def _load(spec_path: str, overrides: Sequence[str]) -> Any:
-    from hpcdist.spec import load_spec
+    from hpcdist.spec.model import load_spec
 
     return load_spec(spec_path, overrides)
 
 
 def _run_script_spec(spec: Any, backend: str, nranks: int, workers: int | None, timeout: float | None,
                      resume: str | None) -> int:
-    from hpcdist.runtime.entry import run_local, run_script
+    from hpcdist.launcher import run_local, run_script
 
     if resume:
         raise HpcdistError(f"--resume: {spec.source} runs a script, not a pipeline; there is nothing to resume")
@@ -137,7 +137,7 @@ def _choose_run_dir(spec: Any, given: str | None, must_exist: bool) -> Path:
 
 
 def _write_spec(spec: Any, directory: Path) -> None:
-    from hpcdist.jobs import spec_to_yaml
+    from hpcdist.batch.jobs import spec_to_yaml
 
     text = spec_to_yaml(spec).replace("by hpcdist submit", "by hpcdist run", 1)
     atomic_write(directory / SPEC_FILE, text.encode())
@@ -212,7 +212,7 @@ def _traceback_excerpt(trace: str, path: Path) -> str:
 
 
 def _in_world(spec_path: str, overrides: Sequence[str], run_dir: str | None) -> int:
-    from hpcdist.runtime.entry import stopping_on_signals
+    from hpcdist.launcher import stopping_on_signals
 
     stop = threading.Event()
     with stopping_on_signals(stop, KEPT):  # before the world starts: a cancel meanwhile still ends in order
@@ -253,7 +253,7 @@ def _rank0(spec_path: str, overrides: Sequence[str], run_dir: str | None, stop: 
 
 def _in_process(spec: Any, directory: Path, backend: str, workers: int | None, timeout: float | None) -> int:
     from hpcdist.runtime.client import Client
-    from hpcdist.runtime.entry import TIMED_OUT, TimeLimit, stopping_on_signals
+    from hpcdist.launcher import TIMED_OUT, TimeLimit, stopping_on_signals
     from hpcdist.runtime.world import install_signal_handlers
 
     os.chdir(spec.environment.workdir)
@@ -270,7 +270,7 @@ def _in_process(spec: Any, directory: Path, backend: str, workers: int | None, t
 
 
 def _launch_mpi(spec: Any, directory: Path, nranks: int, timeout: float | None) -> int:
-    from hpcdist.runtime.entry import (
+    from hpcdist.launcher import (
         launch_env, local_mpiexec, postmortem, start_launcher, stopping_on_signals, wait_launcher,
     )
 
