@@ -16,7 +16,7 @@ _LAZY = {
     "as_completed": "hpcdist.runtime.futures",
     "wait": "hpcdist.runtime.futures",
     "load_spec": "hpcdist.spec.model",
-    "submit": "hpcdist.batch.jobs",
+    "submit": "hpcdist.batch.submission",
     "get_backend": "hpcdist.backends",
 }
 

@@ -1,4 +1,4 @@
-"""Launch lines and the one seam through which hpcdist runs external commands."""
+"""The one seam through which hpcdist runs external commands (and finds mpiexec)."""
 
 from __future__ import annotations
 

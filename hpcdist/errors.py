@@ -50,6 +50,12 @@ class NothingCancelled(HpcdistError):
     exit_code = 4
 
 
+class RunDirError(HpcdistError):
+    """A run directory or job id given on the command line cannot be used."""
+
+    exit_code = 2
+
+
 class RunDirBusy(HpcdistError):
     """Another hpcdist run works in this run directory."""
 

@@ -3,7 +3,7 @@
 Layout::
 
     RUN_DIR/spec.yaml              the resolved spec
-    RUN_DIR/job.sh                 the rendered batch script
+    RUN_DIR/job.sh                 the rendered batch script (job-2.sh, job-3.sh ... for the jobs continuing it)
     RUN_DIR/job.json               the job record: system, job id, history of (re)submissions, cancel_requested
     RUN_DIR/exit_code              the job script's exit status (written by the script itself)
     RUN_DIR/progress.json          done/failed/running/total and when (for ``hpcdist status --watch``)
@@ -69,6 +69,10 @@ class RunDir:
     @property
     def job(self) -> Path:
         return self.root / self.JOB
+
+    def job_script(self, number: int) -> Path:
+        """The script of the run's ``number``-th batch job (``job-2.sh`` ...; the first is :attr:`script`)."""
+        return self.root / f"job-{number}.sh"
 
     @property
     def exit_code(self) -> Path:

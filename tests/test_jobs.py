@@ -9,10 +9,10 @@ from typing import Callable
 
 import pytest
 
-from hpcdist import commands
-from hpcdist.batch import jobs, query
+from hpcdist import batch, commands
+from hpcdist.batch import jobs, sge, slurm, submission
 from hpcdist.cli import main
-from hpcdist.errors import CommandError, SpecError, SubmitError
+from hpcdist.errors import CommandError, RunDirError, SpecError, SubmitError
 from hpcdist.commands import CommandResult
 from hpcdist.spec.model import load_spec
 
@@ -85,7 +85,7 @@ def test_submit_slurm_makes_run_dir_and_records_job(tmp_path, monkeypatch):
         return 0, "42;cluster\n", ""
 
     fake = FakeBatch(monkeypatch, sbatch=sbatch)
-    job = jobs.submit(write_spec(tmp_path))
+    job = submission.submit(write_spec(tmp_path))
     assert fake.calls[0][:2] == ("sbatch", "--parsable")
     assert job.job_id == "42" and job.system == "slurm"
     assert job.run_dir.parent == tmp_path / "runs" and job.run_dir.name.startswith("demo-")
@@ -102,7 +102,7 @@ def test_submit_slurm_makes_run_dir_and_records_job(tmp_path, monkeypatch):
 
 def test_submit_sge_with_scheduler_option_and_override(tmp_path, monkeypatch):
     fake = FakeBatch(monkeypatch, qsub=const(0, "77\n"))
-    job = jobs.submit(write_spec(tmp_path), scheduler="sge", overrides=["resources.ranks=6"])
+    job = submission.submit(write_spec(tmp_path), scheduler="sge", overrides=["resources.ranks=6"])
     assert fake.calls[0][:2] == ("qsub", "-terse")
     assert job.job_id == "77" and job.system == "sge"
     assert "-pe mpi 6" in (job.run_dir / "job.sh").read_text()
@@ -111,15 +111,15 @@ def test_submit_sge_with_scheduler_option_and_override(tmp_path, monkeypatch):
 def test_submit_a_loaded_spec_keeps_its_overrides(tmp_path, monkeypatch):
     FakeBatch(monkeypatch, qsub=const(0, "78\n"))
     spec = load_spec(write_spec(tmp_path), ["resources.ranks=6"])
-    job = jobs.submit(spec, scheduler="sge")
+    job = submission.submit(spec, scheduler="sge")
     assert job.system == "sge" and "-pe mpi 6" in (job.run_dir / "job.sh").read_text()
     with pytest.raises(SpecError, match="overrides apply to a spec file"):
-        jobs.submit(spec, overrides=["resources.ranks=8"])
+        submission.submit(spec, overrides=["resources.ranks=8"])
 
 
 def test_resolved_spec_copy_loads_back_equal(tmp_path, monkeypatch):
     FakeBatch(monkeypatch, sbatch=const(0, "5\n"))
-    job = jobs.submit(write_spec(tmp_path), overrides=["resources.ranks=8"])
+    job = submission.submit(write_spec(tmp_path), overrides=["resources.ranks=8"])
     original = load_spec(tmp_path / "job.yaml", ["resources.ranks=8"])
     copy = load_spec(job.run_dir / "spec.yaml")
     assert "memory: 2GiB" in (job.run_dir / "spec.yaml").read_text()
@@ -132,7 +132,7 @@ def test_resolved_spec_copy_loads_back_equal(tmp_path, monkeypatch):
 @pytest.mark.parametrize("memory", ["1.5GB", "8.2MB", "1.0000001GB", "3KiB"])
 def test_resolved_spec_copy_keeps_the_exact_memory(tmp_path, monkeypatch, memory):
     FakeBatch(monkeypatch, sbatch=const(0, "5\n"))
-    job = jobs.submit(write_spec(tmp_path), overrides=[f"resources.memory={memory}"])
+    job = submission.submit(write_spec(tmp_path), overrides=[f"resources.memory={memory}"])
     original = load_spec(tmp_path / "job.yaml", [f"resources.memory={memory}"])
     assert load_spec(job.run_dir / "spec.yaml").resources.memory == original.resources.memory
 
@@ -141,7 +141,7 @@ def test_rejected_submission_leaves_nothing_and_shows_batch_message(tmp_path, mo
     msg = "sbatch: error: Batch job submission failed: Invalid partition name specified"
     FakeBatch(monkeypatch, sbatch=const(1, "", msg + "\n"))
     with pytest.raises(SubmitError, match="Invalid partition name specified") as info:
-        jobs.submit(write_spec(tmp_path))
+        submission.submit(write_spec(tmp_path))
     assert "sbatch rejected the job (exit 1)" in str(info.value)
     assert run_dirs(tmp_path) == []
 
@@ -150,11 +150,11 @@ def test_invalid_spec_submits_nothing(tmp_path, monkeypatch):
     fake = FakeBatch(monkeypatch, sbatch=const(0, "1\n"), qsub=const(0, "1\n"))
     spec = write_spec(tmp_path)
     with pytest.raises(SpecError, match="resources.ranks"):
-        jobs.submit(spec, overrides=["resources.ranks=1"])
+        submission.submit(spec, overrides=["resources.ranks=1"])
     with pytest.raises(SpecError, match="scheduler"):
-        jobs.submit(spec, scheduler="pbs-nonexistent")
+        submission.submit(spec, scheduler="pbs-nonexistent")
     with pytest.raises(SpecError, match="cannot be submitted"):
-        jobs.submit(write_spec(tmp_path, scheduler="local"))
+        submission.submit(write_spec(tmp_path, scheduler="local"))
     assert fake.calls == []
     assert run_dirs(tmp_path) == []
 
@@ -178,15 +178,15 @@ def test_dry_run_makes_run_dir_without_submitting(tmp_path, monkeypatch, capsys)
     assert job.dry_run and job.record["dry_run"] is True
     out = capsys.readouterr().out
     assert f"run directory: {tmp_path / 'runs' / name}" in out and "not submitted" in out
-    with pytest.raises(jobs.RunDirError, match="dry run"):
+    with pytest.raises(RunDirError, match="dry run"):
         job.status()
 
 
 def test_two_submits_in_one_second_get_distinct_run_dirs(tmp_path, monkeypatch):
     FakeBatch(monkeypatch, sbatch=const(0, "1\n"))
     monkeypatch.setattr(jobs.time, "strftime", lambda fmt: "20250101-000000")
-    a = jobs.submit(write_spec(tmp_path))
-    b = jobs.submit(write_spec(tmp_path))
+    a = submission.submit(write_spec(tmp_path))
+    b = submission.submit(write_spec(tmp_path))
     assert a.run_dir != b.run_dir and b.run_dir.name == "demo-20250101-000000-2"
 
 
@@ -216,7 +216,7 @@ def make_job(tmp_path: Path, system: str = "slurm", job_id: str = "42", **extra)
      ("CANCELLED by 0", "CANCELLED"), ("CANCELLED+", "CANCELLED"), ("TIMEOUT", "TIMEOUT"), ("WEIRD", "UNKNOWN")],
 )  # fmt: skip
 def test_slurm_states(raw, state):
-    assert query.slurm_state(raw) == state
+    assert slurm.slurm_state(raw) == state
 
 
 @pytest.mark.parametrize(
@@ -225,12 +225,12 @@ def test_slurm_states(raw, state):
      ("Rr", "RUNNING"), ("Eqw", "FAILED"), ("zz", "UNKNOWN")],
 )  # fmt: skip
 def test_sge_states(raw, state):
-    assert query.sge_state(raw) == state
+    assert sge.sge_state(raw) == state
 
 
 def test_slurm_one_batched_squeue_for_many_jobs(monkeypatch):
     fake = FakeBatch(monkeypatch, squeue=const(0, "1|RUNNING|None\n2|PENDING|Resources\n3|COMPLETED|None\n"))
-    got = query.query_states("slurm", ["1", "2", "3"])
+    got = batch.query_states("slurm", ["1", "2", "3"])
     assert fake.commands() == ["squeue"]
     assert "--jobs=1,2,3" in fake.calls[0] and "--states=all" in fake.calls[0]
     assert [got[i].state for i in "123"] == ["RUNNING", "PENDING", "COMPLETED"]
@@ -243,7 +243,7 @@ def test_slurm_finished_job_read_from_sacct(monkeypatch):
         squeue=const(1, "", "slurm_load_jobs error: Invalid job id specified\n"),
         sacct=const(0, "9|FAILED|3:0\n"),
     )
-    st = query.query_states("slurm", ["9"])["9"]
+    st = batch.query_states("slurm", ["9"])["9"]
     assert fake.commands() == ["squeue", "sacct"]
     assert (st.state, st.exit_code, st.source) == ("FAILED", 3, "sacct")
 
@@ -266,17 +266,17 @@ def test_slurm_finished_job_read_from_jobcomp_without_accounting(tmp_path, monke
         sacct=const(1, "", "Slurm accounting storage is disabled\n"),
         scontrol=const(0, config),
     )
-    got = query.query_states("slurm", ["7", "8"])
+    got = batch.query_states("slurm", ["7", "8"])
     assert fake.commands().count("squeue") == 1
     assert (got["7"].state, got["7"].exit_code, got["7"].source) == ("COMPLETED", 0, "jobcomp")
     assert (got["8"].state, got["8"].exit_code) == ("CANCELLED", 128 + 15)
-    assert query.query_states("slurm", ["12345"])["12345"].state == "UNKNOWN"
+    assert batch.query_states("slurm", ["12345"])["12345"].state == "UNKNOWN"
 
 
 def test_slurm_queue_failure_is_a_command_error(monkeypatch):
     FakeBatch(monkeypatch, squeue=const(1, "", "squeue: error: Unable to contact slurm controller\n"))
     with pytest.raises(CommandError, match="Unable to contact slurm controller"):
-        query.query_states("slurm", ["1"])
+        batch.query_states("slurm", ["1"])
 
 
 QSTAT = """\
@@ -302,7 +302,7 @@ def test_sge_one_qstat_then_qacct_for_the_rest(monkeypatch):
         return 0, QACCT.format(id=argv[-1], failed="0", exit="0"), ""
 
     fake = FakeBatch(monkeypatch, qstat=const(0, QSTAT), qacct=qacct)
-    got = query.query_states("sge", ["11", "12", "13", "14"])
+    got = batch.query_states("sge", ["11", "12", "13", "14"])
     assert fake.commands() == ["qstat", "qacct"] and fake.calls[1][-1] == "14"
     assert [got[i].state for i in ("11", "12", "13", "14")] == ["RUNNING", "PENDING", "FAILED", "COMPLETED"]
     assert got["14"].exit_code == 0 and got["14"].source == "qacct"
@@ -316,14 +316,14 @@ def test_sge_one_qstat_then_qacct_for_the_rest(monkeypatch):
 )  # fmt: skip
 def test_sge_accounting_states(monkeypatch, failed, exit, state):
     FakeBatch(monkeypatch, qstat=const(0, QSTAT), qacct=const(0, QACCT.format(id=5, failed=failed, exit=exit)))
-    st = query.query_states("sge", ["5"])["5"]
+    st = batch.query_states("sge", ["5"])["5"]
     assert st.state == state
     assert st.exit_code == int(exit.split()[0])
 
 
 def test_sge_job_without_accounting_is_unknown_unless_cancelled(tmp_path, monkeypatch):
     FakeBatch(monkeypatch, qstat=const(0, QSTAT), qacct=const(1, "", "error: job id 6 not found\n"))
-    assert query.query_states("sge", ["6"])["6"].state == "UNKNOWN"
+    assert batch.query_states("sge", ["6"])["6"].state == "UNKNOWN"
     job = jobs.Job.from_run_dir(make_job(tmp_path, "sge", "6", cancel_requested=2.0))
     assert job.status().state == "CANCELLED"
 
@@ -432,7 +432,7 @@ def test_cancel_refused_shows_batch_message(tmp_path, monkeypatch, capsys):
 def test_bare_job_id_picks_the_installed_batch_system(monkeypatch, installed, expect):
     monkeypatch.setattr(jobs.shutil, "which", lambda cmd: f"/bin/{cmd}" if cmd in installed else None)
     if expect is None:
-        with pytest.raises(jobs.RunDirError, match="--scheduler"):
+        with pytest.raises(RunDirError, match="--scheduler"):
             jobs.resolve_job("123")
     else:
         job = jobs.resolve_job("123")

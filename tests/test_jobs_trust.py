@@ -8,8 +8,8 @@ import json
 import pytest
 from test_jobs import QACCT, QSTAT, FakeBatch, cli, const, make_job, write_spec
 
-from hpcdist.batch import jobs, query
-from hpcdist.batch import JobIdError, get_system
+from hpcdist import batch
+from hpcdist.batch import JobIdError, get_system, jobs
 
 BAD_IDS = [
     "--me", "-u", "-a", "--user=root", "--all", "-1", "- 1", "", " ", "1 2", "1,2", "1;rm", "$(id)", "`id`", "1\n2",
@@ -60,7 +60,7 @@ def test_library_calls_check_ids_too(monkeypatch):
     with pytest.raises(JobIdError):
         jobs.Job(job_id="--me", system="slurm").cancel()
     with pytest.raises(JobIdError):
-        query.query_states("slurm", ["1", "--me"])
+        batch.query_states("slurm", ["1", "--me"])
     with pytest.raises(JobIdError):
         get_system("sge").cancel_argv("-u")
     assert fake.calls == []
@@ -126,15 +126,15 @@ def test_sge_task_id_asks_qacct_for_that_task_and_checks_the_answer(monkeypatch)
         return 0, QACCT.format(id="1", failed="0", exit="0") + "taskid       undefined\n", ""
 
     fake = FakeBatch(monkeypatch, qstat=const(0, QSTAT), qacct=qacct)
-    got = query.query_states("sge", ["1.2"])
+    got = batch.query_states("sge", ["1.2"])
     assert fake.calls[1] == ("qacct", "-j", "1", "-t", "2")
     assert got["1.2"].state == "UNKNOWN"
-    assert query.query_states("sge", ["1"])["1"].state == "COMPLETED"
+    assert batch.query_states("sge", ["1"])["1"].state == "COMPLETED"
 
 
 def test_sge_record_of_another_job_is_unknown(monkeypatch):
     FakeBatch(monkeypatch, qstat=const(0, QSTAT), qacct=const(0, QACCT.format(id="7", failed="0", exit="0")))
-    assert query.query_states("sge", ["70"])["70"].state == "UNKNOWN"
+    assert batch.query_states("sge", ["70"])["70"].state == "UNKNOWN"
 
 
 QSTAT_ARRAY = QSTAT + """\
@@ -145,7 +145,7 @@ QSTAT_ARRAY = QSTAT + """\
 
 def test_sge_array_tasks_in_qstat(monkeypatch):
     FakeBatch(monkeypatch, qstat=const(0, QSTAT_ARRAY), qacct=const(1, "", "error: job id 20 not found\n"))
-    got = query.query_states("sge", ["20.3", "20.5", "20.9"])
+    got = batch.query_states("sge", ["20.3", "20.5", "20.9"])
     assert (got["20.3"].state, got["20.5"].state, got["20.9"].state) == ("RUNNING", "PENDING", "UNKNOWN")
 
 
@@ -179,7 +179,7 @@ def test_cancel_that_worked_exits_0(tmp_path, monkeypatch, capsys):
 def test_slurm_one_sacct_for_every_job_that_left_the_queue(monkeypatch):
     fake = FakeBatch(monkeypatch, squeue=const(0, "1|RUNNING|None\n"),
                      sacct=const(0, "2|COMPLETED|0:0\n3|FAILED|1:0\n4|TIMEOUT|0:15\n"))
-    got = query.query_states("slurm", ["1", "2", "3", "4", "5"])
+    got = batch.query_states("slurm", ["1", "2", "3", "4", "5"])
     assert fake.commands() == ["squeue", "sacct"]
     assert fake.calls[1][fake.calls[1].index("-j") + 1] == "2,3,4,5"
     assert [got[i].state for i in "12345"] == ["RUNNING", "COMPLETED", "FAILED", "TIMEOUT", "UNKNOWN"]
@@ -191,7 +191,7 @@ def test_slurm_one_scontrol_and_one_jobcomp_read_without_accounting(tmp_path, mo
     fake = FakeBatch(monkeypatch, squeue=const(0, ""), sacct=const(1, "", "Slurm accounting storage is disabled\n"),
                      scontrol=const(0, f"JobCompLoc = {comp}\nJobCompType = jobcomp/filetxt\n"))
     ids = [str(i) for i in range(100, 150)] + ["5000"]
-    got = query.query_states("slurm", ids)
+    got = batch.query_states("slurm", ids)
     assert fake.commands() == ["squeue", "sacct", "scontrol"]
     assert all(got[i].state == "COMPLETED" for i in ids[:-1]) and got["5000"].state == "UNKNOWN"
 
@@ -199,7 +199,7 @@ def test_slurm_one_scontrol_and_one_jobcomp_read_without_accounting(tmp_path, mo
 def test_sge_one_qacct_per_finished_job_and_none_for_queued_ones(monkeypatch):
     fake = FakeBatch(monkeypatch, qstat=const(0, QSTAT),
                      qacct=lambda argv: (0, QACCT.format(id=argv[2], failed="0", exit="0"), ""))
-    query.query_states("sge", ["11", "12", "13", "30", "31"])
+    batch.query_states("sge", ["11", "12", "13", "30", "31"])
     assert fake.commands() == ["qstat", "qacct", "qacct"]  # qacct -j takes one job per call
 
 

@@ -12,7 +12,8 @@ import pytest
 import hpcdist
 from hpcdist.errors import SpecError
 from hpcdist.spec.model import JobSpec, load_spec
-from hpcdist.spec.keys import SPEC, all_paths, json_schema, parse_memory, parse_walltime
+from hpcdist.spec.keys import SPEC, all_paths, parse_memory, parse_walltime
+from hpcdist.spec.schema import json_schema
 
 GOOD = """\
 name: wordcount

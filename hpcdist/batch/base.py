@@ -1,65 +1,63 @@
-"""What every batch system shares: the template mechanics, the placeholders, the launch line.
+"""What every batch system defines (:class:`BatchSystem`) and the job states they map to.
 
-A template is a plain shell script with ``${placeholders}``. Only *lowercase* names in
-braces are placeholders; ``$VAR``, ``${UPPER_CASE}``, ``$!``, ``$((...))`` are left to the
-shell, so templates read as ordinary bash. Every placeholder value is already shell-safe:
-quoted with :func:`shlex.quote`, or checked against a strict pattern by the spec.
+A batch system is one subclass of :class:`BatchSystem` in its own module (``slurm.py``,
+``sge.py``) and one line in :data:`hpcdist.batch.SYSTEMS`. It owns everything particular to
+the system: the directive lines of its job script, the shell word for the granted ranks, the
+argv of its submit and cancel commands and the parsing of their output, the syntax of its job
+ids, the queue and accounting queries and their parsing, and the mapping of its states to
+:data:`STATES`. Commands run through :func:`hpcdist.commands.run_command`.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-import string
-from importlib import resources
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from hpcdist.errors import JobIdError, RenderError
-from hpcdist.batch.values import check_spec
+from hpcdist import commands
+from hpcdist.errors import CommandError, HpcdistError, JobIdError, NothingCancelled, RenderError, SubmitError
 from hpcdist.spec.keys import DIRECTIVE_PATH_PATTERN
 
 if TYPE_CHECKING:
     from hpcdist.spec.model import JobSpec
 
+__all__ = ["BatchSystem", "JobStatus", "STATES", "FINAL_STATES", "q", "q_value", "directive_path",
+           "command_failed"]
+
+#: normalised job states
+STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "UNKNOWN")
+#: states a job never leaves
+FINAL_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"})
+
 # characters allowed in a path that appears in a batch directive: the spec's rule (validation
 # checks the run directory with it too)
 _DIRECTIVE_PATH = re.compile(DIRECTIVE_PATH_PATTERN)
 
-#: placeholders every template may use, with what they hold
-PLACEHOLDERS = {
-    "directives": "the #SBATCH / #$ lines",
-    "job_name": "the job name (checked: letters, digits, . _ -; quoted)",
-    "spec_file": "the spec file name, quoted",
-    "modules": "`module load` lines (empty when there are none)",
-    "setup": "the environment.setup lines, verbatim",
-    "exports": "`export NAME=value` lines for environment.vars, values quoted",
-    "run_dir": "the absolute run directory, quoted",
-    "workdir": "the absolute working directory, quoted",
-    "python": "the interpreter (command name or absolute path), quoted",
-    "find_launcher": "shell lines that locate the launcher (sets MPIEXEC; empty for srun)",
-    "launch": "the launch command line (without the trailing &)",
-    "warning_timer": "SGE: a background timer that sends USR1 to the script `grace` seconds before the walltime",
-    "ranks": "the number of ranks",
-    "grace": "seconds between the warning signal and the walltime",
-    "resubmit": "pipelines with program.pipeline.resubmit > 0: lines that submit the run again with --resume "
-                "after the walltime status (5); empty otherwise",
-}
 
+@dataclass
+class JobStatus:
+    """Where a job is.
 
-class JobTemplate(string.Template):
-    """string.Template where only ``${lowercase_name}`` is a placeholder."""
+    Attributes:
+        job_id: the batch system's id.
+        state: one of :data:`STATES`.
+        raw_state: the batch system's own word for it (``CD``, ``qw``, ``failed 37`` ...).
+        exit_code: the job's exit status once finished, if known.
+        reason: why it is pending, or how it ended, when the batch system says.
+        source: which command told (squeue, sacct, jobcomp, qstat, qacct).
+        progress: the run's own ``progress.json``, if any (filled in by :class:`hpcdist.batch.jobs.Job`).
+    """
 
-    flags = 0  # the default, re.IGNORECASE, would take ${SLURM_NTASKS} for a placeholder
-
-    pattern = r"""
-    \$(?:
-      (?P<escaped>(?!))            |
-      (?P<named>(?!))              |
-      {(?P<braced>[a-z][a-z0-9_]*)} |
-      (?P<invalid>(?!))
-    )
-    """  # type: ignore[assignment]
+    job_id: str
+    state: str
+    raw_state: str = ""
+    exit_code: int | None = None
+    reason: str = ""
+    source: str = ""
+    progress: dict[str, Any] | None = None
 
 
 def q(value: object) -> str:
@@ -72,148 +70,6 @@ def q_value(value: object) -> str:
     (``X==`` is valid bash, yet reads like a typo to readers and shellcheck)."""
     text = str(value)
     return q(text) if "=" not in text or q(text) != text else "'" + text + "'"
-
-
-class BatchSystem:
-    """One batch system: how to render its script and the argv of its commands.
-
-    Subclasses set :attr:`name` and :attr:`template_name` and implement
-    :meth:`directives`, :meth:`launch` and the command builders.
-    """
-
-    name: ClassVar[str] = ""
-    template_name: ClassVar[str] = ""
-    directive_prefix: ClassVar[str] = "#"
-
-    # -- commands (pure; the caller runs them through hpcdist.commands.run_command) --------
-
-    def submit_argv(self, script_path: str | Path) -> list[str]:
-        """The command that submits ``script_path`` and prints only the job id."""
-        raise NotImplementedError
-
-    def parse_job_id(self, stdout: str) -> str:
-        """The job id in the output of :meth:`submit_argv`."""
-        raise NotImplementedError
-
-    def cancel_argv(self, job_id: str) -> list[str]:
-        """The command that cancels ``job_id``."""
-        raise NotImplementedError
-
-    #: a job id of this system, in full (digits and the system's array/task suffixes)
-    job_id_pattern: ClassVar[str] = r"\d+"
-    #: the batch output file in the run directory, ``{id}`` for the job id
-    output_name: ClassVar[str] = "{id}.out"
-
-    def check_job_id(self, job_id: object, origin: str = "job id") -> str:
-        """``job_id`` as text when it is in this system's id syntax (so never an option).
-
-        Args:
-            job_id: the id to check (from the command line, job.json, or sbatch/qsub output).
-            origin: where it came from, for the message.
-
-        Raises:
-            JobIdError: naming ``origin``.
-        """
-        if not isinstance(job_id, str) or len(job_id) > 40 or not re.fullmatch(self.job_id_pattern, job_id):
-            shown = repr(job_id)[:60]
-            raise JobIdError(f"{origin}: {shown} is not a {self.name} job id ({self.job_id_help})")
-        return job_id
-
-    job_id_help: ClassVar[str] = "digits"
-
-    def output_file(self, run_dir: Path, job_id: str) -> Path:
-        """Where the job's standard output (and error) goes."""
-        return run_dir / self.output_name.format(id=job_id)
-
-    # -- rendering -----------------------------------------------------------------------
-
-    def directives(self, spec: JobSpec, run_dir: Path | None = None) -> list[str]:
-        """The batch directive lines (``#SBATCH ...`` / ``#$ ...``) for ``spec``.
-
-        Args:
-            spec: a validated spec.
-            run_dir: where the batch output goes (default: ``spec.run_dir()`` for now).
-        """
-        raise NotImplementedError
-
-    def launch(self, spec: JobSpec) -> tuple[str, str]:
-        """``(find_launcher, launch)``: lines locating the launcher, and the launch command."""
-        raise NotImplementedError
-
-    def warning_timer(self, spec: JobSpec) -> str:
-        """Shell lines that arrange the walltime warning inside the script (default: none)."""
-        return ""
-
-    def check(self, spec: JobSpec) -> None:
-        """Raise :class:`RenderError` for specs this system cannot run (the rules live in
-        :func:`hpcdist.spec.model.system_rules`, which validation applies too)."""
-        problems = spec.system_problems(self.name)
-        if problems:
-            raise RenderError(f"{spec.source}: " + f"\n{spec.source}: ".join(problems))
-
-    def placeholders(self, spec: JobSpec, run_dir: Path) -> dict[str, str]:
-        """Every placeholder value for ``spec`` (see :data:`PLACEHOLDERS`)."""
-        env = spec.environment
-        find_launcher, launch = self.launch(spec)
-        modules = ""
-        if env.modules:
-            # module scripts often read unset variables: relax nounset around them
-            modules = "\n".join(["set +u"] + [f"module load {q(m)}" for m in env.modules] + ["set -u"])
-        return {
-            "directives": "\n".join(self.directives(spec, run_dir)),
-            "job_name": q(spec.name),
-            "spec_file": q(spec.path.name),
-            "modules": modules,
-            "setup": "\n".join(env.setup),
-            "exports": "\n".join(f"export {k}={q_value(v)}" for k, v in env.vars.items()),
-            "run_dir": q(run_dir),
-            "workdir": q(env.workdir),
-            "python": q(env.python),
-            "find_launcher": find_launcher,
-            "launch": launch,
-            "warning_timer": self.warning_timer(spec),
-            "ranks": str(spec.resources.ranks),
-            "grace": str(spec.resources.grace),
-            "resubmit": resubmit_lines(spec),
-        }
-
-    def load_template(self, spec: JobSpec) -> tuple[str, str]:
-        """``(text, name)`` of the spec's own template, or of the built-in one."""
-        if spec.template is not None:
-            try:
-                return spec.template.read_text(encoding="utf-8"), str(spec.template)
-            except OSError as exc:
-                raise RenderError(f"{spec.template}: cannot read the template: {exc}") from None
-        name = f"hpcdist.jobscripts/{self.template_name}"
-        try:
-            return resources.files("hpcdist.jobscripts").joinpath(self.template_name).read_text("utf-8"), name
-        except ModuleNotFoundError:
-            pass
-        # a source checkout used without installing: jobscripts/ sits beside hpcdist/
-        here = Path(__file__).resolve().parents[2] / "jobscripts" / self.template_name
-        try:
-            return here.read_text(encoding="utf-8"), name
-        except OSError:
-            raise RenderError(f"{name}: built-in template missing (is hpcdist installed correctly?)") from None
-
-    def render(self, spec: JobSpec, run_dir: Path) -> str:
-        """The job script for ``spec`` writing into ``run_dir``."""
-        self.check(spec)
-        check_spec(spec, self.name, run_dir)
-        text, origin = self.load_template(spec)
-        values = self.placeholders(spec, run_dir)
-        try:
-            script = JobTemplate(text).substitute(values)
-        except KeyError as exc:
-            raise RenderError(
-                f"{origin}: unknown placeholder ${{{exc.args[0]}}}; available: "
-                + ", ".join(f"${{{k}}}" for k in sorted(values))
-            ) from None
-        except ValueError as exc:
-            raise RenderError(f"{origin}: bad placeholder: {exc}") from None
-        # empty placeholders leave runs of blank lines: keep at most one
-        script = re.sub(r"\n{3,}", "\n\n", script)
-        return script if script.endswith("\n") else script + "\n"
 
 
 def directive_path(path: Path, what: str, forbidden: str = "") -> str:
@@ -230,48 +86,138 @@ def directive_path(path: Path, what: str, forbidden: str = "") -> str:
     return text
 
 
-def python_command(spec: JobSpec) -> str:
-    """``"$PYTHON" -m hpcdist exec SCRIPT ARGS...`` with every word quoted; for a pipeline
-    ``"$PYTHON" -m hpcdist run SPEC --run-dir "$HPCDIST_RUN_DIR"`` (inside the world, rank 0
-    runs the pipeline; the resolved spec that ``hpcdist submit`` wrote into the run directory
-    takes precedence over SPEC)."""
-    program = spec.program
-    if program.script is None:
-        return f'"$PYTHON" -m hpcdist run {q(spec.path)} --run-dir "$HPCDIST_RUN_DIR"'
-    words = [q(program.script)] + [q(a) for a in program.args]
-    return '"$PYTHON" -m hpcdist exec ' + " ".join(words)
+def command_failed(result: commands.CommandResult) -> CommandError:
+    """The error for a batch command that exited non-zero, with its own message."""
+    return CommandError(f"{result.argv[0]} failed (exit {result.returncode}): {result.tail()}")
 
 
-def resubmit_lines(spec: JobSpec) -> str:
-    """For a pipeline with ``resubmit: N > 0``: the lines (each ending in a newline) that run
-    ``hpcdist submit --resume`` on the run directory when the launcher exited with the
-    walltime status; hpcdist counts the resubmissions in ``job.json`` and stops at N.
-    Empty for every other spec, so their scripts do not change."""
-    parsed = spec.program.parsed
-    limit = getattr(parsed, "resubmit", 0) if parsed is not None else 0
-    if not limit:
+class BatchSystem(ABC):
+    """One batch system: its job script's directives, its commands and their output.
+
+    Subclasses set the class attributes below and implement the abstract methods.
+    """
+
+    #: the name in specs, job records and ``--scheduler``
+    name: ClassVar[str] = ""
+    #: the built-in template in ``jobscripts/``
+    template_name: ClassVar[str] = ""
+    #: a job id of this system, in full (digits and the system's array/task suffixes)
+    job_id_pattern: ClassVar[str] = r"\d+"
+    job_id_help: ClassVar[str] = "digits"
+    #: the batch output file in the run directory, ``{id}`` for the job id
+    output_name: ClassVar[str] = "{id}.out"
+    #: directive options hpcdist sets itself, refused in ``resources.directives``
+    reserved_options: ClassVar[tuple[str, ...]] = ()
+    #: whether a short option takes its value attached (``-Jname``), so ``-J...`` is ``-J``
+    attached_short_values: ClassVar[bool] = False
+    #: the environment variable holding the id of the job a script runs in
+    job_id_variable: ClassVar[str] = ""
+    #: the queue command: where it is installed, this batch system is
+    queue_command: ClassVar[str] = ""
+
+    # -- the job script ---------------------------------------------------------------------
+
+    @abstractmethod
+    def directives(self, spec: JobSpec, run_dir: Path) -> list[str]:
+        """The batch directive lines (``#SBATCH ...`` / ``#$ ...``) of ``spec`` writing into ``run_dir``."""
+
+    @abstractmethod
+    def ranks_word(self, spec: JobSpec) -> str:
+        """The shell word for the number of ranks the job was granted (for mpiexec -n)."""
+
+    def warning_timer(self, spec: JobSpec) -> str:
+        """Shell lines that arrange the walltime warning inside the script (default: none)."""
         return ""
-    from hpcdist.pipeline.status import WALLTIME
 
-    return "\n".join([
-        "",
-        f"# Stopped at the walltime (status {WALLTIME}): submit this run again with --resume, at most",
-        f"# {int(limit)} times in all (program.pipeline.resubmit; hpcdist counts them in job.json).",
-        f'if [ "$RC" = {WALLTIME} ]; then',
-        '  "$PYTHON" -m hpcdist submit --resume "$HPCDIST_RUN_DIR" --resubmit ||',
-        '    echo "hpcdist: not resubmitted; continue with: hpcdist submit --resume $HPCDIST_RUN_DIR" >&2',
-        "fi",
-        "",
-        "",
-    ])  # fmt: skip
+    def check(self, spec: JobSpec) -> None:
+        """Raise :class:`RenderError` for specs this system cannot run (the rules of
+        :mod:`hpcdist.spec.rules`, which validation applies to the spec's own ``scheduler``)."""
+        problems = spec.system_problems(self.name)
+        if problems:
+            raise RenderError(f"{spec.source}: " + f"\n{spec.source}: ".join(problems))
 
+    # -- job ids ------------------------------------------------------------------------------
 
-def find_mpiexec_lines() -> str:
-    """Shell lines that set MPIEXEC: the mpiexec beside the interpreter first (the PyPI
-    mpich wheel installs it there), else the first one on PATH."""
-    return "\n".join([
-        'MPIEXEC="$(dirname "$PYTHON")/mpiexec"',
-        'if [ ! -x "$MPIEXEC" ]; then',
-        '  MPIEXEC=$(command -v mpiexec) || { echo "hpcdist: mpiexec not found" >&2; exit 127; }',
-        "fi",
-    ])  # fmt: skip
+    def check_job_id(self, job_id: object, origin: str = "job id") -> str:
+        """``job_id`` as text when it is in this system's id syntax (so never an option).
+
+        Args:
+            job_id: the id to check (from the command line, job.json, or sbatch/qsub output).
+            origin: where it came from, for the message.
+
+        Raises:
+            JobIdError: naming ``origin``.
+        """
+        if not isinstance(job_id, str) or len(job_id) > 40 or not re.fullmatch(self.job_id_pattern, job_id):
+            shown = repr(job_id)[:60]
+            raise JobIdError(f"{origin}: {shown} is not a {self.name} job id ({self.job_id_help})")
+        return job_id
+
+    def output_file(self, run_dir: Path, job_id: str) -> Path:
+        """Where the job's standard output (and error) goes."""
+        return run_dir / self.output_name.format(id=job_id)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def submit_argv(self, script_path: str | Path) -> list[str]:
+        """The command that submits ``script_path`` and prints only the job id."""
+
+    @abstractmethod
+    def parse_job_id(self, stdout: str) -> str:
+        """The job id in the output of :meth:`submit_argv` (raises SubmitError without one)."""
+
+    @abstractmethod
+    def cancel_argv(self, job_id: str) -> list[str]:
+        """The command that cancels ``job_id``."""
+
+    def submit(self, script: Path, timeout: float, env: dict[str, str] | None = None) -> str:
+        """Submit ``script``; the job id.
+
+        Raises:
+            SubmitError: the batch system rejected the job; the message is its own.
+        """
+        argv = self.submit_argv(script)
+        result = commands.run_command(argv, timeout=timeout, check=False, env=env)
+        if result.returncode != 0:
+            raise SubmitError(f"{argv[0]} rejected the job (exit {result.returncode}): {result.tail()}")
+        return self.parse_job_id(result.stdout)
+
+    def cancel_problem(self, result: commands.CommandResult) -> HpcdistError | None:
+        """What went wrong in the output of :meth:`cancel_argv`, or None when the job was cancelled."""
+        text = (result.stderr + "\n" + result.stdout).strip()
+        gone = ("Invalid job id", "already completing or completed", "does not exist", "not found")
+        if any(g in text for g in gone):
+            lines = [ln.strip() for ln in text.splitlines() if "error" in ln.lower() or "denied" in ln.lower()]
+            detail = " / ".join(lines[-3:]) or result.tail()
+            return NothingCancelled(f"nothing cancelled: {detail}")
+        if result.returncode != 0:
+            return command_failed(result)
+        return None
+
+    # -- where jobs are -----------------------------------------------------------------------
+
+    @abstractmethod
+    def query(self, job_ids: list[str], timeout: float, submitted: dict[str, float]) -> dict[str, JobStatus]:
+        """The status of every job of ``job_ids`` (already checked): one queue query, and
+        accounting lookups for the jobs missing from it.
+
+        Args:
+            job_ids: the jobs, each once.
+            timeout: seconds each command may take.
+            submitted: submission times (seconds since the epoch) of the jobs that have one.
+
+        Raises:
+            CommandError: when a batch command fails.
+        """
+
+    # -- a job script resubmitting its run ----------------------------------------------------
+
+    def is_job_variable(self, name: str) -> bool:
+        """Whether the environment variable ``name`` describes the job a script runs in (it must
+        not reach the job that script submits)."""
+        return False
+
+    def being_deleted(self, job_id: str, timeout: float) -> bool:
+        """Whether ``job_id`` is being deleted while its script runs (then it must not resubmit)."""
+        return False

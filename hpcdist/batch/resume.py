@@ -21,10 +21,13 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from hpcdist.errors import SpecError, SubmitError
-from hpcdist.batch.jobs import (JOB_FILE, QUERY_TIMEOUT, SCRIPT_FILE, SPEC_FILE, Job, RunDirError, _write_json, spec_with,
-                          submit_script)
-from hpcdist.batch.query import query_states
+from hpcdist.batch import SYSTEMS, get_system, query_states, render
+from hpcdist.batch.jobs import QUERY_TIMEOUT, Job
+from hpcdist.batch.prepare import SUBMIT_TIMEOUT, require_submittable, spec_with
+from hpcdist.batch.record import read_record, write_record
+from hpcdist.errors import RunDirError, SpecError, SubmitError
+from hpcdist.paths import RunDir, atomic_write
+from hpcdist.spec.dump import spec_to_yaml
 
 __all__ = ["submit_resume", "resubmit_env"]
 
@@ -60,40 +63,34 @@ def submit_resume(
         SpecError: the spec is invalid or runs a script, not a pipeline.
         SubmitError: the batch system rejected the job, or (automatic) no resubmission is due.
     """
-    from hpcdist.batch import get_system
-
     directory = _run_directory(run_dir)
-    record = _read_record(directory)
+    paths = RunDir(directory)
+    record = _read_record(paths)
     if spec is None:
-        if not (directory / SPEC_FILE).is_file():
-            raise RunDirError(f"{run_dir}: no {SPEC_FILE} in the run directory; name the spec: "
+        if not paths.spec.is_file():
+            raise RunDirError(f"{run_dir}: no {RunDir.SPEC} in the run directory; name the spec: "
                               f"hpcdist submit SPEC --resume {run_dir}")
-        spec = directory / SPEC_FILE
+        spec = paths.spec
     spec = spec_with(spec, scheduler, overrides)
     if spec.program.parsed is None:
         raise SpecError(f"{spec.source}: program: runs a script, not a pipeline; there is nothing to resume")
-    if spec.scheduler not in ("slurm", "sge"):
-        raise SpecError(f"{spec.source}: scheduler: {spec.scheduler!r} cannot be submitted; set scheduler: "
-                        "slurm or sge, or pass --scheduler (to resume locally: hpcdist run SPEC --resume RUN_DIR)")
+    require_submittable(spec, "to resume locally: hpcdist run SPEC --resume RUN_DIR")
     if automatic:
         _check_resubmission(directory, record, spec.program.parsed.resubmit)
     else:
         _check_not_running(directory, record)
 
-    from hpcdist.batch.jobs import spec_to_yaml
-    from hpcdist.pipeline.rundir import atomic_write
-
     system = get_system(spec.scheduler)
-    script_text = system.render(spec, directory)
+    script_text = render(spec, spec.scheduler, directory)
     history = _history(record)
-    if not history and not (directory / SCRIPT_FILE).exists():
-        script = directory / SCRIPT_FILE  # the run's first batch job (the run dir came from `hpcdist run`)
+    if not history and not paths.script.exists():
+        script = paths.script  # the run's first batch job (the run dir came from `hpcdist run`)
     else:
         number = max(len(history) + 1, 2)
-        while (directory / f"job-{number}.sh").exists():
+        while paths.job_script(number).exists():
             number += 1
-        script = directory / f"job-{number}.sh"
-    spec_path = directory / SPEC_FILE
+        script = paths.job_script(number)
+    spec_path = paths.spec
     old_spec = spec_path.read_bytes() if spec_path.is_file() else None
     new_spec = spec_to_yaml(spec).encode()
     try:
@@ -101,7 +98,7 @@ def submit_resume(
             atomic_write(spec_path, new_spec)
         script.write_text(script_text, encoding="utf-8")
         script.chmod(0o755)
-        job_id = submit_script(system, script, env=resubmit_env() if automatic else None)
+        job_id = system.submit(script, SUBMIT_TIMEOUT, env=resubmit_env() if automatic else None)
     except BaseException:
         script.unlink(missing_ok=True)
         if old_spec is None:
@@ -122,9 +119,9 @@ def submit_resume(
     if automatic:
         record["resubmits"] = int(record.get("resubmits", 0)) + 1
     try:
-        _write_json(directory / JOB_FILE, record)
+        write_record(directory, record)
     except OSError as exc:
-        raise SubmitError(f"job {job_id} was submitted but {directory / JOB_FILE} could not be written ({exc}); "
+        raise SubmitError(f"job {job_id} was submitted but {paths.job} could not be written ({exc}); "
                           f"follow it with: hpcdist status {job_id} --scheduler {spec.scheduler}") from exc
     return Job.from_run_dir(directory)
 
@@ -133,29 +130,28 @@ def resubmit_env() -> dict[str, str]:
     """This process's environment without the current job's SLURM_* variables.
 
     sbatch hands the submitting environment to the job (``--export=ALL``); a job submitting
-    its successor must not pass on its own job id or end time.
+    its successor must not pass on its own job id or end time (each batch system names its
+    variables: :meth:`~hpcdist.batch.base.BatchSystem.is_job_variable`).
     """
+    systems = [cls() for cls in SYSTEMS.values()]
     return {k: v for k, v in os.environ.items()
-            if not (k.startswith("SLURM_") and k != "SLURM_CONF") and k not in _JOB_VARIABLES}
+            if not any(s.is_job_variable(k) for s in systems) and k not in _JOB_VARIABLES}
 
 
 def _run_directory(run_dir: str | os.PathLike[str]) -> Path:
     directory = Path(run_dir).resolve()
     if not directory.is_dir():
         raise RunDirError(f"--resume {run_dir}: no such run directory")
-    if not any((directory / name).exists() for name in (JOB_FILE, "manifest.json", "objects")):
-        raise RunDirError(f"--resume {run_dir}: not a pipeline run directory (no {JOB_FILE}, manifest.json "
-                          "or objects/; made by hpcdist submit or hpcdist run)")
+    if not RunDir(directory).is_run_dir():
+        raise RunDirError(f"--resume {run_dir}: not a pipeline run directory (no {RunDir.JOB}, {RunDir.MANIFEST} "
+                          f"or {RunDir.OBJECTS}/; made by hpcdist submit or hpcdist run)")
     return directory
 
 
-def _read_record(directory: Path) -> dict[str, Any]:
-    from hpcdist.batch.jobs import read_record
-
-    path = directory / JOB_FILE
-    if not path.exists():
+def _read_record(paths: RunDir) -> dict[str, Any]:
+    if not paths.job.exists():
         return {}  # a run directory made by `hpcdist run`: its first batch job
-    return read_record(path)
+    return read_record(paths.job)
 
 
 def _history(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -176,20 +172,19 @@ def _check_resubmission(directory: Path, record: dict[str, Any], limit: int) -> 
                           f"{'was' if done == 1 else 'were'} made; continue with: hpcdist submit --resume {directory}")
     if record.get("cancel_requested"):
         raise SubmitError(f"{directory}: not resubmitted: job {record.get('job_id')} was cancelled (hpcdist cancel)")
-    current = os.environ.get("SLURM_JOB_ID") or os.environ.get("JOB_ID")
+    current = next((os.environ[c.job_id_variable] for c in SYSTEMS.values() if os.environ.get(c.job_id_variable)),
+                   None)
     if current and record.get("job_id") not in (None, current):
         raise SubmitError(f"{directory}: not resubmitted: job {current} is no longer the run's newest job "
                           f"({record.get('job_id')} continues it)")
-    if current and record.get("system") == "sge":
-        # a plain qdel sends -notify's USR2 first, which the script takes for the walltime warning
-        st = query_states("sge", [current], timeout=QUERY_TIMEOUT)[current]
-        if st.source == "qstat" and "d" in st.raw_state:
-            raise SubmitError(f"{directory}: not resubmitted: job {current} is being deleted (qdel)")
+    system = record.get("system")
+    if current and system in SYSTEMS and get_system(system).being_deleted(current, QUERY_TIMEOUT):
+        raise SubmitError(f"{directory}: not resubmitted: job {current} is being deleted (qdel)")
 
 
 def _check_not_running(directory: Path, record: dict[str, Any]) -> None:
     job_id, system = record.get("job_id"), record.get("system")
-    if job_id is None or system not in ("slurm", "sge"):
+    if job_id is None or system not in SYSTEMS:
         return
     state = query_states(system, [job_id], timeout=QUERY_TIMEOUT)[job_id].state
     if state in ("PENDING", "RUNNING"):

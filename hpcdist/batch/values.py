@@ -32,12 +32,6 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # a word in a directive line: sbatch and qsub split on blanks and treat quotes, '#', '\\'
 # and (qsub) '$' themselves, so none of them may appear
 _DIRECTIVE_WORD = re.compile(r"[A-Za-z0-9_.,:=/@+%\[\]-]+")
-# directive options that would undo what hpcdist relies on (where the output goes, which
-# shell reads the script, which lines are directives)
-_RESERVED = {
-    "slurm": ("-o", "--output", "-J", "--job-name", "--parsable", "--wrap"),
-    "sge": ("-o", "-N", "-S", "-C", "-b", "-shell", "-j", "-terse"),
-}
 
 
 def describe(value: str) -> str:
@@ -80,8 +74,13 @@ def check_word(spec: JobSpec, key: str, value: str) -> str:
     return value
 
 
-def check_directive(spec: JobSpec, system: str, key: str, value: str) -> str:
+def check_directive(spec: JobSpec, key: str, value: str, reserved: tuple[str, ...] = (),
+                    attached: bool = False) -> str:
     """One extra directive (``--constraint=haswell``, ``-l mem=4G``), safe for the directive parser.
+
+    ``reserved`` are the options that would undo what hpcdist relies on (where the output
+    goes, which shell reads the script, which lines are directives); with ``attached``, a
+    short option glued to its value (``-Jname``) counts as that option.
 
     Raises:
         RenderError: for quotes, blanks inside a value, ``#``, ``\\``, ``$``, a word that is not
@@ -96,11 +95,10 @@ def check_directive(spec: JobSpec, system: str, key: str, value: str) -> str:
             "no quotes, blanks inside the value, '#', '\\' or '$'"
         )
     option = words[0].split("=", 1)[0]
-    reserved = _RESERVED.get(system, ())
     # sbatch takes any unambiguous prefix of a long option (--out for --output)
     if option in reserved or (option.startswith("--") and len(option) > 3 and any(
             r.startswith(option) for r in reserved if r.startswith("--"))) or (
-            system == "slurm" and not option.startswith("--") and option[:2] in reserved):  # -Jname
+            attached and not option.startswith("--") and option[:2] in reserved):  # -Jname
         raise RenderError(f"{spec.source}: {key}: {option} is set by hpcdist itself and cannot be overridden")
     return value
 
@@ -116,17 +114,17 @@ def check_env_name(spec: JobSpec, name: str) -> str:
     return name
 
 
-def check_spec(spec: JobSpec, system: str, run_dir: Path) -> None:
+def check_spec(spec: JobSpec, run_dir: Path, reserved: tuple[str, ...] = (), attached: bool = False) -> None:
     """Every string of ``spec`` that reaches the job script, checked (see the module docstring).
+
+    ``reserved`` and ``attached``: the batch system's own directive options (see
+    :func:`check_directive`).
 
     Raises:
         RenderError: for the first value that cannot reach the job safely, naming its key.
     """
     r, env, prog = spec.resources, spec.environment, spec.program
     check_word(spec, "name", spec.name)
-    if system == "sge" and spec.name[:1].isdigit():
-        raise RenderError(f"{spec.source}: name: {describe(spec.name)}: Grid Engine refuses job names that "
-                          "start with a digit")
     for key, value in (("resources.queue", r.queue), ("resources.account", r.account),
                        ("resources.parallel_environment", r.parallel_environment),
                        ("resources.memory_resource", r.memory_resource)):
@@ -136,7 +134,7 @@ def check_spec(spec: JobSpec, system: str, run_dir: Path) -> None:
                 raise RenderError(f"{spec.source}: {key}: {describe(str(value))} cannot be written into a batch "
                                   "directive line (letters, digits, _ . , : = / @ + % [ ] -)")
     for i, value in enumerate(r.directives):
-        check_directive(spec, system, f"resources.directives[{i}]", value)
+        check_directive(spec, f"resources.directives[{i}]", value, reserved, attached)
     for i, value in enumerate(env.modules):
         check_word(spec, f"environment.modules[{i}]", value)
     for i, value in enumerate(env.setup):

@@ -184,9 +184,11 @@ def render_command(spec_path: str, scheduler: str | None, out: str | None, overr
     """Print the SLURM or Grid Engine job script for SPEC (nothing is submitted)."""
     import os
 
+    from hpcdist.batch import render
     from hpcdist.spec.model import load_spec
 
-    script = load_spec(spec_path, _spec_overrides(overrides, scheduler)).render()
+    spec = load_spec(spec_path, _spec_overrides(overrides, scheduler))
+    script = render(spec, None, spec.run_dir())
     if out is None:
         click.echo(script, nl=False)
         return
@@ -203,7 +205,7 @@ def schema_command() -> None:
     """Print the JSON Schema (draft 2020-12) of job specs, for editor completion."""
     import json
 
-    from hpcdist.spec.keys import json_schema
+    from hpcdist.spec.schema import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
 
@@ -230,14 +232,14 @@ def submit_command(spec_path: str | None, dry_run: bool, scheduler: str | None, 
                    resume: str | None, parsable: bool, automatic: bool) -> None:
     """Validate SPEC, make its run directory and submit the job script
     (`hpcdist submit [SPEC] --resume RUN_DIR`: continue a pipeline run there)."""
-    from hpcdist.batch import jobs
+    from hpcdist.batch.submission import submit
 
     if spec_path is None and resume is None:
         raise click.UsageError("missing argument SPEC (or --resume RUN_DIR)")
     if parsable and dry_run:
         raise click.UsageError("--parsable prints the job id, and a --dry-run has none")
-    job = jobs.submit(spec_path, dry_run=dry_run, scheduler=scheduler, overrides=overrides, resume=resume,
-                      automatic=automatic)
+    job = submit(spec_path, dry_run=dry_run, scheduler=scheduler, overrides=overrides, resume=resume,
+                 automatic=automatic)
     if parsable:
         click.echo(job.job_id)
         return

@@ -137,7 +137,7 @@ def _choose_run_dir(spec: Any, given: str | None, must_exist: bool) -> Path:
 
 
 def _write_spec(spec: Any, directory: Path) -> None:
-    from hpcdist.batch.jobs import spec_to_yaml
+    from hpcdist.spec.dump import spec_to_yaml
 
     text = spec_to_yaml(spec).replace("by hpcdist submit", "by hpcdist run", 1)
     atomic_write(directory / SPEC_FILE, text.encode())

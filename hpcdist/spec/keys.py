@@ -1,8 +1,9 @@
-"""The table of job-spec keys: the one source of truth for the validator and the JSON Schema.
+"""The table of job-spec keys: the one source of truth for the validator, the JSON Schema and the dump.
 
 Each :class:`Key` names its kind (how a YAML node is checked and converted), its default,
 documentation and an example. :func:`check_value` applies a key to a node;
-:func:`json_schema` derives the JSON Schema (draft 2020-12) from the same table.
+:func:`hpcdist.spec.schema.json_schema` derives the JSON Schema (draft 2020-12) from the same
+table, and :func:`hpcdist.spec.dump.spec_to_yaml` writes a spec back with it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ MEMORY_UNITS = {
 DIRECTIVE_PATH_PATTERN = r"[A-Za-z0-9_./+@%:,=-]+"
 WALLTIME_PATTERN = r"([0-9]+-)?[0-9]+:[0-5][0-9]:[0-5][0-9]|[0-9]+"
 OUTPUT_FIELDS = ("name", "timestamp")
+#: the values of ``scheduler`` that name a batch system (``local`` runs without one)
+BATCH_SYSTEMS = ("slurm", "sge")
 
 # Limits of the batch systems (the smaller of SLURM's and Grid Engine's, so a spec valid for
 # one renders for the other): sbatch reads task and node counts as signed 32-bit integers,
@@ -184,7 +187,7 @@ PROGRAM = Key("program", "section", "What rank 0 runs: exactly one of script or 
 SPEC = Key("spec", "section", "An hpcdist job spec.", REQUIRED, children=(
     Key("name", "name", "Job name.", REQUIRED, "wordcount", pattern=NAME_PATTERN),
     Key("scheduler", "choice", "Batch system; --scheduler overrides it.", "local", "slurm",
-        choices=("slurm", "sge", "local")),
+        choices=(*BATCH_SYSTEMS, "local")),
     RESOURCES,
     ENVIRONMENT,
     Key("launcher", "choice", "How ranks start under SLURM: auto (= mpiexec), srun or mpiexec.", "auto", "auto",
@@ -470,96 +473,3 @@ def _expected(key: Key) -> str:
     if kind == "path":
         return "a path"
     return "a non-empty string"
-
-
-# ---- JSON Schema ---------------------------------------------------------------------
-
-
-def _schema(key: Key) -> dict[str, Any]:
-    kind = key.kind
-    s: dict[str, Any]
-    if kind == "section" or (kind == "mapping" and key.children):
-        s = {
-            "type": "object",
-            "properties": {k.name: _schema(k) for k in key.children},
-            "additionalProperties": False,
-        }
-        # a section with a required key is required too (resources: ranks)
-        required = [k.name for k in key.children
-                    if k.required or (k.kind == "section" and any(c.required for c in k.children))]
-        if required:
-            s["required"] = required
-        if key.name == "program":
-            s["oneOf"] = [{"required": ["script"]}, {"required": ["pipeline"]}]
-    elif kind == "int":
-        s = {"type": "integer"}
-        if key.minimum is not None:
-            s["minimum"] = key.minimum
-        if key.maximum is not None:
-            s["maximum"] = key.maximum
-    elif kind == "bool":
-        s = {"type": "boolean"}
-    elif kind == "choice":
-        s = {"enum": list(key.choices)}
-    elif kind == "walltime":
-        s = {"anyOf": [{"type": "string", "pattern": f"^(?:{WALLTIME_PATTERN})$"}, {"type": "integer", "minimum": 1}]}
-    elif kind == "memory":
-        s = {"type": "string", "pattern": MEMORY_RE.pattern}
-    elif kind == "strlist":
-        item: dict[str, Any] = {"type": "string"}
-        if key.pattern:
-            item["pattern"] = f"^(?:{key.pattern})$"
-        s = {"type": "array", "items": item}
-    elif kind == "strmap":
-        s = {
-            "type": "object",
-            "propertyNames": {"pattern": f"^(?:{key.pattern})$"},
-            "additionalProperties": {"type": ["string", "number"]},
-        }
-    elif kind == "mapping":
-        s = {"type": "object"}
-    elif kind == "tasks":
-        s = {
-            "type": "object",
-            "minProperties": 1,
-            "propertyNames": {"pattern": f"^(?:{key.pattern})$"},
-            "additionalProperties": _schema(key.children[0]),
-        }
-    elif kind == "list":
-        s = {"type": "array"}
-    elif kind == "number":
-        s = {"type": "number", "exclusiveMinimum": 0}
-    elif kind == "names":
-        name = {"type": "string", "pattern": f"^(?:{key.pattern})$"}
-        s = {"anyOf": [name, {"type": "array", "items": name}]}
-    elif kind == "map":
-        name = {"type": "string", "pattern": f"^(?:{key.pattern})$"}
-        ref = {"type": "object", "properties": {"ref": name}, "required": ["ref"], "additionalProperties": False}
-        s = {"anyOf": [name, {"type": "array", "minItems": 1}, ref]}
-    elif kind == "label":
-        s = {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]}
-    elif kind == "hosts":
-        one = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "minLength": 1}]}
-        s = {"anyOf": [one, {"type": "array", "items": one}]}
-    else:
-        s = {"type": "string", "minLength": 1}
-        if key.pattern:
-            s["pattern"] = f"^(?:{key.pattern})$"
-        if kind == "name":  # queue: 123, account: 12345 are read as the text written
-            s = {"anyOf": [s, {"type": "integer", "minimum": 0}]}
-    s["description"] = key.doc
-    if key.default is not REQUIRED and key.default is not None and kind != "section":
-        s["default"] = key.default
-    if key.example is not None and kind != "section":
-        s["examples"] = [key.example]
-    return s
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a job spec, derived from :data:`SPEC`."""
-    schema = {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "hpcdist job spec",
-    }
-    schema.update(_schema(SPEC))
-    return schema

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 import shlex
-import string
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,29 +17,21 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from hpcdist.errors import SpecError
-from hpcdist.spec.keys import (
-    DIRECTIVE_PATH_PATTERN,
-    MAX_COUNT,
-    OUTPUT_FIELDS,
-    SPEC,
-    Key,
-    all_paths,
-    check_value,
-    control_char,
+from hpcdist.spec.keys import BATCH_SYSTEMS, SPEC, Key, all_paths, check_value
+from hpcdist.spec.rules import (
+    directive_path_problems,
+    layout_problems,
+    output_problems,
+    system_rules,
+    template_problems,
+    total_problems,
 )
 from hpcdist.spec.source import MAPPING, SCALAR, Node, Problem, Where, parse, parse_override_value, read_spec_text
 
-__all__ = ["JobSpec", "Resources", "Environment", "Program", "load_spec", "parse_override", "system_rules",
-           "TIMESTAMP_FORMAT"]
+__all__ = ["JobSpec", "Resources", "Environment", "Program", "load_spec", "parse_override", "TIMESTAMP_FORMAT"]
 
 #: how ``{timestamp}`` in ``output`` is filled in
 TIMESTAMP_FORMAT = "%Y%m%d-%H%M%S"
-#: the longest timestamp a run directory can get: hpcdist submit adds -2 ... -1000 on a clash
-LONGEST_TIMESTAMP = "20000101-000000-1000"
-#: bytes ``hpcdist submit`` adds to the run directory's name while it builds it (.NAME.XXXXXXXX.partial)
-RUN_DIR_TEMP_EXTRA = len(".") + len(".XXXXXXXX.partial")
-#: the longest file name most file systems hold, in bytes
-NAME_MAX = 255
 
 
 @dataclass(frozen=True)
@@ -129,40 +119,10 @@ class JobSpec:
 
     def system_problems(self, system: str) -> list[str]:
         """``key: message`` for every rule of batch system ``system`` this spec breaks (see
-        :func:`system_rules`); validation applies the same rules to ``scheduler``."""
+        :func:`hpcdist.spec.rules.system_rules`); validation applies the same rules to ``scheduler``."""
         r = self.resources
         return [f"{key}: {message}" for key, message in system_rules(
             system, name=self.name, launcher=self.launcher, gpus_per_node=r.gpus_per_node, walltime=r.walltime)]
-
-    def render(self, system: str | None = None, *, timestamp: str | None = None) -> str:
-        """The job script for ``system`` (default: :attr:`scheduler`); see :func:`hpcdist.batch.render`."""
-        from hpcdist.batch import render
-
-        return render(self, system or self.scheduler, timestamp=timestamp)
-
-
-def system_rules(system: Any, *, name: Any, launcher: Any, gpus_per_node: Any, walltime: Any) -> list[tuple[str, str]]:
-    """The rules one batch system adds, as ``(key path, message)`` for each one broken.
-
-    The one place of these rules: the validator applies them to the spec's ``scheduler`` (with
-    file:line), and rendering for another system (``spec.render("sge")``) applies them too.
-    Values that failed their own checks (not str/int) are skipped.
-    """
-    out: list[tuple[str, str]] = []
-    if system not in ("slurm", "sge"):
-        return out
-    if walltime is None:
-        out.append(("resources.walltime", f"required for {system} jobs (e.g. walltime: \"01:00:00\")"))
-    if system == "sge":
-        if launcher == "srun":
-            out.append(("launcher", "srun exists only under SLURM; use auto or mpiexec"))
-        if isinstance(gpus_per_node, int) and not isinstance(gpus_per_node, bool) and gpus_per_node:
-            out.append(("resources.gpus_per_node", "Grid Engine has no standard GPU request; use "
-                        "resources.directives with your site's resource (e.g. -l gpu=1)"))
-        if isinstance(name, str) and name[:1].isdigit():
-            out.append(("name", f"Grid Engine refuses job names that start with a digit, got {name!r}; "
-                        "start it with a letter"))
-    return out
 
 
 def parse_override(text: str) -> tuple[str, str]:
@@ -340,8 +300,7 @@ class _Validator:
         scheduler = v.get("scheduler")
         self._check_name(v.get("name"))
         if res is not None:
-            self._check_layout(res)
-            self._check_totals(res)
+            self._report(layout_problems(res) + total_problems(res))
             res = self._grace(res)
         for key, message in system_rules(scheduler, name=v.get("name"), launcher=v.get("launcher"),
                                          gpus_per_node=(res or {}).get("gpus_per_node"),
@@ -351,12 +310,14 @@ class _Validator:
         program = self._program(prog, environment) if prog is not None else None
         output = v.get("output")
         if output is not _INVALID and output is not None:
-            self._check_output(output, v.get("name"))
+            name = v.get("name")
+            self._report(output_problems(self.base, output, name, isinstance(name, str) and name is not _INVALID,
+                                         self._has("output")))
         template = self._path(v.get("template"), "template", want="file")
-        if scheduler in ("slurm", "sge") and isinstance(output, str) and not self.problems:
-            self._check_directive_path(output, v.get("name"))
-        if scheduler in ("slurm", "sge") and template is not None:
-            self._check_template(template)
+        if scheduler in BATCH_SYSTEMS and isinstance(output, str) and not self.problems:
+            self._report(directive_path_problems(self.base, output, v.get("name"), self._has("output")))
+        if scheduler in BATCH_SYSTEMS and template is not None:
+            self._report(template_problems(template))
         if self.problems or res is None or program is None or environment is None:
             return None
         return JobSpec(
@@ -373,33 +334,19 @@ class _Validator:
             template=template,
         )
 
+    def _has(self, key: str) -> bool:
+        assert self.root is not None
+        return key in self.root.value
+
+    def _report(self, problems: list[tuple[str | None, str, str]]) -> None:
+        for where, key, message in problems:
+            self.problem(self._where(where) if where else Where(self.source, 1, 1), key, message)
+
     def _check_name(self, name: Any) -> None:
         if not isinstance(name, str) or name is _INVALID:
             return
         if name in (".", ".."):
             self.problem(self._where("name"), "name", f"{name!r} cannot be a job name (it is used in file names)")
-
-    def _check_totals(self, res: dict[str, Any]) -> None:
-        ranks, cpus = res.get("ranks"), res.get("cpus_per_rank")
-        if isinstance(ranks, int) and isinstance(cpus, int) and ranks * cpus > MAX_COUNT:
-            self.problem(self._where("resources.cpus_per_rank"), "resources",
-                         f"ranks * cpus_per_rank = {ranks} * {cpus} = {ranks * cpus} CPUs, more than the limit "
-                         f"{MAX_COUNT} (SLURM and Grid Engine count CPUs and slots in 32 bits)")
-
-    def _check_layout(self, res: dict[str, Any]) -> None:
-        ranks, nodes, rpn = res.get("ranks"), res.get("nodes"), res.get("ranks_per_node")
-        if not isinstance(ranks, int):
-            return
-        if isinstance(nodes, int) and isinstance(rpn, int):
-            if nodes * rpn != ranks:
-                self.problem(self._where("resources.ranks_per_node"), "resources",
-                             f"nodes * ranks_per_node = {nodes} * {rpn} = {nodes * rpn}, but ranks is {ranks}")
-        elif isinstance(rpn, int) and ranks % rpn:
-            self.problem(self._where("resources.ranks_per_node"), "resources.ranks_per_node",
-                         f"ranks ({ranks}) is not a multiple of ranks_per_node ({rpn})")
-        elif isinstance(nodes, int) and nodes > ranks:
-            self.problem(self._where("resources.nodes"), "resources.nodes",
-                         f"more nodes ({nodes}) than ranks ({ranks})")
 
     def _grace(self, res: dict[str, Any]) -> dict[str, Any]:
         walltime, grace = res.get("walltime"), res.get("grace")
@@ -476,77 +423,6 @@ class _Validator:
                          f"{what} {value!r} not found (looked for {path}; relative paths start at the spec's folder)")
             return None
         return path
-
-    def _check_template(self, template: Path) -> None:
-        # the placeholders render fills in: a site template naming another one fails here, not at submit
-        from hpcdist.batch.base import PLACEHOLDERS, JobTemplate
-
-        try:
-            text = read_spec_text(str(template))
-        except SpecError as exc:
-            self.problem(self._where("template"), "template", str(exc))
-            return
-        try:
-            JobTemplate(text).substitute(dict.fromkeys(PLACEHOLDERS, ""))
-        except KeyError as exc:
-            self.problem(self._where("template"), "template",
-                         f"{template}: unknown placeholder ${{{exc.args[0]}}}; available: "
-                         + ", ".join(f"${{{k}}}" for k in sorted(PLACEHOLDERS)))
-        except ValueError as exc:
-            self.problem(self._where("template"), "template", f"{template}: bad placeholder: {exc}")
-
-    def _check_directive_path(self, output: str, name: Any) -> None:
-        # the run directory appears in --output= / -o, which sbatch and qsub parse without quoting
-        run_dir = os.path.normpath(self.base / output.format(name=name, timestamp=LONGEST_TIMESTAMP))
-        if not re.fullmatch(DIRECTIVE_PATH_PATTERN, run_dir):
-            bad = sorted({c for c in run_dir if not re.fullmatch(DIRECTIVE_PATH_PATTERN, c)})
-            where = "output" if "output" in self.root.value else ""  # type: ignore[union-attr]
-            self.problem(self._where(where) if where else Where(self.source, 1, 1), "output",
-                         f"the run directory {run_dir!r} holds {', '.join(repr(c) for c in bad)}, which cannot "
-                         "appear in a batch directive (allowed: letters, digits and _ . / + @ % : , = -); "
-                         "set output to another folder")
-
-    def _check_output(self, output: str, name: Any) -> None:
-        try:
-            fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(output) if f is not None]
-        except ValueError as exc:
-            self.problem(self._where("output"), "output", f"bad {{placeholder}} syntax: {exc}")
-            return
-        names = [f for f, _, _ in fields]
-        if any(spec or conv for _, spec, conv in fields):  # {name:>999999999} would fill gigabytes
-            self.problem(self._where("output"), "output",
-                         "placeholders take no format spec or conversion: write {name} and {timestamp}")
-            return
-        unknown = [n for n in names if n not in OUTPUT_FIELDS]
-        for field_name in unknown:
-            self.problem(self._where("output"), "output",
-                         f"unknown placeholder {{{field_name}}}; available: "
-                         + ", ".join(f"{{{f}}}" for f in OUTPUT_FIELDS))
-        if unknown or not isinstance(name, str) or name is _INVALID:
-            return
-        rel = output.format(name=name, timestamp=LONGEST_TIMESTAMP)
-        run_dir = os.path.normpath(self.base / rel)
-        parts = [p for p in run_dir.split(os.sep) if p]
-        if not parts:
-            self.problem(self._where("output"), "output", "the run directory cannot be the file system root")
-            return
-        bad = control_char(run_dir)
-        if bad:
-            self.problem(self._where("output"), "output", "the run directory " + bad)
-            return
-        for i, part in enumerate(parts):
-            extra = RUN_DIR_TEMP_EXTRA if i == len(parts) - 1 else 0
-            size = len(part.encode("utf-8", "surrogateescape")) + extra
-            if size > NAME_MAX:
-                what = "the run directory's name" if extra else f"the folder {part[:40]!r}..."
-                key = "output" if "output" in self.root.value else "name"  # type: ignore[union-attr]
-                self.problem(self._where(key), key,
-                             f"{what} would be {size} bytes"
-                             + (f" (with the longest timestamp and the {extra} bytes hpcdist submit adds "
-                                "while it builds it)" if extra else "")
-                             + f", more than the file name limit of {NAME_MAX} bytes: shorten the name or output")
-                return
-
 
 class _Invalid:
     def __repr__(self) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpcdist.batch import jobs
+from hpcdist.batch import jobs, submission
 from hpcdist.errors import RenderError, SpecError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "render"))
@@ -58,7 +58,7 @@ def test_hostile_values_reach_a_real_job_byte_for_byte(request, batch, tmp_path,
     marker = tmp_path / "MARKER"
     values = [v.format(m=marker) for v in LITERAL]
     spec = _spec(tmp_path, system, values, str(tmp_path / "runs" / "h%x+@-{timestamp}"))
-    job = jobs.submit(spec)
+    job = submission.submit(spec)
     st = batch.wait(job)
     output = job.output_file()
     assert output is not None and output.exists(), sorted(p.name for p in job.run_dir.iterdir())
@@ -84,7 +84,7 @@ def test_values_no_quoting_can_carry_are_refused_before_submission(request, batc
         sub.mkdir()
         spec = _spec(sub, system, [value.format(m=marker)], str(sub / "runs" / "{name}-{timestamp}"))
         with pytest.raises((SpecError, RenderError)):
-            jobs.submit(spec)
+            submission.submit(spec)
         assert not (sub / "runs").exists() or not any((sub / "runs").iterdir())
     assert not marker.exists()
     # and through the command line: one line per problem, each naming the spec; exit 2, nothing submitted
@@ -150,7 +150,7 @@ def test_one_qacct_for_several_finished_jobs(sge, batch, tmp_path, monkeypatch):
     for i in range(3):
         sub = tmp_path / f"j{i}"
         sub.mkdir()
-        job_list.append(jobs.submit(_spec(sub, system, ["x"], str(sub / "runs" / "{name}-{timestamp}"))))
+        job_list.append(submission.submit(_spec(sub, system, ["x"], str(sub / "runs" / "{name}-{timestamp}"))))
     for job in job_list:
         batch.wait(job)
     real, calls = commands.run_command, []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist.batch import jobs
+from hpcdist.batch import submission
 from hpcdist.commands import run_command
 
 pytestmark = pytest.mark.sge
@@ -22,7 +22,7 @@ def test_pi_example_runs_through_hpcdist_exec(sge, batch, tmp_path):
 
 def test_status_while_queued_and_running_then_cancel(sge, batch, tmp_path):
     spec = batch.sleep_spec(tmp_path, "sge", extra='  directives: ["-h"]\n')
-    job = jobs.submit(spec)
+    job = submission.submit(spec)
     try:
         queued = batch.cli("status", str(job.run_dir))
         assert queued.returncode == 10 and f"job {job.job_id} (sge): PENDING [hqw]" in queued.stdout, queued.stdout

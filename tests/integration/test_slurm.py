@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from hpcdist.batch import jobs
+from hpcdist.batch import submission
 from hpcdist.commands import run_command
 
 pytestmark = pytest.mark.slurm
@@ -22,7 +22,7 @@ def test_pi_example_runs_through_hpcdist_exec(slurm, batch, tmp_path):
 
 def test_status_while_queued_and_running_then_cancel(slurm, batch, tmp_path):
     spec = batch.sleep_spec(tmp_path, "slurm", extra='  directives: ["--hold"]\n')
-    job = jobs.submit(spec)
+    job = submission.submit(spec)
     try:
         queued = batch.cli("status", str(job.run_dir))
         assert queued.returncode == 10 and f"job {job.job_id} (slurm): PENDING" in queued.stdout, queued.stdout
@@ -75,7 +75,7 @@ def test_worker_crash_is_traced_to_task_and_rank(slurm, batch, tmp_path):
         "program:\n  script: crash.py\n"
         "output: runs/{name}-{timestamp}\n"
     )
-    job = jobs.submit(spec)
+    job = submission.submit(spec)
     st = batch.wait(job)
     output = (job.run_dir / f"slurm-{job.job_id}.out").read_text()
     assert st.state == "FAILED", output

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist.batch import jobs
+from hpcdist.batch import jobs, submission
 from hpcdist.commands import run_command
 from hpcdist.pipeline import status
 
@@ -32,7 +32,7 @@ def test_warning_signal_ends_a_pipeline_job_with_the_walltime_status_and_it_resu
         """)
     overrides = ["scheduler=slurm", "resources.walltime=00:05:00", f"environment.python={sys.executable}",
                  "environment.vars={MPIEXEC_TIMEOUT: 60}"]
-    job = jobs.submit(str(spec), overrides=overrides)
+    job = submission.submit(str(spec), overrides=overrides)
     try:
         deadline = time.monotonic() + JOB_TIMEOUT
         while not list((job.run_dir / "objects").glob("naps-*.meta.json")):
@@ -74,7 +74,7 @@ def test_walltime_status_resubmits_the_job_once_and_the_second_job_finishes(slur
         """)
     overrides = ["scheduler=slurm", "resources.walltime=00:05:00", f"environment.python={sys.executable}",
                  "environment.vars={MPIEXEC_TIMEOUT: 60}"]
-    job = jobs.submit(str(spec), overrides=overrides)
+    job = submission.submit(str(spec), overrides=overrides)
     first = job.job_id
     try:
         deadline = time.monotonic() + JOB_TIMEOUT
@@ -107,7 +107,7 @@ def test_hpcdist_cancel_of_a_pipeline_job_leaves_130_and_says_cancelled(slurm, p
     spec = project(STUCK_BODY.format(marker=marker))
     overrides = ["scheduler=slurm", "resources.walltime=00:05:00", f"environment.python={sys.executable}",
                  "environment.vars={MPIEXEC_TIMEOUT: 60}"]
-    job = jobs.submit(str(spec), overrides=overrides)
+    job = submission.submit(str(spec), overrides=overrides)
     try:
         deadline = time.monotonic() + JOB_TIMEOUT
         while not marker.exists():  # item 3 is held in C code on its worker

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from hpcdist import commands
-from hpcdist.batch import jobs
+from hpcdist.batch import jobs, render, submission
 from hpcdist.cli import main
-from hpcdist.errors import CommandError, SpecError, SubmitError
 from hpcdist.commands import CommandResult
-from hpcdist.spec.model import load_spec
+from hpcdist.errors import CommandError, RunDirError, SpecError, SubmitError
+from hpcdist.spec.model import JobSpec, load_spec
 
 SLURM = ["scheduler=slurm", "resources.walltime=00:05:00"]
 RESUBMIT = """\
@@ -22,6 +22,11 @@ RESUBMIT = """\
       squares: {call: square, map: numbers}
     resubmit: 1
 """
+
+
+def render_at(spec: JobSpec, system: str | None = None, timestamp: str = "T") -> str:
+    """The job script of ``spec`` writing into its run directory for ``timestamp``."""
+    return render(spec, system, spec.run_dir(timestamp))
 
 
 class Batch:
@@ -75,7 +80,7 @@ def first(project, monkeypatch) -> jobs.Job:
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     monkeypatch.delenv("JOB_ID", raising=False)
     Batch(monkeypatch)
-    return jobs.submit(str(project(RESUBMIT)), overrides=SLURM)
+    return submission.submit(str(project(RESUBMIT)), overrides=SLURM)
 
 
 # --- the key ------------------------------------------------------------------------------------
@@ -96,8 +101,8 @@ def test_resubmit_is_a_pipeline_key_with_a_default_and_a_minimum(project) -> Non
 def test_only_pipelines_with_resubmit_get_the_resubmission_lines(project) -> None:
     spec = project(RESUBMIT)
     for system in ("slurm", "sge"):
-        with_it = load_spec(spec, SLURM).render(system, timestamp="T")
-        without = load_spec(spec, [*SLURM, "program.pipeline.resubmit=0"]).render(system, timestamp="T")
+        with_it = render_at(load_spec(spec, SLURM), system, timestamp="T")
+        without = render_at(load_spec(spec, [*SLURM, "program.pipeline.resubmit=0"]), system, timestamp="T")
         assert "--resubmit" not in without and 'if [ "$RC" = 5 ]' not in without
         block = with_it.split("exit_code\"\n", 1)[1]  # after the exit status is written
         assert block.startswith('\n# Stopped at the walltime (status 5)')
@@ -113,7 +118,7 @@ def test_resume_submits_a_new_script_in_the_same_run_dir_and_keeps_a_history(fir
     batch.next_id = 200
     (first.run_dir / "objects").mkdir()
     (first.run_dir / "objects" / "kept.meta.json").write_text("{}")
-    job = jobs.submit(str(project(RESUBMIT)), overrides=SLURM, resume=first.run_dir)
+    job = submission.submit(str(project(RESUBMIT)), overrides=SLURM, resume=first.run_dir)
     assert job.run_dir == first.run_dir and job.job_id == "200"
     assert job.script == first.run_dir / "job-2.sh" and job.script.stat().st_mode & 0o111
     assert batch.calls[0][0] == ("squeue", "--noheader", "--states=all", "--format=%i|%T|%r", "--jobs=100")
@@ -141,22 +146,22 @@ def test_rejected_resume_leaves_the_run_dir_as_it_was(first, project, monkeypatc
     Batch(monkeypatch, reject=True)
     with pytest.raises(SubmitError, match="sbatch rejected the job .*invalid partition specified"):
         # a changed spec would have replaced spec.yaml: it is put back
-        jobs.submit(str(project(RESUBMIT)), overrides=[*SLURM, "resources.walltime=00:09:00"], resume=first.run_dir)
+        submission.submit(str(project(RESUBMIT)), overrides=[*SLURM, "resources.walltime=00:09:00"], resume=first.run_dir)
     assert snapshot(first.run_dir) == before
 
 
 def test_resume_refused_while_the_newest_job_still_runs_or_for_a_script_spec(first, monkeypatch, tmp_path) -> None:
     Batch(monkeypatch, state="RUNNING")
-    with pytest.raises(jobs.RunDirError, match="job 100 is still RUNNING there; wait for it or cancel it"):
-        jobs.submit(None, resume=first.run_dir)
+    with pytest.raises(RunDirError, match="job 100 is still RUNNING there; wait for it or cancel it"):
+        submission.submit(None, resume=first.run_dir)
     Batch(monkeypatch)
     (tmp_path / "s.py").write_text("")
     (tmp_path / "s.yaml").write_text("name: s\nscheduler: slurm\nresources: {ranks: 2, walltime: 5}\n"
                                      "program: {script: s.py}\n")
     with pytest.raises(SpecError, match="runs a script, not a pipeline; there is nothing to resume"):
-        jobs.submit(str(tmp_path / "s.yaml"), resume=first.run_dir)
-    with pytest.raises(jobs.RunDirError, match="not a pipeline run directory"):
-        jobs.submit(None, resume=tmp_path)
+        submission.submit(str(tmp_path / "s.yaml"), resume=first.run_dir)
+    with pytest.raises(RunDirError, match="not a pipeline run directory"):
+        submission.submit(None, resume=tmp_path)
     assert cli("submit", "--resume", str(first.run_dir), "--dry-run") == 2
 
 
@@ -166,7 +171,7 @@ def test_status_follows_the_newest_job_of_the_run(first, project, monkeypatch) -
     job = jobs.Job.from_run_dir(first.run_dir)
     assert job.status().job_id == "100"
     batch.state = "COMPLETED"
-    jobs.submit(None, resume=first.run_dir)  # job 101 continues the run
+    submission.submit(None, resume=first.run_dir)  # job 101 continues the run
     batch.state = "PENDING"
     st = job.status()  # the same Job object, as in `hpcdist status --watch`
     assert (st.job_id, st.state, job.job_id) == ("101", "PENDING", "101")
@@ -181,7 +186,7 @@ def test_automatic_resubmission_is_counted_and_stops_at_the_limit(first, monkeyp
     monkeypatch.setenv("SLURM_JOB_ID", "100")
     monkeypatch.setenv("SLURM_JOB_END_TIME", "1700000000")
     monkeypatch.setenv("SLURM_CONF", "/etc/slurm/slurm.conf")
-    job = jobs.submit(None, resume=first.run_dir, automatic=True)
+    job = submission.submit(None, resume=first.run_dir, automatic=True)
     assert job.job_id == "500" and not [c for c in batch.calls if c[0][0] == "squeue"]
     env = batch.calls[-1][1]
     assert env is not None and "SLURM_JOB_ID" not in env and "SLURM_JOB_END_TIME" not in env
@@ -194,7 +199,7 @@ def test_automatic_resubmission_is_counted_and_stops_at_the_limit(first, monkeyp
     assert snapshot(first.run_dir) == before and len(batch.calls) == 1
     # a manual resume is still possible, and does not count
     monkeypatch.delenv("SLURM_JOB_ID")
-    assert jobs.submit(None, resume=first.run_dir).job_id == "501"
+    assert submission.submit(None, resume=first.run_dir).job_id == "501"
     assert json.loads((first.run_dir / "job.json").read_text())["resubmits"] == 1
 
 
@@ -202,11 +207,11 @@ def test_no_automatic_resubmission_after_a_cancel_or_from_a_superseded_job(first
     Batch(monkeypatch)
     monkeypatch.setenv("SLURM_JOB_ID", "99")
     with pytest.raises(SubmitError, match="job 99 is no longer the run's newest job"):
-        jobs.submit(None, resume=first.run_dir, automatic=True)
+        submission.submit(None, resume=first.run_dir, automatic=True)
     monkeypatch.setenv("SLURM_JOB_ID", "100")
     assert cli("cancel", str(first.run_dir)) == 0
     with pytest.raises(SubmitError, match="job 100 was cancelled"):
-        jobs.submit(None, resume=first.run_dir, automatic=True)
+        submission.submit(None, resume=first.run_dir, automatic=True)
     assert not (first.run_dir / "job-2.sh").exists()
 
 
@@ -222,13 +227,13 @@ def test_no_automatic_resubmission_of_a_grid_engine_job_being_deleted(project, m
     # qdel with -notify sends USR2 first, which the script forwards as the walltime warning
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     batch = Batch(monkeypatch, state="dr")
-    first = jobs.submit(str(project(RESUBMIT)), overrides=["scheduler=sge", "resources.walltime=00:05:00"])
+    first = submission.submit(str(project(RESUBMIT)), overrides=["scheduler=sge", "resources.walltime=00:05:00"])
     assert first.job_id == "100"
     monkeypatch.setenv("JOB_ID", "100")
     with pytest.raises(SubmitError, match="job 100 is being deleted"):
-        jobs.submit(None, resume=first.run_dir, automatic=True)
+        submission.submit(None, resume=first.run_dir, automatic=True)
     batch.state = "r"
-    assert jobs.submit(None, resume=first.run_dir, automatic=True).job_id == "101"
+    assert submission.submit(None, resume=first.run_dir, automatic=True).job_id == "101"
     assert [c[0][0] for c in batch.calls] == ["qsub", "qstat", "qstat", "qsub"]
 
 
@@ -236,7 +241,7 @@ def test_a_run_dir_made_by_hpcdist_run_gets_its_first_batch_job(project, monkeyp
     Batch(monkeypatch)
     run_dir = tmp_path / "runs" / "local"
     (run_dir / "objects").mkdir(parents=True)
-    job = jobs.submit(str(project(RESUBMIT)), overrides=SLURM, resume=run_dir)
+    job = submission.submit(str(project(RESUBMIT)), overrides=SLURM, resume=run_dir)
     assert job.script == run_dir / "job.sh" and job.job_id == "100"
     record = json.loads((run_dir / "job.json").read_text())
     assert [(j["job_id"], j["how"], j["after"]) for j in record["jobs"]] == [("100", "resume", None)]

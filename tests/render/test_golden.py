@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist.spec.model import load_spec
+from hpcdist.batch import render
+from hpcdist.spec.model import JobSpec, load_spec
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 #: what the scratch project's path is replaced with in golden files
@@ -35,12 +36,17 @@ CASES = [
 ]
 
 
+def render_at(spec: JobSpec, system: str | None = None, timestamp: str = "T") -> str:
+    """The job script of ``spec`` writing into its run directory for ``timestamp``."""
+    return render(spec, system, spec.run_dir(timestamp))
+
+
 def golden_name(spec: str, system: str) -> str:
     return f"{spec.removesuffix('.yaml')}.{system}.sh"
 
 
 def rendered(project: Path, spec: str, system: str) -> str:
-    text = load_spec(project / spec).render(system, timestamp=TIMESTAMP)
+    text = render_at(load_spec(project / spec), system, timestamp=TIMESTAMP)
     return text.replace(str(project), PLACEHOLDER)
 
 

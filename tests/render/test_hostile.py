@@ -19,12 +19,18 @@ from hostile import (
     HOSTILE, base_spec, dump, make_tools, recorded_argv, recorded_env, run_bash, shellcheck, values,
 )
 
+from hpcdist.batch import render
 from hpcdist.errors import RenderError, SpecError
-from hpcdist.spec.model import load_spec
+from hpcdist.spec.model import JobSpec, load_spec
 
 SYSTEM_ENV = {"slurm": {"SLURM_NTASKS": "2"}, "sge": {"NSLOTS": "2"}}
 # characters a value written into a directive line may hold (see hpcdist.batch.values)
 DIRECTIVE_SAFE = re.compile(r"[A-Za-z0-9_.,:=/@+%\[\]-]+")
+
+
+def render_at(spec: JobSpec, system: str | None = None, timestamp: str = "T") -> str:
+    """The job script of ``spec`` writing into its run directory for ``timestamp``."""
+    return render(spec, system, spec.run_dir(timestamp))
 
 
 class Case:
@@ -127,7 +133,7 @@ def test_hostile_value_is_refused_or_arrives_byte_for_byte(tmp_path: Path, syste
         try:
             case.place(spec, value, root)
             path = dump(spec, root / "job.yaml")
-            script = load_spec(path).render(system, timestamp="T")
+            script = render_at(load_spec(path), system, timestamp="T")
         except (SpecError, RenderError) as exc:
             leaf = case.key.split(" ")[0].rsplit(".", 1)[-1]
             assert leaf in str(exc) or (case.key == "output" and "run directory" in str(exc)), (value, str(exc))
@@ -173,7 +179,7 @@ def test_one_script_with_every_accepted_value_passes_shellcheck(tmp_path: Path, 
         spec = base_spec(system, root / "run")
         spec["environment"]["vars"]["V"] = value
         try:
-            load_spec(dump(spec, root / "job.yaml")).render(system, timestamp="T")
+            render_at(load_spec(dump(spec, root / "job.yaml")), system, timestamp="T")
         except (SpecError, RenderError):
             continue
         kept.append(value)
@@ -185,7 +191,7 @@ def test_one_script_with_every_accepted_value_passes_shellcheck(tmp_path: Path, 
     spec["program"]["script"] = shlex.join(["driver.py", *spec["environment"]["vars"].values()])
     spec["launcher_args"] = list(spec["environment"]["vars"].values())
     script = root / "job.sh"
-    script.write_text(load_spec(dump(spec, root / "job.yaml")).render(system, timestamp="T"), encoding="utf-8")
+    script.write_text(render_at(load_spec(dump(spec, root / "job.yaml")), system, timestamp="T"), encoding="utf-8")
     problems = shellcheck([script])
     assert problems is None, problems
     run_bash(script, root / "record", bin_dir, SYSTEM_ENV[system])
@@ -209,7 +215,7 @@ def test_setup_lines_are_shell_code_but_never_hold_control_characters(tmp_path: 
         spec = base_spec(system, root / "run")
         spec["environment"]["setup"] = [value]
         try:
-            script = load_spec(dump(spec, root / "job.yaml")).render(system, timestamp="T")
+            script = render_at(load_spec(dump(spec, root / "job.yaml")), system, timestamp="T")
         except (SpecError, RenderError) as exc:
             assert "setup" in str(exc), str(exc)
             continue
@@ -231,7 +237,7 @@ def test_directives_cannot_replace_what_hpcdist_sets(tmp_path: Path, system: str
     spec = base_spec(system, tmp_path / "run")
     spec["resources"]["directives"] = [directive]
     with pytest.raises((SpecError, RenderError), match="directives"):
-        load_spec(dump(spec, tmp_path / "job.yaml")).render(system, timestamp="T")
+        render_at(load_spec(dump(spec, tmp_path / "job.yaml")), system, timestamp="T")
 
 
 @pytest.mark.parametrize("system, directive", [("slurm", "--constraint=haswell"), ("slurm", "--exclusive"),
@@ -242,5 +248,5 @@ def test_ordinary_directives_are_kept(tmp_path: Path, system: str, directive: st
     (tmp_path / "driver.py").write_text("")
     spec = base_spec(system, tmp_path / "run")
     spec["resources"]["directives"] = [directive]
-    script = load_spec(dump(spec, tmp_path / "job.yaml")).render(system, timestamp="T")
+    script = render_at(load_spec(dump(spec, tmp_path / "job.yaml")), system, timestamp="T")
     assert ("#SBATCH " if system == "slurm" else "#$ ") + directive in script.splitlines()

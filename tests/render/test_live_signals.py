@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hpcdist.batch import render
 from hpcdist.commands import find_mpiexec, run_command
 from hpcdist.spec.model import load_spec
 
@@ -74,7 +75,8 @@ def project(tmp_path: Path, scheduler: str, **resources: object) -> Path:
     path.write_text(yaml.safe_dump(spec))
     (tmp_path / "run").mkdir()
     script = tmp_path / "job.sh"
-    script.write_text(load_spec(path).render())
+    spec = load_spec(path)
+    script.write_text(render(spec, None, spec.run_dir("T")))
     return script
 
 

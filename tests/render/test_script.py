@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hpcdist.batch import render
 from hpcdist.errors import SpecError
-from hpcdist.spec.model import load_spec
+from hpcdist.spec.model import JobSpec, load_spec
 
 FAKE_MPIEXEC = """#!/bin/bash
 # records how it was started, then behaves as FAKE_MODE says
@@ -44,6 +45,11 @@ HOSTILE = [
     "a\tb; touch {m}",  # a newline in a value is refused by validation (tests/spec/)
     "${{IFS}}touch${{IFS}}{m}",
 ]
+
+
+def render_at(spec: JobSpec, system: str | None = None, timestamp: str = "T") -> str:
+    """The job script of ``spec`` writing into its run directory for ``timestamp``."""
+    return render(spec, system, spec.run_dir(timestamp))
 
 
 def make_project(tmp_path: Path, system: str, **resources: object) -> tuple[Path, Path, Path]:
@@ -92,7 +98,7 @@ def finish(proc: subprocess.Popen[bytes], timeout: float) -> str:
 
 def write_script(path: Path, system: str) -> Path:
     script = path.parent.parent / f"job.{system}.sh"
-    script.write_text(load_spec(path).render(system, timestamp="T"))
+    script.write_text(render_at(load_spec(path), system, timestamp="T"))
     assert subprocess.run(["bash", "-n", str(script)], timeout=30).returncode == 0
     return script
 

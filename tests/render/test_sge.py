@@ -6,10 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist.errors import RenderError, SubmitError
 from hpcdist.batch import GridEngine, render
 from hpcdist.batch.sge import sge_time
-from hpcdist.spec.model import load_spec
+from hpcdist.errors import RenderError, SubmitError
+from hpcdist.spec.model import JobSpec, load_spec
+
+
+def render_at(spec: JobSpec, system: str | None = None, timestamp: str = "T") -> str:
+    """The job script of ``spec`` writing into its run directory for ``timestamp``."""
+    return render(spec, system, spec.run_dir(timestamp))
 
 
 def test_directives_of_the_example(project: Path) -> None:
@@ -38,7 +43,7 @@ def test_pe_name_slots_memory_resource_and_inherit_env(project: Path) -> None:
     assert "#$ -A proj42" in lines
     assert lines[-3:-1] == ["#$ --constraint=haswell", "#$ --exclusive"]
     assert lines[-1].startswith("# nodes / ranks_per_node")
-    script = render(spec, "sge", timestamp="T")
+    script = render_at(spec, "sge", timestamp="T")
     assert '"$MPIEXEC" -n "$((NSLOTS / 2))" --cpu-bind=cores "$PYTHON"' in script
 
 
@@ -47,7 +52,7 @@ def test_no_v_unless_asked(project: Path) -> None:
 
 
 def test_launch_and_warning_timer(project: Path) -> None:
-    script = render(load_spec(project / "job-sge.yaml"), "sge", timestamp="T")
+    script = render_at(load_spec(project / "job-sge.yaml"), "sge", timestamp="T")
     assert f'"$MPIEXEC" -n "$NSLOTS" "$PYTHON" -m hpcdist exec {project}/pi.py --samples 100000000 &' in script
     # h_rt 3600 s, grace 300 s: USR1 at 3300 s
     assert "  sleep 3300 &\n" in script and 'wait "$TIMER_SLEEP" && kill -s USR1 "$$"' in script
@@ -62,7 +67,7 @@ def test_launch_and_warning_timer(project: Path) -> None:
 def test_refusals(project: Path, override: str, message: str) -> None:
     spec = load_spec(project / "job-slurm.yaml", (override,))
     with pytest.raises(RenderError, match=message):
-        spec.render("sge")
+        render_at(spec, "sge")
 
 
 @pytest.mark.parametrize("seconds, text", [(10, "0:00:10"), (5400, "1:30:00"), (90000, "25:00:00")])

@@ -6,10 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist.errors import RenderError, SubmitError
 from hpcdist.batch import Slurm, get_system, render
 from hpcdist.batch.slurm import slurm_time
-from hpcdist.spec.model import load_spec
+from hpcdist.errors import RenderError, SubmitError
+from hpcdist.spec.model import JobSpec, load_spec
+
+
+def render_at(spec: JobSpec, system: str | None = None, timestamp: str = "T") -> str:
+    """The job script of ``spec`` writing into its run directory for ``timestamp``."""
+    return render(spec, system, spec.run_dir(timestamp))
 
 
 def test_directives_of_the_full_spec(project: Path) -> None:
@@ -33,9 +38,9 @@ def test_directives_of_the_full_spec(project: Path) -> None:
     ]
 
 
-def test_directives_default_to_the_spec_run_dir(project: Path) -> None:
+def test_directives_write_into_the_spec_run_dir(project: Path) -> None:
     spec = load_spec(project / "job-slurm.yaml")
-    out = [x for x in Slurm().directives(spec) if x.startswith("#SBATCH --output=")]
+    out = [x for x in Slurm().directives(spec, spec.run_dir("T")) if x.startswith("#SBATCH --output=")]
     assert out and out[0].startswith(f"#SBATCH --output={project}/runs/pi-slurm-")
 
 
@@ -53,14 +58,14 @@ def test_slurm_time(seconds: int, text: str) -> None:
 
 
 def test_launcher_auto_is_the_mpiexec_beside_the_interpreter(project: Path) -> None:
-    script = render(load_spec(project / "job.yaml"), "slurm", timestamp="T")
+    script = render_at(load_spec(project / "job.yaml"), "slurm", timestamp="T")
     assert 'MPIEXEC="$(dirname "$PYTHON")/mpiexec"' in script
     assert f'"$MPIEXEC" -n "$SLURM_NTASKS" "$PYTHON" -m hpcdist exec {project}/pi.py --samples 1000000 &' in script
     assert "srun" not in script
 
 
 def test_launcher_srun_uses_pmi2_and_quotes_arguments(project: Path) -> None:
-    script = render(load_spec(project / "full.yaml"), "slurm", timestamp="T")
+    script = render_at(load_spec(project / "full.yaml"), "slurm", timestamp="T")
     line = next(x for x in script.splitlines() if x.startswith("srun "))
     assert line == (f"srun --mpi=pmi2 --cpu-bind=cores \"$PYTHON\" -m hpcdist exec {project}/driver.py"
                     " --samples 1e8 'two words' &")
@@ -69,18 +74,18 @@ def test_launcher_srun_uses_pmi2_and_quotes_arguments(project: Path) -> None:
 
 def test_pipeline_runs_hpcdist_run_and_missing_walltime_is_refused(project: Path) -> None:
     spec = load_spec(project / "job.yaml", ("program.script=null", "program.pipeline={tasks: {a: {call: 'os:getcwd'}}}"))
-    line = next(x for x in spec.render("slurm").splitlines() if x.startswith('"$MPIEXEC"'))
+    line = next(x for x in render_at(spec, "slurm").splitlines() if x.startswith('"$MPIEXEC"'))
     assert line == (f'"$MPIEXEC" -n "$SLURM_NTASKS" "$PYTHON" -m hpcdist run {project}/job.yaml'
                     ' --run-dir "$HPCDIST_RUN_DIR" &')
     spec = load_spec(project / "job.yaml", ("resources.walltime=null",))
     with pytest.raises(RenderError, match="resources.walltime: required for slurm"):
-        spec.render("slurm")
+        render_at(spec, "slurm")
 
 
 def test_render_defaults_to_the_spec_scheduler_and_local_has_no_script(project: Path) -> None:
-    assert load_spec(project / "job-slurm.yaml").render(timestamp="T").count("#SBATCH --ntasks=8") == 1
+    assert render_at(load_spec(project / "job-slurm.yaml"), timestamp="T").count("#SBATCH --ntasks=8") == 1
     with pytest.raises(RenderError, match="scheduler local has no job script"):
-        load_spec(project / "job.yaml").render()
+        render_at(load_spec(project / "job.yaml"))
     with pytest.raises(RenderError, match="unknown batch system 'pbs'"):
         get_system("pbs")
 
@@ -88,7 +93,7 @@ def test_render_defaults_to_the_spec_scheduler_and_local_has_no_script(project: 
 def test_run_dir_with_shell_characters_cannot_reach_a_directive(project: Path) -> None:
     spec = load_spec(project / "job.yaml", ("output=runs/a b",))
     with pytest.raises(RenderError, match="cannot appear in a batch directive"):
-        spec.render("slurm")
+        render_at(spec, "slurm")
 
 
 def test_commands() -> None:

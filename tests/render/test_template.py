@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pytest
 
+from hpcdist.batch import Slurm, render
+from hpcdist.batch.script import placeholders
 from hpcdist.errors import RenderError
-from hpcdist.batch.base import PLACEHOLDERS, JobTemplate
-from hpcdist.batch import Slurm
-from hpcdist.spec.model import load_spec
+from hpcdist.spec.model import JobSpec, load_spec
+from hpcdist.spec.template import PLACEHOLDERS, JobTemplate
+
+
+def render_at(spec: JobSpec, system: str | None = None, timestamp: str = "T") -> str:
+    """The job script of ``spec`` writing into its run directory for ``timestamp``."""
+    return render(spec, system, spec.run_dir(timestamp))
 
 
 def test_only_braced_lowercase_names_are_placeholders() -> None:
@@ -22,7 +28,7 @@ def test_a_site_template_gets_the_same_placeholders(project: Path) -> None:
     site.mkdir()
     (site / "slurm.sh").write_text("#!/bin/bash\n${directives}\n#SBATCH --qos=high\nRANKS=${ranks}\n${launch} &\nwait\n")
     spec = load_spec(project / "job-slurm.yaml", ("template=site/slurm.sh",))
-    script = spec.render(timestamp="T")
+    script = render_at(spec, timestamp="T")
     assert spec.template == site / "slurm.sh"
     assert "#SBATCH --job-name=pi-slurm\n" in script and "#SBATCH --qos=high\nRANKS=8\n" in script
     assert '"$MPIEXEC" -n "$SLURM_NTASKS"' in script
@@ -37,7 +43,7 @@ def test_unknown_placeholder_is_an_error_listing_the_available_ones(project: Pat
         load_spec(project / "job-slurm.yaml", ("template=bad.sh",))
     spec = load_spec(project / "job-slurm.yaml", ("template=bad.sh", "scheduler=local"))
     with pytest.raises(RenderError, match=message):
-        spec.render("slurm")
+        render_at(spec, "slurm")
 
 
 def test_missing_template_is_a_spec_error(project: Path) -> None:
@@ -49,7 +55,7 @@ def test_missing_template_is_a_spec_error(project: Path) -> None:
 
 def test_documented_placeholders_are_the_real_ones(project: Path) -> None:
     spec = load_spec(project / "job-slurm.yaml")
-    assert set(Slurm().placeholders(spec, Path("/r"))) == set(PLACEHOLDERS)
+    assert set(placeholders(Slurm(), spec, Path("/r"))) == set(PLACEHOLDERS)
     docs = (Path(__file__).resolve().parents[2] / "docs" / "batch.md").read_text()
     assert [p for p in PLACEHOLDERS if f"`${{{p}}}`" not in docs] == []
 

@@ -7,12 +7,19 @@ from __future__ import annotations
 import pytest
 from specutil import base_spec, spec_text
 
+from hpcdist.batch import render
 from hpcdist.errors import RenderError
-from hpcdist.spec.model import NAME_MAX, RUN_DIR_TEMP_EXTRA, load_spec
+from hpcdist.spec.model import JobSpec, load_spec
+from hpcdist.spec.rules import NAME_MAX, RUN_DIR_TEMP_EXTRA
 
 # characters SGE forbids in job names (\n \t \r / : @ \ * ?), the path separator, shell specials
 BAD_NAMES = ["a/b", "a:b", "a@b", "a\\\\b", "a*b", "a?b", "a b", "a'b", 'a\\"b', "a$b", "a;b", "a|b", "a&b",
              "a(b)", "a[b]", "a{b}", "a,b", "a=b", "a%b", "a~b", "é", ".", "..", ""]
+
+
+def render_at(spec: JobSpec, system: str | None = None, timestamp: str = "T") -> str:
+    """The job script of ``spec`` writing into its run directory for ``timestamp``."""
+    return render(spec, system, spec.run_dir(timestamp))
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
@@ -107,7 +114,7 @@ def test_validate_refuses_what_render_refuses(project, problems_of, override, sy
         # rendering a spec validated for another system applies the same rules
         other = load_spec(path, (override,) if "walltime" not in override else ("scheduler=local", override))
         with pytest.raises(RenderError, match=message.split(": ", 1)[1].split(" (")[0]):
-            other.render(system)
+            render_at(other, system)
 
 
 @pytest.mark.parametrize("system", ["slurm", "sge"])
@@ -117,7 +124,7 @@ def test_every_spec_validate_accepts_renders(load, system) -> None:
     spec["resources"].update(ranks=8, nodes=2, ranks_per_node=4, memory="16GiB", queue=123, account=12345,
                              cpus_per_rank=2, grace=60)
     text, _, _ = spec_text("environment.vars.X", "'a\\tb'", spec)
-    script = load(text).render()
+    script = render_at(load(text))
     assert ("--partition=123" in script) if system == "slurm" else ("-q 123" in script)
 
 
