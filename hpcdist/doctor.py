@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from hpcdist.batch import SYSTEMS
 from hpcdist.errors import HpcdistError
 
 #: batch and launch commands reported as found or not
@@ -95,21 +96,10 @@ def _mpi_probe(timeout: float) -> dict[str, Any]:
 
 def _allocation() -> dict[str, Any]:
     """Which batch allocation this runs in, and on how many nodes."""
-    if os.environ.get("SLURM_JOB_ID"):
-        try:
-            nodes = int(os.environ.get("SLURM_NNODES") or os.environ.get("SLURM_JOB_NUM_NODES") or 1)
-        except ValueError:
-            nodes = 1
-        return {"system": "slurm", "job_id": os.environ["SLURM_JOB_ID"], "nodes": nodes}
-    hostfile = os.environ.get("PE_HOSTFILE")
-    if hostfile:
-        hosts = set()
-        try:
-            with open(hostfile, encoding="utf-8") as fh:
-                hosts = {line.split()[0] for line in fh if line.strip()}
-        except OSError:
-            pass
-        return {"system": "sge", "job_id": os.environ.get("JOB_ID"), "nodes": max(1, len(hosts))}
+    for cls in SYSTEMS.values():
+        found = cls().allocation(os.environ)
+        if found is not None:
+            return found
     return {"system": None, "job_id": None, "nodes": 1}
 
 

@@ -15,7 +15,7 @@ import shlex
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from hpcdist import commands
 from hpcdist.errors import CommandError, HpcdistError, JobIdError, NothingCancelled, RenderError, SubmitError
@@ -210,6 +210,10 @@ class BatchSystem(ABC):
         Raises:
             CommandError: when a batch command fails.
         """
+
+    def allocation(self, environ: Mapping[str, str]) -> dict[str, Any] | None:
+        """``{"system", "job_id", "nodes"}`` when ``environ`` is that of a job of this system, else None."""
+        return None
 
     # -- a job script resubmitting its run ----------------------------------------------------
 

@@ -4,7 +4,7 @@ A job is named by its run directory (made by :func:`hpcdist.batch.submission.sub
 ``job.json``) or by its batch job id. The state of a job is read with one batched queue query
 per poll (``squeue`` / ``qstat``); only a job that has left the queue is looked up in the
 accounting (``sacct``, else SLURM's jobcomp file; ``qacct``). States are normalised to
-:data:`STATES`.
+:data:`hpcdist.batch.STATES`.
 """
 
 from __future__ import annotations
@@ -251,12 +251,12 @@ def statuses(job_list: list[Job]) -> list[JobStatus]:
 # --- naming a job on the command line ---------------------------------------------------------
 
 
-def resolve_job(target: str | None, scheduler: str | None = None) -> Job:
+def resolve_job(target: str | None, system: str | None = None) -> Job:
     """The job named by a run directory or a job id (``None``: the current directory).
 
     Args:
-        target: a run directory made by :func:`submit`, or a batch job id.
-        scheduler: the batch system of a bare job id (default: the one installed here).
+        target: a run directory made by :func:`hpcdist.batch.submission.submit`, or a batch job id.
+        system: the batch system of a bare job id (``--scheduler``; default: the one installed here).
 
     Raises:
         RunDirError: when ``target`` is neither, or the batch system cannot be told.
@@ -267,7 +267,7 @@ def resolve_job(target: str | None, scheduler: str | None = None) -> Job:
             raise RunDirError(f"{target}: no such run directory, and not a job id "
                               "(SLURM: 42, 42_7 or 42+1; Grid Engine: 27 or 27.3)")
         return Job.from_run_dir(path)
-    if scheduler is None:
+    if system is None:
         found = [name for name, cls in SYSTEMS.items() if shutil.which(cls.queue_command)]
         if len(found) != 1:
             raise RunDirError(
@@ -275,11 +275,11 @@ def resolve_job(target: str | None, scheduler: str | None = None) -> Job:
                 f"({'both SLURM and Grid Engine' if found else 'neither squeue nor qstat'} found); "
                 "pass --scheduler slurm or --scheduler sge"
             )
-        scheduler = found[0]
-    if scheduler not in SYSTEMS:
-        raise RunDirError(f"--scheduler {scheduler}: expected {' or '.join(SYSTEMS)}")
+        system = found[0]
+    if system not in SYSTEMS:
+        raise RunDirError(f"--scheduler {system}: expected {' or '.join(SYSTEMS)}")
     try:
-        get_system(scheduler).check_job_id(target, "job id")
+        get_system(system).check_job_id(target, "job id")
     except JobIdError as exc:
         raise RunDirError(str(exc)) from None
-    return Job(job_id=target, system=scheduler)
+    return Job(job_id=target, system=system)

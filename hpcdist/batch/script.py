@@ -16,6 +16,7 @@ from hpcdist.batch.base import BatchSystem, q, q_value
 from hpcdist.batch.values import check_spec
 from hpcdist.errors import RenderError
 from hpcdist.launch import find_launcher_lines, launch_line, program_command
+from hpcdist.pipeline.status import WALLTIME
 from hpcdist.spec.template import JobTemplate, template_problem
 
 if TYPE_CHECKING:
@@ -98,8 +99,6 @@ def resubmit_lines(spec: JobSpec) -> str:
     limit = getattr(parsed, "resubmit", 0) if parsed is not None else 0
     if not limit:
         return ""
-    from hpcdist.pipeline.status import WALLTIME
-
     return "\n".join([
         "",
         f"# Stopped at the walltime (status {WALLTIME}): submit this run again with --resume, at most",

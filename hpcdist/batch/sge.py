@@ -13,7 +13,7 @@ import math
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 from hpcdist import commands
 from hpcdist.batch.base import BatchSystem, JobStatus, command_failed, directive_path
@@ -135,6 +135,19 @@ class GridEngine(BatchSystem):
             if job_id not in found:
                 found[job_id] = sge_finished(job_id, timeout)
         return found
+
+    def allocation(self, environ: Mapping[str, str]) -> dict[str, Any] | None:
+        """Inside a Grid Engine job with a parallel environment: its id and the hosts of ``PE_HOSTFILE``."""
+        hostfile = environ.get("PE_HOSTFILE")
+        if not hostfile:
+            return None
+        hosts = set()
+        try:
+            with open(hostfile, encoding="utf-8") as fh:
+                hosts = {line.split()[0] for line in fh if line.strip()}
+        except OSError:
+            pass
+        return {"system": self.name, "job_id": environ.get("JOB_ID"), "nodes": max(1, len(hosts))}
 
     def being_deleted(self, job_id: str, timeout: float) -> bool:
         """qstat shows ``d`` (deletion requested): a plain qdel sends -notify's USR2 first,

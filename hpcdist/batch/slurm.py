@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Mapping
 
 from hpcdist import commands
 from hpcdist.batch.base import BatchSystem, JobStatus, command_failed, directive_path
@@ -103,6 +103,16 @@ class Slurm(BatchSystem):
         if missing:
             found.update(slurm_finished_all(missing, timeout))
         return found
+
+    def allocation(self, environ: Mapping[str, str]) -> dict[str, Any] | None:
+        """Inside a SLURM job: its id and node count (``SLURM_NNODES``)."""
+        if not environ.get("SLURM_JOB_ID"):
+            return None
+        try:
+            nodes = int(environ.get("SLURM_NNODES") or environ.get("SLURM_JOB_NUM_NODES") or 1)
+        except ValueError:
+            nodes = 1
+        return {"system": self.name, "job_id": environ["SLURM_JOB_ID"], "nodes": nodes}
 
     def is_job_variable(self, name: str) -> bool:
         """Every ``SLURM_*`` variable but ``SLURM_CONF`` (sbatch hands the submitting

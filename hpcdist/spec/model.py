@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any, Iterable, Mapping
 
 from hpcdist.errors import SpecError
+from hpcdist.pipeline.model import parse_pipeline
 from hpcdist.spec.keys import BATCH_SYSTEMS, SPEC, Key, all_paths, check_value
 from hpcdist.spec.rules import (
     directive_path_problems,
@@ -370,8 +371,6 @@ class _Validator:
                          "expected exactly one of script or pipeline" + (", got both" if script else ", got neither"))
             return None
         if pipeline is not None:
-            from hpcdist.pipeline.model import parse_pipeline
-
             node = self.root.value["program"].value["pipeline"]  # type: ignore[union-attr]
             dirs = dict.fromkeys(str(d) for d in (environment.workdir if environment else self.base, self.base))
             before = len(self.problems)
