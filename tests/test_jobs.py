@@ -1,4 +1,4 @@
-"""hpcdist.batch.jobs and hpcdist.batch.query against a faked run_command: no batch system needed."""
+"""hpcdist.batch (submission, jobs and each batch system's queries) against a faked run_command: no batch system needed."""
 
 from __future__ import annotations
 

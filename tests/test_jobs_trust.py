@@ -9,7 +9,8 @@ import pytest
 from test_jobs import QACCT, QSTAT, FakeBatch, cli, const, make_job, write_spec
 
 from hpcdist import batch
-from hpcdist.batch import JobIdError, get_system, jobs
+from hpcdist.batch import get_system, jobs
+from hpcdist.errors import JobIdError
 
 BAD_IDS = [
     "--me", "-u", "-a", "--user=root", "--all", "-1", "- 1", "", " ", "1 2", "1,2", "1;rm", "$(id)", "`id`", "1\n2",

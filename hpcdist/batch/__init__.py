@@ -16,12 +16,12 @@ from hpcdist.batch.base import FINAL_STATES, STATES, BatchSystem, JobStatus
 from hpcdist.batch.script import render_script
 from hpcdist.batch.sge import GridEngine
 from hpcdist.batch.slurm import Slurm
-from hpcdist.errors import CommandError, JobIdError, RenderError
+from hpcdist.errors import CommandError, RenderError
 
 if TYPE_CHECKING:
     from hpcdist.spec.model import JobSpec
 
-__all__ = ["render", "get_system", "query_states", "BatchSystem", "JobIdError", "JobStatus", "Slurm",
+__all__ = ["render", "get_system", "query_states", "BatchSystem", "JobStatus", "Slurm",
            "GridEngine", "SYSTEMS", "STATES", "FINAL_STATES"]
 
 #: batch systems by name: one line per system

@@ -96,7 +96,7 @@ def submit_resume(
     try:
         if new_spec != old_spec:
             atomic_write(spec_path, new_spec)
-        script.write_text(script_text, encoding="utf-8")
+        atomic_write(script, script_text.encode("utf-8"))
         script.chmod(0o755)
         job_id = system.submit(script, SUBMIT_TIMEOUT, env=resubmit_env() if automatic else None)
     except BaseException:

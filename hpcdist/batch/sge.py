@@ -152,7 +152,7 @@ class GridEngine(BatchSystem):
     def being_deleted(self, job_id: str, timeout: float) -> bool:
         """qstat shows ``d`` (deletion requested): a plain qdel sends -notify's USR2 first,
         which the script takes for the walltime warning."""
-        st = self.query([job_id], timeout, {})[job_id]
+        st = self.query([self.check_job_id(job_id)], timeout, {})[job_id]
         return st.source == "qstat" and "d" in st.raw_state
 
 

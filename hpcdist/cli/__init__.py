@@ -213,7 +213,8 @@ def schema_command() -> None:
 # --- batch commands (submit, status, cancel) ---------------------------------------------
 
 if TYPE_CHECKING:
-    from hpcdist.batch.jobs import Job, JobStatus
+    from hpcdist.batch import JobStatus
+    from hpcdist.batch.jobs import Job
 
 
 @cli.command("submit")
@@ -263,7 +264,7 @@ def status_command(targets: tuple[str, ...], watch: bool, as_json: bool, schedul
     (several jobs: 10 if any is unfinished, else 1 if any failed, else 4 if any is unknown)."""
     import time
 
-    from hpcdist.batch import jobs
+    from hpcdist.batch import FINAL_STATES, jobs
 
     job_list = [jobs.resolve_job(t, scheduler) for t in targets] if targets else [jobs.resolve_job(None, scheduler)]
     if not as_json:
@@ -282,7 +283,7 @@ def status_command(targets: tuple[str, ...], watch: bool, as_json: bool, schedul
             if seen != last[i]:
                 _echo_status(job, st, as_json)
                 last[i] = seen
-        if not watch or all(st.state in jobs.FINAL_STATES for st in states):
+        if not watch or all(st.state in FINAL_STATES for st in states):
             break
         time.sleep(delay)
         delay = min(delay * 1.5, 30.0)
