@@ -11,9 +11,12 @@ Run as a script to list every finding of a checkout: ``python tests/house/house_
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import json
 import subprocess
 import sys
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +112,15 @@ class Tree:
             if parts[-1] == "__init__":
                 parts.pop()
             self.paths[".".join(parts)] = path
-        self.asts = {m: ast.parse(p.read_text(), str(p)) for m, p in self.paths.items()}
+        self.asts: dict[str, ast.Module] = {}
+        #: modules that do not parse: ``module -> error`` (their imports are unknown)
+        self.unparsed: dict[str, str] = {}
+        for module, path in self.paths.items():
+            try:
+                self.asts[module] = ast.parse(path.read_text(), str(path))
+            except SyntaxError as exc:
+                self.unparsed[module] = f"{exc.msg} (line {exc.lineno})"
+                self.asts[module] = ast.Module(body=[], type_ignores=[])
         self._imports: list[Import] | None = None
 
     def is_package(self, module: str) -> bool:
@@ -386,7 +397,71 @@ def _defined_private(tree: Tree) -> dict[str, set[str]]:
                     for name in _class_names(item):
                         if is_private(name):
                             defined[name].add(module)
+                for name in _inherited_private(tree, module, node):
+                    defined[name].add(module)
     return defined
+
+
+def _inherited_private(tree: Tree, module: str, cls: ast.ClassDef) -> set[str]:
+    """Private attributes that ``cls`` inherits from base classes outside the tree (such as
+    ``concurrent.futures.Future._state``): a subclass owns them as much as its own."""
+    external = _external_names(tree, module)
+    found: set[str] = set()
+    for base in cls.bases:
+        dotted = _dotted(base)
+        if dotted is None:
+            continue
+        head, _, rest = dotted.partition(".")
+        if head not in external:
+            continue
+        klass = _load(external[head] + ("." + rest if rest else ""))
+        for k in getattr(klass, "__mro__", ())[:-1]:  # not object
+            try:
+                source = textwrap.dedent(inspect.getsource(k))
+            except (OSError, TypeError):
+                continue
+            found |= {name for name in _self_and_class_names(ast.parse(source)) if is_private(name)}
+    return found
+
+
+def _external_names(tree: Tree, module: str) -> dict[str, str]:
+    """Local name -> dotted name outside the tree that an import in ``module`` binds it to."""
+    names: dict[str, str] = {}
+    for node in ast.walk(tree.asts[module]):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if not tree.ours(alias.name):
+                    names[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module and not tree.ours(node.module):
+            for alias in node.names:
+                names[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    return names
+
+
+def _load(dotted: str) -> object:
+    """The object ``dotted`` names (a module attribute path), or None."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except Exception:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr, None)
+        return obj
+    return None
+
+
+def _self_and_class_names(mod_ast: ast.Module) -> Iterator[str]:
+    for node in ast.walk(mod_ast):
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in _flatten(targets):
+                if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) and target.value.id == "self":
+                    yield target.attr
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                yield from _class_names(item)
 
 
 def _flatten(targets: list[ast.expr]) -> Iterator[ast.expr]:
@@ -517,7 +592,13 @@ def foreign_importers(tree: Tree, rules: dict[str, tuple[str, ...]] | None = Non
     return findings
 
 
+def unparsed(tree: Tree) -> list[str]:
+    """Modules that are not valid Python (every other check treats them as empty)."""
+    return [f"{tree.rel(m)}: does not parse: {error}" for m, error in tree.unparsed.items()]
+
+
 CHECKS = {
+    "modules parse": unparsed,
     "import cycles": import_cycles,
     "lazy imports": lazy_imports,
     "module size": oversized,

@@ -8,7 +8,7 @@ import pytest
 
 from house_checks import (
     MAX_LINES, Tree, foreign_importers, impure_closure, impure_imports, import_cycles, import_each,
-    lazy_imports, oversized, private_uses, thread_users,
+    lazy_imports, oversized, private_uses, thread_users, unparsed,
 )
 
 
@@ -239,3 +239,30 @@ def test_mpi4py_and_click_have_one_importer_each(make_tree):
         "hpcdist.doctor:2: dynamically imports mpi4py.MPI (only hpcdist.transports.mpi may)",
         "hpcdist.pipeline.run:2: imports click.testing (only hpcdist.cli may)",
     ]
+
+
+def test_private_attributes_inherited_from_outside_belong_to_the_subclass_module(make_tree):
+    tree = make_tree({
+        "futures.py": """
+            import concurrent.futures as cf
+            class Future(cf.Future):
+                pass
+            def reset(fut):
+                fut._exception = None  # concurrent.futures.Future's own attribute: futures.py owns it here
+            """,
+        "client.py": """
+            class Client:
+                def _exception(self):
+                    pass
+                def peek(self, fut):
+                    return fut._state
+            """,
+    })
+    assert private_uses(tree) == ["hpcdist.client:6: uses _state, an attribute private to hpcdist.futures"]
+
+
+def test_a_module_that_does_not_parse_is_named_and_the_rest_still_checked(make_tree):
+    tree = make_tree({"broken.py": "def f(:\n", "a.py": "import hpcdist.b\n", "b.py": "import hpcdist.a\n"})
+    [finding] = unparsed(tree)
+    assert finding.startswith("hpcdist/broken.py: does not parse: ") and finding.endswith("(line 1)")
+    assert len(import_cycles(tree)) == 1

@@ -21,6 +21,10 @@ def _none(findings: list[str]) -> None:
     assert not findings, f"{len(findings)} breach(es):\n" + "\n".join(findings)
 
 
+def test_house_tree_every_module_parses(tree):
+    _none(checks.unparsed(tree))
+
+
 def test_house_tree_has_no_import_cycle(tree):
     _none(checks.import_cycles(tree))
 

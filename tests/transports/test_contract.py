@@ -94,6 +94,7 @@ def test_contract_mpi(mpi_report, name):
 
 
 @pytest.mark.mpi
+@pytest.mark.timeout(300)
 def test_contract_mpi_world_exits_cleanly(mpi_report):
     proc, report = mpi_report
     assert proc.returncode == 0 and sorted(report) == sorted(CHECKS), proc.stderr[-4000:]
