@@ -289,13 +289,17 @@ import importlib, json, sys, traceback
 root, package, modules = sys.argv[1], sys.argv[2], sys.argv[3:]
 sys.path.insert(0, root)
 failures = {}
+ours = lambda m: m == package or m.startswith(package + ".")
+mpi = lambda m: m == "mpi4py" or m.startswith("mpi4py.")
 for name in modules:
-    for loaded in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+    for loaded in [m for m in sys.modules if ours(m) or mpi(m)]:
         del sys.modules[loaded]
     try:
         module = importlib.import_module(name)
         if not module.__file__.startswith(root):
             failures[name] = "imported from " + module.__file__ + ", not from the tree"
+        elif any(mpi(m) for m in sys.modules):
+            failures[name] = "importing it loads mpi4py (import it inside the function that needs MPI)"
     except BaseException as exc:
         failures[name] = traceback.format_exception_only(type(exc), exc)[-1].strip()
 print(json.dumps(failures))
@@ -304,7 +308,8 @@ print(json.dumps(failures))
 
 def import_each(tree: Tree, timeout: float = 300) -> list[str]:
     """Import every module (but ``__main__``) in one fresh interpreter, each from a ``sys.modules``
-    with none of the package's modules loaded; one finding per module that fails to import."""
+    with none of the package's modules (nor mpi4py) loaded; one finding per module that fails to
+    import or whose import loads mpi4py."""
     modules = [m for m in tree.paths if not m.endswith(".__main__")]
     proc = subprocess.run(
         [sys.executable, "-I", "-c", _IMPORT_EACH, str(tree.root.resolve()), tree.package, *modules],

@@ -109,10 +109,14 @@ def test_import_each_names_a_module_that_fails_in_a_fresh_interpreter(make_tree)
         "b.py": "from hpcdist.a import A\nB = 2\n",
         "c.py": "import hpcdist.nowhere\n",
         "fine.py": "X = 1\n",
+        "lazy.py": "def f():\n    import mpi4py\n",
+        "eager.py": "import mpi4py\n",
         "__main__.py": "raise SystemExit('never imported')\n",
     })
     found = import_each(tree)
-    assert len(found) == 3, found
+    assert len(found) == 4, found
+    assert found.pop() == ("import hpcdist.eager (fresh interpreter): importing it loads mpi4py "
+                            "(import it inside the function that needs MPI)")
     assert found[0].startswith("import hpcdist.a (fresh interpreter): ImportError: cannot import name 'A' "
                                "from partially initialized module 'hpcdist.a'")
     assert found[1].startswith("import hpcdist.b (fresh interpreter): ImportError: cannot import name 'B' "
