@@ -146,7 +146,8 @@ class Tree:
                 edges[imp.module].setdefault(imp.target, imp.line)
         return edges
 
-    def _resolve(self, module: str, base: str | None, level: int) -> str:
+    def resolve(self, module: str, base: str | None, level: int) -> str:
+        """The absolute name of ``from <level dots><base> import ...`` written in ``module``."""
         if not level:
             return base or ""
         parts = module.split(".")
@@ -161,7 +162,7 @@ class Tree:
                 for alias in node.names:
                     yield Import(module, alias.name, "", node.lineno, lazy)
             elif isinstance(node, ast.ImportFrom):
-                base = self._resolve(module, node.module, node.level)
+                base = self.resolve(module, node.module, node.level)
                 for alias in node.names:
                     sub = f"{base}.{alias.name}"
                     if sub in self.paths:
@@ -276,12 +277,11 @@ def _shortest_cycle(graph: dict[str, dict[str, int]], component: set[str]) -> li
 def lazy_imports(tree: Tree, allowed: Iterable[str] = LAZY_ALLOWED) -> list[str]:
     """Imports inside functions of modules that are neither hpcdist's own nor in ``allowed``."""
     allowed = frozenset(allowed)
-    return [
-        f"{imp.where()}: imports {imp.target} inside a function (only {', '.join(sorted(allowed))} "
-        f"and {tree.package}'s own modules may be imported lazily)"
+    return sorted([
+        f"{imp.where()}: imports {imp.target} inside a function (not {tree.package}'s own, not in LAZY_ALLOWED)"
         for imp in tree.imports()
         if imp.lazy and not tree.ours(imp.target) and imp.top not in allowed
-    ]
+    ], key=_by_place)
 
 
 _IMPORT_EACH = r"""
@@ -327,11 +327,11 @@ def impure_imports(tree: Tree, subpackage: str = "hpcdist.runtime.scheduling",
                    banned: Iterable[str] = IMPURE) -> list[str]:
     """Imports of ``banned`` modules (anywhere in the file) by the modules of ``subpackage``."""
     banned = frozenset(banned)
-    return [
+    return sorted([
         f"{imp.where()}: the pure {subpackage} imports {imp.target}"
         for imp in tree.imports()
         if (imp.module == subpackage or imp.module.startswith(subpackage + ".")) and imp.top in banned
-    ]
+    ], key=_by_place)
 
 
 def thread_users(tree: Tree) -> set[str]:
@@ -504,7 +504,7 @@ def _module_aliases(tree: Tree, module: str) -> dict[str, str]:
                     head = alias.name.split(".")[0]
                     aliases[head] = head
         elif isinstance(node, ast.ImportFrom):
-            base = tree._resolve(module, node.module, node.level)
+            base = tree.resolve(module, node.module, node.level)
             for alias in node.names:
                 if f"{base}.{alias.name}" in tree.paths:
                     aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
@@ -594,7 +594,7 @@ def foreign_importers(tree: Tree, rules: dict[str, tuple[str, ...]] | None = Non
         if not any(imp.module == o or imp.module.startswith(o + ".") for o in owners):
             how = "dynamically imports" if imp.dynamic else "imports"
             findings.append(f"{imp.where()}: {how} {imp.target} (only {', '.join(owners)} may)")
-    return findings
+    return sorted(findings, key=_by_place)
 
 
 def unparsed(tree: Tree) -> list[str]:
