@@ -312,7 +312,7 @@ def import_each(tree: Tree, timeout: float = 300) -> list[str]:
     import or whose import loads mpi4py."""
     modules = [m for m in tree.paths if not m.endswith(".__main__")]
     proc = subprocess.run(
-        [sys.executable, "-I", "-c", _IMPORT_EACH, str(tree.root.resolve()), tree.package, *modules],
+        [sys.executable, "-I", "-B", "-c", _IMPORT_EACH, str(tree.root.resolve()), tree.package, *modules],
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=tree.root,
     )
     if proc.returncode != 0:
@@ -356,7 +356,7 @@ def impure_closure(tree: Tree, subpackage: str = "hpcdist.runtime.scheduling", t
     or a threading-using module of the tree among the modules that this loaded."""
     modules = [m for m in tree.paths if m == subpackage or m.startswith(subpackage + ".")]
     proc = subprocess.run(
-        [sys.executable, "-I", "-c", _LOADED_BY, str(tree.root.resolve()), *modules],
+        [sys.executable, "-I", "-B", "-c", _LOADED_BY, str(tree.root.resolve()), *modules],
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, cwd=tree.root,
     )
     if proc.returncode != 0:
