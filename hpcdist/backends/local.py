@@ -31,7 +31,7 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
-from hpcdist.runtime.worker import cores, running_on, unpicklable
+from hpcdist.runtime.running import cores, running_on, unpicklable
 
 #: the rank that stands for "the caller" in who_has, has_what and workers=
 RANK = 1

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 import sys
-import threading
 import time
 import traceback
 from collections import defaultdict, deque
@@ -24,6 +23,7 @@ from typing import Any, Callable
 from hpcdist.transports.base import dropped_in
 from hpcdist.errors import HpcdistError, SerializationError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
+from hpcdist.runtime.baton import Baton
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.worker import pick_holder
@@ -65,13 +65,10 @@ class Scheduler:
         self.sent = 0  # messages the client has sent to this scheduler (loopback) ...
         self._handled = 0  # ... and how many of them were handled
         self.closing: tuple | None = None  # (deadline, byes, code, cfuture)
-        # who runs the loop: the scheduler thread, or a client thread that waits (drive)
-        self._lead = threading.Lock()  # held by the thread running rounds
-        self._claim = threading.Lock()  # held by the one client thread that drives ...
-        self._driven_at = 0.0  # ... or last did, until then
-        self._want = False  # a client thread waits for the scheduler thread to hand over
-        self._park = threading.Condition(threading.Lock())  # the scheduler thread waits here
-        self.stopped = False
+        # who runs the loop: the scheduler thread, or a client thread that waits (drive); no
+        # wake-up when a client thread stops driving: it is usually back within microseconds,
+        # and waking the scheduler thread each time cost the GIL back and forth
+        self._baton = Baton(transport.interrupt, TAKEOVER_S, wake_background=False, held=False)
         self.failed: BaseException | None = None
         self._compute: dict[int, tuple[list, list]] = {}
         self._notes: list[tuple] = []  # client-facing instructions, delivered once sends are out
@@ -111,23 +108,18 @@ class Scheduler:
         for item in pending:
             self._dispatch(*item)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the loop has stopped for good (shut down, or crashed)."""
+        return self._baton.stopped
+
     def run(self) -> None:
         """Run the loop whenever no client thread does, until the workers are shut down
         (scheduler thread)."""
-        while True:
-            with self._park:
-                while not self.stopped:
-                    # no wake-up when a client thread stops driving: it is usually back within
-                    # microseconds, and waking this thread each time cost the GIL back and forth
-                    driven = self._claim.locked()
-                    left = TAKEOVER_S if driven else self._driven_at + TAKEOVER_S - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._park.wait(left)
-            if self.stopped:
-                return
-            with self._lead:
-                while not self.stopped and not self._want:
+        baton = self._baton
+        while baton.await_turn():
+            with baton.lead:
+                while not baton.stopped and not baton.wanted:
                     self._round(DOORBELL_POLL)  # doorbells come without a message: look now and then
 
     def drive(self, done: Callable[[], bool], timeout: float | None,
@@ -138,32 +130,24 @@ class Scheduler:
         Returns:
             False at once if another client thread drives (then wait the usual way).
         """
-        if not self._claim.acquire(False):
+        baton = self._baton
+        if not baton.take():
             return False
         try:
-            if not self._lead.acquire(False):  # (the claim held: a scheduler thread that hands over parks)
-                self._want = True
-                self.transport.interrupt()  # the scheduler thread ends its round and hands over
-                self._lead.acquire()
-                self._want = False
-            try:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while not done() and not self.stopped and not interrupted():
-                    wait = DOORBELL_POLL
-                    if deadline is not None:
-                        wait = min(wait, deadline - time.monotonic())
-                        if wait <= 0:
-                            break
-                    self._round(wait)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:  # noqa: BLE001 - as in the scheduler thread
-                self.crash(exc)
-            finally:
-                self._driven_at = time.monotonic()
-                self._lead.release()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not done() and not baton.stopped and not interrupted():
+                wait = DOORBELL_POLL
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                self._round(wait)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - as in the scheduler thread
+            self.crash(exc)
         finally:
-            self._claim.release()
+            baton.give()
         return True
 
     def _round(self, wait: float) -> None:
@@ -391,14 +375,9 @@ class Scheduler:
             self.transport.send(rank, (m.SHUTDOWN, code))
         self.closing = (time.monotonic() + SHUTDOWN_GRACE, set(), code, cfuture)
 
-    def _stop(self) -> None:
-        with self._park:
-            self.stopped = True
-            self._park.notify()
-
     def _finish_close(self, timed_out: bool) -> None:
         _, byes, _, cfuture = self.closing
-        self._stop()
+        self._baton.stop()
         missing = sorted(set(self.worker_ranks) - byes)
         cfuture.set_result(missing if timed_out else [])
 
@@ -524,7 +503,7 @@ class Scheduler:
         try:
             self.fail_all(error)
         finally:
-            self._stop()
+            self._baton.stop()
             self.transport.abort(1)
 
 

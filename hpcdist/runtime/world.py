@@ -19,7 +19,8 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, TransportError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.scheduler import Scheduler, run_guarded
-from hpcdist.runtime.worker import SHUTDOWN_TASK_GRACE, cores, run_worker
+from hpcdist.runtime.running import cores
+from hpcdist.runtime.serve import SHUTDOWN_TASK_GRACE, run_worker
 
 #: seconds rank 0 waits for every worker's hello at start-up (env HPCDIST_STARTUP_TIMEOUT overrides)
 STARTUP_TIMEOUT = 60.0

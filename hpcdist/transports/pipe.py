@@ -474,7 +474,7 @@ def worker_main(rank: int, size: int, fds: str) -> None:
         size: number of ranks.
         fds: ``"peer=fd,..."``, the inherited connection to each other rank.
     """
-    from hpcdist.runtime.worker import run_worker
+    from hpcdist.runtime.serve import run_worker
 
     conns = {}
     for item in fds.split(","):
