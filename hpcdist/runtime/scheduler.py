@@ -68,7 +68,7 @@ class Scheduler:
         # who runs the loop: the scheduler thread, or a client thread that waits (drive); no
         # wake-up when a client thread stops driving: it is usually back within microseconds,
         # and waking the scheduler thread each time cost the GIL back and forth
-        self._baton = Baton(transport.interrupt, TAKEOVER_S, wake_background=False, held=False)
+        self._baton = Baton(lambda: transport.interrupt(), TAKEOVER_S, wake_background=False, held=False)
         self.failed: BaseException | None = None
         self._compute: dict[int, tuple[list, list]] = {}
         self._notes: list[tuple] = []  # client-facing instructions, delivered once sends are out

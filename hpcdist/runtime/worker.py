@@ -86,7 +86,7 @@ class Worker:
         self._busy = False  # the state file names a task (cleared lazily, see execute)
         # receiving: the executor while it has no task, else the comm thread once the executor has
         # been busy for TAKEOVER_S (the baton starts held: the executor receives first)
-        self._baton = Baton(transport.interrupt, TAKEOVER_S, wake_background=True, held=True)
+        self._baton = Baton(lambda: transport.interrupt(), TAKEOVER_S, wake_background=True, held=True)
         self._handlers = {
             m.COMPUTE: self._on_compute,
             m.PUT: self._on_put,

@@ -11,16 +11,14 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from concurrent.futures import Future as _CFuture
 from concurrent.futures import TimeoutError as CFTimeoutError
 from typing import Any, Callable
 
-from hpcdist.errors import HpcdistError, TransportError
+from hpcdist.errors import HpcdistError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.scheduler import Scheduler, run_guarded
 from hpcdist.runtime.running import cores
-from hpcdist.runtime.serve import SHUTDOWN_TASK_GRACE, run_worker
 
 #: seconds rank 0 waits for every worker's hello at start-up (env HPCDIST_STARTUP_TIMEOUT overrides)
 STARTUP_TIMEOUT = 60.0
@@ -57,7 +55,7 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
     Raises:
         HpcdistError: an unknown name (the message lists the valid names and aliases), or no
             name while the batch system started several copies of this program outside one MPI
-            world (see :func:`hpcdist.transports.mpi.lone_copy`).
+            world (see :func:`hpcdist.transports.mpienv.lone_copy`).
     """
     from hpcdist.backends import canonical_name
 
@@ -66,7 +64,7 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
     env = os.environ.get("HPCDIST_BACKEND", "").strip()
     if env:
         return canonical_name(env, "HPCDIST_BACKEND"), "HPCDIST_BACKEND"
-    from hpcdist.transports.mpi import in_mpi_world, lone_copy
+    from hpcdist.transports.mpienv import in_mpi_world, lone_copy
 
     if in_mpi_world():
         return "mpi", "automatic: started by an MPI launcher in a world of more than one rank"
@@ -322,67 +320,3 @@ def start_world(backend: str | None = None, n_workers: int | None = None) -> Wor
     if n_workers is not None and spec.uses_worker_count and n_workers < 1:
         raise HpcdistError(f"the {name} backend needs at least 1 worker, got {n_workers}")
     return spec.start(n_workers if spec.uses_worker_count else None)
-
-
-def _start_threads(n_workers: int | None = None) -> World:
-    from hpcdist.transports.inproc import InprocHub
-
-    n_workers = n_workers or cores()
-    if n_workers < 1:
-        raise HpcdistError(f"the thread backend needs at least 1 worker, got {n_workers}")
-    timeout = startup_timeout()  # a bad setting fails before any worker starts
-    hub = InprocHub(n_workers + 1)
-    threads = []
-    for rank in range(1, n_workers + 1):
-        t = threading.Thread(target=run_worker, args=(hub.endpoint(rank),), name=f"hpcdist-worker-{rank}", daemon=True)
-        t.start()
-        threads.append(t)
-
-    def join() -> None:
-        # as a worker process does, abandon a task still running after the grace period
-        # (its daemon thread runs on until it returns or the process exits)
-        deadline = time.monotonic() + SHUTDOWN_TASK_GRACE
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-
-    try:
-        return World(hub.endpoint(0), "thread", join, timeout)
-    except BaseException:
-        hub.endpoint(0).abort(1)  # the worker threads end instead of waiting for ever
-        join()
-        raise
-
-
-def _start_processes(n_workers: int | None = None) -> World:
-    from hpcdist.transports.pipe import spawn_world
-
-    timeout = startup_timeout()  # a bad setting fails before any worker starts
-    transport, join = spawn_world(n_workers or cores())
-    try:
-        return World(transport, "process", join, timeout)
-    except BaseException as exc:
-        transport.abort(1)
-        join()
-        raise TransportError(f"the process backend could not start: {exc}") from exc
-
-
-def _start_mpi(n_workers: int | None = None) -> World:
-    from hpcdist.transports.mpi import MPITransport, abort_world
-
-    try:
-        transport = MPITransport.from_world(startup_timeout_s=startup_timeout())
-    except TransportError as exc:
-        abort_world(exc)  # e.g. the other ranks serve mpi4py.futures: they would wait for ever
-        raise
-    install_signal_handlers(transport.rank)
-    if transport.rank != 0:
-        state_dir = os.environ.get("HPCDIST_STATE_DIR")
-        state_file = os.path.join(state_dir, f"rank-{transport.rank}.task") if state_dir else None
-        run_worker(transport, state_file=state_file, exit_process=True)  # ends the process
-    try:
-        return World(transport, "mpi")
-    except BaseException as exc:
-        sys.stderr.write(f"hpcdist: rank 0 could not start: {exc}\n{traceback.format_exc()}")
-        sys.stderr.flush()
-        transport.abort(1)
-        raise TransportError(str(exc)) from exc

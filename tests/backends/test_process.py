@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import hpcdist
-from hpcdist.transports.pipe import DIRECT_MAX, PipeTransport, spawn_world
+from hpcdist.backends.process import spawn_world
+from hpcdist.transports.pipe import DIRECT_MAX, PipeTransport
 from hpcdist.errors import TransportError
 from hpcdist.runtime import serialize
 
