@@ -8,12 +8,12 @@ import traceback
 
 from hpcdist.errors import TransportError
 from hpcdist.runtime.serve import run_worker
-from hpcdist.runtime.world import World, install_signal_handlers, startup_timeout
+from hpcdist.runtime.world import SchedulerWorld, install_signal_handlers, startup_timeout
 from hpcdist.transports.mpi import MPITransport
 from hpcdist.transports.mpiworld import abort_world
 
 
-def start(n_workers: int | None = None) -> World:
+def start(n_workers: int | None = None) -> SchedulerWorld:
     """Join the MPI world this process was launched in: rank 0 returns its world, every other
     rank serves as a worker and ends the process (never returns).
 
@@ -34,7 +34,7 @@ def start(n_workers: int | None = None) -> World:
         state_file = os.path.join(state_dir, f"rank-{transport.rank}.task") if state_dir else None
         run_worker(transport, state_file=state_file, exit_process=True)  # ends the process
     try:
-        return World(transport, "mpi")
+        return SchedulerWorld(transport, "mpi")
     except BaseException as exc:
         sys.stderr.write(f"hpcdist: rank 0 could not start: {exc}\n{traceback.format_exc()}")
         sys.stderr.flush()

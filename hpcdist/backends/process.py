@@ -22,7 +22,7 @@ from typing import Callable
 from hpcdist.errors import HpcdistError, TransportError
 from hpcdist.runtime.running import cores
 from hpcdist.runtime.serve import run_worker
-from hpcdist.runtime.world import World, startup_timeout
+from hpcdist.runtime.world import SchedulerWorld, startup_timeout
 from hpcdist.transports.pipe import PipeTransport
 
 #: sys.setswitchinterval in worker processes, so GIL-bound tasks delay the comm thread less
@@ -35,7 +35,7 @@ _LAUNCHER_PREFIXES = ("PMI_", "PMIX_", "OMPI_COMM_WORLD", "MV2_COMM_WORLD", "MPI
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def start(n_workers: int | None = None) -> World:
+def start(n_workers: int | None = None) -> SchedulerWorld:
     """Start ``n_workers`` worker processes (default: one per core) connected by pipes.
 
     Raises:
@@ -45,7 +45,7 @@ def start(n_workers: int | None = None) -> World:
     timeout = startup_timeout()  # a bad setting fails before any worker starts
     transport, join = spawn_world(n_workers or cores())
     try:
-        return World(transport, "process", join, timeout)
+        return SchedulerWorld(transport, "process", join, timeout)
     except BaseException as exc:
         transport.abort(1)
         join()

@@ -8,11 +8,11 @@ import time
 from hpcdist.errors import HpcdistError
 from hpcdist.runtime.running import cores
 from hpcdist.runtime.serve import SHUTDOWN_TASK_GRACE, run_worker
-from hpcdist.runtime.world import World, startup_timeout
+from hpcdist.runtime.world import SchedulerWorld, startup_timeout
 from hpcdist.transports.inproc import InprocHub
 
 
-def start(n_workers: int | None = None) -> World:
+def start(n_workers: int | None = None) -> SchedulerWorld:
     """Start ``n_workers`` worker threads (default: one per core) around rank 0's scheduler.
 
     Raises:
@@ -37,7 +37,7 @@ def start(n_workers: int | None = None) -> World:
             t.join(max(0.0, deadline - time.monotonic()))
 
     try:
-        return World(hub.endpoint(0), "thread", join, timeout)
+        return SchedulerWorld(hub.endpoint(0), "thread", join, timeout)
     except BaseException:
         hub.endpoint(0).abort(1)  # the worker threads end instead of waiting for ever
         join()

@@ -20,10 +20,10 @@ import traceback
 from collections import defaultdict, deque
 from typing import Any, Callable
 
-from hpcdist.transports.base import dropped_in
-from hpcdist.errors import HpcdistError, SerializationError, TransportError, WorkerLost
+from hpcdist.errors import HpcdistError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.baton import Baton
+from hpcdist.runtime.gathers import Gathers
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.worker import pick_holder
@@ -37,6 +37,8 @@ FREE_DELAY = 0.005
 DOORBELL_POLL = 0.005
 #: the scheduler thread runs the loop once no client thread has for this long (seconds)
 TAKEOVER_S = 1e-3
+#: the methods a QUERY message may ask for
+QUERIES = frozenset({"who_has", "has_what", "running_keys", "table_sizes"})
 
 
 class Scheduler:
@@ -57,8 +59,7 @@ class Scheduler:
         self.payloads: dict[str, tuple] = {}  # key -> (fn_id, fn_bytes, data, buffers)
         self.small: dict[str, bytes] = {}  # key -> pickle of a small result, sent with its DONE
         self.fn_sent: dict[int, set[str]] = defaultdict(set)
-        self.gathers: dict[int, list] = {}  # req -> [cfuture, {key: value}, npending]
-        self.req_ids = itertools.count()
+        self.gathers = Gathers(transport.send)
         self.scatter_rr = itertools.cycle(self.worker_ranks)
         #: (messages the client had sent then, take): keys whose futures are gone; see ring()
         self.doorbells: deque[tuple[int, Callable[[], list]]] = deque()
@@ -321,7 +322,38 @@ class Scheduler:
         })
         return sizes
 
+    # ---- queries: answered in the loop thread (QUERY) ----------------------------------------------
+
+    def who_has(self, keys: list[str] | None = None) -> dict[str, list[int]]:
+        """Key -> the ranks holding it, for ``keys`` (default: every key held)."""
+        return self.state.who_has(keys)
+
+    def has_what(self) -> dict[int, list[str]]:
+        """Rank -> the keys it holds."""
+        return self.state.has_what()
+
+    def running_keys(self) -> set[str]:
+        """The key each worker runs now, as far as rank 0 knows: the first key assigned to each
+        worker (workers run their tasks in assignment order)."""
+        state = self.state
+        return {keys[0] for keys in map(state.processing_on, state.workers) if keys}
+
     # ---- from the client (loopback) -------------------------------------------------------------
+
+    def loopback(self, header: tuple) -> None:
+        """Send a client message to this scheduler (one sending thread at a time), counted so
+        that a doorbell rung meanwhile waits for it."""
+        self.sent += 1
+        try:
+            self.transport.send(self.transport.rank, header)
+        except BaseException:
+            self.sent -= 1
+            raise
+
+    def add_doorbell(self, take: Callable[[], list]) -> None:
+        """Drop the keys ``take()`` hands over once every message sent so far is handled."""
+        self.doorbells.append((self.sent, take))
+
 
     def _on_submit(self, src: int, header: tuple, buffers: list) -> None:
         specs = []
@@ -344,7 +376,6 @@ class Scheduler:
 
     def _on_gather(self, src: int, header: tuple, buffers: list) -> None:
         _, keys, cfuture = header
-        req = next(self.req_ids)
         by_rank: dict[int, list[str]] = defaultdict(list)
         values = {k: (self.small[k], []) for k in keys if k in self.small}
         remote = [k for k in keys if k not in values]
@@ -358,14 +389,14 @@ class Scheduler:
         if not remote:
             cfuture.set_result(values)
             return
-        self.gathers[req] = [cfuture, values, len(remote)]
-        for rank, rank_keys in by_rank.items():
-            self.transport.send(rank, (m.GET, req, rank_keys))
+        self.gathers.request(cfuture, values, by_rank)
 
     def _on_query(self, src: int, header: tuple, buffers: list) -> None:
-        _, fn, cfuture = header
+        _, name, args, cfuture = header
         try:
-            cfuture.set_result(fn(self))
+            if name not in QUERIES:
+                raise HpcdistError(f"unknown scheduler query {name!r}")
+            cfuture.set_result(getattr(self, name)(*args))
         except Exception as exc:  # noqa: BLE001 - the asking thread re-raises it
             cfuture.set_exception(exc)
 
@@ -423,31 +454,7 @@ class Scheduler:
         return known
 
     def _on_data(self, src: int, header: tuple, buffers: list) -> None:
-        _, req, entries = header
-        entry = self.gathers.get(req)
-        if entry is None:
-            return
-        offset = 0
-        for key, data, nbuf in entries:
-            if data is None or isinstance(data, str):
-                del self.gathers[req]
-                entry[0].set_exception(LookupError(f"rank {src} no longer holds {key!r}") if data is None
-                                       else SerializationError(data))
-                return
-            bufs = buffers[offset : offset + nbuf]
-            dropped = dropped_in(bufs)
-            if dropped is not None:  # too large for rank 0's memory: this gather fails, the world goes on
-                del self.gathers[req]
-                entry[0].set_exception(MemoryError(
-                    f"rank 0 {dropped.describe()}: the result of {key!r} from rank {src} does not fit in "
-                    "rank 0's memory; reduce it on the workers (or fetch it in parts) instead"))
-                return
-            entry[1][key] = (data, bufs)
-            offset += nbuf
-        entry[2] -= len(entries)
-        if entry[2] == 0:
-            del self.gathers[req]
-            entry[0].set_result(entry[1])
+        self.gathers.arrived(src, header[1], header[2], buffers)
 
     def _on_steal_reply(self, src: int, header: tuple, buffers: list) -> None:
         self._handle(st.StealReply(time.monotonic(), header[1], src, header[2]))
@@ -477,10 +484,7 @@ class Scheduler:
                     break
                 except Exception as exc:  # noqa: BLE001
                     _log_failure(f"telling the client about {ins[1]!r}", exc)
-        for entry in self.gathers.values():
-            if not entry[0].done():
-                entry[0].set_exception(error)
-        self.gathers.clear()
+        self.gathers.fail_all(error)
         if self.closing is not None and not self.closing[3].done():
             self.closing[3].set_result(list(self.worker_ranks))
 

@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import Future as _CFuture
 from concurrent.futures import TimeoutError as CFTimeoutError
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 from hpcdist.errors import HpcdistError
 from hpcdist.runtime import messages as m
@@ -74,8 +74,67 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
     return "process", f"automatic: not in an MPI world; one worker process per core ({cores()})"
 
 
-class World:
-    """Rank 0's view of a running runtime.
+@runtime_checkable
+class World(Protocol):
+    """Rank 0's handle on a running runtime, whatever the backend: what a client uses.
+
+    Implemented by :class:`SchedulerWorld` (the thread, process and mpi backends) and by
+    :class:`~hpcdist.backends.local.LocalWorld`.
+    """
+
+    #: canonical backend name
+    backend: str
+    #: True once shut down or aborted
+    closed: bool
+
+    @property
+    def info(self) -> dict[int, dict]:
+        """Rank -> ``{"host", "cores", "pid"}`` of every worker."""
+
+    @property
+    def walltime_warning(self) -> threading.Event:
+        """Set once the batch system's walltime warning (SIGUSR1) reached this process."""
+
+    def listen(self, fn: Callable[[tuple], None]) -> None:
+        """Call ``fn`` with every client-facing instruction (``("memory", key, ...)`` ...)."""
+
+    def unlisten(self, fn: Callable[[tuple], None]) -> None:
+        """Stop calling ``fn``."""
+
+    def send(self, header: tuple) -> None:
+        """Hand a client message (SUBMIT, SCATTER, CANCEL) to the scheduler."""
+
+    def call(self, header_without_future: tuple, timeout: float | None = None) -> Any:
+        """Send a request (GATHER, CLOSE) and wait for its answer."""
+
+    def drive(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait for ``done()`` while running the scheduler's loop in this thread; False at once
+        if this thread cannot (then wait the usual way)."""
+
+    def doorbell(self, take: Callable[[], list[str]]) -> None:
+        """Have the scheduler drop the keys ``take()`` hands over, after every message sent so far."""
+
+    def who_has(self, keys: list[str] | None = None) -> dict[str, list[int]]:
+        """Key -> the ranks holding it."""
+
+    def has_what(self) -> dict[int, list[str]]:
+        """Rank -> the keys it holds."""
+
+    def running_keys(self) -> set[str]:
+        """The keys being run now, as far as rank 0 knows."""
+
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of every per-key table behind this world (a diagnostic)."""
+
+    def shutdown(self, code: int = 0) -> None:
+        """Stop every worker and release the world."""
+
+    def abort(self, code: int = 1) -> None:
+        """End the whole world now."""
+
+
+class SchedulerWorld:
+    """Rank 0's view of a runtime of a scheduler loop and workers over a transport.
 
     Args:
         transport: rank 0's endpoint.
@@ -118,12 +177,36 @@ class World:
 
     @property
     def info(self) -> dict[int, dict]:
+        """Rank -> ``{"host", "cores", "pid"}`` of every worker (their hellos)."""
         return self.scheduler.info
 
+    @property
+    def walltime_warning(self) -> threading.Event:
+        """Set once the batch system's walltime warning (SIGUSR1) reached rank 0."""
+        return walltime_warning
+
+    def who_has(self, keys: list[str] | None = None) -> dict[str, list[int]]:
+        """Key -> the ranks holding it, for ``keys`` (default: every key held)."""
+        return self.call((m.QUERY, "who_has", (keys,)))
+
+    def has_what(self) -> dict[int, list[str]]:
+        """Rank -> the keys it holds."""
+        return self.call((m.QUERY, "has_what", ()))
+
+    def running_keys(self) -> set[str]:
+        """The key each worker runs now, as far as rank 0 knows."""
+        return self.call((m.QUERY, "running_keys", ()))
+
+    def table_sizes(self) -> dict[str, int]:
+        """The scheduler's per-key tables (see :meth:`Scheduler.table_sizes`)."""
+        return self.call((m.QUERY, "table_sizes", ()))
+
     def listen(self, fn: Callable[[tuple], None]) -> None:
+        """Call ``fn`` in the loop's thread with every client-facing instruction."""
         self._listeners.append(fn)
 
     def unlisten(self, fn: Callable[[tuple], None]) -> None:
+        """Stop calling ``fn``."""
         if fn in self._listeners:
             self._listeners.remove(fn)
 
@@ -138,12 +221,7 @@ class World:
         if self.closed:
             raise HpcdistError("this hpcdist world has been shut down")
         with self._send_lock:  # loopback order and the count agree
-            self.scheduler.sent += 1  # first: a doorbell rung meanwhile waits for this message
-            try:
-                self.transport.send(0, header)
-            except BaseException:
-                self.scheduler.sent -= 1
-                raise
+            self.scheduler.loopback(header)
 
     def drive(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         """Wait for ``done()`` while running the scheduler's loop in this thread.
@@ -184,7 +262,7 @@ class World:
         """Have the scheduler drop the keys ``take()`` hands over, once it has handled every
         message sent so far (at the end of one of its rounds; no message, no wake-up)."""
         if not self.closed:
-            self.scheduler.doorbells.append((self.scheduler.sent, take))
+            self.scheduler.add_doorbell(take)
 
     def call(self, header_without_future: tuple, timeout: float | None = None) -> Any:
         """Send a request carrying a concurrent future and wait for its answer."""
@@ -228,14 +306,14 @@ class World:
         self.transport.abort(code)
 
 
-def _hold_sigint(world: World) -> None:
+def _hold_sigint(world: SchedulerWorld) -> None:
     """Route Ctrl-C through ``world.on_sigint`` if Python's default handler has it (main thread)."""
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, world.on_sigint)
 
 
-def _release_sigint(world: World) -> None:
+def _release_sigint(world: SchedulerWorld) -> None:
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == world.on_sigint:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
