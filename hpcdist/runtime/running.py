@@ -17,6 +17,9 @@ import traceback
 from typing import Any, Iterator
 
 from hpcdist.errors import SerializationError, TransportError
+from hpcdist.runtime.log import get_logger
+
+logger = get_logger(__name__)
 
 _running = threading.local()  # the worker whose executor is this thread (current_rank)
 
@@ -90,8 +93,7 @@ def safe_str(exc: BaseException) -> str:
 def report_loop_failure(exc: BaseException, transport: Any) -> None:
     """Say why one of hpcdist's own loops failed (the caller then aborts the world)."""
     if isinstance(exc, TransportError):  # the world is going down (e.g. rank 0 is gone): briefly
-        sys.stderr.write(f"hpcdist: {exc}\n")  # transport errors name the rank already
+        logger.error("hpcdist: %s", exc)  # transport errors name the rank already
     else:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        sys.stderr.write(f"hpcdist: internal error on rank {transport.rank}:\n{text}")
-    sys.stderr.flush()
+        logger.error("hpcdist: internal error on rank %s:\n%s", transport.rank, text.rstrip("\n"))

@@ -23,10 +23,13 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.baton import Baton
-from hpcdist.runtime.gathers import Gathers
+from hpcdist.runtime.requests import Gathers, Shutdown
+from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.worker import pick_holder
+
+logger = get_logger(__name__)
 
 #: seconds the shutdown waits for every worker's goodbye
 SHUTDOWN_GRACE = 2.0
@@ -65,7 +68,7 @@ class Scheduler:
         self.doorbells: deque[tuple[int, Callable[[], list]]] = deque()
         self.sent = 0  # messages the client has sent to this scheduler (loopback) ...
         self._handled = 0  # ... and how many of them were handled
-        self.closing: tuple | None = None  # (deadline, byes, code, cfuture)
+        self.closing: Shutdown | None = None
         # who runs the loop: the scheduler thread, or a client thread that waits (drive); no
         # wake-up when a client thread stops driving: it is usually back within microseconds,
         # and waking the scheduler thread each time cost the GIL back and forth
@@ -154,7 +157,7 @@ class Scheduler:
     def _round(self, wait: float) -> None:
         """Receive for up to ``wait`` s, handle what came, send, notify the client."""
         if self.closing is not None:
-            wait = min(wait, max(0.0, self.closing[0] - time.monotonic()))
+            wait = min(wait, max(0.0, self.closing.deadline - time.monotonic()))
         item = self.transport.recv(wait)
         if item is not None:
             self._dispatch(*item)
@@ -169,7 +172,7 @@ class Scheduler:
         if self.doorbells and self.ring():
             self._flush()
             self._deliver()
-        if self.closing is not None and time.monotonic() >= self.closing[0]:
+        if self.closing is not None and time.monotonic() >= self.closing.deadline:
             self._finish_close(timed_out=True)
 
     def _send(self, rank: int, header: tuple, buffers: list | tuple = ()) -> None:
@@ -404,13 +407,11 @@ class Scheduler:
         _, code, cfuture = header
         for rank in self.worker_ranks:
             self.transport.send(rank, (m.SHUTDOWN, code))
-        self.closing = (time.monotonic() + SHUTDOWN_GRACE, set(), code, cfuture)
+        self.closing = Shutdown(self.worker_ranks, cfuture, time.monotonic() + SHUTDOWN_GRACE)
 
     def _finish_close(self, timed_out: bool) -> None:
-        _, byes, _, cfuture = self.closing
         self._baton.stop()
-        missing = sorted(set(self.worker_ranks) - byes)
-        cfuture.set_result(missing if timed_out else [])
+        self.closing.finish(timed_out)
 
     # ---- from workers ---------------------------------------------------------------------------
 
@@ -460,10 +461,8 @@ class Scheduler:
         self._handle(st.StealReply(time.monotonic(), header[1], src, header[2]))
 
     def _on_bye(self, src: int, header: tuple, buffers: list) -> None:
-        if self.closing is not None:
-            self.closing[1].add(src)
-            if len(self.closing[1]) == len(self.worker_ranks):
-                self._finish_close(timed_out=False)
+        if self.closing is not None and self.closing.bye(src):
+            self._finish_close(timed_out=False)
 
     def fail_all(self, error: BaseException) -> None:
         """The world is broken: fail every unfinished future and pending request with ``error``."""
@@ -474,7 +473,7 @@ class Scheduler:
             if self.state is not None:
                 keys = list(self.state.unfinished_wanted())
         except Exception as exc:  # noqa: BLE001 - a broken state: fail what the client waits for
-            _log_failure("reading the scheduler state", exc)
+            logger.error("hpcdist: while failing every pending future, reading the scheduler state failed too: %r", exc)
         # Each notification on its own: one that fails (the bug may be there) must not keep the
         # other futures waiting.
         for ins in notes + [("erred", key, error) for key in keys]:
@@ -483,11 +482,11 @@ class Scheduler:
                     self.notify(attempt)
                     break
                 except Exception as exc:  # noqa: BLE001
-                    _log_failure(f"telling the client about {ins[1]!r}", exc)
+                    logger.error("hpcdist: while failing every pending future, telling the client about %r "
+                                 "failed too: %r", ins[1], exc)
         self.gathers.fail_all(error)
-        if self.closing is not None and not self.closing[3].done():
-            self.closing[3].set_result(list(self.worker_ranks))
-
+        if self.closing is not None:
+            self.closing.fail()
 
     def crash(self, exc: BaseException) -> None:
         """The loop failed: a failure never leaves the driver or the world hanging.
@@ -497,23 +496,17 @@ class Scheduler:
         Either way the world is then aborted (on MPI that ends every rank).
         """
         if isinstance(exc, TransportError):
-            sys.stderr.write(f"hpcdist: {exc}\n")
+            logger.error("hpcdist: %s", exc)
             error: BaseException = WorkerLost(str(exc))
         else:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            sys.stderr.write("hpcdist: internal error in the scheduler:\n" + text)
+            logger.error("hpcdist: internal error in the scheduler:\n%s", text.rstrip("\n"))
             error = HpcdistError(f"internal error in the scheduler: {exc!r}")
-        sys.stderr.flush()
         try:
             self.fail_all(error)
         finally:
             self._baton.stop()
             self.transport.abort(1)
-
-
-def _log_failure(what: str, exc: BaseException) -> None:
-    sys.stderr.write(f"hpcdist: while failing every pending future, {what} failed too: {exc!r}\n")
-    sys.stderr.flush()
 
 
 def run_guarded(scheduler: Scheduler) -> None:

@@ -7,8 +7,11 @@ import sys
 import threading
 from typing import Any
 
+from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.running import report_loop_failure
 from hpcdist.runtime.worker import Worker
+
+logger = get_logger(__name__)
 
 #: seconds a shut-down worker process waits for its running task before it exits anyway
 SHUTDOWN_TASK_GRACE = 1.0
@@ -39,8 +42,8 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
             transport.abort(1)
         worker.stop()  # also after an abort: no task will ever come to the executor again
         if exit_process and not executed.wait(SHUTDOWN_TASK_GRACE):
-            sys.stderr.write(f"hpcdist: rank {transport.rank}: a task was still running at shutdown; "
-                             f"abandoned it after {SHUTDOWN_TASK_GRACE:g} s, exiting\n")
+            logger.error("hpcdist: rank %s: a task was still running at shutdown; abandoned it after %g s, exiting",
+                         transport.rank, SHUTDOWN_TASK_GRACE)
             transport.close()
             sys.stdout.flush()
             sys.stderr.flush()

@@ -17,8 +17,11 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 from hpcdist.errors import HpcdistError
 from hpcdist.runtime import messages as m
+from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.scheduler import Scheduler, run_guarded
 from hpcdist.runtime.running import cores
+
+logger = get_logger(__name__)
 
 #: seconds rank 0 waits for every worker's hello at start-up (env HPCDIST_STARTUP_TIMEOUT overrides)
 STARTUP_TIMEOUT = 60.0
@@ -293,8 +296,7 @@ class SchedulerWorld:
         _release_sigint(self)
         if missing:
             # Workers that do not answer would keep MPI_Finalize waiting for ever: end them.
-            sys.stderr.write(f"hpcdist: workers {missing} did not confirm shutdown in time; aborting\n")
-            sys.stderr.flush()
+            logger.error("hpcdist: workers %s did not confirm shutdown in time; aborting", missing)
             self.transport.abort(code or 1)
         self.transport.close()
         if self._join_workers is not None:

@@ -1,4 +1,4 @@
-"""Rank 0's pending gathers: values the client asked of workers, until every one arrived."""
+"""Client requests the scheduler answers only once workers did: gathers and the shutdown."""
 
 from __future__ import annotations
 
@@ -66,3 +66,35 @@ class Gathers:
             if not entry[0].done():
                 entry[0].set_exception(error)
         self._pending.clear()
+
+
+class Shutdown:
+    """The workers' shutdown: SHUTDOWN sent to each, waiting for every BYE until :attr:`deadline`.
+
+    Args:
+        ranks: the worker ranks.
+        cfuture: receives the ranks that did not say goodbye in time (``[]`` if all did).
+        deadline: ``time.monotonic()`` after which the shutdown gives up waiting.
+    """
+
+    __slots__ = ("deadline", "_ranks", "_byes", "_cfuture")
+
+    def __init__(self, ranks: list[int], cfuture: Future, deadline: float) -> None:
+        self.deadline = deadline
+        self._ranks = ranks
+        self._byes: set[int] = set()
+        self._cfuture = cfuture
+
+    def bye(self, rank: int) -> bool:
+        """``rank`` said goodbye; True once every worker has."""
+        self._byes.add(rank)
+        return len(self._byes) == len(self._ranks)
+
+    def finish(self, timed_out: bool) -> None:
+        """Answer the request: the missing ranks if it timed out, else none."""
+        self._cfuture.set_result(sorted(set(self._ranks) - self._byes) if timed_out else [])
+
+    def fail(self) -> None:
+        """The world is broken: every worker counts as missing."""
+        if not self._cfuture.done():
+            self._cfuture.set_result(list(self._ranks))
