@@ -22,7 +22,7 @@ from collections import deque
 from typing import Any
 
 from hpcdist.transports.base import dropped_in
-from hpcdist.errors import SerializationError
+from hpcdist.errors import RemoteError, SerializationError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.baton import Baton
@@ -440,8 +440,6 @@ class Worker:
             exc_bytes = serialize.dumps(exc)[0]
             serialize.loads(exc_bytes)
         except Exception:  # noqa: BLE001 - the exception itself cannot travel: send its text
-            from hpcdist.errors import RemoteError
-
             exc_bytes = serialize.dumps(RemoteError(f"{type(exc).__name__}: {safe_str(exc)}"))[0]
         with self.lock:
             fetched, self.fetched = self.fetched, []

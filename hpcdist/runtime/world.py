@@ -15,11 +15,13 @@ from concurrent.futures import Future as _CFuture
 from concurrent.futures import TimeoutError as CFTimeoutError
 from typing import Any, Callable, Protocol, runtime_checkable
 
+from hpcdist.backends import canonical_name, get_backend
 from hpcdist.errors import HpcdistError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.scheduler import Scheduler, run_guarded
 from hpcdist.runtime.running import cores
+from hpcdist.transports.mpienv import in_mpi_world, lone_copy
 
 logger = get_logger(__name__)
 
@@ -60,15 +62,11 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
             name while the batch system started several copies of this program outside one MPI
             world (see :func:`hpcdist.transports.mpienv.lone_copy`).
     """
-    from hpcdist.backends import canonical_name
-
     if name is not None:
         return canonical_name(name, "the backend argument"), "argument"
     env = os.environ.get("HPCDIST_BACKEND", "").strip()
     if env:
         return canonical_name(env, "HPCDIST_BACKEND"), "HPCDIST_BACKEND"
-    from hpcdist.transports.mpienv import in_mpi_world, lone_copy
-
     if in_mpi_world():
         return "mpi", "automatic: started by an MPI launcher in a world of more than one rank"
     problem = lone_copy()
@@ -393,8 +391,6 @@ def start_world(backend: str | None = None, n_workers: int | None = None) -> Wor
         backend: a backend name or alias, or None for the default.
         n_workers: workers for the thread and process backends (default: one per core).
     """
-    from hpcdist.backends import get_backend
-
     name, _ = resolve_backend(backend)
     spec = get_backend(name)
     if n_workers is not None and spec.uses_worker_count and n_workers < 1:
