@@ -104,7 +104,7 @@ def split_run_options(backend: str | None, nranks: int | None, workers: int | No
 
     name = canonical_name(backend, "--backend") if backend is not None else "mpi"
     if backend is None:
-        from hpcdist.transports.mpi import lone_copy
+        from hpcdist.transports.mpienv import lone_copy
 
         problem = lone_copy()  # `srun -n 3 hpcdist run ...` would start three worlds
         if problem:

@@ -48,9 +48,9 @@ REGISTRY: dict[str, Backend] = {
     b.name: b
     for b in (
         Backend("local", "hpcdist.backends.local:start", "every call runs inline in the caller (debugging)", False),
-        Backend("thread", "hpcdist.runtime.world:_start_threads", "worker threads in this process"),
-        Backend("process", "hpcdist.runtime.world:_start_processes", "worker processes on this machine, over pipes"),
-        Backend("mpi", "hpcdist.runtime.world:_start_mpi", "the MPI world: rank 0 drives, ranks 1..N-1 work", False),
+        Backend("thread", "hpcdist.backends.thread:start", "worker threads in this process"),
+        Backend("process", "hpcdist.backends.process:start", "worker processes on this machine, over pipes"),
+        Backend("mpi", "hpcdist.backends.mpi:start", "the MPI world: rank 0 drives, ranks 1..N-1 work", False),
     )
 }
 

@@ -7,7 +7,7 @@ through the same serialization as on the other backends (a task cannot change th
 objects, and a result that cannot be pickled fails here too), so a program gives the same
 answers here as on ``thread``, ``process`` and ``mpi``.
 
-:class:`LocalWorld` speaks the message protocol of :class:`~hpcdist.runtime.world.World`,
+:class:`LocalWorld` implements :class:`~hpcdist.runtime.world.World` (the same messages),
 so the :class:`~hpcdist.runtime.client.Client` is the same code on every backend. It
 presents one worker, rank 1, on this host.
 
@@ -31,7 +31,8 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
-from hpcdist.runtime.worker import cores, running_on, unpicklable
+from hpcdist.runtime.running import cores, running_on, unpicklable
+from hpcdist.runtime.world import walltime_warning
 
 #: the rank that stands for "the caller" in who_has, has_what and workers=
 RANK = 1
@@ -56,11 +57,6 @@ class LocalWorld:
         self._listeners: list[Callable[[tuple], None]] = []
         self._lock = threading.RLock()
         self._doorbells: deque[Callable[[], Any]] = deque()  # not rung yet
-        # what QUERY functions read on the other backends
-        self.state = self
-        self.scheduler = self
-        self.bytes_in = 0
-        self.bytes_out = 0
 
     # ---- the World interface -----------------------------------------------------------
 
@@ -93,8 +89,13 @@ class LocalWorld:
         else:
             raise HpcdistError(f"the local backend cannot handle a {kind!r} message")
 
+    @property
+    def walltime_warning(self) -> threading.Event:
+        """Set once the batch system's walltime warning (SIGUSR1) reached this process."""
+        return walltime_warning
+
     def call(self, header: tuple, timeout: float | None = None) -> Any:
-        """Answer a request (GATHER, QUERY, CLOSE) at once."""
+        """Answer a request (GATHER, CLOSE) at once."""
         self._ring()
         kind = header[0]
         if kind == m.GATHER:
@@ -108,8 +109,6 @@ class LocalWorld:
                     except Exception as exc:  # noqa: BLE001 - as a worker reports it elsewhere
                         raise unpicklable(key, self.data[key], exc, RANK) from exc
             return out
-        if kind == m.QUERY:
-            return header[1](self)
         if kind == m.CLOSE:
             self.closed = True
             return []
@@ -127,10 +126,11 @@ class LocalWorld:
         """Same as :meth:`shutdown`: nothing runs in the background."""
         self.shutdown(code)
 
-    # ---- what QUERY functions call (the SchedulerState subset) -------------------------
+    # ---- queries -----------------------------------------------------------------------
 
     def who_has(self, keys: Any = None) -> dict[str, list[int]]:
         """Key -> ``[1]`` for each result held (all of them, or those of ``keys``)."""
+        self._ring()
         with self._lock:
             if keys is None:
                 keys = list(self.data)
@@ -138,13 +138,19 @@ class LocalWorld:
 
     def has_what(self) -> dict[int, list[str]]:
         """``{1: sorted keys held}``."""
+        self._ring()
         with self._lock:
             return {RANK: sorted(self.data)}
 
-    def state_of(self, key: str) -> str | None:
-        """``"memory"``, ``"erred"`` or None."""
+    def running_keys(self) -> set[str]:
+        """Nothing runs in the background: an empty set."""
+        return set()
+
+    def table_sizes(self) -> dict[str, int]:
+        """Results and errors held (released keys dropped first)."""
+        self._ring()
         with self._lock:
-            return "memory" if key in self.data else "erred" if key in self.errors else None
+            return {"local.data": len(self.data), "local.errors": len(self.errors)}
 
     # ---- releases ----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from hpcdist.pipeline.imports import resolve_callable
 from hpcdist.pipeline.rundir import LOGS, OBJECTS, load_object, save_object
-from hpcdist.runtime.worker import current_rank
+from hpcdist.runtime.running import current_rank
 
 __all__ = ["TaskTimeout", "TaskInterrupted", "Element", "run_task", "load_stored"]
 

@@ -66,7 +66,7 @@ def run_spec(spec_path: str, *, nranks: int | None = None, backend: str | None =
              timeout: float | None = None, overrides: Sequence[str] = (), resume: str | None = None,
              run_dir: str | None = None) -> int:
     """Run the pipeline of ``spec_path``; returns the exit status (:mod:`hpcdist.pipeline.status`)."""
-    from hpcdist.transports.mpi import in_mpi_world
+    from hpcdist.transports.mpienv import in_mpi_world
 
     if in_mpi_world():
         return _in_world(spec_path, overrides, run_dir or resume or os.environ.get("HPCDIST_RUN_DIR"))

@@ -527,11 +527,11 @@ class Client:
         keys = None
         if futures is not None:
             keys = [f.key for f in self._futures_arg(futures, "who_has")]
-        return self._world.call((m.QUERY, lambda s: s.state.who_has(keys)))
+        return self._world.who_has(keys)
 
     def has_what(self) -> dict[int, list[str]]:
         """The keys each worker rank holds."""
-        return self._world.call((m.QUERY, lambda s: s.state.has_what()))
+        return self._world.has_what()
 
     @property
     def nworkers(self) -> int:
@@ -549,20 +549,12 @@ class Client:
 
         A driver can check it between rounds of work and stop submitting in time.
         """
-        from hpcdist.runtime.world import walltime_warning
-
-        return walltime_warning
+        return self._world.walltime_warning
 
     def _started(self) -> set[str]:
         """Keys a worker is running now, as far as rank 0 knows: the first key assigned to each
         worker (workers run their tasks in assignment order)."""
-        def first_keys(sched: Any) -> set[str]:
-            state = sched.state
-            if not hasattr(state, "processing_on"):  # the local backend: nothing runs in the background
-                return set()
-            return {keys[0] for keys in map(state.processing_on, state.workers) if keys}
-
-        return self._world.call((m.QUERY, first_keys))
+        return self._world.running_keys()
 
     def get_executor(self) -> ClientExecutor:
         """A :class:`concurrent.futures.Executor` running on this client's workers."""
@@ -804,7 +796,7 @@ def table_sizes(client: Client) -> dict[str, int]:
                  "client.releasing": len(client._batch.keys) if client._batch is not None else 0}
     finally:
         client._unlock()
-    sizes.update(client._world.call((m.QUERY, lambda s: s.table_sizes())))
+    sizes.update(client._world.table_sizes())
     return sizes
 
 

@@ -9,7 +9,7 @@ Rank 0, driver thread -> scheduler thread (loopback, never pickled):
     SCATTER (items)                items: list of (key, ranks | None, data, buffers)
     CANCEL (keys)
     GATHER (keys, cfuture)         cfuture receives {key: (data, buffers)}
-    QUERY (fn, cfuture)            runs fn(scheduler) in the scheduler thread
+    QUERY (name, args, cfuture)    cfuture receives scheduler.<name>(*args), name one of QUERIES
     CLOSE (code, cfuture)          shut the workers down
 Scheduler -> worker:
     COMPUTE (entries, path, frees) path: rank 0's sys.path when it changed, else None;

@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import itertools
 import sys
-import threading
 import time
 import traceback
 from collections import defaultdict, deque
 from typing import Any, Callable
 
-from hpcdist.transports.base import dropped_in
-from hpcdist.errors import HpcdistError, SerializationError, TransportError, WorkerLost
+from hpcdist.errors import HpcdistError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
+from hpcdist.runtime.baton import Baton
+from hpcdist.runtime.requests import Gathers, Shutdown
+from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.worker import pick_holder
+
+logger = get_logger(__name__)
 
 #: seconds the shutdown waits for every worker's goodbye
 SHUTDOWN_GRACE = 2.0
@@ -37,6 +40,8 @@ FREE_DELAY = 0.005
 DOORBELL_POLL = 0.005
 #: the scheduler thread runs the loop once no client thread has for this long (seconds)
 TAKEOVER_S = 1e-3
+#: the methods a QUERY message may ask for
+QUERIES = frozenset({"who_has", "has_what", "running_keys", "table_sizes"})
 
 
 class Scheduler:
@@ -57,21 +62,17 @@ class Scheduler:
         self.payloads: dict[str, tuple] = {}  # key -> (fn_id, fn_bytes, data, buffers)
         self.small: dict[str, bytes] = {}  # key -> pickle of a small result, sent with its DONE
         self.fn_sent: dict[int, set[str]] = defaultdict(set)
-        self.gathers: dict[int, list] = {}  # req -> [cfuture, {key: value}, npending]
-        self.req_ids = itertools.count()
+        self.gathers = Gathers(transport.send)
         self.scatter_rr = itertools.cycle(self.worker_ranks)
         #: (messages the client had sent then, take): keys whose futures are gone; see ring()
         self.doorbells: deque[tuple[int, Callable[[], list]]] = deque()
         self.sent = 0  # messages the client has sent to this scheduler (loopback) ...
         self._handled = 0  # ... and how many of them were handled
-        self.closing: tuple | None = None  # (deadline, byes, code, cfuture)
-        # who runs the loop: the scheduler thread, or a client thread that waits (drive)
-        self._lead = threading.Lock()  # held by the thread running rounds
-        self._claim = threading.Lock()  # held by the one client thread that drives ...
-        self._driven_at = 0.0  # ... or last did, until then
-        self._want = False  # a client thread waits for the scheduler thread to hand over
-        self._park = threading.Condition(threading.Lock())  # the scheduler thread waits here
-        self.stopped = False
+        self.closing: Shutdown | None = None
+        # who runs the loop: the scheduler thread, or a client thread that waits (drive); no
+        # wake-up when a client thread stops driving: it is usually back within microseconds,
+        # and waking the scheduler thread each time cost the GIL back and forth
+        self._baton = Baton(lambda: transport.interrupt(), TAKEOVER_S, wake_background=False, held=False)
         self.failed: BaseException | None = None
         self._compute: dict[int, tuple[list, list]] = {}
         self._notes: list[tuple] = []  # client-facing instructions, delivered once sends are out
@@ -111,23 +112,18 @@ class Scheduler:
         for item in pending:
             self._dispatch(*item)
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the loop has stopped for good (shut down, or crashed)."""
+        return self._baton.stopped
+
     def run(self) -> None:
         """Run the loop whenever no client thread does, until the workers are shut down
         (scheduler thread)."""
-        while True:
-            with self._park:
-                while not self.stopped:
-                    # no wake-up when a client thread stops driving: it is usually back within
-                    # microseconds, and waking this thread each time cost the GIL back and forth
-                    driven = self._claim.locked()
-                    left = TAKEOVER_S if driven else self._driven_at + TAKEOVER_S - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._park.wait(left)
-            if self.stopped:
-                return
-            with self._lead:
-                while not self.stopped and not self._want:
+        baton = self._baton
+        while baton.await_turn():
+            with baton.lead:
+                while not baton.stopped and not baton.wanted:
                     self._round(DOORBELL_POLL)  # doorbells come without a message: look now and then
 
     def drive(self, done: Callable[[], bool], timeout: float | None,
@@ -138,38 +134,30 @@ class Scheduler:
         Returns:
             False at once if another client thread drives (then wait the usual way).
         """
-        if not self._claim.acquire(False):
+        baton = self._baton
+        if not baton.take():
             return False
         try:
-            if not self._lead.acquire(False):  # (the claim held: a scheduler thread that hands over parks)
-                self._want = True
-                self.transport.interrupt()  # the scheduler thread ends its round and hands over
-                self._lead.acquire()
-                self._want = False
-            try:
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while not done() and not self.stopped and not interrupted():
-                    wait = DOORBELL_POLL
-                    if deadline is not None:
-                        wait = min(wait, deadline - time.monotonic())
-                        if wait <= 0:
-                            break
-                    self._round(wait)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except BaseException as exc:  # noqa: BLE001 - as in the scheduler thread
-                self.crash(exc)
-            finally:
-                self._driven_at = time.monotonic()
-                self._lead.release()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not done() and not baton.stopped and not interrupted():
+                wait = DOORBELL_POLL
+                if deadline is not None:
+                    wait = min(wait, deadline - time.monotonic())
+                    if wait <= 0:
+                        break
+                self._round(wait)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - as in the scheduler thread
+            self.crash(exc)
         finally:
-            self._claim.release()
+            baton.give()
         return True
 
     def _round(self, wait: float) -> None:
         """Receive for up to ``wait`` s, handle what came, send, notify the client."""
         if self.closing is not None:
-            wait = min(wait, max(0.0, self.closing[0] - time.monotonic()))
+            wait = min(wait, max(0.0, self.closing.deadline - time.monotonic()))
         item = self.transport.recv(wait)
         if item is not None:
             self._dispatch(*item)
@@ -184,7 +172,7 @@ class Scheduler:
         if self.doorbells and self.ring():
             self._flush()
             self._deliver()
-        if self.closing is not None and time.monotonic() >= self.closing[0]:
+        if self.closing is not None and time.monotonic() >= self.closing.deadline:
             self._finish_close(timed_out=True)
 
     def _send(self, rank: int, header: tuple, buffers: list | tuple = ()) -> None:
@@ -337,7 +325,38 @@ class Scheduler:
         })
         return sizes
 
+    # ---- queries: answered in the loop thread (QUERY) ----------------------------------------------
+
+    def who_has(self, keys: list[str] | None = None) -> dict[str, list[int]]:
+        """Key -> the ranks holding it, for ``keys`` (default: every key held)."""
+        return self.state.who_has(keys)
+
+    def has_what(self) -> dict[int, list[str]]:
+        """Rank -> the keys it holds."""
+        return self.state.has_what()
+
+    def running_keys(self) -> set[str]:
+        """The key each worker runs now, as far as rank 0 knows: the first key assigned to each
+        worker (workers run their tasks in assignment order)."""
+        state = self.state
+        return {keys[0] for keys in map(state.processing_on, state.workers) if keys}
+
     # ---- from the client (loopback) -------------------------------------------------------------
+
+    def loopback(self, header: tuple) -> None:
+        """Send a client message to this scheduler (one sending thread at a time), counted so
+        that a doorbell rung meanwhile waits for it."""
+        self.sent += 1
+        try:
+            self.transport.send(self.transport.rank, header)
+        except BaseException:
+            self.sent -= 1
+            raise
+
+    def add_doorbell(self, take: Callable[[], list]) -> None:
+        """Drop the keys ``take()`` hands over once every message sent so far is handled."""
+        self.doorbells.append((self.sent, take))
+
 
     def _on_submit(self, src: int, header: tuple, buffers: list) -> None:
         specs = []
@@ -360,7 +379,6 @@ class Scheduler:
 
     def _on_gather(self, src: int, header: tuple, buffers: list) -> None:
         _, keys, cfuture = header
-        req = next(self.req_ids)
         by_rank: dict[int, list[str]] = defaultdict(list)
         values = {k: (self.small[k], []) for k in keys if k in self.small}
         remote = [k for k in keys if k not in values]
@@ -374,14 +392,14 @@ class Scheduler:
         if not remote:
             cfuture.set_result(values)
             return
-        self.gathers[req] = [cfuture, values, len(remote)]
-        for rank, rank_keys in by_rank.items():
-            self.transport.send(rank, (m.GET, req, rank_keys))
+        self.gathers.request(cfuture, values, by_rank)
 
     def _on_query(self, src: int, header: tuple, buffers: list) -> None:
-        _, fn, cfuture = header
+        _, name, args, cfuture = header
         try:
-            cfuture.set_result(fn(self))
+            if name not in QUERIES:
+                raise HpcdistError(f"unknown scheduler query {name!r}")
+            cfuture.set_result(getattr(self, name)(*args))
         except Exception as exc:  # noqa: BLE001 - the asking thread re-raises it
             cfuture.set_exception(exc)
 
@@ -389,18 +407,11 @@ class Scheduler:
         _, code, cfuture = header
         for rank in self.worker_ranks:
             self.transport.send(rank, (m.SHUTDOWN, code))
-        self.closing = (time.monotonic() + SHUTDOWN_GRACE, set(), code, cfuture)
-
-    def _stop(self) -> None:
-        with self._park:
-            self.stopped = True
-            self._park.notify()
+        self.closing = Shutdown(self.worker_ranks, cfuture, time.monotonic() + SHUTDOWN_GRACE)
 
     def _finish_close(self, timed_out: bool) -> None:
-        _, byes, _, cfuture = self.closing
-        self._stop()
-        missing = sorted(set(self.worker_ranks) - byes)
-        cfuture.set_result(missing if timed_out else [])
+        self._baton.stop()
+        self.closing.finish(timed_out)
 
     # ---- from workers ---------------------------------------------------------------------------
 
@@ -444,40 +455,14 @@ class Scheduler:
         return known
 
     def _on_data(self, src: int, header: tuple, buffers: list) -> None:
-        _, req, entries = header
-        entry = self.gathers.get(req)
-        if entry is None:
-            return
-        offset = 0
-        for key, data, nbuf in entries:
-            if data is None or isinstance(data, str):
-                del self.gathers[req]
-                entry[0].set_exception(LookupError(f"rank {src} no longer holds {key!r}") if data is None
-                                       else SerializationError(data))
-                return
-            bufs = buffers[offset : offset + nbuf]
-            dropped = dropped_in(bufs)
-            if dropped is not None:  # too large for rank 0's memory: this gather fails, the world goes on
-                del self.gathers[req]
-                entry[0].set_exception(MemoryError(
-                    f"rank 0 {dropped.describe()}: the result of {key!r} from rank {src} does not fit in "
-                    "rank 0's memory; reduce it on the workers (or fetch it in parts) instead"))
-                return
-            entry[1][key] = (data, bufs)
-            offset += nbuf
-        entry[2] -= len(entries)
-        if entry[2] == 0:
-            del self.gathers[req]
-            entry[0].set_result(entry[1])
+        self.gathers.arrived(src, header[1], header[2], buffers)
 
     def _on_steal_reply(self, src: int, header: tuple, buffers: list) -> None:
         self._handle(st.StealReply(time.monotonic(), header[1], src, header[2]))
 
     def _on_bye(self, src: int, header: tuple, buffers: list) -> None:
-        if self.closing is not None:
-            self.closing[1].add(src)
-            if len(self.closing[1]) == len(self.worker_ranks):
-                self._finish_close(timed_out=False)
+        if self.closing is not None and self.closing.bye(src):
+            self._finish_close(timed_out=False)
 
     def fail_all(self, error: BaseException) -> None:
         """The world is broken: fail every unfinished future and pending request with ``error``."""
@@ -488,7 +473,7 @@ class Scheduler:
             if self.state is not None:
                 keys = list(self.state.unfinished_wanted())
         except Exception as exc:  # noqa: BLE001 - a broken state: fail what the client waits for
-            _log_failure("reading the scheduler state", exc)
+            logger.error("hpcdist: while failing every pending future, reading the scheduler state failed too: %r", exc)
         # Each notification on its own: one that fails (the bug may be there) must not keep the
         # other futures waiting.
         for ins in notes + [("erred", key, error) for key in keys]:
@@ -497,14 +482,11 @@ class Scheduler:
                     self.notify(attempt)
                     break
                 except Exception as exc:  # noqa: BLE001
-                    _log_failure(f"telling the client about {ins[1]!r}", exc)
-        for entry in self.gathers.values():
-            if not entry[0].done():
-                entry[0].set_exception(error)
-        self.gathers.clear()
-        if self.closing is not None and not self.closing[3].done():
-            self.closing[3].set_result(list(self.worker_ranks))
-
+                    logger.error("hpcdist: while failing every pending future, telling the client about %r "
+                                 "failed too: %r", ins[1], exc)
+        self.gathers.fail_all(error)
+        if self.closing is not None:
+            self.closing.fail()
 
     def crash(self, exc: BaseException) -> None:
         """The loop failed: a failure never leaves the driver or the world hanging.
@@ -514,23 +496,17 @@ class Scheduler:
         Either way the world is then aborted (on MPI that ends every rank).
         """
         if isinstance(exc, TransportError):
-            sys.stderr.write(f"hpcdist: {exc}\n")
+            logger.error("hpcdist: %s", exc)
             error: BaseException = WorkerLost(str(exc))
         else:
             text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            sys.stderr.write("hpcdist: internal error in the scheduler:\n" + text)
+            logger.error("hpcdist: internal error in the scheduler:\n%s", text.rstrip("\n"))
             error = HpcdistError(f"internal error in the scheduler: {exc!r}")
-        sys.stderr.flush()
         try:
             self.fail_all(error)
         finally:
-            self._stop()
+            self._baton.stop()
             self.transport.abort(1)
-
-
-def _log_failure(what: str, exc: BaseException) -> None:
-    sys.stderr.write(f"hpcdist: while failing every pending future, {what} failed too: {exc!r}\n")
-    sys.stderr.flush()
 
 
 def run_guarded(scheduler: Scheduler) -> None:

@@ -11,8 +11,6 @@ therefore never stops this worker from answering its peers and the scheduler.
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 import pickle
 import socket
@@ -21,20 +19,19 @@ import threading
 import time
 import traceback
 from collections import deque
-from typing import Any, Iterator
+from typing import Any
 
 from hpcdist.transports.base import dropped_in
-from hpcdist.errors import SerializationError, TransportError
+from hpcdist.errors import RemoteError, SerializationError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
+from hpcdist.runtime.baton import Baton
+from hpcdist.runtime.running import StateFile, cores, report_loop_failure, running_on, safe_str, unpicklable
 from hpcdist.runtime.sizeof import sizeof
 
 _STOP = object()
-_running = threading.local()  # the worker whose executor is this thread (current_rank)
 _ABSENT = object()  # a requested key this worker does not hold
 
-#: seconds a shut-down worker process waits for its running task before it exits anyway
-SHUTDOWN_TASK_GRACE = 1.0
 #: the communication thread takes over receiving once the executor has been busy this long
 TAKEOVER_S = 1e-3
 #: results whose pickle is at most this many bytes (and has no out-of-band buffer) travel with the
@@ -85,15 +82,11 @@ class Worker:
         self.exit_code = 0
         self._done: list[tuple] = []
         self._done_since = 0.0
-        self._state = _StateFile(state_file) if state_file else None
+        self._state = StateFile(state_file) if state_file else None
         self._busy = False  # the state file names a task (cleared lazily, see execute)
-        # receiving: held by the thread that receives and handles messages
-        self._poll = threading.Lock()
-        self._want = False  # the executor is idle and waits for the comm thread to hand over
-        self._busy_since: float | None = None  # the executor runs tasks, not receiving, since
-        self._park = threading.Condition(threading.Lock())  # the comm thread waits here
-        self._parked = False  # ... without a timeout, until the executor starts a task
-        self._stopped = False
+        # receiving: the executor while it has no task, else the comm thread once the executor has
+        # been busy for TAKEOVER_S (the baton starts held: the executor receives first)
+        self._baton = Baton(lambda: transport.interrupt(), TAKEOVER_S, wake_background=True, held=True)
         self._handlers = {
             m.COMPUTE: self._on_compute,
             m.PUT: self._on_put,
@@ -115,30 +108,22 @@ class Worker:
         """
         info = {"host": self.host or socket.gethostname(), "cores": cores(), "pid": os.getpid()}
         self.transport.send(0, (m.HELLO, info))
-        while True:
-            with self._park:
-                while not self._stopped:
-                    since = self._busy_since
-                    if since is None:  # the executor receives: it wakes us when it starts a task
-                        self._parked = True
-                        self._park.wait()
-                        self._parked = False
-                        continue
-                    left = since + TAKEOVER_S - time.monotonic()
-                    if left <= 0:
-                        break
-                    self._park.wait(left)
-            if self._stopped:
-                return
+        baton = self._baton
+        while baton.await_turn():
             self._flush_done()  # reports held back for a batch must not wait for a long task
-            with self._poll:
-                self._receive(lambda: self._want)
+            with baton.lead:
+                self._receive(lambda: baton.wanted)
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the worker has stopped (shutdown, or a failed transport)."""
+        return self._baton.stopped
 
     def _receive(self, enough: Any) -> None:
-        """Receive and handle messages until ``enough()`` or the worker stops (``self._poll`` held)."""
-        handlers = self._handlers
+        """Receive and handle messages until ``enough()`` or the worker stops (the baton held)."""
+        handlers, baton = self._handlers, self._baton
         try:
-            while not self._stopped and not enough():
+            while not baton.stopped and not enough():
                 item = self.transport.recv(None)
                 if item is not None:
                     src, header, buffers = item
@@ -146,7 +131,7 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - reported, then the world is torn down
             if isinstance(exc, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
                 raise
-            _report(exc, self.transport)
+            report_loop_failure(exc, self.transport)
             self.transport.abort(1)
             self.stop()
 
@@ -331,9 +316,7 @@ class Worker:
         and the communication thread return from :meth:`serve`."""
         with self.lock:
             self.runq.appendleft(_STOP)
-        with self._park:
-            self._stopped = True
-            self._park.notify()
+        self._baton.stop()
         self.transport.interrupt()  # a thread waiting in recv looks again
 
     # ---- executor thread ----------------------------------------------------------------
@@ -360,20 +343,12 @@ class Worker:
 
     def _receive_until_work(self) -> None:
         """Receive until a task is queued (or the worker stops), taking over from the comm thread."""
-        self._busy_since = None  # first: a comm thread that hands over parks, not takes over again
-        if not self._poll.acquire(blocking=False):
-            self._want = True  # the comm thread receives: have it hand over
-            self.transport.interrupt()
-            self._poll.acquire()
-            self._want = False
+        baton = self._baton
+        baton.take()  # the one executor: never held by another foreground thread
         try:
             self._receive(lambda: bool(self.runq))
-            self._busy_since = time.monotonic()
         finally:
-            self._poll.release()
-        if self._parked:
-            with self._park:
-                self._park.notify()
+            baton.give()
 
     def _idle(self) -> None:
         """Nothing to run: report what is done and clear the task from the state file."""
@@ -465,70 +440,10 @@ class Worker:
             exc_bytes = serialize.dumps(exc)[0]
             serialize.loads(exc_bytes)
         except Exception:  # noqa: BLE001 - the exception itself cannot travel: send its text
-            from hpcdist.errors import RemoteError
-
-            exc_bytes = serialize.dumps(RemoteError(f"{type(exc).__name__}: {_safe_str(exc)}"))[0]
+            exc_bytes = serialize.dumps(RemoteError(f"{type(exc).__name__}: {safe_str(exc)}"))[0]
         with self.lock:
             fetched, self.fetched = self.fetched, []
         self.transport.send(0, (m.FAILED, key, exc_bytes, text, duration, tuple(fetched)))
-
-
-class _StateFile:
-    """The task this worker runs, in a file a launcher reads after a crash (``hpcdist postmortem``).
-
-    One 256-byte line, ``R <key>`` while a task runs and ``-`` otherwise, written through a
-    shared memory map: no system call per task, and the page cache keeps what was written
-    even when the process is killed.
-    """
-
-    SIZE = 256
-
-    def __init__(self, path: str) -> None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.pwrite(fd, b"-".ljust(self.SIZE), 0)
-            self._map = mmap.mmap(fd, self.SIZE)
-        finally:
-            os.close(fd)
-
-    def write(self, mark: str, key: str = "") -> None:
-        """Record ``mark`` (``"R"`` with the task's key, or ``"-"``)."""
-        line = f"{mark} {key}\n".encode()[: self.SIZE - 1] if key else b"-\n"
-        self._map[: self.SIZE] = line.ljust(self.SIZE)
-
-
-def unpicklable(key: str, value: Any, exc: BaseException, rank: int | None) -> SerializationError:
-    """The error of a value that failed to pickle: names the key, the type and the reason."""
-    kind = type(value)
-    where = f" on rank {rank}" if rank is not None else ""
-    error = SerializationError(
-        f"the result of task {key!r} cannot be pickled{where}: a {kind.__module__}.{kind.__qualname__} "
-        f"({type(exc).__name__}: {_safe_str(exc)}); return a picklable value instead")
-    error.__cause__ = exc
-    return error
-
-
-def _safe_str(exc: BaseException) -> str:
-    try:
-        return str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure
-        return object.__repr__(exc)
-
-
-def current_rank() -> int | None:
-    """The rank of the worker running the calling task, or None outside a task's thread."""
-    return getattr(_running, "rank", None)
-
-
-@contextlib.contextmanager
-def running_on(rank: int) -> Iterator[None]:
-    """Make :func:`current_rank` say ``rank`` in this thread (a backend that runs tasks inline)."""
-    previous = getattr(_running, "rank", None)
-    _running.rank = rank
-    try:
-        yield
-    finally:
-        _running.rank = previous
 
 
 def pick_holder(holders: list[int], rank: int, host_of: Any) -> int:
@@ -548,86 +463,3 @@ def _extend_path(entries: list[str]) -> None:
             sys.path.insert(0, entry)
 
 
-def cores() -> int:
-    """How many cores this process may run on (its CPU affinity on Linux)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def run_worker(transport: Any, *, state_file: str | None = None, exit_process: bool = False) -> int:
-    """Serve as a worker: this thread executes tasks, a second thread communicates.
-
-    Args:
-        transport: this worker's endpoint.
-        state_file: where the executor records the task it runs (see :class:`Worker`).
-        exit_process: (MPI) once shut down, close the transport and end the process with the
-            exit code the scheduler asked for. A normal interpreter exit; a task still running
-            after :data:`SHUTDOWN_TASK_GRACE` is abandoned: the communication thread finalizes
-            MPI and ends the process (:func:`_exit_now`) without waiting for it.
-
-    Returns:
-        The exit code the scheduler asked for at shutdown.
-    """
-    worker = Worker(transport, state_file=state_file)
-    executed = threading.Event()
-
-    def communicate() -> None:
-        try:
-            worker.serve()
-        except BaseException as exc:  # noqa: BLE001
-            _report(exc, transport)
-            transport.abort(1)
-        worker.stop()  # also after an abort: no task will ever come to the executor again
-        if exit_process and not executed.wait(SHUTDOWN_TASK_GRACE):
-            sys.stderr.write(f"hpcdist: rank {transport.rank}: a task was still running at shutdown; "
-                             f"abandoned it after {SHUTDOWN_TASK_GRACE:g} s, exiting\n")
-            transport.close()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            _exit_now(worker.exit_code)
-
-    comm = threading.Thread(target=communicate, name="hpcdist-comm", daemon=True)
-    comm.start()
-    try:
-        worker.execute()
-    except BaseException as exc:  # noqa: BLE001 - hpcdist's own executor loop failed (not a task)
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        _report(exc, transport)  # the world goes down instead of leaving rank 0 waiting for a report
-        worker.stop()
-        transport.abort(1)
-    executed.set()
-    comm.join()
-    if exit_process:
-        transport.close()
-        sys.exit(worker.exit_code)
-    return worker.exit_code
-
-
-def _exit_now(code: int) -> None:
-    """End the process with ``code`` while another thread still runs a task.
-
-    The C library's ``exit`` (not ``os._exit``): it runs the MPI library's exit handlers, and
-    without them Hydra kills every other rank of the job (rank 0 included, even one that is
-    still working after its ``close()``). The GIL stays held (``PyDLL``), so no Python code runs
-    while the process ends.
-    """
-    try:
-        import ctypes
-
-        ctypes.PyDLL(None).exit(code)
-    except (OSError, AttributeError):  # no C library to call: end without its handlers
-        pass
-    os._exit(code)
-
-
-def _report(exc: BaseException, transport: Any) -> None:
-    """Say why one of hpcdist's own loops failed (the caller then aborts the world)."""
-    if isinstance(exc, TransportError):  # the world is going down (e.g. rank 0 is gone): briefly
-        sys.stderr.write(f"hpcdist: {exc}\n")  # transport errors name the rank already
-    else:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        sys.stderr.write(f"hpcdist: internal error on rank {transport.rank}:\n{text}")
-    sys.stderr.flush()

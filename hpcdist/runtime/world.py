@@ -11,15 +11,19 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from concurrent.futures import Future as _CFuture
 from concurrent.futures import TimeoutError as CFTimeoutError
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
-from hpcdist.errors import HpcdistError, TransportError
+from hpcdist.backends import canonical_name, get_backend
+from hpcdist.errors import HpcdistError
 from hpcdist.runtime import messages as m
+from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.scheduler import Scheduler, run_guarded
-from hpcdist.runtime.worker import SHUTDOWN_TASK_GRACE, cores, run_worker
+from hpcdist.runtime.running import cores
+from hpcdist.transports.mpienv import in_mpi_world, lone_copy
+
+logger = get_logger(__name__)
 
 #: seconds rank 0 waits for every worker's hello at start-up (env HPCDIST_STARTUP_TIMEOUT overrides)
 STARTUP_TIMEOUT = 60.0
@@ -56,17 +60,13 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
     Raises:
         HpcdistError: an unknown name (the message lists the valid names and aliases), or no
             name while the batch system started several copies of this program outside one MPI
-            world (see :func:`hpcdist.transports.mpi.lone_copy`).
+            world (see :func:`hpcdist.transports.mpienv.lone_copy`).
     """
-    from hpcdist.backends import canonical_name
-
     if name is not None:
         return canonical_name(name, "the backend argument"), "argument"
     env = os.environ.get("HPCDIST_BACKEND", "").strip()
     if env:
         return canonical_name(env, "HPCDIST_BACKEND"), "HPCDIST_BACKEND"
-    from hpcdist.transports.mpi import in_mpi_world, lone_copy
-
     if in_mpi_world():
         return "mpi", "automatic: started by an MPI launcher in a world of more than one rank"
     problem = lone_copy()
@@ -75,8 +75,67 @@ def resolve_backend(name: str | None) -> tuple[str, str]:
     return "process", f"automatic: not in an MPI world; one worker process per core ({cores()})"
 
 
-class World:
-    """Rank 0's view of a running runtime.
+@runtime_checkable
+class World(Protocol):
+    """Rank 0's handle on a running runtime, whatever the backend: what a client uses.
+
+    Implemented by :class:`SchedulerWorld` (the thread, process and mpi backends) and by
+    :class:`~hpcdist.backends.local.LocalWorld`.
+    """
+
+    #: canonical backend name
+    backend: str
+    #: True once shut down or aborted
+    closed: bool
+
+    @property
+    def info(self) -> dict[int, dict]:
+        """Rank -> ``{"host", "cores", "pid"}`` of every worker."""
+
+    @property
+    def walltime_warning(self) -> threading.Event:
+        """Set once the batch system's walltime warning (SIGUSR1) reached this process."""
+
+    def listen(self, fn: Callable[[tuple], None]) -> None:
+        """Call ``fn`` with every client-facing instruction (``("memory", key, ...)`` ...)."""
+
+    def unlisten(self, fn: Callable[[tuple], None]) -> None:
+        """Stop calling ``fn``."""
+
+    def send(self, header: tuple) -> None:
+        """Hand a client message (SUBMIT, SCATTER, CANCEL) to the scheduler."""
+
+    def call(self, header_without_future: tuple, timeout: float | None = None) -> Any:
+        """Send a request (GATHER, CLOSE) and wait for its answer."""
+
+    def drive(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Wait for ``done()`` while running the scheduler's loop in this thread; False at once
+        if this thread cannot (then wait the usual way)."""
+
+    def doorbell(self, take: Callable[[], list[str]]) -> None:
+        """Have the scheduler drop the keys ``take()`` hands over, after every message sent so far."""
+
+    def who_has(self, keys: list[str] | None = None) -> dict[str, list[int]]:
+        """Key -> the ranks holding it."""
+
+    def has_what(self) -> dict[int, list[str]]:
+        """Rank -> the keys it holds."""
+
+    def running_keys(self) -> set[str]:
+        """The keys being run now, as far as rank 0 knows."""
+
+    def table_sizes(self) -> dict[str, int]:
+        """Entries of every per-key table behind this world (a diagnostic)."""
+
+    def shutdown(self, code: int = 0) -> None:
+        """Stop every worker and release the world."""
+
+    def abort(self, code: int = 1) -> None:
+        """End the whole world now."""
+
+
+class SchedulerWorld:
+    """Rank 0's view of a runtime of a scheduler loop and workers over a transport.
 
     Args:
         transport: rank 0's endpoint.
@@ -119,12 +178,36 @@ class World:
 
     @property
     def info(self) -> dict[int, dict]:
+        """Rank -> ``{"host", "cores", "pid"}`` of every worker (their hellos)."""
         return self.scheduler.info
 
+    @property
+    def walltime_warning(self) -> threading.Event:
+        """Set once the batch system's walltime warning (SIGUSR1) reached rank 0."""
+        return walltime_warning
+
+    def who_has(self, keys: list[str] | None = None) -> dict[str, list[int]]:
+        """Key -> the ranks holding it, for ``keys`` (default: every key held)."""
+        return self.call((m.QUERY, "who_has", (keys,)))
+
+    def has_what(self) -> dict[int, list[str]]:
+        """Rank -> the keys it holds."""
+        return self.call((m.QUERY, "has_what", ()))
+
+    def running_keys(self) -> set[str]:
+        """The key each worker runs now, as far as rank 0 knows."""
+        return self.call((m.QUERY, "running_keys", ()))
+
+    def table_sizes(self) -> dict[str, int]:
+        """The scheduler's per-key tables (see :meth:`Scheduler.table_sizes`)."""
+        return self.call((m.QUERY, "table_sizes", ()))
+
     def listen(self, fn: Callable[[tuple], None]) -> None:
+        """Call ``fn`` in the loop's thread with every client-facing instruction."""
         self._listeners.append(fn)
 
     def unlisten(self, fn: Callable[[tuple], None]) -> None:
+        """Stop calling ``fn``."""
         if fn in self._listeners:
             self._listeners.remove(fn)
 
@@ -139,12 +222,7 @@ class World:
         if self.closed:
             raise HpcdistError("this hpcdist world has been shut down")
         with self._send_lock:  # loopback order and the count agree
-            self.scheduler.sent += 1  # first: a doorbell rung meanwhile waits for this message
-            try:
-                self.transport.send(0, header)
-            except BaseException:
-                self.scheduler.sent -= 1
-                raise
+            self.scheduler.loopback(header)
 
     def drive(self, done: Callable[[], bool], timeout: float | None = None) -> bool:
         """Wait for ``done()`` while running the scheduler's loop in this thread.
@@ -185,7 +263,7 @@ class World:
         """Have the scheduler drop the keys ``take()`` hands over, once it has handled every
         message sent so far (at the end of one of its rounds; no message, no wake-up)."""
         if not self.closed:
-            self.scheduler.doorbells.append((self.scheduler.sent, take))
+            self.scheduler.add_doorbell(take)
 
     def call(self, header_without_future: tuple, timeout: float | None = None) -> Any:
         """Send a request carrying a concurrent future and wait for its answer."""
@@ -216,8 +294,7 @@ class World:
         _release_sigint(self)
         if missing:
             # Workers that do not answer would keep MPI_Finalize waiting for ever: end them.
-            sys.stderr.write(f"hpcdist: workers {missing} did not confirm shutdown in time; aborting\n")
-            sys.stderr.flush()
+            logger.error("hpcdist: workers %s did not confirm shutdown in time; aborting", missing)
             self.transport.abort(code or 1)
         self.transport.close()
         if self._join_workers is not None:
@@ -229,14 +306,14 @@ class World:
         self.transport.abort(code)
 
 
-def _hold_sigint(world: World) -> None:
+def _hold_sigint(world: SchedulerWorld) -> None:
     """Route Ctrl-C through ``world.on_sigint`` if Python's default handler has it (main thread)."""
     if threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, world.on_sigint)
 
 
-def _release_sigint(world: World) -> None:
+def _release_sigint(world: SchedulerWorld) -> None:
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) == world.on_sigint:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -314,74 +391,8 @@ def start_world(backend: str | None = None, n_workers: int | None = None) -> Wor
         backend: a backend name or alias, or None for the default.
         n_workers: workers for the thread and process backends (default: one per core).
     """
-    from hpcdist.backends import get_backend
-
     name, _ = resolve_backend(backend)
     spec = get_backend(name)
     if n_workers is not None and spec.uses_worker_count and n_workers < 1:
         raise HpcdistError(f"the {name} backend needs at least 1 worker, got {n_workers}")
     return spec.start(n_workers if spec.uses_worker_count else None)
-
-
-def _start_threads(n_workers: int | None = None) -> World:
-    from hpcdist.transports.inproc import InprocHub
-
-    n_workers = n_workers or cores()
-    if n_workers < 1:
-        raise HpcdistError(f"the thread backend needs at least 1 worker, got {n_workers}")
-    timeout = startup_timeout()  # a bad setting fails before any worker starts
-    hub = InprocHub(n_workers + 1)
-    threads = []
-    for rank in range(1, n_workers + 1):
-        t = threading.Thread(target=run_worker, args=(hub.endpoint(rank),), name=f"hpcdist-worker-{rank}", daemon=True)
-        t.start()
-        threads.append(t)
-
-    def join() -> None:
-        # as a worker process does, abandon a task still running after the grace period
-        # (its daemon thread runs on until it returns or the process exits)
-        deadline = time.monotonic() + SHUTDOWN_TASK_GRACE
-        for t in threads:
-            t.join(max(0.0, deadline - time.monotonic()))
-
-    try:
-        return World(hub.endpoint(0), "thread", join, timeout)
-    except BaseException:
-        hub.endpoint(0).abort(1)  # the worker threads end instead of waiting for ever
-        join()
-        raise
-
-
-def _start_processes(n_workers: int | None = None) -> World:
-    from hpcdist.transports.pipe import spawn_world
-
-    timeout = startup_timeout()  # a bad setting fails before any worker starts
-    transport, join = spawn_world(n_workers or cores())
-    try:
-        return World(transport, "process", join, timeout)
-    except BaseException as exc:
-        transport.abort(1)
-        join()
-        raise TransportError(f"the process backend could not start: {exc}") from exc
-
-
-def _start_mpi(n_workers: int | None = None) -> World:
-    from hpcdist.transports.mpi import MPITransport, abort_world
-
-    try:
-        transport = MPITransport.from_world(startup_timeout_s=startup_timeout())
-    except TransportError as exc:
-        abort_world(exc)  # e.g. the other ranks serve mpi4py.futures: they would wait for ever
-        raise
-    install_signal_handlers(transport.rank)
-    if transport.rank != 0:
-        state_dir = os.environ.get("HPCDIST_STATE_DIR")
-        state_file = os.path.join(state_dir, f"rank-{transport.rank}.task") if state_dir else None
-        run_worker(transport, state_file=state_file, exit_process=True)  # ends the process
-    try:
-        return World(transport, "mpi")
-    except BaseException as exc:
-        sys.stderr.write(f"hpcdist: rank 0 could not start: {exc}\n{traceback.format_exc()}")
-        sys.stderr.flush()
-        transport.abort(1)
-        raise TransportError(str(exc)) from exc

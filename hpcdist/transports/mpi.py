@@ -1,5 +1,8 @@
 """MPI transport: the only module of hpcdist that imports mpi4py (lazily, in the factory).
 
+The wire format is in :mod:`~hpcdist.transports.mpiwire`, what the environment says about
+the launch in :mod:`~hpcdist.transports.mpienv`.
+
 Design (measurements behind it: the MPI transport notes of the project):
 
 * The thread that calls :meth:`MPITransport.recv` is the communication thread (one at a time;
@@ -40,16 +43,15 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-import numpy as np
-
-from hpcdist.transports import base
-from hpcdist.transports.base import DroppedBuffer, Message, Transport
+from hpcdist.transports.base import Message, Transport
+from hpcdist.transports.mpiwire import TAG_DATA, TAG_HEADER, Incoming
+from hpcdist.transports.mpiworld import abort_all, dup_within
 from hpcdist.errors import TransportError
+from hpcdist.transports.mpienv import (MPI4PY_FUTURES_MESSAGE, poll_max_seconds, size1_message, tighten_timer_slack,
+                                       under_mpi4py_futures)
 
-TAG_HEADER = 1
-TAG_DATA = 2
 #: largest single MPI message; bigger buffers are split (site MPIs without large counts)
 CHUNK_BYTES = 1 << 30
 #: keep spinning this long after the last traffic
@@ -59,10 +61,6 @@ POLL_MIN_S = 1e-5
 #: for this long after the last traffic the idle wait stays under WARM_MAX_S
 WARM_S = 0.1
 WARM_MAX_S = 2e-4
-#: timer slack of the comm thread, in ns (Linux prctl PR_SET_TIMERSLACK)
-TIMER_SLACK_NS = 1000
-#: default cap of the idle wait, in ms (env HPCDIST_POLL_MAX_MS overrides)
-POLL_MAX_MS = 5.0
 #: close(): how long to wait for pending sends to complete
 CLOSE_WAIT_S = 2.0
 #: close(): MPI_Finalize waits for every rank; past this the process exits (faulthandler)
@@ -72,87 +70,6 @@ WORKER_SWITCH_INTERVAL = 0.001
 #: header messages taken per progress round before sends get their turn again
 _MAX_HEADERS_PER_ROUND = 64
 _LOOPBACK = -1
-
-# launcher variables that give the world size: hydra/PMI-1/PMI-2 (MPICH, Intel MPI, srun
-# --mpi=pmi2, Cray), Open MPI, MVAPICH2
-_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-
-
-def _env_int(name: str, env: Mapping[str, str] | None = None) -> int | None:
-    try:
-        return int((os.environ if env is None else env)[name])
-    except (KeyError, ValueError):
-        return None
-
-
-def in_mpi_world(env: Mapping[str, str] | None = None) -> bool:
-    """Whether an MPI launcher started this process in a world of more than one rank.
-
-    Reads launcher environment variables only (``env``, default ``os.environ``); never
-    imports mpi4py.
-    """
-    env = os.environ if env is None else env
-    for name in _SIZE_VARS:
-        size = _env_int(name, env)
-        if size is not None:
-            return size > 1
-    if (_env_int("MPI_LOCALNRANKS", env) or 0) > 1:  # hydra, per node
-        return True
-    if "PMIX_RANK" in env or "PMI_RANK" in env:  # srun --mpi=pmix: size from SLURM
-        size = _env_int("SLURM_STEP_NUM_TASKS", env) or _env_int("SLURM_NTASKS", env)
-        return size is not None and size > 1
-    return False
-
-
-#: variables an MPI launcher sets in each process it starts (also in a world of one)
-_LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "MPI_LOCALNRANKS")
-
-
-def lone_copy(env: Mapping[str, str] | None = None) -> str | None:
-    """Why this process looks like one of several copies a batch system started without MPI.
-
-    ``srun -n 3 python driver.py`` (no ``--mpi``) starts three processes that each see an MPI
-    world of one; so does an MPI launch of one rank in a Grid Engine job of several slots. An
-    automatic backend choice would run the driver once per copy. Reads ``env`` (default
-    ``os.environ``) only; call it when :func:`in_mpi_world` is False.
-
-    Returns:
-        A message naming the fix, or None when nothing more than one process was promised.
-    """
-    env = os.environ if env is None else env
-    if in_mpi_world(env):
-        return None
-    step = _env_int("SLURM_STEP_NUM_TASKS", env)
-    if step is None and "SLURM_STEP_ID" in env:  # an srun step of a SLURM that does not set it
-        step = _env_int("SLURM_NTASKS", env)
-    if step is not None and step > 1:
-        rank = env.get("SLURM_PROCID", "?")
-        return (f"srun started {step} copies of this program (SLURM_STEP_NUM_TASKS={step}, this is task {rank}) "
-                "but none is in an MPI world with the others, so each would run the whole driver on its own: "
-                "launch with `srun --mpi=pmi2 ...` (or the site's PMI, see `srun --mpi=list`), or start one "
-                "copy with `hpcdist exec`/`hpcdist run`; to run each copy alone on purpose, choose a backend "
-                "(HPCDIST_BACKEND=process)")
-    slots = _env_int("NSLOTS", env)
-    if slots is not None and slots > 1 and any(name in env for name in _LAUNCH_VARS):
-        return (f"an MPI launcher started this program in a world of one rank, but the Grid Engine job has "
-                f"NSLOTS={slots} slots: launch with `mpiexec -n $NSLOTS` of the MPI mpi4py was built with, or "
-                "with `hpcdist exec`; to run one process on purpose, choose a backend (HPCDIST_BACKEND=process)")
-    return None
-
-
-def poll_max_seconds() -> float:
-    """The idle-wait cap in seconds: ``HPCDIST_POLL_MAX_MS`` or :data:`POLL_MAX_MS`."""
-    text = os.environ.get("HPCDIST_POLL_MAX_MS")
-    if text is None or not text.strip():
-        return POLL_MAX_MS / 1000.0
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 10_000:
-        raise TransportError(f"HPCDIST_POLL_MAX_MS={text!r}: expected a number of milliseconds in (0, 10000]")
-    return value / 1000.0
-
 
 def library_info() -> dict[str, Any]:
     """What MPI this process would use, for ``hpcdist doctor``; initialises MPI (run it in
@@ -206,139 +123,6 @@ def library_info() -> dict[str, Any]:
     }
 
 
-def _tighten_timer_slack() -> None:
-    """Ask Linux to wake this thread within :data:`TIMER_SLACK_NS` of its timeouts.
-
-    The default slack of 50 µs made every 10 µs poll wait last ~60 µs, which added up to
-    most of a task's round trip. Elsewhere (or if prctl is unavailable) nothing changes.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(29, TIMER_SLACK_NS, 0, 0, 0)  # PR_SET_TIMERSLACK
-    except (OSError, AttributeError):
-        pass
-
-
-def _size1_message() -> str:
-    promised = [
-        f"{name}={os.environ[name]}" for name in ("SLURM_NTASKS", "NSLOTS") if (_env_int(name) or 0) > 1
-    ]
-    if promised:
-        return (
-            f"the batch system promised several tasks ({', '.join(promised)}) but this MPI world has "
-            "size 1: the ranks were started as separate one-rank worlds (plain `srun` without "
-            "`--mpi=pmi2`, or an mpiexec from another MPI than the one mpi4py was built with); launch "
-            "with `srun --mpi=pmi2` or with the mpiexec of mpi4py's MPI"
-        )
-    return "hpcdist needs at least 2 MPI ranks: rank 0 schedules, the others work"
-
-
-_MPI4PY_FUTURES_MESSAGE = (
-    "this program was started with `python -m mpi4py.futures`: the other ranks serve mpi4py.futures, "
-    "not hpcdist, so no hpcdist worker would ever start. Launch it as `mpiexec -n N python driver.py` "
-    "or `mpiexec -n N python -m hpcdist exec driver.py` (or `hpcdist run -n N driver.py`)"
-)
-
-
-def _under_mpi4py_futures() -> bool:
-    """Whether ``python -m mpi4py.futures`` runs this program (its ranks > 0 serve a shared pool)."""
-    core = sys.modules.get("mpi4py.futures._core")
-    return core is not None and getattr(core, "SharedPool", None) is not None
-
-
-def abort_world(error: BaseException) -> None:
-    """Say ``error`` and end every rank (``MPI_Abort``) if this process is in an MPI world of
-    several ranks; otherwise return (then the caller raises ``error`` as usual).
-
-    For a rank that cannot start: the others would otherwise wait for it for ever.
-    """
-    MPI = sys.modules.get("mpi4py.MPI")
-    if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() < 2:
-        return
-    sys.stderr.write(f"hpcdist: {error}\n")
-    _abort(MPI, 1)
-
-
-#: seconds an aborting rank waits for what it wrote to leave: the launcher tears the job down at
-#: once, and output still in its pipes is lost (a whole error message, now and then, on 2 cores)
-ABORT_FLUSH_S = 0.5
-
-
-def _abort(MPI: Any, code: int) -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):  # closed
-            pass
-    time.sleep(ABORT_FLUSH_S)
-    MPI.COMM_WORLD.Abort(code)
-
-
-def _dup_within(world: Any, timeout: float) -> Any:
-    """``world.Dup()`` without the risk of waiting for ever: a nonblocking Idup, tested until
-    ``timeout`` (a collective: it completes only once every rank has started hpcdist)."""
-    comm, request = world.Idup()
-    deadline = time.monotonic() + timeout
-    wait = 1e-4
-    while not request.Test():
-        if time.monotonic() >= deadline:
-            raise TransportError(
-                f"rank {world.Get_rank()}: the other ranks did not start hpcdist within {timeout:g} s "
-                "(HPCDIST_STARTUP_TIMEOUT): are they running this program? (`python -m mpi4py.futures` "
-                "or another MPI program on the other ranks cannot serve as hpcdist workers)")
-        time.sleep(wait)
-        wait = min(wait * 2, 0.01)
-    return comm
-
-
-class _Incoming:
-    """A message whose header has arrived and whose buffers are being received."""
-
-    __slots__ = ("src", "header", "bufs", "sizes", "chunk", "index", "offset", "scratch")
-
-    def __init__(self, src: int, header: Any, sizes: list[int], chunk: int) -> None:
-        self.src = src
-        self.header = header
-        self.sizes = sizes
-        self.bufs = [base.allocate_or_drop(n) for n in sizes]
-        self.chunk = chunk
-        self.index = 0  # buffer being filled
-        self.offset = 0  # bytes of it received
-        self.scratch: np.ndarray | None = None  # where the data of a dropped buffer goes
-        self._skip_empty()
-
-    def _skip_empty(self) -> None:
-        while self.index < len(self.bufs) and self.offset >= self.sizes[self.index]:
-            self.index += 1
-            self.offset = 0
-
-    @property
-    def done(self) -> bool:
-        return self.index >= len(self.bufs)
-
-    def next_slice(self) -> np.ndarray:
-        buf = self.bufs[self.index]
-        if type(buf) is DroppedBuffer:  # receive its pieces into scratch space and forget them
-            n = min(self.chunk, self.sizes[self.index] - self.offset)
-            if self.scratch is None or self.scratch.nbytes < n:
-                try:
-                    self.scratch = base.allocate(n)  # one message: at most the sender's chunk size
-                except MemoryError as exc:
-                    raise TransportError(f"out of memory: cannot even discard a {n}-byte message: {exc}") from exc
-            return self.scratch[:n]
-        return buf[self.offset : self.offset + self.chunk]
-
-    def advance(self, n: int) -> None:
-        self.offset += n
-        self._skip_empty()
-
-    def message(self) -> Message:
-        return (self.src, self.header, self.bufs)
-
-
 class MPITransport(Transport):
     """Transport over an MPI communicator; build it with :meth:`from_world`.
 
@@ -366,7 +150,7 @@ class MPITransport(Transport):
         self._wake = threading.Lock()
         self._wake.acquire()
         self._ready: deque[Message] = deque()
-        self._incoming: dict[int, deque[_Incoming]] = {}
+        self._incoming: dict[int, deque[Incoming]] = {}
         self._reqs: list[Any] = []  # pending Isend requests ...
         self._keep: list[Any] = []  # ... and the buffers they read, kept alive until done
         self._lock = threading.RLock()  # held while making MPI calls
@@ -427,11 +211,11 @@ class MPITransport(Transport):
             )
         world = MPI.COMM_WORLD
         if world.Get_size() < 2:
-            raise TransportError(_size1_message())
-        if _under_mpi4py_futures():
-            raise TransportError(_MPI4PY_FUTURES_MESSAGE)
+            raise TransportError(size1_message())
+        if under_mpi4py_futures():
+            raise TransportError(MPI4PY_FUTURES_MESSAGE)
         poll_max_s = poll_max_seconds() if poll_max_ms is None else poll_max_ms / 1000.0
-        transport = cls(MPI, _dup_within(world, startup_timeout_s), poll_max_s=poll_max_s, finalize=finalize)
+        transport = cls(MPI, dup_within(world, startup_timeout_s), poll_max_s=poll_max_s, finalize=finalize)
         if transport.rank > 0:
             sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
         return transport
@@ -498,7 +282,7 @@ class MPITransport(Transport):
         self._owner = threading.get_ident()
         if not getattr(self._slack, "done", False):
             self._slack.done = True
-            _tighten_timer_slack()
+            tighten_timer_slack()
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         MPIException = self._MPI.Exception
         try:
@@ -567,8 +351,8 @@ class MPITransport(Transport):
 
     def abort(self, code: int = 1) -> None:
         """``MPI_Abort`` on COMM_WORLD from any thread: every rank of the job dies (after
-        :data:`ABORT_FLUSH_S`, for this rank's last words)."""
-        _abort(self._MPI, code)
+        ABORT_FLUSH_S, for this rank's last words; see :func:`~hpcdist.transports.mpiworld.abort_all`)."""
+        abort_all(self._MPI, code)
 
     @property
     def pending_sends(self) -> int:
@@ -661,7 +445,7 @@ class MPITransport(Transport):
                 header, sizes, chunk = pickle.loads(data)
             except Exception as exc:
                 raise TransportError(f"rank {self.rank}: unreadable header from rank {src}: {exc}") from exc
-            entry = _Incoming(src, header, sizes, chunk)
+            entry = Incoming(src, header, sizes, chunk)
             self.stats["received"] += 1
             self.stats["bytes_received"] += len(data) + sum(sizes)
             waiting = self._incoming.get(src)

@@ -25,7 +25,8 @@ def noop(x):
 
 def worker_tables(_=None):
     """Per-key tables of the worker running this task (found among the live objects)."""
-    from hpcdist.runtime.worker import Worker, current_rank
+    from hpcdist.runtime.running import current_rank
+    from hpcdist.runtime.worker import Worker
 
     rank = current_rank()
     for obj in gc.get_objects():

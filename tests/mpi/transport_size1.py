@@ -2,7 +2,8 @@
 
 import sys
 
-from hpcdist.transports.mpi import MPITransport, in_mpi_world
+from hpcdist.transports.mpi import MPITransport
+from hpcdist.transports.mpienv import in_mpi_world
 from hpcdist.errors import TransportError
 
 print(f"in_mpi_world={in_mpi_world()}", flush=True)

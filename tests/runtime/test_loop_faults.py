@@ -30,10 +30,11 @@ def _boom(*args, **kwargs):
 
 
 def _this_worker():
-    from hpcdist.runtime.worker import Worker, current_rank
+    from hpcdist.runtime.running import current_rank
+    from hpcdist.runtime.worker import Worker
 
     return next(o for o in gc.get_objects()
-                if isinstance(o, Worker) and o.rank == current_rank() and not o._stopped)
+                if isinstance(o, Worker) and o.rank == current_rank() and not o.stopped)
 
 
 def break_worker_receiving():

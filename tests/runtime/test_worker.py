@@ -102,7 +102,7 @@ def test_state_file_names_the_running_task_and_clears_when_idle(tmp_path):
 
 @pytest.mark.parametrize("backend, rank", [("thread", 2), ("local", 1)])
 def test_a_task_knows_the_rank_it_runs_on(backend, rank):
-    from hpcdist.runtime.worker import current_rank
+    from hpcdist.runtime.running import current_rank
 
     with Client(backend=backend, workers=2) as c:
         assert c.submit(current_rank, pure=False, workers=[rank]).result() == rank

@@ -15,6 +15,7 @@ if str(TESTS) not in sys.path:
 from mpiutil import MPI_DIR, run_mpi  # noqa: E402
 
 from hpcdist.transports import mpi as mpi_backend  # noqa: E402
+from hpcdist.transports import mpienv  # noqa: E402
 from hpcdist.errors import TransportError  # noqa: E402
 
 LAUNCH_VARS = (
@@ -114,7 +115,8 @@ def test_world_of_one_rank_under_a_batch_allocation_names_the_fix(var):
 
 
 def test_module_imports_without_mpi4py():
-    code = "import sys, hpcdist.transports.mpi as m; m.in_mpi_world(); print('mpi4py' in sys.modules)"
+    code = ("import sys, hpcdist.transports.mpi, hpcdist.transports.mpienv as m; m.in_mpi_world(); "
+            "print('mpi4py' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
 
@@ -138,15 +140,15 @@ def test_in_mpi_world_reads_launcher_variables(monkeypatch, env, expected):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert mpi_backend.in_mpi_world() is expected
+    assert mpienv.in_mpi_world() is expected
 
 
 def test_poll_max_from_environment(monkeypatch):
     monkeypatch.delenv("HPCDIST_POLL_MAX_MS", raising=False)
-    assert mpi_backend.poll_max_seconds() == pytest.approx(0.005)
+    assert mpienv.poll_max_seconds() == pytest.approx(0.005)
     monkeypatch.setenv("HPCDIST_POLL_MAX_MS", "1")
-    assert mpi_backend.poll_max_seconds() == pytest.approx(0.001)
+    assert mpienv.poll_max_seconds() == pytest.approx(0.001)
     for bad in ("fast", "0", "-2"):
         monkeypatch.setenv("HPCDIST_POLL_MAX_MS", bad)
         with pytest.raises(TransportError, match="HPCDIST_POLL_MAX_MS"):
-            mpi_backend.poll_max_seconds()
+            mpienv.poll_max_seconds()

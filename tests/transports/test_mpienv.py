@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from hpcdist.transports.mpi import in_mpi_world, lone_copy
+from hpcdist.transports.mpienv import in_mpi_world, lone_copy
 from hpcdist.errors import HpcdistError
 from hpcdist.runtime import world
 

@@ -1,0 +1,60 @@
+"""World-level MPI calls made with the ``mpi4py.MPI`` module the caller already imported.
+
+A bounded ``Dup`` of the world (:func:`dup_within`) and ending every rank
+(:func:`abort_world`, :func:`abort_all`). Never imports mpi4py: only
+:mod:`hpcdist.transports.mpi` does.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from hpcdist.errors import TransportError
+
+
+def abort_world(error: BaseException) -> None:
+    """Say ``error`` and end every rank (``MPI_Abort``) if this process is in an MPI world of
+    several ranks; otherwise return (then the caller raises ``error`` as usual).
+
+    For a rank that cannot start: the others would otherwise wait for it for ever.
+    """
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized() or MPI.COMM_WORLD.Get_size() < 2:
+        return
+    sys.stderr.write(f"hpcdist: {error}\n")
+    abort_all(MPI, 1)
+
+
+#: seconds an aborting rank waits for what it wrote to leave: the launcher tears the job down at
+#: once, and output still in its pipes is lost (a whole error message, now and then, on 2 cores)
+ABORT_FLUSH_S = 0.5
+
+
+def abort_all(MPI: Any, code: int) -> None:
+    """Flush this rank's output, wait :data:`ABORT_FLUSH_S`, then ``MPI_Abort`` on COMM_WORLD."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed
+            pass
+    time.sleep(ABORT_FLUSH_S)
+    MPI.COMM_WORLD.Abort(code)
+
+
+def dup_within(world: Any, timeout: float) -> Any:
+    """``world.Dup()`` without the risk of waiting for ever: a nonblocking Idup, tested until
+    ``timeout`` (a collective: it completes only once every rank has started hpcdist)."""
+    comm, request = world.Idup()
+    deadline = time.monotonic() + timeout
+    wait = 1e-4
+    while not request.Test():
+        if time.monotonic() >= deadline:
+            raise TransportError(
+                f"rank {world.Get_rank()}: the other ranks did not start hpcdist within {timeout:g} s "
+                "(HPCDIST_STARTUP_TIMEOUT): are they running this program? (`python -m mpi4py.futures` "
+                "or another MPI program on the other ranks cannot serve as hpcdist workers)")
+        time.sleep(wait)
+        wait = min(wait * 2, 0.01)
+    return comm
