@@ -2,13 +2,14 @@
 
 A :class:`Future` is a :class:`concurrent.futures.Future` whose result is held by a worker
 (see :mod:`hpcdist.runtime.client` for the :class:`~hpcdist.runtime.client.Client` that makes
-them). This module holds what deals with futures themselves: their shared-condition setup,
-marking them done or cancelled (:func:`_finish`, :func:`_set_cancelled`), waiting for many at
-once (:func:`_wait_all`), walking nested containers of futures (:func:`_collect`,
-:func:`_rebuild`), and the standard-library style :func:`as_completed` and :func:`wait`.
+them). This module holds what deals with futures themselves: making them (:func:`new_futures`),
+marking them done or cancelled (:func:`finish`, :func:`set_cancelled`), waiting for many at
+once (:func:`wait_all`), their values (:func:`failed_keys`, :func:`fetch_values`), walking
+nested containers of futures (:func:`collect`, :func:`rebuild`), and the standard-library
+style :func:`as_completed` and :func:`wait`.
 
-A future reaches its client only through its ``client`` attribute, so this module never
-imports the client at run time.
+A client's future reaches the world only through its client's
+:class:`~hpcdist.runtime.futuretable.FutureTable`, which counts it and whose condition it shares.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ import pickle
 import threading
 import time
 from concurrent.futures import _base as cf_base
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from hpcdist.runtime import serialize
-
-if TYPE_CHECKING:
-    from hpcdist.runtime.client import Client
+from hpcdist.runtime.futuretable import FutureTable
 
 FIRST_COMPLETED = cf.FIRST_COMPLETED
 FIRST_EXCEPTION = cf.FIRST_EXCEPTION
@@ -121,15 +120,17 @@ class Future(cf.Future):
         client: the client that made it (None for a plain future).
     """
 
-    def __init__(self, key: str | None = None, client: Client | None = None) -> None:
+    def __init__(self, key: str | None = None, client: Any = None) -> None:
         if client is None:
             cf.Future.__init__(self)
             self.key = key
             self.client = None
+            self._table = None
             self._local = True
             return
-        _init_future(self, key, client)
-        client._register((self,))
+        table = client.future_table
+        _init_future(self, key, client, table)
+        table.register((self,))
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the task and bring its value to rank 0.
@@ -147,10 +148,10 @@ class Future(cf.Future):
             self._wait(timeout)
         if self._state is not _FINISHED or self._exception is not None or self._local:
             return cf.Future.result(self, 0)  # the task's error, CancelledError, TimeoutError or a set value
-        small = self.client._small.get(self.key)
+        small = self._small
         if small is not None:  # the value came with the completion: no round trip
             return serialize.load_result(self.key, small)
-        return self.client._fetch([self.key])[self.key]
+        return self._table.gather((self.key,))[self.key]
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the task; its exception, or None if it succeeded (as in concurrent.futures)."""
@@ -167,7 +168,7 @@ class Future(cf.Future):
             wakeup = _Wakeup(1)
             self._waiters.append(wakeup)
         try:
-            _block(self.client, wakeup, timeout)
+            _block(self._table, wakeup, timeout)
         finally:
             _remove_waiter(self, wakeup)
 
@@ -192,9 +193,9 @@ class Future(cf.Future):
                 w.add_cancelled(self)
             self._condition.notify_all()
         self._invoke_callbacks()
-        client = self.client
-        if client is not None and not self._local and not client._closed:
-            client._cancel_keys((self.key,))
+        table = self._table
+        if table is not None and not self._local and not table.closed:
+            table.cancel((self.key,))
         return True
 
     def set_result(self, result: Any) -> None:
@@ -249,9 +250,9 @@ class Future(cf.Future):
     def _result_type(self) -> str:
         if self._local or self.client is None:
             return type(self._result).__name__
-        small = self.client._small.get(self.key)
+        small = self._small
         if small is None:
-            data = getattr(self.client._world, "data", None)  # the local backend holds values here
+            data = getattr(self._table.world, "data", None)  # the local backend holds values here
             if isinstance(data, dict) and self.key in data:
                 return type(data[self.key]).__name__
             return "(a value held on a worker)"
@@ -264,22 +265,36 @@ class Future(cf.Future):
         raise TypeError("an hpcdist Future can only be passed as an argument of Client.submit/map")
 
     def __del__(self) -> None:
-        client = getattr(self, "client", None)
-        if client is not None:
-            client._unregister(self.key)
+        table = getattr(self, "_table", None)
+        if table is not None:
+            table.unregister(self.key)
 
 
-def _init_future(fut: Future, key: str, client: Client) -> None:
+def _init_future(fut: Future, key: str, client: Any, table: FutureTable) -> None:
     # What concurrent.futures.Future.__init__ sets, with the client's shared condition.
-    fut._condition = client._cond
+    fut._condition = table.condition
     fut._state = _PENDING
     fut._result = None
     fut._exception = None
     fut._waiters = []
     fut._done_callbacks = []
     fut._local = False  # True once set_result/set_exception gave it a value of its own
+    fut._small = None  # the pickle of a small result, sent along with its completion
+    fut._table = table
     fut.key = key
     fut.client = client
+
+
+def new_futures(client: Any, table: FutureTable, keys: Iterable[str]) -> list[Future]:
+    """Pending futures of ``client`` for ``keys``, counted in ``table``."""
+    new = Future.__new__
+    futures = []
+    for key in keys:
+        fut = new(Future)
+        _init_future(fut, key, client, table)
+        futures.append(fut)
+    table.register(futures)
+    return futures
 
 
 def _remove_waiter(fut: cf.Future, waiter: Any) -> None:
@@ -302,15 +317,15 @@ def _notify_cancelled(fut: Future, called: list[Future]) -> None:
         waiter.add_cancelled(fut)
 
 
-def _set_cancelled(client: Client, futures: list[Future]) -> None:
-    """Mark futures cancelled and notified, as the scheduler cancelled their key."""
+def set_cancelled(table: FutureTable, futures: list[Future]) -> None:
+    """Mark futures of ``table`` cancelled and notified, as the scheduler cancelled their key."""
     called: list[Future] = []
-    with client._rlock:
+    with table.rlock:
         for fut in futures:
             _notify_cancelled(fut, called)
-        client._cond.notify_all()
-    for fut in called:
-        client._callbacks.put(fut)
+        table.condition.notify_all()
+    if called:
+        table.call_later([fut._invoke_callbacks for fut in called])
 
 
 def _mark_finished(fut: Future, exception: BaseException | None) -> None:
@@ -324,48 +339,96 @@ def _mark_finished(fut: Future, exception: BaseException | None) -> None:
             waiter.add_exception(fut)
 
 
-def _finish(client: Client, futures: list[Future], error: BaseException | None) -> None:
-    """Mark futures done, as concurrent.futures' set_result/set_exception would."""
+def finish(table: FutureTable, futures: list[Future], error: BaseException | None,
+           small: bytes | None = None) -> None:
+    """Mark futures of ``table`` done, as concurrent.futures' set_result/set_exception would.
+
+    ``small`` is the pickle of the result, when it came along with the completion.
+    """
     called: list[Future] = []
-    with client._rlock:
+    with table.rlock:
         for fut in futures:
             state = fut._state
             if state in _DONE:
                 if state is _CANCELLED:  # cancelled here while it finished: notify the cancel
                     _notify_cancelled(fut, called)
                 continue
+            fut._small = small
             _mark_finished(fut, error)
             if fut._done_callbacks:
                 called.append(fut)
-        if client._cond._waiters:  # only a direct concurrent.futures.Future.result() call waits here
-            client._cond.notify_all()
-    for fut in called:  # on the callback thread: the callbacks may block or call result()
-        client._callbacks.put(fut)
+        cond = table.condition
+        if cond._waiters:  # only a direct concurrent.futures.Future.result() call waits here
+            cond.notify_all()
+    if called:  # on the callback thread: the callbacks may block or call result()
+        table.call_later([fut._invoke_callbacks for fut in called])
 
 
-def _block(client: Client | None, wakeup: Any, timeout: float | None) -> None:
+def _block(table: FutureTable | None, wakeup: Any, timeout: float | None) -> None:
     """Wait until ``wakeup`` fires, running the scheduler's loop meanwhile if no other thread does."""
     lock = wakeup.lock
-    if client is not None and client._world.drive(lambda: not lock.locked(), timeout) and (
+    if table is not None and table.drive(lambda: not lock.locked(), timeout) and (
             timeout is not None or not lock.locked()):
         return  # done, or the time is up
     lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
 
 
-def _wait_all(client: Client, futures: list[Future]) -> None:
-    """Wait until every future is done (one wake-up, whatever their number)."""
-    cond = client._cond
+def wait_all(futures: list[Future]) -> None:
+    """Wait until every future is done (one wake-up, whatever their number, for one client's)."""
+    if not futures:
+        return
+    table = getattr(futures[0], "_table", None)
+    cond = table.condition if table is not None else None
     for fut in futures:
         if fut._condition is not cond:  # another client's future: the general way
             cf.wait(futures)
             return
-    _wait_for(client, futures, True, None)
+    _wait_for(table, futures, True, None)
 
 
-def _wait_for(client: Client, futures: list[Future], every: bool, timeout: float | None,
+def failed_keys(futures: list[Future], errors: str) -> set[str]:
+    """The keys of the failed or cancelled ones of these done futures.
+
+    Raises:
+        The first one's exception (``CancelledError`` if cancelled) if ``errors == "raise"``.
+    """
+    bad = set()
+    for fut in futures:
+        if fut._state is not _FINISHED or fut._exception is not None:  # cancelled or failed
+            if errors == "raise":
+                if fut.cancelled():
+                    raise cf.CancelledError(f"task {fut.key!r} was cancelled")
+                raise fut.exception()
+            bad.add(fut.key)
+    return bad
+
+
+def fetch_values(table: FutureTable, futures: list[Future], bad: set[str]) -> dict[str, Any]:
+    """The values of finished futures whose key is not in ``bad``, by key, on rank 0.
+
+    Small ones came with their completion; the others come from their workers in one request.
+    A future given a value of its own (``set_result``) is left out: :func:`rebuild` reads it.
+    """
+    values: dict[str, Any] = {}
+    remote: dict[str, None] = {}
+    for fut in futures:
+        key = fut.key
+        if fut._local or key in bad or key in values:
+            continue
+        small = fut._small
+        if small is not None:
+            values[key] = serialize.load_result(key, small)  # in-band only: see worker.INLINE_MAX
+        else:
+            remote[key] = None
+    if remote:
+        values.update(table.gather(list(remote)))
+    return values
+
+
+def _wait_for(table: FutureTable, futures: list[Future], every: bool, timeout: float | None,
               done: tuple = _DONE) -> None:
     """Wait until every one (``every``) or any one of ``futures`` is in a ``done`` state, or ``timeout``."""
-    with client._rlock:
+    with table.rlock:
         pending = [f for f in futures if f._state not in done]
         if not pending or (not every and len(pending) < len(futures)):
             return
@@ -373,9 +436,9 @@ def _wait_for(client: Client, futures: list[Future], every: bool, timeout: float
         for fut in pending:
             fut._waiters.append(wakeup)
     try:
-        _block(client, wakeup, timeout)
+        _block(table, wakeup, timeout)
     finally:
-        with client._rlock:
+        with table.rlock:
             for fut in pending:
                 try:
                     fut._waiters.remove(wakeup)
@@ -383,12 +446,13 @@ def _wait_for(client: Client, futures: list[Future], every: bool, timeout: float
                     pass
 
 
-def _is_container(obj: Any) -> bool:
+def is_container(obj: Any) -> bool:
     """Any iterable that is not a future, a string, bytes or a mapping."""
     return not isinstance(obj, (cf.Future, str, bytes, bytearray, memoryview, dict)) and hasattr(obj, "__iter__")
 
 
-def _collect(obj: Any, out: list[Future]) -> None:
+def collect(obj: Any, out: list[Future]) -> None:
+    """Append the futures inside ``obj`` (lists, tuples, sets, dict values, nested) to ``out``."""
     if isinstance(obj, Future):
         out.append(obj)
     elif isinstance(obj, (list, tuple, set, frozenset)):
@@ -396,17 +460,18 @@ def _collect(obj: Any, out: list[Future]) -> None:
             if isinstance(x, Future):  # the common case, without a call per item
                 out.append(x)
             else:
-                _collect(x, out)
+                collect(x, out)
     elif isinstance(obj, dict):
         for x in obj.values():
-            _collect(x, out)
+            collect(x, out)
 
 
 def _value(fut: Future, values: dict[str, Any]) -> Any:
     return fut._result if fut._local else values[fut.key]
 
 
-def _rebuild(obj: Any, values: dict[str, Any], bad: set[str]) -> Any:
+def rebuild(obj: Any, values: dict[str, Any], bad: set[str]) -> Any:
+    """``obj`` with its futures replaced by their values; futures of ``bad`` keys left out."""
     if isinstance(obj, Future):
         return _value(obj, values)
     if isinstance(obj, (list, tuple, set, frozenset)):
@@ -416,12 +481,12 @@ def _rebuild(obj: Any, values: dict[str, Any], bad: set[str]) -> Any:
                 if x.key not in bad:
                     items.append(x._result if x._local else values[x.key])
             else:
-                items.append(_rebuild(x, values, bad))
+                items.append(rebuild(x, values, bad))
         if isinstance(obj, list):
             return items
         return type(obj)(items) if isinstance(obj, (set, frozenset)) else tuple(items)
     if isinstance(obj, dict):
-        return {k: _rebuild(v, values, bad) for k, v in obj.items() if not (isinstance(v, Future) and v.key in bad)}
+        return {k: rebuild(v, values, bad) for k, v in obj.items() if not (isinstance(v, Future) and v.key in bad)}
     return obj
 
 
@@ -493,9 +558,9 @@ def _as_completed(fs: list[cf.Future], timeout: float | None, with_results: bool
                 f._waiters.append(arrivals)
                 pending[id(f)] = f
     done.reverse()
-    clients = {getattr(f, "client", None) for f in pending.values()}
-    client = clients.pop() if len(clients) == 1 else None
-    del fs, f, clients
+    tables = {getattr(f, "_table", None) for f in pending.values()}
+    table = tables.pop() if len(tables) == 1 else None
+    del fs, f, tables
     try:
         while True:
             while done:
@@ -513,7 +578,7 @@ def _as_completed(fs: list[cf.Future], timeout: float | None, with_results: bool
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"{len(pending)} (of {total}) futures unfinished")
-                _block(client, arrivals, left)
+                _block(table, arrivals, left)
                 got = arrivals.take()
             got.reverse()
             for f in got:
@@ -542,13 +607,14 @@ def wait(fs: Iterable[cf.Future], timeout: float | None = None,
         raise ValueError(f"return_when must be FIRST_COMPLETED, FIRST_EXCEPTION or ALL_COMPLETED, "
                          f"not {return_when!r}")
     fs = check_futures(fs, "wait")
-    client = fs[0].client if fs and isinstance(fs[0], Future) else None
-    if client is not None and return_when in (ALL_COMPLETED, FIRST_COMPLETED) and \
-            all(isinstance(f, Future) and f.client is client for f in fs):
-        _wait_for(client, fs, return_when == ALL_COMPLETED, timeout, _NOTIFIED_DONE)
+    table = fs[0]._table if fs and isinstance(fs[0], Future) else None
+    if table is not None and return_when in (ALL_COMPLETED, FIRST_COMPLETED) and \
+            all(isinstance(f, Future) and f._table is table for f in fs):
+        _wait_for(table, fs, return_when == ALL_COMPLETED, timeout, _NOTIFIED_DONE)
         timeout = 0  # waited already: only sort them now
     return cf.wait(fs, timeout=timeout, return_when=return_when)
 
 
-__all__ = ["Future", "as_completed", "wait", "check_timeout", "check_futures",
+__all__ = ["Future", "as_completed", "wait", "check_timeout", "check_futures", "new_futures", "finish",
+           "set_cancelled", "wait_all", "failed_keys", "fetch_values", "is_container", "collect", "rebuild",
            "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED"]

@@ -55,7 +55,9 @@ class Scheduler:
         self.info: dict[int, dict] = {}
         self.state: st.SchedulerState | None = None
         self.payloads: dict[str, tuple] = {}  # key -> (fn_id, fn_bytes, data, buffers)
-        self.small: dict[str, bytes] = {}  # key -> pickle of a small result, sent with its DONE
+        # key -> pickle of a small result, sent with its DONE: rank 0's one copy, kept until the
+        # key is forgotten (a later future of the key gets it with its "memory" note)
+        self.small: dict[str, bytes] = {}
         self.fn_sent: dict[int, set[str]] = defaultdict(set)
         self.gathers: dict[int, list] = {}  # req -> [cfuture, {key: value}, npending]
         self.req_ids = itertools.count()
@@ -191,6 +193,11 @@ class Scheduler:
         if buffers:
             self.bytes_out += sum(memoryview(b).nbytes for b in buffers)
         self.transport.send(rank, header, buffers)
+
+    def doorbell(self, take: Callable[[], list]) -> None:
+        """Ring ``take`` (it hands over released keys) once every message the client has sent
+        so far was handled; see :meth:`ring`."""
+        self.doorbells.append((self.sent, take))
 
     def ring(self) -> bool:
         """Release the keys of every doorbell whose preceding messages have all been handled.

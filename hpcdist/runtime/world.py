@@ -185,7 +185,7 @@ class World:
         """Have the scheduler drop the keys ``take()`` hands over, once it has handled every
         message sent so far (at the end of one of its rounds; no message, no wake-up)."""
         if not self.closed:
-            self.scheduler.doorbells.append((self.scheduler.sent, take))
+            self.scheduler.doorbell(take)
 
     def call(self, header_without_future: tuple, timeout: float | None = None) -> Any:
         """Send a request carrying a concurrent future and wait for its answer."""
