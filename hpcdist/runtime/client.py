@@ -3,8 +3,9 @@
 The client builds tasks (keys, pickled arguments, :class:`~hpcdist.runtime.scheduling.vocabulary.TaskSpec`),
 sends them to the scheduler, and turns the scheduler's instructions into finished futures.
 Its :class:`~hpcdist.runtime.futuretable.FutureTable` counts the live futures of every key
-and releases a key once its last future is gone. :class:`Future`, :func:`as_completed` and
-:func:`wait` live in :mod:`hpcdist.runtime.futures` and are importable from here too;
+and releases a key once its last future is gone. :class:`Future` lives in
+:mod:`hpcdist.runtime.futures`, :func:`as_completed` and :func:`wait` in
+:mod:`hpcdist.runtime.waiting`; all three are importable from here too;
 :meth:`Client.get_executor` gives a :class:`~hpcdist.runtime.executor.ClientExecutor`.
 
 Futures are :class:`concurrent.futures.Future` objects, so the standard library's
@@ -31,11 +32,11 @@ from hpcdist.runtime import serialize
 from hpcdist.runtime.scheduling.vocabulary import TaskSpec
 from hpcdist.runtime.executor import ClientExecutor
 from hpcdist.runtime.futures import (
-    ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, as_completed, collect, failed_keys, fetch_values,
-    finish, is_container, new_futures, rebuild, set_cancelled, wait, wait_all,
+    Future, collect, failed_keys, fetch_values, finish, is_container, new_futures, rebuild, set_cancelled,
 )
 from hpcdist.runtime.futuretable import FutureTable
-from hpcdist.runtime.world import World, current_world, set_current_world, start_world
+from hpcdist.runtime.waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait, wait_all
+from hpcdist.runtime.world import World, current_world, set_current_world, start_world, walltime_warning
 
 
 #: task errors whose rank-0 exception object is kept, so dependents raise the very same one
@@ -222,7 +223,7 @@ class Client:
             raise TypeError(f"map: key must be None, a str prefix or a list of str, not {type(key).__name__}")
         make = self._caller(fn, pure, workers, allow_other_workers, retries).task
         tasks = [make(args, kwargs, k) for args, k in zip(items, keys)]
-        futures = new_futures(self, self.future_table, [task[0].key for task in tasks])
+        futures = new_futures(self, [task[0].key for task in tasks])
         if tasks:
             self._world.send((m.SUBMIT, tasks))
             self.future_table.sent()
@@ -377,8 +378,6 @@ class Client:
 
         A driver can check it between rounds of work and stop submitting in time.
         """
-        from hpcdist.runtime.world import walltime_warning
-
         return walltime_warning
 
     def running_keys(self) -> set[str]:

@@ -13,7 +13,8 @@ import time
 import weakref
 from typing import Any, Callable, Iterable, Iterator
 
-from hpcdist.runtime.futures import Future, check_timeout, wait_all
+from hpcdist.runtime.futures import Future
+from hpcdist.runtime.waiting import check_timeout, wait_all
 
 
 class ClientExecutor(cf.Executor):
