@@ -16,20 +16,14 @@ they were computed, and tasks that take futures as arguments fetch them worker t
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import itertools
-import pickle
 import sys
 import threading
-import uuid
-import weakref
 from typing import Any, Callable, Iterable, Sequence
 
 from hpcdist.errors import HpcdistError, RemoteError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
-from hpcdist.runtime.scheduling.vocabulary import TaskSpec
+from hpcdist.runtime.calls import Calls
 from hpcdist.runtime.executor import ClientExecutor
 from hpcdist.runtime.futures import (
     Future, collect, failed_keys, fetch_values, finish, is_container, new_futures, rebuild, set_cancelled,
@@ -71,10 +65,7 @@ class Client:
         #: the live futures of every key, their shared condition and their releases
         self.future_table = FutureTable(world)
         self._errors: dict[int, tuple[Any, BaseException]] = {}
-        # fresh keys: a counter behind a token unique to this client (uuid4 per task cost ~5 us)
-        self._token = uuid.uuid4().hex[:12]
-        self._counter = itertools.count()
-        self._fn_cache: dict[int, tuple[Any, str, bytes]] = {}
+        self._calls = Calls(self)
         self._closed = False
         world.listen(self._on_instruction)
 
@@ -109,30 +100,6 @@ class Client:
 
     # ---- submitting ---------------------------------------------------------------------------
 
-    def _caller(self, fn: Callable, pure: bool, workers: Any, allow_other_workers: bool,
-                retries: int) -> _Caller:
-        """What every task of one submit/map call shares, worked out once."""
-        cached = self._fn_cache.get(id(fn))
-        if cached is None or cached[0]() is not fn:
-            if not callable(fn):
-                raise TypeError(f"{fn!r:.80} is not callable")
-            fn_bytes = serialize.dumps(fn)[0]
-            fn_id = hashlib.blake2b(fn_bytes, digest_size=12).hexdigest()
-            name = getattr(fn, "__name__", type(fn).__name__)
-            # keys of pure calls: a hash of fn_id and the arguments, started here once per function
-            hasher = hashlib.blake2b(fn_id.encode(), digest_size=16)
-            try:  # weakly: the client keeps no object of the caller's alive (a bound method's self)
-                ref: Callable[[], Any] = weakref.ref(fn)
-            except TypeError:  # builtins and the like cannot be weakly referenced (nor leak)
-                ref = functools.partial(_same, fn)
-            cached = (ref, fn_id, fn_bytes, name, hasher)
-            if len(self._fn_cache) > 4096:
-                self._fn_cache.clear()
-            self._fn_cache[id(fn)] = cached
-        _, fn_id, fn_bytes, name, hasher = cached
-        return _Caller(self, fn_id, fn_bytes, name, hasher if pure else None, self._ranks(workers),
-                       allow_other_workers, retries)
-
     def submit(self, fn: Callable, /, *args: Any, key: str | None = None, pure: bool = True,
                workers: Any = None, allow_other_workers: bool = False, retries: int = 0,
                **kwargs: Any) -> Future:
@@ -162,7 +129,7 @@ class Client:
         """
         _check_options("submit", key, pure, allow_other_workers, retries)
         self._check_open()
-        task = self._caller(fn, pure, workers, allow_other_workers, retries).task(args, kwargs, key)
+        task = self._calls.caller(fn, pure, self._ranks, workers, allow_other_workers, retries).task(args, kwargs, key)
         fut = Future(task[0].key, self)
         self._world.send((m.SUBMIT, [task]))
         self.future_table.sent()
@@ -221,7 +188,7 @@ class Client:
                     raise TypeError(f"map: every key must be a str, not {type(k).__name__} {k!r:.80}")
         else:
             raise TypeError(f"map: key must be None, a str prefix or a list of str, not {type(key).__name__}")
-        make = self._caller(fn, pure, workers, allow_other_workers, retries).task
+        make = self._calls.caller(fn, pure, self._ranks, workers, allow_other_workers, retries).task
         tasks = [make(args, kwargs, k) for args, k in zip(items, keys)]
         futures = new_futures(self, [task[0].key for task in tasks])
         if tasks:
@@ -257,7 +224,7 @@ class Client:
             values, shape = [data], "one"
         items, futures = [], []
         for i, value in enumerate(values):
-            key = f"{type(value).__name__}-{self._token}-{next(self._counter)}"
+            key = self._calls.fresh_key(type(value).__name__)
             payload, buffers = serialize.dumps(value)
             if broadcast:
                 ranks: list[int] | None = allowed
@@ -417,64 +384,6 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<hpcdist.Client backend={self.backend!r} workers={self.nworkers}>"
-
-
-class _Caller:
-    """Builds the tasks of one submit/map call: per-call work once, per-item work per item."""
-
-    def __init__(self, client: Client, fn_id: str, fn_bytes: bytes, name: str, hasher: Any,
-                 ranks: frozenset[int] | None, allow_other_workers: bool, retries: int) -> None:
-        self.client = client
-        self.fn_id = fn_id
-        self.fn_bytes = fn_bytes
-        self.name = name
-        self.hasher = hasher  # None for impure calls: fresh keys
-        self.ranks = ranks
-        self.allow_other_workers = allow_other_workers
-        self.retries = retries
-
-    def task(self, args: tuple, kwargs: dict, key: str | None) -> tuple:
-        """``(TaskSpec, fn_id, fn_bytes, data, buffers)`` for ``fn(*args, **kwargs)``."""
-        if serialize.is_plain_call(args, kwargs):
-            # no future can hide in plain values; the C pickler writes the very bytes the
-            # general path would (so the key is the same either way), several times faster
-            data = pickle.dumps((args, kwargs), serialize.PROTOCOL)
-            buffers: list = []
-            deps: tuple = ()
-        else:
-            data, buffers, deps = self._dumps_with_futures(args, kwargs)
-        if key is None:
-            if self.hasher is not None:
-                h = self.hasher.copy()
-                h.update(data)
-                for b in buffers:
-                    h.update(b)
-                key = f"{self.name}-{h.hexdigest()}"
-            else:
-                client = self.client
-                key = f"{self.name}-{client._token}-{next(client._counter)}"
-        # positional: half the cost of keywords, and this runs once per task
-        spec = TaskSpec(key, deps, self.name, self.ranks, self.allow_other_workers, self.retries)
-        return spec, self.fn_id, self.fn_bytes, data, buffers
-
-    def _dumps_with_futures(self, args: tuple, kwargs: dict) -> tuple[bytes, list, tuple]:
-        client = self.client
-        deps: dict[str, None] = {}
-
-        def persistent_id(obj: Any) -> Any:
-            if isinstance(obj, Future):
-                if obj.client is not client:
-                    raise HpcdistError(f"future {obj.key!r} belongs to another client")
-                deps[obj.key] = None
-                return (m.FUTURE_REF, obj.key)
-            return None
-
-        data, buffers = serialize.dumps((args, kwargs), persistent_id=persistent_id)
-        return data, buffers, tuple(deps)
-
-
-def _same(obj: Any) -> Any:
-    return obj
 
 
 _NONE = object()
