@@ -13,8 +13,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "Client": "hpcdist.runtime.client",
     "Future": "hpcdist.runtime.futures",
-    "as_completed": "hpcdist.runtime.futures",
-    "wait": "hpcdist.runtime.futures",
+    "as_completed": "hpcdist.runtime.waiting",
+    "wait": "hpcdist.runtime.waiting",
     "load_spec": "hpcdist.spec.model",
     "submit": "hpcdist.batch.submission",
     "get_backend": "hpcdist.backends",

@@ -1,10 +1,12 @@
-"""The user API: :class:`Client` (and its :class:`ClientExecutor`), with its bookkeeping.
+"""The user API: :class:`Client`.
 
 The client builds tasks (keys, pickled arguments, :class:`~hpcdist.runtime.scheduling.vocabulary.TaskSpec`),
-sends them to the scheduler, counts the live futures of every key and releases a key once
-its last future is gone, and turns the scheduler's instructions into finished futures.
-:class:`Future`, :func:`as_completed` and :func:`wait` live in :mod:`hpcdist.runtime.futures`
-and are importable from here too.
+sends them to the scheduler, and turns the scheduler's instructions into finished futures.
+Its :class:`~hpcdist.runtime.futuretable.FutureTable` counts the live futures of every key
+and releases a key once its last future is gone. :class:`Future` lives in
+:mod:`hpcdist.runtime.futures`, :func:`as_completed` and :func:`wait` in
+:mod:`hpcdist.runtime.waiting`; all three are importable from here too;
+:meth:`Client.get_executor` gives a :class:`~hpcdist.runtime.executor.ClientExecutor`.
 
 Futures are :class:`concurrent.futures.Future` objects, so the standard library's
 ``wait``/``as_completed`` work on them. A future becomes *done* when its result exists on a
@@ -14,65 +16,25 @@ they were computed, and tasks that take futures as arguments fetch them worker t
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures as cf
-import functools
-import hashlib
-import itertools
-import pickle
-import queue
 import sys
 import threading
-import time
-import uuid
-import weakref
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from hpcdist.errors import HpcdistError, RemoteError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
-from hpcdist.runtime.scheduling.vocabulary import TaskSpec
-from hpcdist.runtime.scheduling import tables
+from hpcdist.runtime.calls import Calls
+from hpcdist.runtime.executor import ClientExecutor
 from hpcdist.runtime.futures import (
-    _FINISHED, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, _collect, _finish, _init_future,
-    _is_container, _rebuild, _set_cancelled, _wait_all, as_completed, check_timeout, wait,
+    Future, collect, failed_keys, fetch_values, finish, is_container, new_futures, rebuild, set_cancelled,
 )
+from hpcdist.runtime.futuretable import FutureTable
+from hpcdist.runtime.waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait, wait_all
 from hpcdist.runtime.world import World, current_world, set_current_world, start_world
 
 
 #: task errors whose rank-0 exception object is kept, so dependents raise the very same one
 _ERRORS_KEPT = 1024
-
-
-class _Releases:
-    """Keys whose last future was dropped, until the scheduler takes them.
-
-    When a batch opens, its :meth:`take` goes to the world as a doorbell, which the
-    scheduler rings once it has handled every message sent before it. See
-    :meth:`Client._release` for why a release can never undo a newer submit.
-    """
-
-    __slots__ = ("client", "gen", "keys")
-
-    def __init__(self, client: Client, gen: int) -> None:
-        self.client = client
-        self.gen = gen
-        self.keys: list[str] = []
-
-    def take(self) -> list[str]:
-        """The keys released so far whose key has no live future again (scheduler thread);
-        later releases go to a new batch."""
-        client = self.client
-        client._lock.acquire()
-        try:
-            if client._batch is self:
-                client._batch = None
-            live = client._futures
-            keys = [k for k in self.keys if k not in live]
-            self.keys = []
-        finally:
-            client._unlock()
-        return keys
 
 
 class Client:
@@ -100,137 +62,21 @@ class Client:
                 _install_abort_hook(world)
         self._world: World = world
         self.backend = world.backend
-        # _lock guards _futures, _small and the release batch; __del__ never blocks on it
-        # (see _unregister). _cond is the condition all this client's futures share.
-        self._lock = threading.Lock()
-        self._rlock = threading.RLock()  # the condition's lock: `with self._rlock` skips a Python frame
-        self._cond = threading.Condition(self._rlock)
-        self._futures: dict[str, list] = {}  # key -> [number of live futures, weakref, weakref ...]
-        self._dropped: collections.deque[str] = collections.deque()  # keys of dropped futures, not yet counted
-        self._batch: _Releases | None = None
-        self._gens = itertools.count(1)
-        self._gen = 0  # changes after every submit: see _release
+        #: the live futures of every key, their shared condition and their releases
+        self.future_table = FutureTable(world)
         self._errors: dict[int, tuple[Any, BaseException]] = {}
-        self._small: dict[str, bytes] = {}  # pickles of small results, sent along with "memory"
-        self._drops = 0  # keys released since _futures and _small were checked for shrinking
-        # fresh keys: a counter behind a token unique to this client (uuid4 per task cost ~5 us)
-        self._token = uuid.uuid4().hex[:12]
-        self._counter = itertools.count()
-        self._fn_cache: dict[int, tuple[Any, str, bytes]] = {}
-        self._callbacks: queue.SimpleQueue = queue.SimpleQueue()
+        self._calls = Calls(self)
         self._closed = False
-        threading.Thread(target=self._run_callbacks, name="hpcdist-callbacks", daemon=True).start()
         world.listen(self._on_instruction)
-
-    # ---- futures bookkeeping ------------------------------------------------------------------
-    #
-    # A key is released when its last future dies. Future.__del__ can run in any thread at
-    # any allocation (the garbage collector), also while this very thread holds _lock, so it
-    # never waits for _lock: it queues the key in _dropped and counts it only if the lock is
-    # free; otherwise the holder counts it in _unlock, before it lets go.
-
-    def _register(self, futures: Iterable[Future]) -> None:
-        refs = [(f.key, weakref.ref(f)) for f in futures]
-        self._lock.acquire()
-        try:
-            table = self._futures
-            for key, ref in refs:
-                entry = table.get(key)
-                if entry is None:
-                    table[key] = [1, ref]
-                else:
-                    entry[0] += 1
-                    entry.append(ref)
-        finally:
-            self._unlock()
-
-    def _unregister(self, key: str) -> None:
-        if sys is None or self._closed:  # interpreter shutdown or client closed
-            return
-        self._dropped.append(key)
-        if self._lock.acquire(False):
-            self._unlock()
-
-    def _unlock(self) -> None:
-        """Count the dropped futures, then release ``_lock``."""
-        while True:
-            try:
-                if self._dropped:
-                    self._count_dropped()
-            finally:
-                self._lock.release()
-            # a key queued after the check above, by a thread that found the lock taken
-            if not self._dropped or not self._lock.acquire(False):
-                return
-
-    def _count_dropped(self) -> None:
-        dropped = self._dropped
-        while dropped:
-            key = dropped.popleft()
-            entry = self._futures.get(key)
-            if entry is None:
-                continue
-            entry[0] -= 1
-            if entry[0] > 0:
-                if len(entry) > 2 * entry[0] + 8:  # many dead weakrefs: prune
-                    entry[1:] = [r for r in entry[1:] if r() is not None]
-                continue
-            del self._futures[key]
-            self._small.pop(key, None)
-            self._release(key)
-            self._drops += 1
-        if self._drops >= 1024:
-            self._drops = 0
-            tables.shrink(self._futures)
-            # result() reads _small without the lock: it gets a new dict, not one rebuilt in place
-            self._small = tables.shrunk(self._small)
-
-    def _release(self, key: str) -> None:
-        """Tell the scheduler that no future needs ``key`` any more (``_lock`` held).
-
-        Ordering: a batch takes keys only until the next submit has been sent (``_gen``
-        changes right after every send), and the world rings its doorbell only after every
-        message sent before the batch opened has been handled. So a release never comes
-        before the submit it follows. A key submitted again after its release has a live
-        future again when the doorbell rings, and :meth:`_Releases.take` leaves it out: a
-        release never undoes a newer submit either. No message is sent: the scheduler
-        rings doorbells at the end of its rounds, off the path of the next submit, where a
-        message of its own cost every submit-then-drop round trip about 25 µs. The
-        doorbell must not be rung inside :meth:`World.doorbell` (:meth:`_Releases.take`
-        needs ``_lock``).
-        """
-        batch = self._batch
-        if batch is None or batch.gen != self._gen:
-            batch = self._batch = _Releases(self, self._gen)
-            self._world.doorbell(batch.take)
-        batch.keys.append(key)
-
-    def _sent(self) -> None:
-        """A submit (or scatter) has been sent: later releases go to a new batch."""
-        self._gen = next(self._gens)
-
-    def _live(self, key: str, small: bytes | None = None) -> list[Future]:
-        """The live futures of ``key``; keeps ``small`` (its result's pickle) if there are any."""
-        self._lock.acquire()
-        try:
-            entry = self._futures.get(key)
-            if entry is None:
-                return []
-            if small is not None:
-                self._small[key] = small
-            refs = entry[1:]
-        finally:
-            self._unlock()
-        return [f for f in (r() for r in refs) if f is not None]
 
     def _on_instruction(self, ins: tuple) -> None:
         kind, key = ins[0], ins[1]
         if kind == "memory":
-            _finish(self, self._live(key, ins[2] if len(ins) > 2 else None), None)
+            finish(self.future_table, self.future_table.live(key), None, ins[2] if len(ins) > 2 else None)
         elif kind == "erred":
-            _finish(self, self._live(key), self._exception(ins[2]))
+            finish(self.future_table, self.future_table.live(key), self._exception(ins[2]))
         elif kind == "cancelled":
-            _set_cancelled(self, self._live(key))
+            set_cancelled(self.future_table, self.future_table.live(key))
 
     def _exception(self, error: Any) -> BaseException:
         """The exception to raise on rank 0 for a task error (one object per failure)."""
@@ -252,39 +98,7 @@ class Client:
         self._errors[id(error)] = (error, exc)
         return exc
 
-    def _run_callbacks(self) -> None:
-        # futures a task finished; concurrent.futures' own _invoke_callbacks logs a raising
-        # callback ("exception calling callback for ...") and goes on with the others
-        while True:
-            fut = self._callbacks.get()
-            fut._invoke_callbacks()
-            del fut
-
     # ---- submitting ---------------------------------------------------------------------------
-
-    def _caller(self, fn: Callable, pure: bool, workers: Any, allow_other_workers: bool,
-                retries: int) -> _Caller:
-        """What every task of one submit/map call shares, worked out once."""
-        cached = self._fn_cache.get(id(fn))
-        if cached is None or cached[0]() is not fn:
-            if not callable(fn):
-                raise TypeError(f"{fn!r:.80} is not callable")
-            fn_bytes = serialize.dumps(fn)[0]
-            fn_id = hashlib.blake2b(fn_bytes, digest_size=12).hexdigest()
-            name = getattr(fn, "__name__", type(fn).__name__)
-            # keys of pure calls: a hash of fn_id and the arguments, started here once per function
-            hasher = hashlib.blake2b(fn_id.encode(), digest_size=16)
-            try:  # weakly: the client keeps no object of the caller's alive (a bound method's self)
-                ref: Callable[[], Any] = weakref.ref(fn)
-            except TypeError:  # builtins and the like cannot be weakly referenced (nor leak)
-                ref = functools.partial(_same, fn)
-            cached = (ref, fn_id, fn_bytes, name, hasher)
-            if len(self._fn_cache) > 4096:
-                self._fn_cache.clear()
-            self._fn_cache[id(fn)] = cached
-        _, fn_id, fn_bytes, name, hasher = cached
-        return _Caller(self, fn_id, fn_bytes, name, hasher if pure else None, self._ranks(workers),
-                       allow_other_workers, retries)
 
     def submit(self, fn: Callable, /, *args: Any, key: str | None = None, pure: bool = True,
                workers: Any = None, allow_other_workers: bool = False, retries: int = 0,
@@ -313,16 +127,12 @@ class Client:
             TypeError, ValueError: a bad argument (checked here, before anything is sent).
             HpcdistError: ``workers`` names no worker of this world.
         """
-        return self._submit(fn, args, kwargs, key, pure, workers, allow_other_workers, retries)
-
-    def _submit(self, fn: Callable, args: tuple, kwargs: dict, key: Any, pure: Any, workers: Any,
-                allow_other_workers: Any, retries: Any) -> Future:
         _check_options("submit", key, pure, allow_other_workers, retries)
         self._check_open()
-        task = self._caller(fn, pure, workers, allow_other_workers, retries).task(args, kwargs, key)
+        task = self._calls.caller(fn, pure, self._ranks, workers, allow_other_workers, retries).task(args, kwargs, key)
         fut = Future(task[0].key, self)
         self._world.send((m.SUBMIT, [task]))
-        self._sent()
+        self.future_table.sent()
         return fut
 
     def map(self, fn: Callable, /, *iterables: Iterable, key: str | Sequence[str] | None = None,
@@ -340,17 +150,36 @@ class Client:
         for i, it in enumerate(iterables):
             if not hasattr(it, "__iter__"):
                 raise TypeError(f"map() argument {i + 2} must be iterable, not {type(it).__name__}")
-        return self._map(fn, list(zip(*iterables)), kwargs, key, pure, workers, allow_other_workers, retries)
+        return self.starmap(fn, list(zip(*iterables)), kwargs, key=key, pure=pure, workers=workers,
+                            allow_other_workers=allow_other_workers, retries=retries)
 
-    def _map(self, fn: Callable, items: list[tuple], kwargs: dict, key: Any, pure: Any, workers: Any,
-             allow_other_workers: Any, retries: Any) -> list[Future]:
+    def starmap(self, fn: Callable, items: Sequence[tuple], kwargs: dict[str, Any] | None = None, *,
+                key: str | Sequence[str] | None = None, pure: bool = True, workers: Any = None,
+                allow_other_workers: bool = False, retries: int = 0) -> list[Future]:
+        """Submit ``fn(*args, **kwargs)`` for every ``args`` tuple of ``items``, in one message.
+
+        As :meth:`map`, with the arguments of each call ready-made (as
+        :func:`itertools.starmap` takes them) and ``fn``'s keyword arguments as a dict, so
+        any name reaches ``fn`` (:meth:`get_executor` submits this way).
+
+        Args:
+            items: one tuple of positional arguments per call.
+            kwargs: keyword arguments of every call (None: none).
+            key: None (derived keys), a prefix (``"{key}-{i}"``) or one key per item.
+                Others as in :meth:`submit`.
+
+        Returns:
+            One future per item, in order.
+        """
         _check_options("map", None, pure, allow_other_workers, retries)
         self._check_open()
+        if kwargs is None:
+            kwargs = {}
         if isinstance(key, str):
             keys: list[str | None] = [f"{key}-{i}" for i in range(len(items))]
         elif key is None:
             keys = [None] * len(items)
-        elif _is_container(key):
+        elif is_container(key):
             keys = list(key)
             if len(keys) != len(items):
                 raise ValueError(f"map got {len(keys)} keys for {len(items)} items")
@@ -359,18 +188,12 @@ class Client:
                     raise TypeError(f"map: every key must be a str, not {type(k).__name__} {k!r:.80}")
         else:
             raise TypeError(f"map: key must be None, a str prefix or a list of str, not {type(key).__name__}")
-        make = self._caller(fn, pure, workers, allow_other_workers, retries).task
+        make = self._calls.caller(fn, pure, self._ranks, workers, allow_other_workers, retries).task
         tasks = [make(args, kwargs, k) for args, k in zip(items, keys)]
-        new = Future.__new__
-        futures = []
-        for task in tasks:
-            fut = new(Future)
-            _init_future(fut, task[0].key, self)
-            futures.append(fut)
-        self._register(futures)
+        futures = new_futures(self, [task[0].key for task in tasks])
         if tasks:
             self._world.send((m.SUBMIT, tasks))
-            self._sent()
+            self.future_table.sent()
         return futures
 
     def _check_open(self) -> None:
@@ -401,7 +224,7 @@ class Client:
             values, shape = [data], "one"
         items, futures = [], []
         for i, value in enumerate(values):
-            key = f"{type(value).__name__}-{self._token}-{next(self._counter)}"
+            key = self._calls.fresh_key(type(value).__name__)
             payload, buffers = serialize.dumps(value)
             if broadcast:
                 ranks: list[int] | None = allowed
@@ -412,7 +235,7 @@ class Client:
             items.append((key, ranks, payload, buffers))
             futures.append(Future(key, self))
         self._world.send((m.SCATTER, items))
-        self._sent()
+        self.future_table.sent()
         if shape == "one":
             return futures[0]
         if shape == "dict":
@@ -424,7 +247,7 @@ class Client:
             return None
         if isinstance(workers, (int, str)):
             workers = [workers]
-        elif not _is_container(workers):
+        elif not is_container(workers):
             raise TypeError(f"workers must be a rank, a host name or a list of them, not {type(workers).__name__}")
         info = self._world.info
         ranks = set()
@@ -442,21 +265,6 @@ class Client:
 
     # ---- results ----------------------------------------------------------------------------------
 
-    def _fetch(self, keys: Sequence[str]) -> dict[str, Any]:
-        """Bring the values of finished keys to rank 0 (small ones are already here)."""
-        values = {}
-        remote = []
-        for key in dict.fromkeys(keys):
-            small = self._small.get(key)
-            if small is None:
-                remote.append(key)
-            else:
-                values[key] = serialize.load_result(key, small)  # in-band only: see worker.INLINE_MAX
-        if remote:
-            raw = self._world.call((m.GATHER, remote))
-            values.update((k, serialize.load_result(k, data, buffers)) for k, (data, buffers) in raw.items())
-        return values
-
     def gather(self, futures: Any, errors: str = "raise") -> Any:
         """Wait for futures and return their values, keeping the shape of ``futures``.
 
@@ -472,23 +280,14 @@ class Client:
         """
         if errors not in ("raise", "skip"):
             raise ValueError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        if _is_container(futures) and not isinstance(futures, (list, tuple, set, frozenset)):
+        if is_container(futures) and not isinstance(futures, (list, tuple, set, frozenset)):
             futures = list(futures)  # an iterator or a generator: its futures, once
         flat: list[Future] = []
-        _collect(futures, flat)
+        collect(futures, flat)
         self._check_own(flat, "gather")
-        _wait_all(self, flat)
-        bad = set()
-        for fut in flat:
-            if fut._state is not _FINISHED or fut._exception is not None:  # cancelled or failed
-                if errors == "raise":
-                    if fut.cancelled():
-                        raise cf.CancelledError(f"task {fut.key!r} was cancelled")
-                    raise fut.exception()
-                bad.add(fut.key)
-        remote = [f.key for f in flat if f.key not in bad and not f._local]
-        values = self._fetch(remote) if remote else {}
-        return _rebuild(futures, values, bad)
+        wait_all(flat)
+        bad = failed_keys(flat, errors)
+        return rebuild(futures, fetch_values(self.future_table, flat, bad), bad)
 
     def _check_own(self, flat: list[Future], where: str) -> None:
         for fut in flat:
@@ -498,14 +297,14 @@ class Client:
 
     def _futures_arg(self, futures: Any, where: str) -> list[Future]:
         """The futures in a future or a (nested) container of futures; TypeError for anything else."""
-        if _is_container(futures) and not isinstance(futures, (list, tuple, set, frozenset)):
+        if is_container(futures) and not isinstance(futures, (list, tuple, set, frozenset)):
             futures = list(futures)
         other = _first_non_future(futures)
         if other is not _NONE:
             raise TypeError(f"{where}() takes a future or a list/dict of futures; it got {type(other).__name__} "
                             f"{other!r:.80}")
         flat: list[Future] = []
-        _collect(futures, flat)
+        collect(futures, flat)
         self._check_own(flat, where)
         return flat
 
@@ -517,10 +316,7 @@ class Client:
         """
         flat = self._futures_arg(futures, "cancel")
         if flat:
-            self._cancel_keys(tuple(f.key for f in flat))
-
-    def _cancel_keys(self, keys: tuple[str, ...]) -> None:
-        self._world.send((m.CANCEL, keys))
+            self.future_table.cancel(tuple(f.key for f in flat))
 
     def who_has(self, futures: Any = None) -> dict[str, list[int]]:
         """Which worker ranks hold each key (all keys, or those of ``futures``)."""
@@ -551,9 +347,9 @@ class Client:
         """
         return self._world.walltime_warning
 
-    def _started(self) -> set[str]:
+    def running_keys(self) -> set[str]:
         """Keys a worker is running now, as far as rank 0 knows: the first key assigned to each
-        worker (workers run their tasks in assignment order)."""
+        worker (workers run their tasks in assignment order); empty on the local backend."""
         return self._world.running_keys()
 
     def get_executor(self) -> ClientExecutor:
@@ -569,6 +365,7 @@ class Client:
             return
         self._world.unlisten(self._on_instruction)
         self._closed = True
+        self.future_table.close()
         if not self._attached:
             self._world.shutdown(code)
 
@@ -581,169 +378,6 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<hpcdist.Client backend={self.backend!r} workers={self.nworkers}>"
-
-
-class _Caller:
-    """Builds the tasks of one submit/map call: per-call work once, per-item work per item."""
-
-    def __init__(self, client: Client, fn_id: str, fn_bytes: bytes, name: str, hasher: Any,
-                 ranks: frozenset[int] | None, allow_other_workers: bool, retries: int) -> None:
-        self.client = client
-        self.fn_id = fn_id
-        self.fn_bytes = fn_bytes
-        self.name = name
-        self.hasher = hasher  # None for impure calls: fresh keys
-        self.ranks = ranks
-        self.allow_other_workers = allow_other_workers
-        self.retries = retries
-
-    def task(self, args: tuple, kwargs: dict, key: str | None) -> tuple:
-        """``(TaskSpec, fn_id, fn_bytes, data, buffers)`` for ``fn(*args, **kwargs)``."""
-        if serialize.is_plain_call(args, kwargs):
-            # no future can hide in plain values; the C pickler writes the very bytes the
-            # general path would (so the key is the same either way), several times faster
-            data = pickle.dumps((args, kwargs), serialize.PROTOCOL)
-            buffers: list = []
-            deps: tuple = ()
-        else:
-            data, buffers, deps = self._dumps_with_futures(args, kwargs)
-        if key is None:
-            if self.hasher is not None:
-                h = self.hasher.copy()
-                h.update(data)
-                for b in buffers:
-                    h.update(b)
-                key = f"{self.name}-{h.hexdigest()}"
-            else:
-                client = self.client
-                key = f"{self.name}-{client._token}-{next(client._counter)}"
-        # positional: half the cost of keywords, and this runs once per task
-        spec = TaskSpec(key, deps, self.name, self.ranks, self.allow_other_workers, self.retries)
-        return spec, self.fn_id, self.fn_bytes, data, buffers
-
-    def _dumps_with_futures(self, args: tuple, kwargs: dict) -> tuple[bytes, list, tuple]:
-        client = self.client
-        deps: dict[str, None] = {}
-
-        def persistent_id(obj: Any) -> Any:
-            if isinstance(obj, Future):
-                if obj.client is not client:
-                    raise HpcdistError(f"future {obj.key!r} belongs to another client")
-                deps[obj.key] = None
-                return (m.FUTURE_REF, obj.key)
-            return None
-
-        data, buffers = serialize.dumps((args, kwargs), persistent_id=persistent_id)
-        return data, buffers, tuple(deps)
-
-
-class ClientExecutor(cf.Executor):
-    """``concurrent.futures`` view of a client: behaves as the standard library's executors.
-
-    Every call is impure (a fresh key), every keyword goes to ``fn``. ``shutdown`` ends this
-    executor only (not the client): later ``submit``/``map`` raise RuntimeError. As in the
-    standard library, a submitted call runs even if its future is dropped: the executor
-    holds each future until it is done, and no longer (it keeps no finished result alive).
-    """
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self._futures: weakref.WeakSet[Future] = weakref.WeakSet()
-        self._unfinished: set[Future] = set()  # dropped by their own done callback
-        self._shutdown = False
-        self._lock = threading.Lock()
-
-    def _hold(self, fs: list[Future]) -> None:
-        self._futures.update(fs)
-        unfinished = self._unfinished
-        for fut in fs:
-            unfinished.add(fut)
-            fut.add_done_callback(unfinished.discard)
-
-    def submit(self, fn: Callable, /, *args: Any, **kwargs: Any) -> Future:  # type: ignore[override]
-        """Run ``fn(*args, **kwargs)`` on a worker; every keyword is ``fn``'s."""
-        with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            fut = self._client._submit(fn, args, kwargs, None, False, None, False, 0)
-            self._hold([fut])
-        return fut
-
-    def map(self, fn: Callable, *iterables: Iterable, timeout: float | None = None,
-            chunksize: int = 1) -> Iterator[Any]:
-        """Like :meth:`concurrent.futures.Executor.map`: every task is submitted now, the results
-        come in order; ``chunksize`` items run as one task.
-
-        Raises:
-            ValueError: ``chunksize`` below 1. TypeError: a bad ``timeout`` or ``chunksize``.
-            RuntimeError: after :meth:`shutdown`.
-        """
-        timeout = check_timeout(timeout)
-        if isinstance(chunksize, bool) or not isinstance(chunksize, int):
-            raise TypeError(f"chunksize must be an int, not {type(chunksize).__name__}")
-        if chunksize < 1:
-            raise ValueError("chunksize must be >= 1.")
-        if not callable(fn):
-            raise TypeError(f"{fn!r:.80} is not callable")
-        items = list(zip(*iterables))
-        with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            if chunksize == 1:
-                fs = self._client._map(fn, items, {}, None, False, None, False, 0)
-            else:
-                chunks = [(items[i:i + chunksize],) for i in range(0, len(items), chunksize)]
-                fs = self._client._map(functools.partial(_run_chunk, fn), chunks, {}, None, False, None, False, 0)
-            self._hold(fs)
-        end = None if timeout is None else time.monotonic() + timeout
-        return _results(fs, end, chunksize > 1)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """No new tasks after this; ``cancel_futures`` cancels the tasks that have not started,
-        ``wait`` waits for the others."""
-        with self._lock:
-            self._shutdown = True
-        pending = [f for f in list(self._futures) if not f.done()]
-        if cancel_futures and pending:
-            started = self._client._started()
-            for fut in pending:
-                if fut.key not in started:
-                    fut.cancel()
-        if wait and pending:
-            _wait_all(self._client, pending)
-
-
-def _results(fs: list[Future], end: float | None, chunked: bool) -> Iterator[Any]:
-    """The results of ``fs`` in order, dropping each future as it is yielded (as the standard
-    library's map does); what is left is cancelled when the loop ends early."""
-    fs.reverse()
-    try:
-        while fs:
-            left = None if end is None else end - time.monotonic()
-            if chunked:
-                yield from _result_or_cancel(fs.pop(), left)
-            else:
-                yield _result_or_cancel(fs.pop(), left)
-    finally:
-        for fut in fs:
-            fut.cancel()
-
-
-def _result_or_cancel(fut: Future, timeout: float | None) -> Any:
-    try:
-        return fut.result(timeout)
-    finally:
-        fut.cancel()  # a no-op once done; drops the task after a timeout
-        del fut
-
-
-def _run_chunk(fn: Callable, chunk: list[tuple]) -> list[Any]:
-    """One task of ``Executor.map(chunksize=n)``: ``fn`` over up to n argument tuples."""
-    return [fn(*args) for args in chunk]
-
-
-def _same(obj: Any) -> Any:
-    return obj
 
 
 _NONE = object()
@@ -789,13 +423,7 @@ def table_sizes(client: Client) -> dict[str, int]:
     transition log aside (bounded by :data:`hpcdist.runtime.scheduling.state.LOG_MAX`); with K live
     futures each is O(K).
     """
-    client._lock.acquire()
-    try:
-        sizes = {"client.futures": len(client._futures), "client.small": len(client._small),
-                 "client.dropped": len(client._dropped),
-                 "client.releasing": len(client._batch.keys) if client._batch is not None else 0}
-    finally:
-        client._unlock()
+    sizes = client.future_table.sizes()
     sizes.update(client._world.table_sizes())
     return sizes
 
@@ -814,6 +442,6 @@ def _install_abort_hook(world: World) -> None:
 
 
 __all__ = [
-    "Client", "Future", "as_completed", "wait", "ClientExecutor", "set_current_world",
+    "Client", "Future", "as_completed", "wait", "set_current_world",
     "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED",
 ]

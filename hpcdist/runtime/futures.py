@@ -1,99 +1,33 @@
-"""Futures: :class:`Future`, :func:`as_completed`, :func:`wait` and the machinery under them.
+"""Futures: :class:`Future` and what deals with futures themselves.
 
 A :class:`Future` is a :class:`concurrent.futures.Future` whose result is held by a worker
 (see :mod:`hpcdist.runtime.client` for the :class:`~hpcdist.runtime.client.Client` that makes
-them). This module holds what deals with futures themselves: their shared-condition setup,
-marking them done or cancelled (:func:`_finish`, :func:`_set_cancelled`), waiting for many at
-once (:func:`_wait_all`), walking nested containers of futures (:func:`_collect`,
-:func:`_rebuild`), and the standard-library style :func:`as_completed` and :func:`wait`.
+them). This module makes them (:func:`new_futures`), marks them done or cancelled
+(:func:`finish`, :func:`set_cancelled`), reads their values (:func:`failed_keys`,
+:func:`fetch_values`) and walks nested containers of futures (:func:`collect`,
+:func:`rebuild`). Waiting for them (:func:`~hpcdist.runtime.waiting.wait`,
+:func:`~hpcdist.runtime.waiting.as_completed`) is :mod:`hpcdist.runtime.waiting`'s.
 
-A future reaches its client only through its ``client`` attribute, so this module never
-imports the client at run time.
+A client's future reaches the world only through its client's ``future_table`` (a
+:class:`~hpcdist.runtime.futuretable.FutureTable`), which counts it and whose condition it
+shares.
 """
 
 from __future__ import annotations
 
-import _thread
 import concurrent.futures as cf
-import math
-import numbers
 import pickle
-import threading
-import time
 from concurrent.futures import _base as cf_base
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 from hpcdist.runtime import serialize
+from hpcdist.runtime.futuretable import FutureTable
+from hpcdist.runtime.waiting import Wakeup, block, check_timeout, remove_waiter
 
-if TYPE_CHECKING:
-    from hpcdist.runtime.client import Client
-
-FIRST_COMPLETED = cf.FIRST_COMPLETED
-FIRST_EXCEPTION = cf.FIRST_EXCEPTION
-ALL_COMPLETED = cf.ALL_COMPLETED
-
-# concurrent.futures' own state names: the standard library's wait() and as_completed() read them
+# concurrent.futures' own state names
 _PENDING, _RUNNING, _FINISHED = cf_base.PENDING, cf_base.RUNNING, cf_base.FINISHED
 _CANCELLED, _NOTIFIED = cf_base.CANCELLED, cf_base.CANCELLED_AND_NOTIFIED
 _DONE = (cf_base.FINISHED, cf_base.CANCELLED, cf_base.CANCELLED_AND_NOTIFIED)
-# what wait() and as_completed() count as done: a cancelled future only once it was notified,
-# as in concurrent.futures (the scheduler's answer to a cancel notifies it)
-_NOTIFIED_DONE = (cf_base.FINISHED, cf_base.CANCELLED_AND_NOTIFIED)
-_RETURN_WHEN = (FIRST_COMPLETED, FIRST_EXCEPTION, ALL_COMPLETED)
-
-
-def check_timeout(timeout: Any, name: str = "timeout") -> float | None:
-    """Check a timeout argument in the caller's thread; None or seconds as a float.
-
-    Negative values mean "do not wait", as in :mod:`concurrent.futures`; infinity means no limit.
-
-    Raises:
-        TypeError: not a real number (``"10 ms"``, a bool, a list ...).
-        ValueError: NaN.
-    """
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        raise TypeError(f"{name} must be a number of seconds or None, not {type(timeout).__name__} {timeout!r}")
-    value = float(timeout)
-    if math.isnan(value):
-        raise ValueError(f"{name} must be a number of seconds or None, not NaN")
-    return None if value == math.inf else max(value, 0.0)
-
-
-def check_futures(fs: Any, where: str) -> list[cf.Future]:
-    """The futures of an iterable, without duplicates, in order; TypeError for anything else."""
-    if isinstance(fs, (cf.Future, str, bytes)) or not hasattr(fs, "__iter__"):
-        raise TypeError(f"{where}() takes an iterable of futures, not {type(fs).__name__}")
-    out = list(dict.fromkeys(fs))
-    for f in out:
-        if not isinstance(f, cf.Future):
-            raise TypeError(f"{where}() takes an iterable of futures; it got a {type(f).__name__}: {f!r:.80}")
-    return out
-
-
-class _Wakeup:
-    """A concurrent.futures waiter: releases ``lock`` once ``count`` futures are done.
-
-    Its methods run under the futures' (shared) condition, see :class:`Future`.
-    """
-
-    __slots__ = ("count", "lock", "on_cancel")
-
-    def __init__(self, count: int, on_cancel: bool = True) -> None:
-        self.count = count
-        # True: a cancel() in another thread counts at once (result(), gather); False: only
-        # once the cancel was notified, as concurrent.futures.wait counts it
-        self.on_cancel = on_cancel
-        self.lock = _thread.allocate_lock()
-        self.lock.acquire()
-
-    def add_result(self, future: cf.Future) -> None:
-        self.count -= 1
-        if self.count == 0:
-            self.lock.release()
-
-    add_exception = add_cancelled = add_result
 
 
 class Future(cf.Future):
@@ -121,15 +55,16 @@ class Future(cf.Future):
         client: the client that made it (None for a plain future).
     """
 
-    def __init__(self, key: str | None = None, client: Client | None = None) -> None:
+    def __init__(self, key: str | None = None, client: Any = None) -> None:
         if client is None:
             cf.Future.__init__(self)
             self.key = key
             self.client = None
             self._local = True
             return
-        _init_future(self, key, client)
-        client._register((self,))
+        table = client.future_table
+        _init_future(self, key, client, table)
+        table.register((self,))
 
     def result(self, timeout: float | None = None) -> Any:
         """Wait for the task and bring its value to rank 0.
@@ -147,10 +82,10 @@ class Future(cf.Future):
             self._wait(timeout)
         if self._state is not _FINISHED or self._exception is not None or self._local:
             return cf.Future.result(self, 0)  # the task's error, CancelledError, TimeoutError or a set value
-        small = self.client._small.get(self.key)
+        small = self._small
         if small is not None:  # the value came with the completion: no round trip
             return serialize.load_result(self.key, small)
-        return self.client._fetch([self.key])[self.key]
+        return self.client.future_table.gather((self.key,))[self.key]
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait for the task; its exception, or None if it succeeded (as in concurrent.futures)."""
@@ -164,12 +99,12 @@ class Future(cf.Future):
         with self._condition:
             if self._state in _DONE:
                 return
-            wakeup = _Wakeup(1)
+            wakeup = Wakeup(1)
             self._waiters.append(wakeup)
         try:
-            _block(self.client, wakeup, timeout)
+            block(self.client.future_table, wakeup, timeout)
         finally:
-            _remove_waiter(self, wakeup)
+            remove_waiter(self, wakeup)
 
     def cancel(self) -> bool:
         """Cancel the task unless this future is done (or marked running); True if cancelled.
@@ -193,8 +128,8 @@ class Future(cf.Future):
             self._condition.notify_all()
         self._invoke_callbacks()
         client = self.client
-        if client is not None and not self._local and not client._closed:
-            client._cancel_keys((self.key,))
+        if client is not None and not self._local and not client.future_table.closed:
+            client.future_table.cancel((self.key,))
         return True
 
     def set_result(self, result: Any) -> None:
@@ -249,9 +184,9 @@ class Future(cf.Future):
     def _result_type(self) -> str:
         if self._local or self.client is None:
             return type(self._result).__name__
-        small = self.client._small.get(self.key)
+        small = self._small
         if small is None:
-            data = getattr(self.client._world, "data", None)  # the local backend holds values here
+            data = getattr(self.client.future_table.world, "data", None)  # the local backend holds values here
             if isinstance(data, dict) and self.key in data:
                 return type(data[self.key]).__name__
             return "(a value held on a worker)"
@@ -266,28 +201,34 @@ class Future(cf.Future):
     def __del__(self) -> None:
         client = getattr(self, "client", None)
         if client is not None:
-            client._unregister(self.key)
+            client.future_table.unregister(self.key)
 
 
-def _init_future(fut: Future, key: str, client: Client) -> None:
+def _init_future(fut: Future, key: str, client: Any, table: FutureTable) -> None:
     # What concurrent.futures.Future.__init__ sets, with the client's shared condition.
-    fut._condition = client._cond
+    fut._condition = table.condition
     fut._state = _PENDING
     fut._result = None
     fut._exception = None
     fut._waiters = []
     fut._done_callbacks = []
     fut._local = False  # True once set_result/set_exception gave it a value of its own
+    fut._small = None  # the pickle of a small result, sent along with its completion
     fut.key = key
     fut.client = client
 
 
-def _remove_waiter(fut: cf.Future, waiter: Any) -> None:
-    with fut._condition:
-        try:
-            fut._waiters.remove(waiter)
-        except ValueError:  # a cancel() took it out already
-            pass
+def new_futures(client: Any, keys: Iterable[str]) -> list[Future]:
+    """Pending futures of ``client`` for ``keys``, counted in its future table."""
+    table = client.future_table
+    new = Future.__new__
+    futures = []
+    for key in keys:
+        fut = new(Future)
+        _init_future(fut, key, client, table)
+        futures.append(fut)
+    table.register(futures)
+    return futures
 
 
 def _notify_cancelled(fut: Future, called: list[Future]) -> None:
@@ -302,15 +243,15 @@ def _notify_cancelled(fut: Future, called: list[Future]) -> None:
         waiter.add_cancelled(fut)
 
 
-def _set_cancelled(client: Client, futures: list[Future]) -> None:
-    """Mark futures cancelled and notified, as the scheduler cancelled their key."""
+def set_cancelled(table: FutureTable, futures: list[Future]) -> None:
+    """Mark futures of ``table`` cancelled and notified, as the scheduler cancelled their key."""
     called: list[Future] = []
-    with client._rlock:
+    with table.rlock:
         for fut in futures:
             _notify_cancelled(fut, called)
-        client._cond.notify_all()
-    for fut in called:
-        client._callbacks.put(fut)
+        table.condition.notify_all()
+    if called:
+        table.call_later([fut._invoke_callbacks for fut in called])
 
 
 def _mark_finished(fut: Future, exception: BaseException | None) -> None:
@@ -324,71 +265,77 @@ def _mark_finished(fut: Future, exception: BaseException | None) -> None:
             waiter.add_exception(fut)
 
 
-def _finish(client: Client, futures: list[Future], error: BaseException | None) -> None:
-    """Mark futures done, as concurrent.futures' set_result/set_exception would."""
+def finish(table: FutureTable, futures: list[Future], error: BaseException | None,
+           small: bytes | None = None) -> None:
+    """Mark futures of ``table`` done, as concurrent.futures' set_result/set_exception would.
+
+    ``small`` is the pickle of the result, when it came along with the completion.
+    """
     called: list[Future] = []
-    with client._rlock:
+    with table.rlock:
         for fut in futures:
             state = fut._state
             if state in _DONE:
                 if state is _CANCELLED:  # cancelled here while it finished: notify the cancel
                     _notify_cancelled(fut, called)
                 continue
+            fut._small = small
             _mark_finished(fut, error)
             if fut._done_callbacks:
                 called.append(fut)
-        if client._cond._waiters:  # only a direct concurrent.futures.Future.result() call waits here
-            client._cond.notify_all()
-    for fut in called:  # on the callback thread: the callbacks may block or call result()
-        client._callbacks.put(fut)
+        cond = table.condition
+        if cond._waiters:  # only a direct concurrent.futures.Future.result() call waits here
+            cond.notify_all()
+    if called:  # on the callback thread: the callbacks may block or call result()
+        table.call_later([fut._invoke_callbacks for fut in called])
 
 
-def _block(client: Client | None, wakeup: Any, timeout: float | None) -> None:
-    """Wait until ``wakeup`` fires, running the scheduler's loop meanwhile if no other thread does."""
-    lock = wakeup.lock
-    if client is not None and client._world.drive(lambda: not lock.locked(), timeout) and (
-            timeout is not None or not lock.locked()):
-        return  # done, or the time is up
-    lock.acquire(True, -1 if timeout is None else max(timeout, 0.0))
+def failed_keys(futures: list[Future], errors: str) -> set[str]:
+    """The keys of the failed or cancelled ones of these done futures.
 
-
-def _wait_all(client: Client, futures: list[Future]) -> None:
-    """Wait until every future is done (one wake-up, whatever their number)."""
-    cond = client._cond
+    Raises:
+        The first one's exception (``CancelledError`` if cancelled) if ``errors == "raise"``.
+    """
+    bad = set()
     for fut in futures:
-        if fut._condition is not cond:  # another client's future: the general way
-            cf.wait(futures)
-            return
-    _wait_for(client, futures, True, None)
+        if fut._state is not _FINISHED or fut._exception is not None:  # cancelled or failed
+            if errors == "raise":
+                if fut.cancelled():
+                    raise cf.CancelledError(f"task {fut.key!r} was cancelled")
+                raise fut.exception()
+            bad.add(fut.key)
+    return bad
 
 
-def _wait_for(client: Client, futures: list[Future], every: bool, timeout: float | None,
-              done: tuple = _DONE) -> None:
-    """Wait until every one (``every``) or any one of ``futures`` is in a ``done`` state, or ``timeout``."""
-    with client._rlock:
-        pending = [f for f in futures if f._state not in done]
-        if not pending or (not every and len(pending) < len(futures)):
-            return
-        wakeup = _Wakeup(len(pending) if every else 1, on_cancel=done is _DONE)
-        for fut in pending:
-            fut._waiters.append(wakeup)
-    try:
-        _block(client, wakeup, timeout)
-    finally:
-        with client._rlock:
-            for fut in pending:
-                try:
-                    fut._waiters.remove(wakeup)
-                except ValueError:  # a cancel() took it out already
-                    pass
+def fetch_values(table: FutureTable, futures: list[Future], bad: set[str]) -> dict[str, Any]:
+    """The values of finished futures whose key is not in ``bad``, by key, on rank 0.
+
+    Small ones came with their completion; the others come from their workers in one request.
+    A future given a value of its own (``set_result``) is left out: :func:`rebuild` reads it.
+    """
+    values: dict[str, Any] = {}
+    remote: dict[str, None] = {}
+    for fut in futures:
+        key = fut.key
+        if fut._local or key in bad or key in values:
+            continue
+        small = fut._small
+        if small is not None:
+            values[key] = serialize.load_result(key, small)  # in-band only: see worker.INLINE_MAX
+        else:
+            remote[key] = None
+    if remote:
+        values.update(table.gather(list(remote)))
+    return values
 
 
-def _is_container(obj: Any) -> bool:
+def is_container(obj: Any) -> bool:
     """Any iterable that is not a future, a string, bytes or a mapping."""
     return not isinstance(obj, (cf.Future, str, bytes, bytearray, memoryview, dict)) and hasattr(obj, "__iter__")
 
 
-def _collect(obj: Any, out: list[Future]) -> None:
+def collect(obj: Any, out: list[Future]) -> None:
+    """Append the futures inside ``obj`` (lists, tuples, sets, dict values, nested) to ``out``."""
     if isinstance(obj, Future):
         out.append(obj)
     elif isinstance(obj, (list, tuple, set, frozenset)):
@@ -396,17 +343,18 @@ def _collect(obj: Any, out: list[Future]) -> None:
             if isinstance(x, Future):  # the common case, without a call per item
                 out.append(x)
             else:
-                _collect(x, out)
+                collect(x, out)
     elif isinstance(obj, dict):
         for x in obj.values():
-            _collect(x, out)
+            collect(x, out)
 
 
 def _value(fut: Future, values: dict[str, Any]) -> Any:
     return fut._result if fut._local else values[fut.key]
 
 
-def _rebuild(obj: Any, values: dict[str, Any], bad: set[str]) -> Any:
+def rebuild(obj: Any, values: dict[str, Any], bad: set[str]) -> Any:
+    """``obj`` with its futures replaced by their values; futures of ``bad`` keys left out."""
     if isinstance(obj, Future):
         return _value(obj, values)
     if isinstance(obj, (list, tuple, set, frozenset)):
@@ -416,139 +364,14 @@ def _rebuild(obj: Any, values: dict[str, Any], bad: set[str]) -> Any:
                 if x.key not in bad:
                     items.append(x._result if x._local else values[x.key])
             else:
-                items.append(_rebuild(x, values, bad))
+                items.append(rebuild(x, values, bad))
         if isinstance(obj, list):
             return items
         return type(obj)(items) if isinstance(obj, (set, frozenset)) else tuple(items)
     if isinstance(obj, dict):
-        return {k: _rebuild(v, values, bad) for k, v in obj.items() if not (isinstance(v, Future) and v.key in bad)}
+        return {k: rebuild(v, values, bad) for k, v in obj.items() if not (isinstance(v, Future) and v.key in bad)}
     return obj
 
 
-class _Arrivals:
-    """The waiter of one :func:`as_completed` loop: the futures finished since it last looked.
-
-    ``lock`` is held while nothing arrived (so :func:`_block` can wait on it).
-    """
-
-    __slots__ = ("finished", "lock", "mutex")
-
-    def __init__(self) -> None:
-        self.finished: list[cf.Future] = []
-        self.mutex = threading.Lock()
-        self.lock = _thread.allocate_lock()
-        self.lock.acquire()
-
-    def add_result(self, future: cf.Future) -> None:
-        with self.mutex:
-            self.finished.append(future)
-            if self.lock.locked():
-                self.lock.release()
-
-    add_exception = add_cancelled = add_result
-
-    def take(self) -> list[cf.Future]:
-        with self.mutex:
-            got, self.finished = self.finished, []
-            self.lock.acquire(False)  # re-arm
-        return got
-
-
-def as_completed(fs: Iterable[cf.Future], timeout: float | None = None, *,
-                 with_results: bool = False) -> Iterator[Any]:
-    """Yield futures as they finish, like :func:`concurrent.futures.as_completed`.
-
-    Each future is dropped by the loop as soon as it was yielded, so a result that the
-    caller drops is released on its worker while the loop goes on. The arguments are
-    checked at the call, not at the first ``next()``.
-
-    Args:
-        fs: any iterable of futures (duplicates are yielded once); futures of several
-            clients and plain ``concurrent.futures`` futures mix.
-        timeout: seconds for the whole loop; then ``TimeoutError`` (``"2 (of 4) futures
-            unfinished"``).
-        with_results: yield ``(future, future.result())`` pairs instead.
-
-    Raises:
-        TypeError: ``fs`` is not an iterable of futures, or a bad ``timeout``.
-    """
-    timeout = check_timeout(timeout)
-    if not isinstance(with_results, bool):
-        raise TypeError(f"with_results must be True or False, not {with_results!r}")
-    return _as_completed(check_futures(fs, "as_completed"), timeout, with_results)
-
-
-def _as_completed(fs: list[cf.Future], timeout: float | None, with_results: bool) -> Iterator[Any]:
-    end = None if timeout is None else time.monotonic() + timeout
-    total = len(fs)
-    arrivals = _Arrivals()
-    done: list[cf.Future] = []
-    pending: dict[int, cf.Future] = {}
-    f = None
-    for f in fs:
-        with f._condition:
-            if f._state in _NOTIFIED_DONE:
-                done.append(f)
-            else:
-                f._waiters.append(arrivals)
-                pending[id(f)] = f
-    done.reverse()
-    clients = {getattr(f, "client", None) for f in pending.values()}
-    client = clients.pop() if len(clients) == 1 else None
-    del fs, f, clients
-    try:
-        while True:
-            while done:
-                if with_results:
-                    item: Any = (done[-1], done[-1].result())
-                    done.pop()
-                    yield item
-                    del item
-                else:
-                    yield done.pop()  # no reference left in this frame
-            if not pending:
-                return
-            got = arrivals.take()
-            if not got:
-                left = None if end is None else end - time.monotonic()
-                if left is not None and left <= 0:
-                    raise TimeoutError(f"{len(pending)} (of {total}) futures unfinished")
-                _block(client, arrivals, left)
-                got = arrivals.take()
-            got.reverse()
-            for f in got:
-                if pending.pop(id(f), None) is not None:
-                    _remove_waiter(f, arrivals)
-                    done.append(f)
-            f = got = None  # no reference to a yielded future stays in this frame
-    finally:
-        for f in pending.values():
-            _remove_waiter(f, arrivals)
-
-
-def wait(fs: Iterable[cf.Future], timeout: float | None = None,
-         return_when: str = ALL_COMPLETED) -> cf._base.DoneAndNotDoneFutures:
-    """Wait for futures, like :func:`concurrent.futures.wait`.
-
-    For futures of one client (``ALL_COMPLETED`` or ``FIRST_COMPLETED``) the waiting thread
-    runs the scheduler's loop meanwhile, as ``result()`` does.
-
-    Raises:
-        TypeError: ``fs`` is not an iterable of futures, or a bad ``timeout``.
-        ValueError: ``return_when`` is not one of the three constants.
-    """
-    timeout = check_timeout(timeout)
-    if return_when not in _RETURN_WHEN:
-        raise ValueError(f"return_when must be FIRST_COMPLETED, FIRST_EXCEPTION or ALL_COMPLETED, "
-                         f"not {return_when!r}")
-    fs = check_futures(fs, "wait")
-    client = fs[0].client if fs and isinstance(fs[0], Future) else None
-    if client is not None and return_when in (ALL_COMPLETED, FIRST_COMPLETED) and \
-            all(isinstance(f, Future) and f.client is client for f in fs):
-        _wait_for(client, fs, return_when == ALL_COMPLETED, timeout, _NOTIFIED_DONE)
-        timeout = 0  # waited already: only sort them now
-    return cf.wait(fs, timeout=timeout, return_when=return_when)
-
-
-__all__ = ["Future", "as_completed", "wait", "check_timeout", "check_futures",
-           "FIRST_COMPLETED", "FIRST_EXCEPTION", "ALL_COMPLETED"]
+__all__ = ["Future", "new_futures", "finish", "set_cancelled", "failed_keys", "fetch_values", "is_container",
+           "collect", "rebuild"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import sys
 import threading
 import traceback
 from typing import Any, Iterator

@@ -60,7 +60,9 @@ class Scheduler:
         self.info: dict[int, dict] = {}
         self.state: st.SchedulerState | None = None
         self.payloads: dict[str, tuple] = {}  # key -> (fn_id, fn_bytes, data, buffers)
-        self.small: dict[str, bytes] = {}  # key -> pickle of a small result, sent with its DONE
+        # key -> pickle of a small result, sent with its DONE: rank 0's one copy, kept until the
+        # key is forgotten (a later future of the key gets it with its "memory" note)
+        self.small: dict[str, bytes] = {}
         self.fn_sent: dict[int, set[str]] = defaultdict(set)
         self.gathers = Gathers(transport.send)
         self.scatter_rr = itertools.cycle(self.worker_ranks)
@@ -179,6 +181,11 @@ class Scheduler:
         if buffers:
             self.bytes_out += sum(memoryview(b).nbytes for b in buffers)
         self.transport.send(rank, header, buffers)
+
+    def doorbell(self, take: Callable[[], list]) -> None:
+        """Ring ``take`` (it hands over released keys) once every message the client has sent
+        so far was handled; see :meth:`ring`."""
+        self.doorbells.append((self.sent, take))
 
     def ring(self) -> bool:
         """Release the keys of every doorbell whose preceding messages have all been handled.
@@ -352,10 +359,6 @@ class Scheduler:
         except BaseException:
             self.sent -= 1
             raise
-
-    def add_doorbell(self, take: Callable[[], list]) -> None:
-        """Drop the keys ``take()`` hands over once every message sent so far is handled."""
-        self.doorbells.append((self.sent, take))
 
 
     def _on_submit(self, src: int, header: tuple, buffers: list) -> None:

@@ -263,7 +263,7 @@ class SchedulerWorld:
         """Have the scheduler drop the keys ``take()`` hands over, once it has handled every
         message sent so far (at the end of one of its rounds; no message, no wake-up)."""
         if not self.closed:
-            self.scheduler.add_doorbell(take)
+            self.scheduler.doorbell(take)
 
     def call(self, header_without_future: tuple, timeout: float | None = None) -> Any:
         """Send a request carrying a concurrent future and wait for its answer."""

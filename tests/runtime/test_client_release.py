@@ -205,10 +205,10 @@ def test_a_future_dropped_while_the_lock_is_held_is_counted_on_unlock(client, wo
     fut = client.submit(noop, 4)
     key = fut.key
     world.process()
-    client._lock.acquire()
+    client.future_table._lock.acquire()
     del fut
     assert world.queue == []  # deferred: the lock was taken
-    client._unlock()
+    client.future_table._unlock()
     world.process()
     assert world.taken == [[key]] and world.wanted[key] is False
 
@@ -217,12 +217,12 @@ def test_a_future_dropped_in_another_thread_while_the_lock_is_held(client, world
     futures = [client.submit(noop, 5)]
     key = futures[0].key
     world.process()
-    client._lock.acquire()
+    client.future_table._lock.acquire()
     dropper = threading.Thread(target=futures.clear)
     dropper.start()
     dropper.join(10)
     assert not dropper.is_alive() and world.queue == []
-    client._unlock()
+    client.future_table._unlock()
     world.process()
     assert world.wanted[key] is False
 
