@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from hpcdist.errors import JobIdError, RenderError
+from hpcdist.exitcodes import ExitCode
 from hpcdist.batch.values import check_spec
 from hpcdist.spec.keys import DIRECTIVE_PATH_PATTERN
 
@@ -251,7 +252,7 @@ def resubmit_lines(spec: JobSpec) -> str:
     limit = getattr(parsed, "resubmit", 0) if parsed is not None else 0
     if not limit:
         return ""
-    from hpcdist.pipeline.status import WALLTIME
+    WALLTIME = ExitCode.WALLTIME
 
     return "\n".join([
         "",

@@ -28,7 +28,8 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from hpcdist import commands
-from hpcdist.errors import CommandError, HpcdistError, NothingCancelled, SpecError, SubmitError
+from hpcdist.errors import CommandError, HpcdistError, NothingCancelled, RunDirError, SpecError, SubmitError
+from hpcdist.exitcodes import ExitCode
 from hpcdist.batch.query import FINAL_STATES, STATES, JobStatus, query_states
 from hpcdist.spec.keys import MEMORY_UNITS
 
@@ -49,15 +50,15 @@ __all__ = [
     "read_progress",
 ]
 
-#: ``hpcdist status`` exit codes by state (2: usage error, 3: a batch command failed)
-EXIT_CODES: Mapping[str, int] = {
-    "COMPLETED": 0,
-    "FAILED": 1,
-    "CANCELLED": 1,
-    "TIMEOUT": 1,
-    "UNKNOWN": 4,
-    "PENDING": 10,
-    "RUNNING": 10,
+#: ``hpcdist status`` exit codes by state (and, as for every command, 2 usage, 3 batch command failed)
+EXIT_CODES: Mapping[str, ExitCode] = {
+    "COMPLETED": ExitCode.OK,
+    "FAILED": ExitCode.FAILED,
+    "CANCELLED": ExitCode.FAILED,
+    "TIMEOUT": ExitCode.FAILED,
+    "UNKNOWN": ExitCode.UNKNOWN,
+    "PENDING": ExitCode.UNFINISHED,
+    "RUNNING": ExitCode.UNFINISHED,
 }
 
 JOB_FILE = "job.json"
@@ -68,25 +69,19 @@ SUBMIT_TIMEOUT = 60.0
 QUERY_TIMEOUT = 30.0
 
 
-class RunDirError(HpcdistError):
-    """A run directory or job id given on the command line cannot be used."""
-
-    exit_code = 2
-
-
-def exit_code_for(state: str) -> int:
+def exit_code_for(state: str) -> ExitCode:
     """The ``hpcdist status`` exit code for a normalised state (see :data:`EXIT_CODES`)."""
     return EXIT_CODES.get(state, EXIT_CODES["UNKNOWN"])
 
 
-def combined_exit_code(states: Iterable[str]) -> int:
+def combined_exit_code(states: Iterable[str]) -> ExitCode:
     """The ``hpcdist status`` exit code for several jobs: 10 when any is unfinished, else 1
     when any failed, else 4 when any is unknown, else 0 (all completed)."""
     codes = {exit_code_for(s) for s in states}
-    for code in (10, 1, 4):
+    for code in (ExitCode.UNFINISHED, ExitCode.FAILED, ExitCode.UNKNOWN):
         if code in codes:
             return code
-    return 0
+    return ExitCode.OK
 
 
 @dataclass

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from hpcdist.errors import SpecError, SubmitError
-from hpcdist.batch.jobs import (JOB_FILE, QUERY_TIMEOUT, SCRIPT_FILE, SPEC_FILE, Job, RunDirError, _write_json, spec_with,
+from hpcdist.errors import RunDirError, SpecError, SubmitError
+from hpcdist.batch.jobs import (JOB_FILE, QUERY_TIMEOUT, SCRIPT_FILE, SPEC_FILE, Job, _write_json, spec_with,
                           submit_script)
 from hpcdist.batch.query import query_states
 

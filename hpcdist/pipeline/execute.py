@@ -15,19 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpcdist.errors import TaskInterrupted, TaskTimeout
 from hpcdist.pipeline.imports import resolve_callable
 from hpcdist.pipeline.rundir import LOGS, OBJECTS, load_object, save_object
 from hpcdist.runtime.worker import current_rank
 
-__all__ = ["TaskTimeout", "TaskInterrupted", "Element", "run_task", "load_stored"]
-
-
-class TaskTimeout(Exception):
-    """A pipeline task ran longer than its ``timeout``."""
-
-
-class TaskInterrupted(Exception):
-    """A pipeline task was stopped by SIGTERM/SIGINT (a cancel reaching every rank)."""
+__all__ = ["Element", "run_task", "load_stored"]
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hpcdist.pipeline import status
-from hpcdist.pipeline.execute import Element, TaskInterrupted, TaskTimeout, load_stored, run_task
+from hpcdist.exitcodes import ExitCode
+from hpcdist.errors import TaskInterrupted, TaskTimeout
+from hpcdist.pipeline.execute import Element, load_stored, run_task
 from hpcdist.pipeline.graph import OK_STATES, TERMINAL, Item, Plan
 from hpcdist.pipeline.imports import resolve_callable
 from hpcdist.pipeline.codehash import reachable_code
@@ -75,7 +76,7 @@ class Deadline:
 
 @dataclass
 class RunResult:
-    """How a run ended: exit ``code`` (see :mod:`hpcdist.pipeline.status`), counts, hash."""
+    """How a run ended: exit ``code`` (:class:`~hpcdist.exitcodes.ExitCode`), counts, hash."""
 
     code: int
     counts: dict[str, int]
@@ -484,33 +485,33 @@ class Runner:
         counts = self.plan.counts()
         bad = counts.get("failed", 0) + counts.get("skipped", 0)
         if self.io_errors:
-            code = status.IO_ERROR
+            code = ExitCode.IO_ERROR
         elif self.reason == "interrupted":
-            code = status.INTERRUPTED
+            code = ExitCode.INTERRUPTED
         elif self.reason == "walltime":
-            code = status.WALLTIME
+            code = ExitCode.WALLTIME
         elif bad or counts.get("not_run", 0):
-            code = status.TASKS_FAILED
+            code = ExitCode.TASKS_FAILED
         else:
-            code = status.OK
+            code = ExitCode.OK
         try:
-            if code == status.OK:
+            if code == ExitCode.OK:
                 atomic_write(self.run_dir / HASH_FILE, (digest + "\n").encode())
             else:
                 (self.run_dir / HASH_FILE).unlink(missing_ok=True)
         except OSError as exc:
-            code = status.IO_ERROR
+            code = ExitCode.IO_ERROR
             self.io_errors.append(f"{self.run_dir / HASH_FILE} could not be written: {exc}")
         try:
             doc = self._write_manifest(final=True, digest=digest, code=code)
         except OSError as exc:
-            if code != status.IO_ERROR:
-                code = status.IO_ERROR
+            if code != ExitCode.IO_ERROR:
+                code = ExitCode.IO_ERROR
             self.io_errors.append(f"the final {MANIFEST} could not be written ({exc}); the one before stays")
             doc = self._manifest(final=True, digest=digest, code=code)
         self._write_progress(counts, 0)
         self.progress(counts, 0, time.time() - self.started)
-        self.log(f"finished: exit status {code} ({status.EXIT_STATUSES[code][0]}), counts {counts}")
+        self.log(f"finished: exit status {code} ({code.name.lower()}), counts {counts}")
         return RunResult(code, counts, digest, self.reason, doc, list(self.io_errors))
 
     def _drain(self) -> None:
