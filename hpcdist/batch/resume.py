@@ -81,7 +81,7 @@ def submit_resume(
         _check_not_running(directory, record)
 
     from hpcdist.batch.jobs import spec_to_yaml
-    from hpcdist.pipeline.rundir import atomic_write
+    from hpcdist.paths import atomic_write
 
     system = get_system(spec.scheduler)
     script_text = system.render(spec, directory)

@@ -35,7 +35,8 @@ from hpcdist.launcher import (
 from hpcdist.paths import RunDir, atomic_write
 from hpcdist.pipeline.lock import LAUNCHER, WORLD, RunLock, check_free
 from hpcdist.pipeline.progress import Progress
-from hpcdist.pipeline.runner import Deadline, Runner, traceback_file
+from hpcdist.pipeline.manifest import traceback_file
+from hpcdist.pipeline.runner import Deadline, Runner
 from hpcdist.postmortem import postmortem
 from hpcdist.runtime.client import Client
 from hpcdist.runtime.world import install_signal_handlers, walltime_warning
