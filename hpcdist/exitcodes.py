@@ -10,6 +10,7 @@ return both readings, so a caller always knows which one it got.
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Iterable
 
 __all__ = ["ExitCode", "PIPELINE", "table"]
 
@@ -41,7 +42,8 @@ class ExitCode(IntEnum):
     UNFINISHED = 10, "status: a job is still pending or running"
     INTERNAL = 70, "an error inside hpcdist, not in a task"
     IO_ERROR = 74, "the run directory could not be written (disk full, quota); free space, then resume"
-    TIMED_OUT = 124, "run --timeout: the time ran out (as coreutils timeout)"
+    TIMEOUT = 124, ("`hpcdist run --timeout` ran out (set by the launcher, as coreutils timeout; a pipeline's "
+                    "manifest says `interrupted`)")
     INTERRUPTED = 130, "stopped by Ctrl-C or SIGTERM; finished results kept, resume to finish"
 
 
@@ -50,8 +52,9 @@ PIPELINE = frozenset({ExitCode.OK, ExitCode.SPEC, ExitCode.WALLTIME, ExitCode.TA
                       ExitCode.IO_ERROR, ExitCode.INTERRUPTED})
 
 
-def table(codes: frozenset[ExitCode] | None = None) -> str:
+def table(codes: Iterable[ExitCode] | None = None) -> str:
     """The exit statuses (all, or ``codes``) as a Markdown table, as the docs print it."""
-    rows = ["| code | name | meaning |", "|---|---|---|"]
+    codes = None if codes is None else frozenset(codes)
+    rows = ["| status | name | meaning |", "| --- | --- | --- |"]
     rows += [f"| {c.value} | {c.name.lower()} | {c.meaning} |" for c in ExitCode if codes is None or c in codes]
     return "\n".join(rows) + "\n"

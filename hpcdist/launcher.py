@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from hpcdist.backends import canonical_name
 from hpcdist.commands import find_mpiexec
 from hpcdist.errors import HpcdistError
 from hpcdist.exitcodes import ExitCode
@@ -28,6 +29,7 @@ def exec_script(script: str, args: Sequence[str], backend: str | None = None, wo
     Returns:
         The exit status of the script (on rank 0; worker ranks exit inside).
     """
+    # the runtime only here, inside a world: `hpcdist run` around mpiexec never loads it
     from hpcdist.runtime.world import set_current_world, start_world
 
     path = Path(script)
@@ -98,11 +100,9 @@ def split_run_options(backend: str | None, nranks: int | None, workers: int | No
     Raises:
         HpcdistError: unknown backend, or options that contradict each other.
     """
-    from hpcdist.backends import canonical_name
-
     name = canonical_name(backend, "--backend") if backend is not None else "mpi"
     if backend is None:
-        from hpcdist.transports.mpi import lone_copy
+        from hpcdist.transports.mpi import lone_copy  # it imports numpy: only when checking
 
         problem = lone_copy()  # `srun -n 3 hpcdist run ...` would start three worlds
         if problem:
@@ -137,7 +137,7 @@ def run_local(script: str, args: Sequence[str], backend: str, workers: int | Non
         code = exec_script(script, args, backend=backend, workers=workers)
     finally:
         timer.cancel()
-    return ExitCode.TIMED_OUT if timer.fired else code
+    return ExitCode.TIMEOUT if timer.fired else code
 
 
 class TimeLimit:
@@ -167,7 +167,7 @@ class TimeLimit:
         sys.stderr.write(f"hpcdist: --timeout: still running {STOP_GRACE:g} s after the stop; exiting\n")
         faulthandler.dump_traceback(all_threads=True)
         sys.stderr.flush()
-        os._exit(ExitCode.TIMED_OUT)
+        os._exit(ExitCode.TIMEOUT)
 
     def cancel(self) -> None:
         for t in self._timers:
@@ -278,7 +278,7 @@ def wait_launcher(proc: subprocess.Popen, stop: threading.Event, timeout: float 
             code = proc.returncode
             break
     if how == "timeout":
-        return ExitCode.TIMED_OUT, how
+        return ExitCode.TIMEOUT, how
     if how == "stopped":
         return ExitCode.INTERRUPTED, how
     return (code if code >= 0 else 128 - code), how

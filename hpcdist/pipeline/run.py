@@ -240,7 +240,7 @@ def _in_process(spec: Any, directory: RunDir, backend: str, workers: int | None,
                 code = _execute(client, spec, directory, stop)
         finally:
             limit.cancel()
-    return ExitCode.TIMED_OUT if limit.fired else code
+    return ExitCode.TIMEOUT if limit.fired else code
 
 
 def _launch_mpi(spec: Any, directory: RunDir, nranks: int, timeout: float | None) -> int:
