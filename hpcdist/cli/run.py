@@ -58,10 +58,11 @@ def run_command(nranks: int | None, backend: str | None, workers: int | None, ti
     With a job spec (`hpcdist run SPEC.yaml [-n 4] [--set k=v] [--resume RUN_DIR]`) it runs the
     spec's pipeline and prints the run directory (see docs/pipelines.md)."""
     from hpcdist.launcher import check_timeout, run_local, run_script, split_run_options
-    from hpcdist.pipeline.run import is_spec, run_spec
 
     check_timeout(timeout)
-    if is_spec(script):
+    if _is_spec(script):
+        from hpcdist.pipeline.run import run_spec  # the pipeline machinery only for a spec
+
         opts: dict[str, Any] = dict(nranks=nranks, backend=backend, workers=workers, timeout=timeout, resume=resume,
                                     run_dir=run_dir)
         later = _options_after_spec(args)
@@ -73,6 +74,11 @@ def run_command(nranks: int | None, backend: str | None, workers: int | None, ti
     if name != "mpi":
         sys.exit(run_local(script, args, name, workers, timeout=timeout))
     sys.exit(run_script(script, args, nranks, timeout=timeout))
+
+
+def _is_spec(path: str) -> bool:
+    """Whether ``hpcdist run``'s argument is a job spec (``.yaml``/``.yml``) rather than a script."""
+    return path.lower().endswith((".yaml", ".yml"))
 
 
 @click.command(context_settings={"ignore_unknown_options": False})

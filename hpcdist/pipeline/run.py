@@ -42,17 +42,12 @@ from hpcdist.runtime.client import Client
 from hpcdist.runtime.world import install_signal_handlers, walltime_warning
 from hpcdist.spec.model import load_spec
 
-__all__ = ["is_spec", "run_spec"]
+__all__ = ["run_spec"]
 
 #: lines of a failed task's traceback printed on the console (the end, where it raised)
 TRACEBACK_LINES = 6
 #: the logger of a pipeline run: rank 0's log, ``RUN_DIR/logs/rank-0.log``
 log = logging.getLogger("hpcdist.pipeline")
-
-
-def is_spec(path: str) -> bool:
-    """Whether ``hpcdist run``'s argument is a job spec (``.yaml``/``.yml``) rather than a script."""
-    return path.lower().endswith((".yaml", ".yml"))
 
 
 def run_spec(spec_path: str, *, nranks: int | None = None, backend: str | None = None, workers: int | None = None,
