@@ -8,30 +8,32 @@ from __future__ import annotations
 
 import concurrent.futures
 
+from hpcdist.exitcodes import ExitCode
+
 
 class HpcdistError(Exception):
     """Base class of every error hpcdist raises on purpose."""
 
     #: exit status the CLI uses for this kind of error
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.FAILED
 
 
 class SpecError(HpcdistError):
     """The job spec is invalid; the message lists every problem with file:line:column."""
 
-    exit_code = 2
+    exit_code = ExitCode.SPEC
 
 
 class RenderError(HpcdistError):
     """A job script could not be rendered (bad template, unknown placeholder, ...)."""
 
-    exit_code = 2
+    exit_code = ExitCode.SPEC
 
 
 class SubmitError(HpcdistError):
     """The batch system rejected a command; the message carries its own stderr."""
 
-    exit_code = 3
+    exit_code = ExitCode.BATCH_COMMAND
 
 
 class CommandError(SubmitError):
@@ -41,13 +43,13 @@ class CommandError(SubmitError):
 class JobIdError(HpcdistError):
     """A job id (given, recorded in job.json, or printed by sbatch/qsub) is not in the system's syntax."""
 
-    exit_code = 2
+    exit_code = ExitCode.SPEC
 
 
 class NothingCancelled(HpcdistError):
     """``cancel`` found nothing to cancel: the job is unknown to the batch system or already over."""
 
-    exit_code = 4
+    exit_code = ExitCode.UNKNOWN
 
 
 class RunDirError(HpcdistError):
@@ -60,10 +62,16 @@ class RunDirBusy(HpcdistError):
     """Another hpcdist run works in this run directory."""
 
 
+class RunDirError(HpcdistError):
+    """A run directory or job id given on the command line cannot be used."""
+
+    exit_code = ExitCode.SPEC
+
+
 class TransportError(HpcdistError):
     """The message transport failed or was used wrongly (e.g. an MPI world of size 1)."""
 
-    exit_code = 4
+    exit_code = ExitCode.UNKNOWN
 
 
 class WorkerLost(HpcdistError, concurrent.futures.BrokenExecutor):
@@ -73,13 +81,27 @@ class WorkerLost(HpcdistError, concurrent.futures.BrokenExecutor):
     when a worker dies.
     """
 
-    exit_code = 4
+    exit_code = ExitCode.UNKNOWN
 
 
-class WalltimeExceeded(HpcdistError):
-    """The job reached its walltime warning; work was stopped and persisted."""
+class NoValidWorker(HpcdistError):
+    """A task's worker restrictions match no live worker (and other workers are not allowed)."""
 
-    exit_code = 5
+
+class InvalidTransition(HpcdistError):
+    """A task was asked to make a transition the table does not allow (a scheduler bug)."""
+
+
+class DependencyMissing(HpcdistError):
+    """A task depends on a key the scheduler does not know (or on itself, through a cycle)."""
+
+
+class TaskTimeout(HpcdistError):
+    """A pipeline task ran longer than its ``timeout``."""
+
+
+class TaskInterrupted(HpcdistError):
+    """A pipeline task was stopped by SIGTERM/SIGINT (a cancel reaching every rank)."""
 
 
 #: A task was cancelled before it finished: the standard library's own class, so one

@@ -16,8 +16,11 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from hpcdist.errors import HpcdistError
+from hpcdist.backends import canonical_name
 from hpcdist.commands import find_mpiexec
+from hpcdist.errors import HpcdistError
+from hpcdist.exitcodes import ExitCode
+from hpcdist.postmortem import postmortem
 
 
 def exec_script(script: str, args: Sequence[str], backend: str | None = None, workers: int | None = None) -> int:
@@ -26,6 +29,7 @@ def exec_script(script: str, args: Sequence[str], backend: str | None = None, wo
     Returns:
         The exit status of the script (on rank 0; worker ranks exit inside).
     """
+    # the runtime only here, inside a world: `hpcdist run` around mpiexec never loads it
     from hpcdist.runtime.world import set_current_world, start_world
 
     path = Path(script)
@@ -42,7 +46,7 @@ def exec_script(script: str, args: Sequence[str], backend: str | None = None, wo
     except KeyboardInterrupt:
         sys.stderr.write("hpcdist: interrupted (Ctrl-C or SIGTERM): the script was stopped; cancelled\n")
         sys.stderr.flush()
-        code = INTERRUPTED
+        code = ExitCode.INTERRUPTED
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         if not isinstance(exc.code, int) and exc.code is not None:
@@ -59,10 +63,6 @@ def exec_script(script: str, args: Sequence[str], backend: str | None = None, wo
     return code
 
 
-#: ``hpcdist run``'s status when it stopped the run (Ctrl-C, SIGTERM), as for pipelines
-INTERRUPTED = 130
-#: ``hpcdist run --timeout``'s status when the time ran out (as coreutils ``timeout``)
-TIMED_OUT = 124
 #: seconds between asking the world to stop and killing what is left of it
 STOP_GRACE = 4.0
 
@@ -100,8 +100,6 @@ def split_run_options(backend: str | None, nranks: int | None, workers: int | No
     Raises:
         HpcdistError: unknown backend, or options that contradict each other.
     """
-    from hpcdist.backends import canonical_name
-
     name = canonical_name(backend, "--backend") if backend is not None else "mpi"
     if backend is None:
         from hpcdist.transports.mpienv import lone_copy
@@ -139,7 +137,7 @@ def run_local(script: str, args: Sequence[str], backend: str, workers: int | Non
         code = exec_script(script, args, backend=backend, workers=workers)
     finally:
         timer.cancel()
-    return TIMED_OUT if timer.fired else code
+    return ExitCode.TIMEOUT if timer.fired else code
 
 
 class TimeLimit:
@@ -169,7 +167,7 @@ class TimeLimit:
         sys.stderr.write(f"hpcdist: --timeout: still running {STOP_GRACE:g} s after the stop; exiting\n")
         faulthandler.dump_traceback(all_threads=True)
         sys.stderr.flush()
-        os._exit(TIMED_OUT)
+        os._exit(ExitCode.TIMEOUT)
 
     def cancel(self) -> None:
         for t in self._timers:
@@ -280,9 +278,9 @@ def wait_launcher(proc: subprocess.Popen, stop: threading.Event, timeout: float 
             code = proc.returncode
             break
     if how == "timeout":
-        return TIMED_OUT, how
+        return ExitCode.TIMEOUT, how
     if how == "stopped":
-        return INTERRUPTED, how
+        return ExitCode.INTERRUPTED, how
     return (code if code >= 0 else 128 - code), how
 
 
@@ -323,23 +321,3 @@ def run_script(script: str, args: Sequence[str], nranks: int, timeout: float | N
                 sys.stderr.write(f"hpcdist: {line}\n")
     return code
 
-
-def postmortem(state_dir: str) -> list[str]:
-    """What each worker rank was running when the world ended, from its state file.
-
-    In a pipeline's run directory (``RUN_DIR/ranks``) tasks are named as in the pipeline
-    (``squares[3]``), from the manifest beside it.
-    """
-    from hpcdist.pipeline.run import task_names
-
-    names = task_names(state_dir)
-    lines = []
-    for path in sorted(Path(state_dir).glob("rank-*.task"), key=lambda p: int(p.stem.split("-")[1])):
-        text = path.read_bytes().decode(errors="replace").strip()
-        if text.startswith("R "):
-            rank = path.stem.split("-")[1]
-            key = text[2:]
-            name = names.get(key.rsplit("~", 1)[0])  # a pipeline attempt runs as KEY~N
-            what = f"pipeline task {name} (key {key})" if name else f"task {key!r}"
-            lines.append(f"rank {rank} was running {what} when the job ended")
-    return lines

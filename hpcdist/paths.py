@@ -14,7 +14,7 @@ Layout::
     RUN_DIR/logs/                  rank 0's log (rank-0.log) and one log per worker process
     RUN_DIR/logs/tracebacks/       the full traceback of each failed task (NAME.txt, NAME.I.txt)
     RUN_DIR/ranks/rank-N.task      what rank N is doing (read after a crash to name the task)
-    RUN_DIR/rank-0.pid             the pid of rank 0 while a pipeline runs
+    RUN_DIR/logs/rank-0.pid        the pid of rank 0 while a pipeline runs
     RUN_DIR/.lock, .lock-world     held by the launcher and by the world (see pipeline/lock.py)
 
 Nothing else in hpcdist spells one of these names.
@@ -50,7 +50,7 @@ class RunDir:
     LOGS = "logs"
     TRACEBACKS = "logs/tracebacks"
     RANKS = "ranks"
-    PID = "rank-0.pid"
+    PID = "logs/rank-0.pid"
     RANK0_LOG = "logs/rank-0.log"
     LAUNCHER_LOCK = ".lock"
     WORLD_LOCK = ".lock-world"

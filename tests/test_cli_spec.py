@@ -158,3 +158,25 @@ def test_numeric_queue_and_account_names_validate(spec: Path, capsys: pytest.Cap
     code, out, _ = run(["render", str(spec), "--scheduler", "slurm", "--set", "resources.queue=0042",
                         "--set", "resources.account=12345"], capsys)
     assert code == 0 and "#SBATCH --partition=0042\n" in out and "#SBATCH --account=12345\n" in out
+
+
+def test_only_the_cli_package_imports_click() -> None:
+    import re
+
+    package = REPO / "hpcdist"
+    users = [str(p.relative_to(package)) for p in package.rglob("*.py")
+             if re.search(r"^\s*(import click|from click)", p.read_text(encoding="utf-8"), re.M)]
+    assert users and all(u.startswith("cli/") for u in users), users
+
+
+def test_an_option_shared_by_commands_is_one_declaration() -> None:
+    from hpcdist.cli import cli
+
+    seen: dict[str, tuple[object, ...]] = {}
+    for command in cli.commands.values():
+        for param in command.params:
+            # bench's --json names a file; doctor's and status's are a flag (a different option)
+            if not param.opts[-1].startswith("--") or (command.name == "bench" and param.name == "json_path"):
+                continue
+            what = (tuple(param.opts), type(param.type), param.type.name, getattr(param, "help", None), param.default)
+            assert seen.setdefault(param.opts[-1], what) == what, (command.name, param.opts)

@@ -23,6 +23,7 @@ from hpcdist.batch import FINAL_STATES, SYSTEMS, JobStatus, get_system, query_st
 from hpcdist.batch.record import read_exit_code, read_progress, read_record, write_record
 from hpcdist.errors import JobIdError, RunDirError
 from hpcdist.paths import RunDir
+from hpcdist.exitcodes import ExitCode
 
 __all__ = [
     "Job",
@@ -33,33 +34,33 @@ __all__ = [
     "combined_exit_code",
 ]
 
-#: ``hpcdist status`` exit codes by state (2: usage error, 3: a batch command failed)
-EXIT_CODES: Mapping[str, int] = {
-    "COMPLETED": 0,
-    "FAILED": 1,
-    "CANCELLED": 1,
-    "TIMEOUT": 1,
-    "UNKNOWN": 4,
-    "PENDING": 10,
-    "RUNNING": 10,
+#: ``hpcdist status`` exit codes by state (and, as for every command, 2 usage, 3 batch command failed)
+EXIT_CODES: Mapping[str, ExitCode] = {
+    "COMPLETED": ExitCode.OK,
+    "FAILED": ExitCode.FAILED,
+    "CANCELLED": ExitCode.FAILED,
+    "TIMEOUT": ExitCode.FAILED,
+    "UNKNOWN": ExitCode.UNKNOWN,
+    "PENDING": ExitCode.UNFINISHED,
+    "RUNNING": ExitCode.UNFINISHED,
 }
 
 #: seconds a queue or cancel command may take
 QUERY_TIMEOUT = 30.0
 
-def exit_code_for(state: str) -> int:
+def exit_code_for(state: str) -> ExitCode:
     """The ``hpcdist status`` exit code for a normalised state (see :data:`EXIT_CODES`)."""
     return EXIT_CODES.get(state, EXIT_CODES["UNKNOWN"])
 
 
-def combined_exit_code(states: Iterable[str]) -> int:
+def combined_exit_code(states: Iterable[str]) -> ExitCode:
     """The ``hpcdist status`` exit code for several jobs: 10 when any is unfinished, else 1
     when any failed, else 4 when any is unknown, else 0 (all completed)."""
     codes = {exit_code_for(s) for s in states}
-    for code in (10, 1, 4):
+    for code in (ExitCode.UNFINISHED, ExitCode.FAILED, ExitCode.UNKNOWN):
         if code in codes:
             return code
-    return 0
+    return ExitCode.OK
 
 
 @dataclass

@@ -16,13 +16,15 @@ from hpcdist.batch.base import BatchSystem, q, q_value
 from hpcdist.batch.values import check_spec
 from hpcdist.errors import RenderError
 from hpcdist.launch import find_launcher_lines, launch_line, program_command
-from hpcdist.pipeline.status import WALLTIME
+from hpcdist.exitcodes import ExitCode
 from hpcdist.spec.template import JobTemplate, template_problem
 
 if TYPE_CHECKING:
     from hpcdist.spec.model import JobSpec
 
 __all__ = ["render_script", "placeholders", "resubmit_lines"]
+
+WALLTIME = int(ExitCode.WALLTIME)
 
 
 def placeholders(system: BatchSystem, spec: JobSpec, run_dir: Path) -> dict[str, str]:

@@ -15,19 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hpcdist.errors import TaskInterrupted, TaskTimeout
 from hpcdist.pipeline.imports import resolve_callable
-from hpcdist.pipeline.rundir import LOGS, OBJECTS, load_object, save_object
+from hpcdist.paths import RunDir
+from hpcdist.pipeline.rundir import load_object, save_object
 from hpcdist.runtime.running import current_rank
 
-__all__ = ["TaskTimeout", "TaskInterrupted", "Element", "run_task", "load_stored"]
-
-
-class TaskTimeout(Exception):
-    """A pipeline task ran longer than its ``timeout``."""
-
-
-class TaskInterrupted(Exception):
-    """A pipeline task was stopped by SIGTERM/SIGINT (a cancel reaching every rank)."""
+__all__ = ["Element", "run_task", "load_stored"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +39,7 @@ def _resolve(value: Any) -> Any:
 
 
 def _log(run_dir: Path, line: str) -> None:
-    path = run_dir / LOGS / f"worker-{socket.gethostname()}-{os.getpid()}.log"
+    path = RunDir(run_dir).logs / f"worker-{socket.gethostname()}-{os.getpid()}.log"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     try:
         with open(path, "a", encoding="utf-8") as fh:
@@ -130,6 +124,6 @@ def run_task(module: str, attr: str, args: tuple, kwargs: dict, info: dict[str, 
     end = time.time()
     extra = {"tid": info["tid"], "start": start, "end": end, "host": socket.gethostname(), "pid": os.getpid(),
              "rank": current_rank()}
-    meta = save_object(run_dir / OBJECTS, info["key"], result, extra)
+    meta = save_object(RunDir(run_dir).objects, info["key"], result, extra)
     _log(run_dir, f"done {info['tid']} in {end - start:.3f} s, {meta['bytes']} bytes")
     return result

@@ -10,45 +10,16 @@ every concrete task's state and hands out the ready ones; the runner does the re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable
 
 from hpcdist.pipeline.model import Pipeline
 
-__all__ = ["find_cycle", "Item", "Plan", "TERMINAL", "OK_STATES"]
+__all__ = ["Item", "Plan", "TERMINAL", "OK_STATES"]
 
 #: states a concrete task ends in
 TERMINAL = ("done", "cached", "failed", "skipped", "not_run")
 #: states whose output exists
 OK_STATES = ("done", "cached")
-
-
-def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str]:
-    """One dependency cycle in ``deps`` (name -> names it depends on), or ``[]``.
-
-    The cycle is returned in dependency order starting from its first name in ``deps``'s
-    order, e.g. ``["a", "b", "c"]`` for a -> b -> c -> a. Unknown names are ignored.
-    """
-    color: dict[str, int] = {}  # 1 on the stack, 2 finished
-    for start in deps:
-        if color.get(start):
-            continue
-        stack: list[tuple[str, Iterable[str]]] = [(start, iter(deps[start]))]
-        path = [start]
-        color[start] = 1
-        while stack:
-            node, it = stack[-1]
-            nxt = next((d for d in it if d in deps and color.get(d) != 2), None)
-            if nxt is None:
-                color[node] = 2
-                stack.pop()
-                path.pop()
-            elif color.get(nxt) == 1:
-                return path[path.index(nxt):]
-            else:
-                color[nxt] = 1
-                stack.append((nxt, iter(deps[nxt])))
-                path.append(nxt)
-    return []
 
 
 @dataclass

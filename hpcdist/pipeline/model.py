@@ -7,14 +7,16 @@ pipeline is checked on the same path, with the same message format, as the rest 
 
 from __future__ import annotations
 
+import graphlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Mapping
 
+from hpcdist.pipeline.imports import check_callables
 from hpcdist.spec.keys import PIPELINE, TASK_NAME_PATTERN, describe, parse_int_text
 from hpcdist.spec.source import MAPPING, SCALAR, SEQUENCE, Node, Problem, Where
 
-__all__ = ["Ref", "TaskDef", "Pipeline", "parse_pipeline", "TASK_NAME_PATTERN", "ON_ERROR"]
+__all__ = ["Ref", "TaskDef", "Pipeline", "parse_pipeline", "find_cycle", "TASK_NAME_PATTERN", "ON_ERROR"]
 
 # key names, patterns, choices and minimums come from the key table (hpcdist.spec.keys.PIPELINE),
 # which also yields the JSON Schema: one description of the section
@@ -264,14 +266,10 @@ def parse_pipeline(node: Node, problems: list[Problem], import_dirs: tuple[str, 
     save = _parse_save(p, node.value.get("save"), tasks_node)
     _check_links(p, tasks, ref_sites, tasks_node)
     # every check runs, so all problems are reported at once
-    from hpcdist.pipeline.graph import find_cycle
-
     cycle = find_cycle({n: t.deps for n, t in tasks.items()})
     if cycle:
         first = tasks[cycle[0]]
         p.problem(first.where, f"tasks.{cycle[0]}", "dependency cycle: " + " -> ".join(cycle + [cycle[0]]))
-    from hpcdist.pipeline.imports import check_callables
-
     targets: dict[str, tuple[str, str]] = {}
     for t in tasks.values():
         mod, attr = split_call(t.call, module)
@@ -467,3 +465,24 @@ def _close(name: str, names: list[str]) -> str:
 
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else f" (tasks: {', '.join(names)})"
+
+
+def find_cycle(deps: Mapping[str, Iterable[str]]) -> list[str]:
+    """One dependency cycle in ``deps`` (name -> names it depends on), or ``[]``.
+
+    The cycle is returned in dependency order, e.g. ``["a", "b", "c"]`` for a -> b -> c -> a,
+    starting from the name a depth-first walk in ``deps``'s order meets first. Unknown names are
+    ignored.
+    """
+    # graphlib walks from a node to its successors: give it each name's dependents as its
+    # predecessors, so that the walk follows the dependencies.
+    dependents: dict[str, list[str]] = {name: [] for name in deps}
+    for name, needs in deps.items():
+        for d in needs:
+            if d in dependents:
+                dependents[d].append(name)
+    try:
+        graphlib.TopologicalSorter(dependents).prepare()
+    except graphlib.CycleError as exc:
+        return list(exc.args[1][:-1])
+    return []

@@ -1,15 +1,5 @@
-"""The run directory: stored results, the manifest, saved outputs and their hash.
-
-Layout::
-
-    RUN_DIR/spec.yaml              the resolved spec
-    RUN_DIR/progress.json          done/failed/running/total and when (for ``hpcdist status --watch``)
-    RUN_DIR/manifest.json          per task: status, attempts, rank, host, times, bytes, error, key
-    RUN_DIR/objects/KEY.EXT        every finished task's result (the cache), KEY.meta.json beside it
-    RUN_DIR/outputs/NAME.EXT       the saved outputs (NAME/00000.EXT ... for a mapped task)
-    RUN_DIR/output_hash            sha256 over outputs/ (also in the manifest)
-    RUN_DIR/logs/                  rank 0's log and one log per worker process
-    RUN_DIR/logs/tracebacks/       the full traceback of each failed task (NAME.txt, NAME.I.txt)
+"""A pipeline's stored results, saved outputs and their hash, in the run directory
+(:class:`hpcdist.paths.RunDir` names every file there).
 
 Results are written as ``.npy`` (numpy arrays without Python objects), ``.json`` (when JSON
 represents the value exactly: None, bool, int, finite float, str, lists and str-keyed dicts
@@ -27,52 +17,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-__all__ = [
-    "atomic_write", "write_json", "encode", "save_object", "load_object", "stored_meta",
-    "copy_outputs", "output_hash", "ensure_layout", "file_sha256",
-]
+from hpcdist.paths import RunDir, atomic_write, write_json
 
-OBJECTS, OUTPUTS, LOGS, MANIFEST, HASH_FILE = "objects", "outputs", "logs", "manifest.json", "output_hash"
-#: one file per failed task with its full traceback: logs/tracebacks/NAME.txt, NAME.I.txt for item I
-TRACEBACKS = f"{LOGS}/tracebacks"
-#: {"done", "failed", "running", "total", "updated"}: rewritten a few times a minute while a pipeline runs
-PROGRESS = "progress.json"
-
-
-def ensure_layout(run_dir: Path) -> None:
-    """Create the run directory and its sub-folders (idempotent)."""
-    for sub in (OBJECTS, LOGS):
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
-
-
-def atomic_write(path: Path, data: bytes | Iterable[bytes], fsync: bool = True) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place.
-
-    ``fsync`` also survives a machine crash; without it a crashed *process* still never
-    leaves a partial file (results skip it: a fsync per result costs milliseconds).
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for chunk in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
-                fh.write(chunk)
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def write_json(path: Path, data: Any, fsync: bool = True) -> None:
-    """``data`` as indented JSON, atomically."""
-    atomic_write(path, (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode(), fsync)
+__all__ = ["encode", "save_object", "load_object", "stored_meta", "copy_outputs", "output_hash", "file_sha256"]
 
 
 def _exact_json(value: Any, depth: int = 0) -> bool:
@@ -187,7 +136,7 @@ def copy_outputs(run_dir: Path, saved: dict[str, list[str | None]], mapped: set[
     Returns:
         The paths written, relative to the run directory.
     """
-    out_dir = run_dir / OUTPUTS
+    out_dir, objects = RunDir(run_dir).outputs, RunDir(run_dir).objects
     tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=".outputs-"))
     written = []
     try:
@@ -199,8 +148,8 @@ def copy_outputs(run_dir: Path, saved: dict[str, list[str | None]], mapped: set[
                     continue
                 ext = f.rsplit(".", 1)[-1]
                 rel = f"{name}/{i:05d}.{ext}" if name in mapped else f"{name}.{ext}"
-                shutil.copyfile(run_dir / OBJECTS / f, tmp / rel)
-                written.append(f"{OUTPUTS}/{rel}")
+                shutil.copyfile(objects / f, tmp / rel)
+                written.append(f"{RunDir.OUTPUTS}/{rel}")
     except BaseException:  # disk full, say: the old outputs/ stay, nothing half-copied is left
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -220,7 +169,7 @@ def output_hash(run_dir: Path) -> str:
     same on every backend, with any number of workers, and across reruns.
     """
     h = hashlib.sha256()
-    base = run_dir / OUTPUTS
+    base = RunDir(run_dir).outputs
     files = sorted(p for p in base.rglob("*") if p.is_file()) if base.exists() else []
     for p in files:
         rel = p.relative_to(base).as_posix()

@@ -18,19 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hpcdist.pipeline import status
-from hpcdist.pipeline.execute import Element, TaskInterrupted, TaskTimeout, load_stored, run_task
+from hpcdist.exitcodes import ExitCode
+from hpcdist.errors import TaskInterrupted, TaskTimeout
+from hpcdist.pipeline.execute import Element, load_stored, run_task
 from hpcdist.pipeline.graph import OK_STATES, TERMINAL, Item, Plan
 from hpcdist.pipeline.imports import resolve_callable
 from hpcdist.pipeline.codehash import reachable_code
 from hpcdist.pipeline.keys import function_identity, make_key_fn
 from hpcdist.pipeline.model import Pipeline, Ref
-from hpcdist.pipeline.rundir import (
-    HASH_FILE, MANIFEST, OBJECTS, OUTPUTS, PROGRESS, TRACEBACKS, atomic_write, copy_outputs, ensure_layout, output_hash,
-    stored_meta, write_json,
+from hpcdist.pipeline.manifest import (
+    TaskRecord, disk_full, manifest, previous_records, progress, remote_traceback, traceback_file,
 )
+from hpcdist.pipeline.rundir import copy_outputs, output_hash, stored_meta
+from hpcdist.paths import RunDir, atomic_write, write_json
 
-__all__ = ["RunResult", "Runner", "Deadline", "remote_traceback", "traceback_file"]
+__all__ = ["RunResult", "Runner", "Deadline"]
 
 #: seconds rank 0 waits past a task's timeout before it gives up on it itself
 TIMEOUT_SLACK = 2.0
@@ -75,7 +77,7 @@ class Deadline:
 
 @dataclass
 class RunResult:
-    """How a run ended: exit ``code`` (see :mod:`hpcdist.pipeline.status`), counts, hash."""
+    """How a run ended: exit ``code`` (:class:`~hpcdist.exitcodes.ExitCode`), counts, hash."""
 
     code: int
     counts: dict[str, int]
@@ -83,20 +85,6 @@ class RunResult:
     reason: str = ""
     manifest: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # what could not be written (disk full ...)
-
-
-@dataclass
-class _Record:
-    attempts: int = 0
-    rank: int | None = None
-    host: str | None = None
-    start: float | None = None
-    end: float | None = None
-    bytes: int | None = None
-    error: str | None = None
-    file: str | None = None
-    dispatched: float | None = None
-    traceback: str | None = None
 
 
 class Runner:
@@ -122,6 +110,7 @@ class Runner:
         self.client = client
         self.pipeline = pipeline
         self.run_dir = Path(run_dir)
+        self.dir = RunDir(run_dir)
         self.deadline = deadline or Deadline()
         self.walltime_event = walltime_event or threading.Event()
         self.stop_event = stop_event or threading.Event()
@@ -137,7 +126,7 @@ class Runner:
             identities[n] = function_identity(fn, pipeline.import_dirs, t.version)
             self.covered[n] = reachable_code(fn, pipeline.import_dirs)[1]
         self.plan = Plan(pipeline, make_key_fn(identities, self.nonce))
-        self.records: dict[str, _Record] = {}
+        self.records: dict[str, TaskRecord] = {}
         self.futures: dict[str, Any] = {}  # tid -> future of its value (computed or loaded)
         self.running: dict[str, Any] = {}  # tid -> future of the attempt in flight
         self.done_q: queue.SimpleQueue = queue.SimpleQueue()
@@ -149,7 +138,7 @@ class Runner:
         self._manifest_cost = 0.0  # seconds the last rewrite took
         self.reason = ""
         self.io_errors: list[str] = []  # writes to the run directory that failed (disk full ...)
-        self.previous = _previous_records(self.run_dir / MANIFEST)
+        self.previous = previous_records(self.dir.manifest)
         # task name -> the definitions that depend on it; tid -> dependents known to be finished
         self.consumers = {n: [m for m, t in pipeline.tasks.items() if n in t.deps] for n in pipeline.tasks}
         self._finished_dependents: dict[str, int] = {}
@@ -158,7 +147,7 @@ class Runner:
 
     def run(self) -> RunResult:
         """Run until every task is terminal or the run must stop; write manifest and outputs."""
-        ensure_layout(self.run_dir)
+        self.dir.ensure_layout()
         capacity = max(1, self.client.nworkers)
         self.log(f"run {self.run_dir}: {len(self.pipeline.tasks)} task definitions, {capacity} workers")
         for name, covered in self.covered.items():
@@ -234,12 +223,12 @@ class Runner:
     def _reuse(self, item: Item) -> bool:
         if not self.pipeline.tasks[item.name].cache:
             return False
-        meta = stored_meta(self.run_dir / OBJECTS, item.key, verify=True)
+        meta = stored_meta(self.dir.objects, item.key, verify=True)
         if meta is None:
-            if (self.run_dir / OBJECTS / f"{item.key}.meta.json").exists():
+            if (self.dir.objects / f"{item.key}.meta.json").exists():
                 self.log(f"{item.tid}: stored result incomplete or its sha256 does not match: recomputing")
             return False
-        rec = self.records.setdefault(item.tid, _Record())
+        rec = self.records.setdefault(item.tid, TaskRecord())
         rec.file, rec.bytes, rec.host = meta["file"], meta["bytes"], meta.get("host")
         rec.start, rec.end = meta.get("start"), meta.get("end")
         old = self.previous.get(item.key, {})
@@ -253,7 +242,7 @@ class Runner:
         fut = self.futures.get(tid)
         if fut is None:  # a reused result: load it on a worker once, when first needed
             rec = self.records[tid]
-            path = str(self.run_dir / OBJECTS / str(rec.file))
+            path = str(self.dir.objects / str(rec.file))
             fut = self.futures[tid] = self.client.submit(load_stored, path, key=f"load-{self.plan.items[tid].key}")
         return fut
 
@@ -279,7 +268,7 @@ class Runner:
         elif item.index is not None:
             args.insert(0, item.value)
         kwargs = self._substitute(dict(t.kwargs))
-        rec = self.records.setdefault(item.tid, _Record())
+        rec = self.records.setdefault(item.tid, TaskRecord())
         rec.attempts += 1
         rec.error = None
         rec.dispatched = time.time()
@@ -306,9 +295,9 @@ class Runner:
             error = TaskTimeout("cancelled")
         else:
             error = fut.exception()
-        meta = stored_meta(self.run_dir / OBJECTS, item.key) if error is None else None
+        meta = stored_meta(self.dir.objects, item.key) if error is None else None
         if error is None and meta is None:
-            error = RuntimeError(f"the result of {tid} was not stored in {self.run_dir / OBJECTS}")
+            error = RuntimeError(f"the result of {tid} was not stored in {self.dir.objects}")
         if error is not None:
             if isinstance(error, TaskInterrupted) and not self.stop_event.is_set():
                 self.stop_event.wait(0.5)  # the same cancel is reaching rank 0 now
@@ -336,7 +325,7 @@ class Runner:
             self.log(f"{item.tid}: attempt {rec.attempts} traceback:\n" + "".join(
                 f"    {line}\n" for line in trace.rstrip("\n").splitlines()))
             try:
-                write_text_atomic(self.run_dir / TRACEBACKS / traceback_file(item.tid), trace)
+                write_text_atomic(self.dir.tracebacks / traceback_file(item.tid), trace)
             except OSError as exc:
                 self.log(f"{item.tid}: could not write its traceback file: {exc}")
         if self.stop_event.is_set():  # lost to the interrupt (a worker that got Ctrl-C too)
@@ -396,73 +385,25 @@ class Runner:
             except OSError as exc:  # the previous manifest stays (atomic); retried at the next report
                 self._manifest_at = time.time()
                 if disk_full(exc):
-                    self._io_failed(f"{MANIFEST} could not be written: {exc}")
+                    self._io_failed(f"{RunDir.MANIFEST} could not be written: {exc}")
                 else:
-                    self.log(f"{MANIFEST} could not be written: {exc}")
+                    self.log(f"{RunDir.MANIFEST} could not be written: {exc}")
 
     def _manifest(self, final: bool = False, digest: str | None = None, code: int | None = None) -> dict[str, Any]:
-        tasks = {}
-        for tid, it in self.plan.items.items():
-            rec = self.records.get(tid, _Record())
-            state = "running" if tid in self.running else it.state
-            tasks[tid] = {
-                "task": it.name, "index": it.index, "status": state, "attempts": rec.attempts, "rank": rec.rank,
-                "host": rec.host, "start": rec.start, "end": rec.end, "bytes": rec.bytes,
-                "error": rec.error or self.plan.errors.get(tid), "key": it.key or None, "output": rec.file,
-                "inputs": list(it.deps),
-            }
-            if rec.traceback and state == "failed":
-                tasks[tid]["traceback"] = rec.traceback
-        doc: dict[str, Any] = {
-            "transfer": self._transfer(),
-            "version": 1, "final": final, "started": self.started, "updated": time.time(),
-            "counts": self.plan.counts(), "reason": self.reason or None, "save": list(self.pipeline.save),
-            "workers": {str(r): w for r, w in self.client.workers.items()}, "backend": self.client.backend,
-            "tasks": tasks,
-        }
-        if digest is not None:
-            doc["output_hash"] = digest
-        if code is not None:
-            doc["exit_status"] = code
-        return doc
-
-    def _transfer(self) -> dict[str, int]:
-        """Input bytes of the tasks run here, and how many of them came from another rank
-        (an estimate: a copy fetched earlier for another task is counted again)."""
-        total = moved = 0
-        for tid, it in self.plan.items.items():
-            rec = self.records.get(tid)
-            if rec is None or rec.rank is None or it.state != "done":
-                continue
-            for d in it.deps:
-                dep, drec = self.plan.items[d], self.records.get(d)
-                if drec is None or drec.bytes is None or dep.state != "done" or drec.rank is None:
-                    continue
-                t = self.pipeline.tasks[it.name]
-                if dep.name in t.after and dep.tid != it.source and dep.name not in t.refs:
-                    continue  # `after` passes no data
-                total += drec.bytes
-                moved += drec.bytes if drec.rank != rec.rank else 0
-        return {"input_bytes": total, "moved_bytes": moved}
+        return manifest(self.plan, self.records, self.running, self.pipeline, self.client, self.started, self.reason,
+                        final, digest, code)
 
     def _write_progress(self, counts: dict[str, int], running: int) -> None:
-        """``progress.json``: the counts ``hpcdist status --watch`` shows (atomically replaced)."""
-        import datetime
-
-        doc = {
-            "done": counts.get("done", 0) + counts.get("cached", 0), "failed": counts.get("failed", 0),
-            "running": running, "total": sum(counts.values()),
-            "updated": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+        """``progress.json`` (atomically replaced)."""
         try:
-            write_json(self.run_dir / PROGRESS, doc, fsync=False)
+            write_json(self.dir.progress, progress(counts, running), fsync=False)
         except OSError as exc:  # progress is advisory: never stop a run for it
-            self.log(f"could not write {PROGRESS}: {exc}")
+            self.log(f"could not write {RunDir.PROGRESS}: {exc}")
 
     def _write_manifest(self, **kw: Any) -> dict[str, Any]:
         start = time.time()
         doc = self._manifest(**kw)
-        write_json(self.run_dir / MANIFEST, doc)
+        write_json(self.dir.manifest, doc)
         self._manifest_at = time.time()
         self._manifest_cost = self._manifest_at - start
         return doc
@@ -478,39 +419,39 @@ class Runner:
         try:
             copy_outputs(self.run_dir, saved, {n for n in self.pipeline.save if self.plan.is_mapped(n)})
         except OSError as exc:
-            self.io_errors.append(f"the outputs could not be copied to {self.run_dir / OUTPUTS}: {exc}")
+            self.io_errors.append(f"the outputs could not be copied to {self.dir.outputs}: {exc}")
             self.log(self.io_errors[-1])
         digest = output_hash(self.run_dir)
         counts = self.plan.counts()
         bad = counts.get("failed", 0) + counts.get("skipped", 0)
         if self.io_errors:
-            code = status.IO_ERROR
+            code = ExitCode.IO_ERROR
         elif self.reason == "interrupted":
-            code = status.INTERRUPTED
+            code = ExitCode.INTERRUPTED
         elif self.reason == "walltime":
-            code = status.WALLTIME
+            code = ExitCode.WALLTIME
         elif bad or counts.get("not_run", 0):
-            code = status.TASKS_FAILED
+            code = ExitCode.TASKS_FAILED
         else:
-            code = status.OK
+            code = ExitCode.OK
         try:
-            if code == status.OK:
-                atomic_write(self.run_dir / HASH_FILE, (digest + "\n").encode())
+            if code == ExitCode.OK:
+                atomic_write(self.dir.output_hash, (digest + "\n").encode())
             else:
-                (self.run_dir / HASH_FILE).unlink(missing_ok=True)
+                self.dir.output_hash.unlink(missing_ok=True)
         except OSError as exc:
-            code = status.IO_ERROR
-            self.io_errors.append(f"{self.run_dir / HASH_FILE} could not be written: {exc}")
+            code = ExitCode.IO_ERROR
+            self.io_errors.append(f"{self.dir.output_hash} could not be written: {exc}")
         try:
             doc = self._write_manifest(final=True, digest=digest, code=code)
         except OSError as exc:
-            if code != status.IO_ERROR:
-                code = status.IO_ERROR
-            self.io_errors.append(f"the final {MANIFEST} could not be written ({exc}); the one before stays")
+            if code != ExitCode.IO_ERROR:
+                code = ExitCode.IO_ERROR
+            self.io_errors.append(f"the final {RunDir.MANIFEST} could not be written ({exc}); the one before stays")
             doc = self._manifest(final=True, digest=digest, code=code)
         self._write_progress(counts, 0)
         self.progress(counts, 0, time.time() - self.started)
-        self.log(f"finished: exit status {code} ({status.EXIT_STATUSES[code][0]}), counts {counts}")
+        self.log(f"finished: exit status {code} ({code.name.lower()}), counts {counts}")
         return RunResult(code, counts, digest, self.reason, doc, list(self.io_errors))
 
     def _drain(self) -> None:
@@ -533,43 +474,7 @@ class Runner:
             self._report()
 
 
-def disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` says the file system is full (or the quota is exhausted)."""
-    import errno
-
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def remote_traceback(error: BaseException) -> str | None:
-    """The full traceback of a task's exception: the worker's text when it came from a worker."""
-    import traceback
-
-    from hpcdist.errors import RemoteTraceback
-
-    cause = error.__cause__
-    if isinstance(cause, RemoteTraceback):
-        return cause.text
-    if error.__traceback__ is None:
-        return None
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-
-
-def traceback_file(tid: str) -> str:
-    """``squares[3]`` -> ``squares.3.txt`` (a dot never occurs in a task name)."""
-    return tid.replace("[", ".").replace("]", "") + ".txt"
-
 
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, text.encode(), fsync=False)
-
-
-def _previous_records(path: Path) -> dict[str, dict[str, Any]]:
-    """Task entries of an earlier manifest in this run directory, by cache key (for resumed runs)."""
-    import json
-
-    try:
-        tasks = json.loads(path.read_text(encoding="utf-8")).get("tasks", {})
-        return {t["key"]: t for t in tasks.values() if t.get("key") and t.get("status") in OK_STATES}
-    except (OSError, ValueError, AttributeError, TypeError):
-        return {}

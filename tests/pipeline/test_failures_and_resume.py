@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist.pipeline import status
+from hpcdist.exitcodes import ExitCode
 from test_run import TIMEOUT, digest, manifest, run, start, statuses
 
 HELPERS = """\
@@ -80,7 +80,7 @@ FAILURES = [("direct[0]", "ValueError: boom 1", "in direct"), ("direct[1]", "Val
                          ids=["thread", "process", "mpi"])
 def test_a_failed_task_keeps_its_full_traceback_everywhere(failing, tmp_path, launch) -> None:
     code, out, err, run_dir = run(failing(FAIL_BODY), *launch)
-    assert code == status.TASKS_FAILED, err
+    assert code == ExitCode.TASKS_FAILED, err
     m = manifest(run_dir)
     rank0 = (run_dir / "logs/rank-0.log").read_text()
     workers = "".join(p.read_text() for p in (run_dir / "logs").glob("worker-*.log"))
@@ -222,7 +222,7 @@ def test_progress_json_is_written_while_running_and_at_the_end(project, launch) 
             seen.append(json.loads(path.read_text()))  # whole every time: written by rename
         time.sleep(0.05)
     out, err = proc.communicate(timeout=TIMEOUT)
-    assert proc.returncode == status.TASKS_FAILED, err
+    assert proc.returncode == ExitCode.TASKS_FAILED, err
     run_dir = Path(re.search(r"run directory: (\S+)", out).group(1))
     final = json.loads((run_dir / "progress.json").read_text())
     assert seen and seen[0]["done"] < 8  # one written before the end
@@ -257,10 +257,10 @@ def test_disk_full_while_copying_the_outputs(project, monkeypatch, capsys) -> No
     monkeypatch.chdir(spec.parent)
     code = run_spec(str(spec), backend="thread", workers=2)
     out, err = capsys.readouterr()
-    assert code == status.IO_ERROR == 74
+    assert code == ExitCode.IO_ERROR == 74
     run_dir = Path(re.search(r"run directory: (\S+)", out).group(1))
     m = manifest(run_dir)
-    assert m["final"] and m["exit_status"] == status.IO_ERROR
+    assert m["final"] and m["exit_status"] == ExitCode.IO_ERROR
     assert "Traceback" not in err and "hpcdist: error: the outputs could not be copied" in err
     assert "No space left on device" in err
     assert _no_temporaries(run_dir) == [] and not (run_dir / "outputs").exists()
@@ -295,10 +295,10 @@ def test_disk_full_while_storing_a_result_on_a_real_full_file_system(project, ti
     spec = project(TMPFS_BODY)
     run_dir = tiny_disk / "run"
     code, out, err, _ = run(spec, *launch, "--run-dir", str(run_dir))
-    assert code == status.IO_ERROR, err
+    assert code == ExitCode.IO_ERROR, err
     assert "Traceback" not in err and "No space left on device" in err and "hpcdist: error: big:" in err
     m = manifest(run_dir)
-    assert m["final"] and m["exit_status"] == status.IO_ERROR and m["reason"] == "disk_full"
+    assert m["final"] and m["exit_status"] == ExitCode.IO_ERROR and m["reason"] == "disk_full"
     st = statuses(run_dir)
     assert st["big"] == "failed" and all(st[f"small[{i}]"] == "done" for i in range(3))
     assert all(st[f"later[{i}]"] in ("skipped", "not_run") for i in range(3))

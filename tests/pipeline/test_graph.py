@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist.pipeline.graph import Plan, find_cycle
+from hpcdist.pipeline.graph import Plan
+from hpcdist.pipeline.model import find_cycle
 from hpcdist.pipeline.keys import function_identity, make_key_fn
 from hpcdist.pipeline.model import Pipeline, Ref, TaskDef
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hpcdist.commands import find_mpiexec
-from hpcdist.pipeline import status
+from hpcdist.exitcodes import ExitCode
 from test_run import TIMEOUT, manifest, run, start, statuses
 
 STUCK = textwrap.dedent('''
@@ -103,13 +103,13 @@ def test_sigterm_while_a_task_is_stuck_in_c_exits_130_within_5_s(stuck, tmp_path
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     took = time.monotonic() - sent
-    assert proc.returncode == status.INTERRUPTED, err
+    assert proc.returncode == ExitCode.INTERRUPTED, err
     assert took < 5.0, (took, err)
     assert "cancelled" in err and "BAD TERMINATION" not in err and "Traceback" not in err
     if what.startswith("pipeline"):
         run_dir = Path(re.search(r"run directory: (\S+)", out).group(1))
         m = manifest(run_dir)
-        assert m["final"] and m["exit_status"] == status.INTERRUPTED and m["reason"] == "interrupted"
+        assert m["final"] and m["exit_status"] == ExitCode.INTERRUPTED and m["reason"] == "interrupted"
 
 
 def _rank_pids(run_dir: Path) -> list[int]:
@@ -144,15 +144,15 @@ def test_a_signal_to_every_rank_at_once_ends_the_pipeline_cleanly_with_130(stuck
     for pid in pids:
         os.kill(pid, sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == status.INTERRUPTED, err
+    assert proc.returncode == ExitCode.INTERRUPTED, err
     assert "cancelled" in err and "BAD TERMINATION" not in err and "problem with your application" not in err
     m = manifest(run_dir)
-    assert m["final"] and m["exit_status"] == status.INTERRUPTED
+    assert m["final"] and m["exit_status"] == ExitCode.INTERRUPTED
     assert "running" not in statuses(run_dir).values()
 
 
 def test_the_postmortem_names_pipeline_tasks_by_their_pipeline_names(tmp_path) -> None:
-    from hpcdist.launcher import postmortem
+    from hpcdist.postmortem import postmortem
 
     state = tmp_path / "ranks"
     state.mkdir()
@@ -259,7 +259,7 @@ def test_sigkill_of_hpcdist_run_takes_the_world_down_with_it(stuck) -> None:
         time.sleep(0.1)
     assert _rank_pids(run_dir) == []
     m = manifest(run_dir)
-    assert m["final"] and m["exit_status"] == status.INTERRUPTED  # rank 0 still wrapped up in order
+    assert m["final"] and m["exit_status"] == ExitCode.INTERRUPTED  # rank 0 still wrapped up in order
 
 
 def _hold(run_dir: Path, name: str) -> subprocess.Popen:

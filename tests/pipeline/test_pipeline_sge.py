@@ -70,7 +70,7 @@ def test_hpcdist_cancel_of_a_pipeline_job_leaves_130_and_says_cancelled(sge, pro
     # qdel -notify sends USR2 (forwarded as the walltime warning) before its KILL; the cancel noted in
     # job.json makes rank 0 stop as cancelled, not as at the walltime
     # (tasks that end within the shutdown's grace: the ranks get no signal but the warning here)
-    from hpcdist.pipeline import status
+    from hpcdist.exitcodes import ExitCode
 
     spec = project("""\
         tasks:
@@ -94,7 +94,7 @@ def test_hpcdist_cancel_of_a_pipeline_job_leaves_130_and_says_cancelled(sge, pro
         if job.status().state not in jobs.FINAL_STATES:
             job.cancel()
     out = (run_dir / f"sge-{job.job_id}.out").read_text(errors="replace")
-    assert (run_dir / "exit_code").read_text().strip() == str(status.INTERRUPTED), out
+    assert (run_dir / "exit_code").read_text().strip() == str(ExitCode.INTERRUPTED), out
     assert "cancel" in out and "BAD TERMINATION" not in out, out
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["final"] and manifest["exit_status"] == status.INTERRUPTED and manifest["reason"] == "interrupted"
+    assert manifest["final"] and manifest["exit_status"] == ExitCode.INTERRUPTED and manifest["reason"] == "interrupted"

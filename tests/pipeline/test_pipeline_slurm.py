@@ -17,7 +17,7 @@ import pytest
 
 from hpcdist.batch import jobs, submission
 from hpcdist.commands import run_command
-from hpcdist.pipeline import status
+from hpcdist.exitcodes import ExitCode
 
 pytestmark = pytest.mark.slurm
 JOB_TIMEOUT = 60.0
@@ -43,7 +43,7 @@ def test_warning_signal_ends_a_pipeline_job_with_the_walltime_status_and_it_resu
     finally:
         if job.status().state not in jobs.FINAL_STATES:
             job.cancel()
-    assert (job.run_dir / "exit_code").read_text().strip() == str(status.WALLTIME)
+    assert (job.run_dir / "exit_code").read_text().strip() == str(ExitCode.WALLTIME)
     manifest = json.loads((job.run_dir / "manifest.json").read_text())
     assert manifest["final"] and manifest["reason"] == "walltime"
     states = {t["status"] for t in manifest["tasks"].values()}
@@ -126,10 +126,10 @@ def test_hpcdist_cancel_of_a_pipeline_job_leaves_130_and_says_cancelled(slurm, p
     deadline = time.monotonic() + JOB_TIMEOUT
     while not exit_code.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert exit_code.read_text().strip() == str(status.INTERRUPTED)
+    assert exit_code.read_text().strip() == str(ExitCode.INTERRUPTED)
     log = (job.run_dir / f"slurm-{job.job_id}.out").read_text()
     assert "cancelled" in log, log
     assert "BAD TERMINATION" not in log and "problem with your application" not in log, log
     manifest = json.loads((job.run_dir / "manifest.json").read_text())
-    assert manifest["final"] and manifest["exit_status"] == status.INTERRUPTED and manifest["reason"] == "interrupted"
+    assert manifest["final"] and manifest["exit_status"] == ExitCode.INTERRUPTED and manifest["reason"] == "interrupted"
     assert "running" not in {t["status"] for t in manifest["tasks"].values()}

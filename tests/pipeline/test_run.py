@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist.pipeline import status
+from hpcdist.exitcodes import ExitCode
 
 TIMEOUT = 60
 
@@ -97,13 +97,13 @@ def test_failures_are_contained_and_retried(project, tmp_path: Path) -> None:
         save: [fine, flaky]
         """)
     code, out, err, run_dir = run(spec, "--backend", "thread", "--workers", "2")
-    assert code == status.TASKS_FAILED
+    assert code == ExitCode.TASKS_FAILED
     st = statuses(run_dir)
     assert st == {"bad[0]": "failed", "bad[1]": "failed", "after_bad": "skipped", "flaky[0]": "done",
                   "flaky[1]": "done", "fine": "done"}
     m = manifest(run_dir)
     assert m["tasks"]["bad[1]"]["error"] == "ValueError: boom 2"
-    assert m["tasks"]["flaky[0]"]["attempts"] == 2 and m["exit_status"] == status.TASKS_FAILED
+    assert m["tasks"]["flaky[0]"]["attempts"] == 2 and m["exit_status"] == ExitCode.TASKS_FAILED
     assert "task bad[0] failed: ValueError: boom 1" in err
     assert json.loads((run_dir / "outputs/fine.json").read_text()) == 16
 
@@ -116,7 +116,7 @@ def test_on_error_stop_dispatches_nothing_new(project) -> None:
           later: {call: nap, map: [1, 2, 3, 4], kwargs: {seconds: 0.2}, after: [bad]}
         """)
     code, _, _, run_dir = run(spec, "--backend", "thread", "--workers", "1")
-    assert code == status.TASKS_FAILED
+    assert code == ExitCode.TASKS_FAILED
     assert statuses(run_dir)["bad"] == "failed"
     assert {s for t, s in statuses(run_dir).items() if t.startswith("later")} <= {"skipped", "not_run"}
 
@@ -130,7 +130,7 @@ def test_a_timed_out_task_fails_and_the_run_goes_on(project) -> None:
     t0 = time.monotonic()
     code, _, _, run_dir = run(spec, "--backend", "process", "--workers", "2")
     assert time.monotonic() - t0 < 15
-    assert code == status.TASKS_FAILED
+    assert code == ExitCode.TASKS_FAILED
     st = statuses(run_dir)
     assert st["slow"] == "failed" and all(st[f"quick[{i}]"] == "done" for i in range(3))
     assert "TaskTimeout" in manifest(run_dir)["tasks"]["slow"]["error"]
@@ -149,7 +149,7 @@ def test_resume_after_a_worker_dies_recomputes_only_unfinished_tasks(project, tm
     (tmp_path / "crashed").unlink()
     spec = project(body)
     code, _, err, run_dir = run(spec, "-n", "3", "--timeout", str(TIMEOUT))
-    assert code not in (0, status.TASKS_FAILED), err
+    assert code not in (0, ExitCode.TASKS_FAILED), err
     assert (tmp_path / "crashed").exists()
     before = {p.name.split(".")[0] for p in (run_dir / "objects").glob("*.meta.json")}
     assert 0 < len(before) < 9
@@ -195,10 +195,10 @@ def test_sigterm_stops_within_5_s_keeps_results_and_resumes(project, launch) -> 
     sent = signal_after_first_result(proc, spec.parent, signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert time.monotonic() - sent < 5.0
-    assert proc.returncode == status.INTERRUPTED, err
+    assert proc.returncode == ExitCode.INTERRUPTED, err
     run_dir = Path(re.search(r"run directory: (\S+)", out).group(1))
     m = manifest(run_dir)
-    assert m["final"] and m["exit_status"] == status.INTERRUPTED and m["reason"] == "interrupted"
+    assert m["final"] and m["exit_status"] == ExitCode.INTERRUPTED and m["reason"] == "interrupted"
     st = statuses(run_dir)
     assert "running" not in st.values() and st["sum"] == "not_run"
     done = [t for t, s in st.items() if s == "done"]
@@ -218,10 +218,10 @@ def test_walltime_warning_stops_dispatch_and_lets_running_tasks_finish(project, 
     proc = start(spec, *launch)
     signal_after_first_result(proc, spec.parent, signal.SIGUSR1)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == status.WALLTIME, err
+    assert proc.returncode == ExitCode.WALLTIME, err
     run_dir = Path(re.search(r"run directory: (\S+)", out).group(1))
     m = manifest(run_dir)
-    assert m["final"] and m["reason"] == "walltime" and m["exit_status"] == status.WALLTIME
+    assert m["final"] and m["reason"] == "walltime" and m["exit_status"] == ExitCode.WALLTIME
     st = statuses(run_dir)
     assert "running" not in st.values() and st["sum"] == "not_run"
     assert 0 < sum(1 for s in st.values() if s == "done") < 16  # the tasks running at the warning finished

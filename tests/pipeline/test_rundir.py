@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpcdist.pipeline.rundir import (
-    atomic_write, copy_outputs, encode, load_object, output_hash, save_object, stored_meta,
-)
+from hpcdist.paths import atomic_write
+from hpcdist.pipeline.rundir import copy_outputs, encode, load_object, output_hash, save_object, stored_meta
 
 
 @pytest.mark.parametrize(("value", "ext"), [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcdist.pipeline import status
+from hpcdist.exitcodes import ExitCode
 from hpcdist.pipeline.progress import Progress, summary
 from hpcdist.pipeline.runner import Deadline, Runner
 from hpcdist.runtime.client import Client
@@ -37,14 +37,14 @@ def test_no_task_starts_when_its_expected_duration_exceeds_the_time_left(project
         """))
     deadline = Deadline(time.time() + 1.0, margin=0.0)  # room for the first round only
     result = Runner(client, spec.program.parsed, tmp_path / "run", deadline=deadline).run()
-    assert result.code == status.WALLTIME and result.reason == "walltime"
+    assert result.code == ExitCode.WALLTIME and result.reason == "walltime"
     assert result.counts["done"] == 2 and result.counts["not_run"] == 4
 
 
 def test_results_are_reused_and_recomputed_only_when_inputs_change(project, client, tmp_path: Path) -> None:
     path = project()
     first = Runner(client, load_spec(path).program.parsed, tmp_path / "run").run()
-    assert first.code == status.OK and first.counts["done"] == 17
+    assert first.code == ExitCode.OK and first.counts["done"] == 17
     again = Runner(client, load_spec(path).program.parsed, tmp_path / "run").run()
     assert again.counts == {"cached": 17, "unexpanded": 0} and again.output_hash == first.output_hash
     changed = Runner(client, load_spec(path, ["program.pipeline.tasks.scaled.kwargs.factor=4"]).program.parsed,
@@ -72,7 +72,7 @@ def test_tuple_outputs_can_be_mapped_and_arrays_are_saved_as_npy(project, client
         save: [sq, arr]
         """, "t.yaml"))
     result = Runner(client, spec.program.parsed, tmp_path / "run").run()
-    assert result.code == status.TASKS_FAILED
+    assert result.code == ExitCode.TASKS_FAILED
     assert "TypeError" in result.manifest["tasks"]["both"]["error"]
     assert np.array_equal(np.load(tmp_path / "run/outputs/arr/00001.npy"), np.arange(5.0) * 2)
     assert (tmp_path / "run/outputs/sq/00000.json").read_text().strip() == "49"
@@ -116,7 +116,7 @@ def test_a_timeout_is_enforced_while_other_tasks_keep_finishing(project, client,
     t0 = time.monotonic()
     result = Runner(client, spec.program.parsed, tmp_path / "run",
                     log=lambda line: lines.append((time.monotonic() - t0, line))).run()
-    assert result.code == status.TASKS_FAILED and result.counts["done"] == 150
+    assert result.code == ExitCode.TASKS_FAILED and result.counts["done"] == 150
     assert "TaskTimeout" in result.manifest["tasks"]["slow"]["error"]
     failed_at = next(t for t, line in lines if line.startswith("slow: failed"))
     finished_at = next(t for t, line in lines if line.startswith("finished"))

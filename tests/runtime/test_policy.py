@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist.errors import HpcdistError
+from hpcdist.errors import HpcdistError, NoValidWorker
 from hpcdist.runtime.scheduling import policy
 from hpcdist.runtime.scheduling.policy import (
-    NoValidWorker,
     balance_plan,
     decide_worker,
     ema,

@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 
 from hpcdist.errors import WorkerLost as WorkerLostError
-from hpcdist.runtime.scheduling.policy import NoValidWorker
+from hpcdist.errors import DependencyMissing, InvalidTransition, NoValidWorker
 from hpcdist.runtime.scheduling.state import (
     ALLOWED_TRANSITIONS,
     Cancel,
-    DependencyMissing,
     Failed,
     Finished,
-    InvalidTransition,
     Release,
     Scatter,
     SchedulerState,

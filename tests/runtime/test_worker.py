@@ -10,7 +10,7 @@ import pytest
 from hpcdist import Client
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
-from hpcdist.launcher import postmortem
+from hpcdist.postmortem import postmortem
 from hpcdist.runtime.worker import INLINE_MAX, _STOP, Worker
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
-from hpcdist.errors import HpcdistError
+from hpcdist.errors import NoValidWorker
 
 #: expected seconds of a task whose function has no measured duration yet
 DEFAULT_DURATION = 0.5
@@ -48,7 +48,6 @@ __all__ = [
     "SAME_HOST_FACTOR",
     "STEAL_LATENCY",
     "STEAL_MIN_DURATION",
-    "NoValidWorker",
     "balance_plan",
     "bytes_to_receive",
     "decide_worker",
@@ -57,10 +56,6 @@ __all__ = [
     "transfer_time",
     "valid_workers",
 ]
-
-
-class NoValidWorker(HpcdistError):
-    """A task's worker restrictions match no live worker (and other workers are not allowed)."""
 
 
 def ema(old: float | None, new: float, alpha: float = EMA_ALPHA) -> float:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 
+from hpcdist.errors import DependencyMissing, InvalidTransition
 from hpcdist.errors import WorkerLost as WorkerLostError
 from hpcdist.runtime.scheduling import policy
 from hpcdist.runtime.scheduling.placement import NbytesView, PlacementMixin
@@ -34,12 +35,12 @@ from hpcdist.runtime.scheduling.tables import shrink
 # The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
 from hpcdist.runtime.scheduling.vocabulary import (  # noqa: F401
     ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
-    READY, RELEASED, RETAINING, WAITING, Cancel, DependencyMissing, Failed, Finished, InvalidTransition, Release,
+    READY, RELEASED, RETAINING, WAITING, Cancel, Failed, Finished, Release,
     Scatter, StealReply, Submit, TaskSpec, WorkerLost,
 )
 
 __all__ = [
-    "ALLOWED_TRANSITIONS", "Cancel", "DependencyMissing", "Failed", "Finished", "INSTRUCTIONS", "InvalidTransition",
+    "ALLOWED_TRANSITIONS", "Cancel", "Failed", "Finished", "INSTRUCTIONS",
     "LOG_MAX", "Release", "Scatter", "SchedulerState", "StealReply", "Submit", "TaskSpec", "WorkerLost",
 ]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from hpcdist.errors import HpcdistError
 
 #: Instruction kinds ``SchedulerState.handle()`` returns:
 #: ("compute", rank, key, {dep: [holders, same host as rank first]}), ("free", rank, [keys]),
@@ -21,7 +20,7 @@ INSTRUCTIONS = ("compute", "free", "steal", "memory", "erred", "cancelled")
 RELEASED, WAITING, READY, PROCESSING = "released", "waiting", "ready", "processing"
 MEMORY, ERRED, CANCELLED, FORGOTTEN = "memory", "erred", "cancelled", "forgotten"
 
-#: The one table of legal transitions; anything else raises :class:`InvalidTransition`.
+#: The one table of legal transitions; anything else raises :class:`~hpcdist.errors.InvalidTransition`.
 ALLOWED_TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
     {
         (FORGOTTEN, RELEASED),  # a key becomes known
@@ -61,14 +60,6 @@ NEXT_STATES: dict[str, frozenset[str]] = {
 PENDING = frozenset({WAITING, READY, PROCESSING})
 # a dependent in one of these states keeps its dependencies' records (lineage)
 RETAINING = PENDING | {MEMORY, RELEASED}
-
-
-class InvalidTransition(HpcdistError):
-    """A task was asked to make a transition the table does not allow (a scheduler bug)."""
-
-
-class DependencyMissing(HpcdistError):
-    """A task depends on a key the scheduler does not know (or on itself, through a cycle)."""
 
 
 class TaskSpec(NamedTuple):

@@ -1,0 +1,79 @@
+"""The tool commands: ``schema``, ``doctor`` and ``bench``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from hpcdist.cli import options
+from hpcdist.errors import HpcdistError
+
+
+def _given(**kw: Any) -> dict[str, Any]:
+    """The options the user gave (not None): the library's defaults apply to the others."""
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+@click.command("schema")
+def schema_command() -> None:
+    """Print the JSON Schema (draft 2020-12) of job specs, for editor completion."""
+    import json
+
+    from hpcdist.spec.schema import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@click.command("doctor")
+@options.as_json
+@options.backend
+@click.option("--no-smoke", is_flag=True, help="Skip the 2-worker smoke run on each backend.")
+@options.timeout
+def doctor_command(as_json: bool, backend: str | None, no_smoke: bool, timeout: float | None) -> None:
+    """Report versions, the MPI library, launchers, the backend chosen here and why, and
+    smoke-run every backend. Exit 1 when something needed is missing or broken."""
+    import json
+
+    from hpcdist.doctor import diagnose, format_report
+
+    report = diagnose(backend=backend, smoke=not no_smoke, **_given(timeout=timeout))
+    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+    sys.exit(1 if report["problems"] else 0)
+
+
+@click.command("bench")
+@options.ranks
+@click.option("--quick", is_flag=True, help="Fewer repetitions: a smoke test, not a measurement.")
+@click.option("--only", multiple=True, metavar="NAME",
+              help="Run only this workload (repeatable): tiny_map, latency, bandwidth, chains, tree_sum, "
+                   "rounds, idle_cpu, launch.")
+@options.backend
+@click.option("--peers/--no-peers", default=True, show_default=True,
+              help="Also measure the backend's peers where installed: mpi4py.futures, dask.distributed and "
+                   "ProcessPoolExecutor for mpi; ProcessPoolExecutor or ThreadPoolExecutor and dask otherwise.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
+@options.timeout
+def bench_command(nranks: int | None, quick: bool, only: tuple[str, ...], backend: str | None, peers: bool,
+                  json_path: str | None, timeout: float | None) -> None:
+    """Measure per-task overhead, latency and bandwidth here, next to the peers, in one table."""
+    from hpcdist.bench import run_bench
+    from hpcdist.bench.report import build, render
+
+    result = run_bench(quick=quick, only=only, peers=None if peers else (),
+                       progress=lambda line: click.echo(f"bench: {line}", err=True),
+                       **_given(nranks=nranks, timeout=timeout, backend=backend))
+    rows = build(result)
+    click.echo(render(result, rows))
+    if json_path:
+        import json
+
+        try:
+            with open(json_path, "w", encoding="utf-8") as fh:
+                json.dump({**result, "table": rows}, fh, indent=2, default=str)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {json_path}: {exc.strerror}") from None
+    status = result["systems"]["hpcdist"]
+    if status != "ok":
+        raise HpcdistError(f"bench: hpcdist {status}\n{result['stderr'].get('hpcdist', '')}")
