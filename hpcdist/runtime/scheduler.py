@@ -24,9 +24,9 @@ from typing import Any, Callable
 from hpcdist.transports.base import dropped_in
 from hpcdist.errors import HpcdistError, SerializationError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
+from hpcdist.runtime.scheduling import policy
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.tables import shrink
-from hpcdist.runtime.worker import pick_holder
 
 #: seconds the shutdown waits for every worker's goodbye
 SHUTDOWN_GRACE = 2.0
@@ -274,7 +274,7 @@ class Scheduler:
             if rank in pushed:
                 continue
             pushed.add(rank)
-            holder = pick_holder(holders, rank, self.transport.host_of)
+            holder = policy.pick_holder(holders, rank, self.transport.host_of)
             self._push.setdefault(holder, []).append((dep, rank))
             out[dep] = None
         return out

@@ -17,7 +17,7 @@ import pytest
 from hpcdist.runtime.scheduling import policy, tables
 from hpcdist.runtime.scheduling.state import (
     LOG_MAX, Cancel, Failed, Finished, Release, Scatter, SchedulerState, StealReply, Submit, TaskSpec,
-    WorkerLost,
+    RankLost,
 )
 
 HOSTS = {1: "a", 2: "a", 3: "b"}
@@ -135,7 +135,7 @@ def _scattered(d, n):
 
 def _worker_lost(d, n):
     d.submit(specs(n))
-    d(d.ev(WorkerLost, 3))
+    d(d.ev(RankLost, 3))
     d.run_all(lag=(1, 2))
     d.release(f"t{i}" for i in range(n))
 

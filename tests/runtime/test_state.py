@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist.errors import WorkerLost as WorkerLostError
+from hpcdist.errors import WorkerLost
 from hpcdist.runtime.scheduling.policy import NoValidWorker
 from hpcdist.runtime.scheduling.state import (
     ALLOWED_TRANSITIONS,
@@ -19,7 +19,7 @@ from hpcdist.runtime.scheduling.state import (
     StealReply,
     Submit,
     TaskSpec,
-    WorkerLost,
+    RankLost,
 )
 
 # ranks 1 and 2 share host "a", rank 3 is alone on host "b"
@@ -443,7 +443,7 @@ def test_thief_lost_before_reply_places_elsewhere():
     sim.submit(*(T(f"t{i}", ("x",)) for i in range(4)))
     out = sim.done("b2", 2)
     assert kinds(out, "steal") == [("steal", 1, "t3"), ("steal", 1, "t2")]
-    sim(WorkerLost, 2)
+    sim(RankLost, 2)
     out = sim(StealReply, "t3", 1, True)
     assert computes(out) == [(1, "t3")]  # locality: back to the holder
 
@@ -453,7 +453,7 @@ def test_thief_lost_before_reply_places_elsewhere():
 
 def test_worker_lost_replaces_its_queue(sim):
     sim.submit(T("a"), T("b"), T("c"), T("d"))
-    out = sim(WorkerLost, 1)
+    out = sim(RankLost, 1)
     assert computes(out) == [(2, "a"), (3, "d")]
     assert 1 not in sim.s.has_what()
     assert sim.done("a", 1) == []  # a late message from the lost rank is ignored
@@ -465,7 +465,7 @@ def test_worker_lost_recomputes_lost_data_through_lineage(sim):
     sim.done("a", 1)
     sim.done("b", 1)
     assert sim.state("a") == "released"
-    out = sim(WorkerLost, 1)
+    out = sim(RankLost, 1)
     assert computes(out) == [(2, "a")]
     assert sim.state("b") == "waiting"
     out = sim.done("a", 2)
@@ -476,7 +476,7 @@ def test_worker_lost_recomputes_lost_data_through_lineage(sim):
 def test_worker_lost_keeps_keys_with_replicas(sim):
     sim(Scatter, "x", (1, 3), 10)
     sim.submit(T("y", ("x",), workers=frozenset({2})))
-    assert sim(WorkerLost, 1) == []
+    assert sim(RankLost, 1) == []
     assert sim.s.who_has(["x"]) == {"x": [3]}
 
 
@@ -484,7 +484,7 @@ def test_lost_input_of_running_task_restarts_it(sim):
     sim.submit(T("a"), T("b", ("a",), workers=frozenset({2})))
     sim.done("a", 1)
     assert sim.s.processing_on(2) == ["b"]
-    out = sim(WorkerLost, 1)
+    out = sim(RankLost, 1)
     # b would fetch a from the dead rank: it is dropped, a is recomputed, b waits for it
     assert out == [("steal", 2, "b"), ("compute", 2, "a", {})]
     assert sim.state("b") == "waiting"
@@ -495,17 +495,17 @@ def test_lost_input_of_running_task_restarts_it(sim):
 def test_lost_scattered_data_errs_dependents(sim):
     sim(Scatter, "x", (1,), 10)
     sim.submit(T("y", ("x",)), T("other"))
-    out = sim(WorkerLost, 1)
+    out = sim(RankLost, 1)
     erred = kinds(out, "erred")
     assert [i[1] for i in erred] == ["x", "y"]
-    assert isinstance(erred[0][2], WorkerLostError) and "scattered" in str(erred[0][2])
+    assert isinstance(erred[0][2], WorkerLost) and "scattered" in str(erred[0][2])
     assert sim.state("other") == "processing"
 
 
 def test_every_worker_lost_errs_pending_tasks():
     sim = Sim({1: "a"})
     sim.submit(T("a"))
-    ((kind, key, err),) = sim(WorkerLost, 1)
+    ((kind, key, err),) = sim(RankLost, 1)
     assert (kind, key) == ("erred", "a") and "every worker was lost" in str(err)
 
 
@@ -551,7 +551,7 @@ def test_validate_catches_corruption(corrupt, message):
 
 def test_restricted_task_errs_when_its_only_worker_dies(sim):
     sim.submit(T("a", workers=frozenset({3})), T("b", workers=frozenset({3})))
-    out = sim(WorkerLost, 3)
+    out = sim(RankLost, 3)
     assert [i[:2] for i in out] == [("erred", "a"), ("erred", "b")]
     assert isinstance(out[0][2], NoValidWorker)
 
@@ -569,7 +569,7 @@ def test_lineage_is_forgotten_with_its_last_dependent(sim):
 
 def test_scatter_to_dead_ranks_errs(sim):
     ((kind, key, err),) = sim(Scatter, "x", (8,), 10)
-    assert (kind, key) == ("erred", "x") and isinstance(err, WorkerLostError)
+    assert (kind, key) == ("erred", "x") and isinstance(err, WorkerLost)
 
 
 def test_scatter_of_a_key_being_computed_keeps_the_computation(sim):
@@ -634,7 +634,7 @@ def _simulate(seed, steps=150, nkeys=15):
             rank = rng.choice(sorted(workers))
             del workers[rank]
             replies[:] = [x for x in replies if x[1] != rank]
-            send(WorkerLost, rank)
+            send(RankLost, rank)
         elif replies and (final or r < 0.6):
             send(StealReply, *replies.pop(rng.randrange(len(replies))))
         elif any(w.queue for w in workers.values()):

@@ -25,7 +25,7 @@ from hpcdist.runtime.scheduling.state import (
     StealReply,
     Submit,
     TaskSpec,
-    WorkerLost,
+    RankLost,
 )
 
 HOSTS = {1: "a", 2: "a", 3: "b"}
@@ -194,7 +194,7 @@ def worker_lost_setup(r):
 
 def worker_lost_batch(r):
     r(StealReply, "t3", 1, True)
-    r(WorkerLost, 2)
+    r(RankLost, 2)
     r(StealReply, "t2", 1, False)
     r.finish(1, nbytes=5)
     r(Scatter, "y", (3, 1), 20)
@@ -362,7 +362,7 @@ def _random_batches(seed, rounds=60, nkeys=12):
             elif x < 0.37 and len(queues) > 2:
                 rank = rng.choice(sorted(queues))
                 del queues[rank]
-                events.append(WorkerLost(t, rank))
+                events.append(RankLost(t, rank))
             elif busy:
                 rank = rng.choice(busy)
                 key, deps = queues[rank].pop(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist.runtime.scheduling.state import Cancel, Failed, Finished, StealReply, TaskSpec, WorkerLost
+from hpcdist.runtime.scheduling.state import Cancel, Failed, Finished, StealReply, TaskSpec, RankLost
 from test_state import Sim
 
 T = TaskSpec
@@ -78,7 +78,7 @@ def test_work_queued_behind_a_cancelled_task_is_stolen_by_an_idle_worker(sim):
 
 def test_lost_worker_forgets_its_cancelled_tasks(sim):
     _cancel_running_on_1(sim)
-    sim(WorkerLost, 1)
+    sim(RankLost, 1)
     assert computes(sim.submit(T("x"))) == [(2, "x")]
 
 

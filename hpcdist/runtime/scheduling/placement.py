@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from hpcdist.errors import WorkerLost as WorkerLostError
+from hpcdist.errors import WorkerLost
 from hpcdist.runtime.scheduling import policy
-from hpcdist.runtime.scheduling.vocabulary import PROCESSING, READY, RELEASED, WAITING, StealReply, WorkerLost
+from hpcdist.runtime.scheduling.vocabulary import PROCESSING, READY, RELEASED, WAITING, StealReply, RankLost
 
 if TYPE_CHECKING:
     from hpcdist.runtime.scheduling.state import _Task
@@ -57,7 +57,7 @@ class PlacementMixin:
         else:
             self._place(ts)
 
-    def _on_worker_lost(self, ev: WorkerLost) -> None:
+    def _on_worker_lost(self, ev: RankLost) -> None:
         rank = ev.rank
         if rank not in self._host:
             return
@@ -89,7 +89,7 @@ class PlacementMixin:
             ts = self._tasks[key]
             if not ts.runnable:
                 msg = f"key {key!r} was scattered data held only by lost worker rank {rank}; it cannot be recomputed"
-                self._err(ts, WorkerLostError(msg))
+                self._err(ts, WorkerLost(msg))
                 continue
             self._transition(ts, RELEASED)
             if ts.wanted:
@@ -161,7 +161,7 @@ class PlacementMixin:
             self._assign(ts, best)
             return
         if not self._host:
-            self._err(ts, WorkerLostError(f"task {ts.key!r} cannot run: every worker was lost"))
+            self._err(ts, WorkerLost(f"task {ts.key!r} cannot run: every worker was lost"))
             return
         cands = self._candidates(ts)
         if not cands:
@@ -185,11 +185,9 @@ class PlacementMixin:
         self._rebalance = True
         where = {}
         if ts.spec.deps:
-            host_of = self._host
-            host = host_of[rank]
+            host_of = self._host.get
             for dep in ts.spec.deps:
-                holders = self._who_has.get(dep, ())
-                where[dep] = sorted(holders, key=lambda h: (h != rank, host_of.get(h) != host, h))
+                where[dep] = policy.holder_order(self._who_has.get(dep, ()), rank, host_of)
         self._unfree(rank, key)
         self._out.append(("compute", rank, key, where))
 

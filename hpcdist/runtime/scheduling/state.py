@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from hpcdist.errors import WorkerLost as WorkerLostError
+from hpcdist.errors import WorkerLost
 from hpcdist.runtime.scheduling import policy
 from hpcdist.runtime.scheduling.placement import NbytesView, PlacementMixin
 from hpcdist.runtime.scheduling.tables import shrink
@@ -35,12 +35,12 @@ from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.scheduling.vocabulary import (  # noqa: F401
     ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
     READY, RELEASED, RETAINING, WAITING, Cancel, DependencyMissing, Failed, Finished, InvalidTransition, Release,
-    Scatter, StealReply, Submit, TaskSpec, WorkerLost,
+    Scatter, StealReply, Submit, TaskSpec, RankLost,
 )
 
 __all__ = [
     "ALLOWED_TRANSITIONS", "Cancel", "DependencyMissing", "Failed", "Finished", "INSTRUCTIONS", "InvalidTransition",
-    "LOG_MAX", "Release", "Scatter", "SchedulerState", "StealReply", "Submit", "TaskSpec", "WorkerLost",
+    "LOG_MAX", "Release", "Scatter", "SchedulerState", "StealReply", "Submit", "TaskSpec", "RankLost",
 ]
 
 
@@ -285,7 +285,7 @@ class SchedulerState(PlacementMixin):
         if not ranks:
             self._err(
                 ts,
-                WorkerLostError(
+                WorkerLost(
                     f"key {ev.key!r} was scattered to ranks {list(ev.ranks)}, none of which is alive"
                 ),
             )
@@ -628,5 +628,5 @@ _HANDLERS = {
     Release: SchedulerState._on_release,
     Cancel: SchedulerState._on_cancel,
     StealReply: SchedulerState._on_steal_reply,
-    WorkerLost: SchedulerState._on_worker_lost,
+    RankLost: SchedulerState._on_worker_lost,
 }

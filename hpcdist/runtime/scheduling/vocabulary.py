@@ -178,7 +178,7 @@ class StealReply:
 
 
 @dataclass(frozen=True)
-class WorkerLost:
+class RankLost:
     """Worker ``rank`` is gone, with its data and its queue."""
 
     time: float
