@@ -248,7 +248,7 @@ def test_holder_order(holders, rank, expected):
 @pytest.mark.parametrize(
     "holders, rank, expected",
     [
-        ([1, 2, 3], 2, 2),  # same-host pool [1, 2]: index 2 % 2
+        ([1, 2, 3], 2, 1),  # same-host pool [1, 2]: index 2 % 2
         ([1, 2, 3], 1, 2),  # pool [1, 2]: index 1 % 2
         ([3, 4], 1, 4),  # no holder on rank 1's host: all of them, index 1 % 2
         ([3, 4, 5], 1, 4),
