@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from hpcdist.errors import HpcdistError, RemoteError, RemoteTraceback
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
-from hpcdist.runtime.scheduling.vocabulary import TaskSpec
+from hpcdist.runtime.scheduling.vocabulary import Cancelled, Erred, Memory, TaskSpec
 from hpcdist.runtime.scheduling import tables
 from hpcdist.runtime.futures import (
     _FINISHED, ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, _collect, _finish, _init_future,
@@ -223,14 +223,14 @@ class Client:
             self._unlock()
         return [f for f in (r() for r in refs) if f is not None]
 
-    def _on_instruction(self, ins: tuple) -> None:
-        kind, key = ins[0], ins[1]
-        if kind == "memory":
-            _finish(self, self._live(key, ins[2] if len(ins) > 2 else None), None)
-        elif kind == "erred":
-            _finish(self, self._live(key), self._exception(ins[2]))
-        elif kind == "cancelled":
-            _set_cancelled(self, self._live(key))
+    def _on_instruction(self, ins: Memory | Erred | Cancelled) -> None:
+        kind = ins.__class__
+        if kind is Memory:
+            _finish(self, self._live(ins.key, ins.data), None)
+        elif kind is Erred:
+            _finish(self, self._live(ins.key), self._exception(ins.error))
+        elif kind is Cancelled:
+            _set_cancelled(self, self._live(ins.key))
 
     def _exception(self, error: Any) -> BaseException:
         """The exception to raise on rank 0 for a task error (one object per failure)."""

@@ -27,7 +27,9 @@ from hpcdist.runtime import messages as m
 from hpcdist.runtime.scheduling import policy
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.tables import shrink
+from hpcdist.runtime.scheduling.vocabulary import Compute, Erred, Free, Memory, Steal
 
+_new = tuple.__new__  # builds a per-task instruction without its class's Python-level __new__
 #: seconds the shutdown waits for every worker's goodbye
 SHUTDOWN_GRACE = 2.0
 #: frees wait for this many keys or this many seconds, whichever comes first
@@ -45,7 +47,7 @@ class Scheduler:
     Args:
         transport: rank 0's endpoint.
         notify: called in the scheduler thread with each client-facing instruction
-            (``("memory", key)``, ``("erred", key, error)``, ``("cancelled", key)``).
+            (:class:`~hpcdist.runtime.scheduling.vocabulary.Memory`, ``Erred`` or ``Cancelled``).
     """
 
     def __init__(self, transport: Any, notify: Callable[[tuple], None]) -> None:
@@ -216,17 +218,18 @@ class Scheduler:
 
     def _handle(self, *events: Any) -> None:
         """Apply events to the state as one step and carry out its instructions."""
+        small = self.small
         for ins in self.state.handle_many(events):
-            kind = ins[0]
-            if kind == "compute":
-                self._queue_compute(ins[1], ins[2], ins[3])
-            elif kind == "free":
-                self._queue_free(ins[1], ins[2])
-            elif kind == "steal":
+            kind = ins.__class__
+            if kind is Compute:
+                self._queue_compute(ins.rank, ins.key, ins.deps)
+            elif kind is Free:
+                self._queue_free(ins.rank, ins.keys)
+            elif kind is Steal:
                 self.steals_sent += 1
-                self.transport.send(ins[1], (m.STEAL, ins[2]))
-            elif kind == "memory" and ins[1] in self.small:
-                self._notes.append(("memory", ins[1], self.small[ins[1]]))  # result() needs no round trip
+                self.transport.send(ins.rank, (m.STEAL, ins.key))
+            elif kind is Memory and ins.key in small:
+                self._notes.append(_new(Memory, (ins.key, small[ins.key])))  # result() needs no round trip
             else:
                 self._notes.append(ins)
         forgotten = self.state.pop_forgotten()
@@ -491,13 +494,13 @@ class Scheduler:
             _log_failure("reading the scheduler state", exc)
         # Each notification on its own: one that fails (the bug may be there) must not keep the
         # other futures waiting.
-        for ins in notes + [("erred", key, error) for key in keys]:
-            for attempt in (ins, ("erred", ins[1], error)):  # the plainest note if the first fails
+        for ins in notes + [Erred(key, error) for key in keys]:
+            for attempt in (ins, Erred(ins.key, error)):  # the plainest note if the first fails
                 try:
                     self.notify(attempt)
                     break
                 except Exception as exc:  # noqa: BLE001
-                    _log_failure(f"telling the client about {ins[1]!r}", exc)
+                    _log_failure(f"telling the client about {ins.key!r}", exc)
         for entry in self.gathers.values():
             if not entry[0].done():
                 entry[0].set_exception(error)

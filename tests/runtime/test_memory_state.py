@@ -19,6 +19,7 @@ from hpcdist.runtime.scheduling.state import (
     LOG_MAX, Cancel, Failed, Finished, Release, Scatter, SchedulerState, StealReply, Submit, TaskSpec,
     RankLost,
 )
+from hpcdist.runtime.scheduling.vocabulary import Free
 
 HOSTS = {1: "a", 2: "a", 3: "b"}
 #: per-key tables that have nothing to do with how many keys are live
@@ -37,9 +38,9 @@ class Driver:
         out = self.s.handle_many(events)
         self.s.pop_forgotten()  # as the scheduler does after every step (it drops their payloads)
         for ins in out:
-            self.counts[ins[0]] += 1
-            if ins[0] == "free":
-                self.counts["freed keys"] += len(ins[2])
+            self.counts[type(ins).__name__.lower()] += 1
+            if type(ins) is Free:
+                self.counts["freed keys"] += len(ins.keys)
         return out
 
     def ev(self, kind, *args):

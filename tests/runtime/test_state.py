@@ -21,10 +21,12 @@ from hpcdist.runtime.scheduling.state import (
     TaskSpec,
     RankLost,
 )
+from hpcdist.runtime.scheduling.vocabulary import Cancelled, Compute, Erred, Free, Memory, Steal
 
 # ranks 1 and 2 share host "a", rank 3 is alone on host "b"
 HOSTS = {1: "a", 2: "a", 3: "b"}
 T = TaskSpec
+REPORTED_STATE = {Memory: "memory", Erred: "erred", Cancelled: "cancelled"}
 
 
 class Sim:
@@ -58,20 +60,20 @@ def sim():
 
 
 def computes(out):
-    return [(i[1], i[2]) for i in out if i[0] == "compute"]
+    return [(i.rank, i.key) for i in out if type(i) is Compute]
 
 
 def kinds(out, kind):
-    return [i for i in out if i[0] == kind]
+    return [i for i in out if type(i) is kind]
 
 
 # ---------------------------------------------------------------- basics and the log
 
 
 def test_single_task_runs_and_is_reported(sim):
-    assert sim.submit(T("a", fn_name="f")) == [("compute", 1, "a", {})]
+    assert sim.submit(T("a", fn_name="f")) == [Compute(1, "a", {})]
     assert sim.state("a") == "processing" and sim.s.processing_on(1) == ["a"]
-    assert sim.done("a", 1, nbytes=123) == [("memory", "a")]
+    assert sim.done("a", 1, nbytes=123) == [Memory("a")]
     assert sim.state("a") == "memory"
     assert sim.s.who_has() == {"a": [1]}
     assert sim.s.has_what() == {1: ["a"], 2: [], 3: []}
@@ -101,7 +103,7 @@ def test_deps_may_come_later_in_the_same_submit(sim):
     assert computes(out) == [(1, "a")]
     assert sim.state("b") == "waiting"
     out = sim.done("a", 1)
-    assert out == [("memory", "a"), ("compute", 1, "b", {"a": [1]})]
+    assert out == [Memory("a"), Compute(1, "b", {"a": [1]})]
 
 
 def test_diamond_graph(sim):
@@ -110,12 +112,12 @@ def test_diamond_graph(sim):
     out = sim.done("a", 1, nbytes=10)
     # both go to the holder of a (fewest bytes to move); idle rank 2 then asks for the queued one
     assert computes(out) == [(1, "b"), (1, "c")]
-    assert kinds(out, "steal") == [("steal", 1, "c")]
+    assert kinds(out, Steal) == [Steal(1, "c")]
     sim(StealReply, "c", 1, False)
     sim.done("b", 1)
     assert sim.state("d") == "waiting"
     out = sim.done("c", 1)
-    assert out[-1] == ("compute", 1, "d", {"b": [1], "c": [1]})
+    assert out[-1] == Compute(1, "d", {"b": [1], "c": [1]})
     sim.done("d", 1)
     assert [sim.state(k) for k in "abcd"] == ["memory"] * 4
 
@@ -124,7 +126,7 @@ def test_compute_lists_holders_self_then_same_host_first(sim):
     sim(Scatter, "x", (3, 2), 10)
     sim(Scatter, "y", (3,), 10_000)
     out = sim.submit(T("z", ("x", "y"), workers=frozenset({1})))
-    assert out == [("compute", 1, "z", {"x": [2, 3], "y": [3]})]
+    assert out == [Compute(1, "z", {"x": [2, 3], "y": [3]})]
     sim.submit(T("w", ("x",), workers=frozenset({2})))
     assert sim.s.processing_on(2) == ["w"]
 
@@ -148,20 +150,20 @@ def test_pure_key_dedup(sim):
     assert computes(sim.submit(T("a"))) == [(1, "a")]
     assert sim.submit(T("a")) == []  # already processing: not created again
     sim.done("a", 1)
-    assert sim.submit(T("a")) == [("memory", "a")]
+    assert sim.submit(T("a")) == [Memory("a")]
     assert [b for _, k, _, b in sim.s.log if k == "a"].count("processing") == 1
 
 
 def test_erred_key_is_reported_again_not_rerun(sim):
     sim.submit(T("a"))
     sim(Failed, "a", 1, "boom")
-    assert sim.submit(T("a")) == [("erred", "a", "boom")]
+    assert sim.submit(T("a")) == [Erred("a", "boom")]
 
 
 def test_forgotten_key_is_computed_again(sim):
     sim.submit(T("a"))
     sim.done("a", 1)
-    assert sim(Release, ("a",)) == [("free", 1, ["a"])]
+    assert sim(Release, ("a",)) == [Free(1, ["a"])]
     assert sim.state("a") is None
     assert computes(sim.submit(T("a"))) == [(1, "a")]
     assert sim.s.pop_forgotten() == ["a"] and sim.s.pop_forgotten() == []
@@ -169,14 +171,14 @@ def test_forgotten_key_is_computed_again(sim):
 
 def test_unknown_dependency_errs_at_once(sim):
     out = sim.submit(T("b", ("nope",)))
-    ((kind, key, err),) = out
-    assert (kind, key) == ("erred", "b") and isinstance(err, DependencyMissing)
-    assert "'b' depends on 'nope'" in str(err)
+    (ins,) = out
+    assert (type(ins), ins.key) == (Erred, "b") and isinstance(ins.error, DependencyMissing)
+    assert "'b' depends on 'nope'" in str(ins.error)
 
 
 def test_dependency_cycle_errs(sim):
     out = sim.submit(T("a", ("b",)), T("b", ("a",)), T("c", ("a",)))
-    assert {i[1] for i in kinds(out, "erred")} == {"a", "b", "c"}
+    assert {i.key for i in kinds(out, Erred)} == {"a", "b", "c"}
     assert "cycle" in str(sim.s.error_of("a"))
 
 
@@ -187,25 +189,25 @@ def test_error_reaches_dependents_not_independent_tasks(sim):
     sim.submit(T("a"), T("b", ("a",)), T("c", ("b",)), T("x"))
     err = ValueError("boom")
     out = sim(Failed, "a", 1, err)
-    assert out == [("erred", "a", err), ("erred", "b", err), ("erred", "c", err)]
+    assert out == [Erred("a", err), Erred("b", err), Erred("c", err)]
     assert sim.state("x") == "processing"
-    assert sim.done("x", 2) == [("memory", "x")]
+    assert sim.done("x", 2) == [Memory("x")]
     assert sim.s.error_of("c") is err
 
 
 def test_submitting_onto_an_erred_dep_errs_with_its_error(sim):
     sim.submit(T("a"))
     sim(Failed, "a", 1, "boom")
-    assert sim.submit(T("b", ("a",))) == [("erred", "b", "boom")]
+    assert sim.submit(T("b", ("a",))) == [Erred("b", "boom")]
 
 
 def test_retries_then_success_prefers_another_free_worker(sim):
     sim.submit(T("a", retries=2), T("busy"))  # a on 1, busy on 2
     out = sim(Failed, "a", 1, "e1")
-    assert out == [("compute", 3, "a", {})]  # rank 3 is free and has not failed it
+    assert out == [Compute(3, "a", {})]  # rank 3 is free and has not failed it
     out = sim(Failed, "a", 3, "e2")
-    assert out == [("compute", 1, "a", {})]  # nobody free that has not failed: normal choice
-    assert sim.done("a", 1) == [("memory", "a")]
+    assert out == [Compute(1, "a", {})]  # nobody free that has not failed: normal choice
+    assert sim.done("a", 1) == [Memory("a")]
     states = [b for _, k, _, b in sim.s.log if k == "a"]
     assert states.count("ready") == 3 and states[-1] == "memory"
 
@@ -213,7 +215,7 @@ def test_retries_then_success_prefers_another_free_worker(sim):
 def test_retries_exhausted(sim):
     sim.submit(T("a", retries=1))
     sim(Failed, "a", 1, "e1")
-    assert sim(Failed, "a", 2, "e2") == [("erred", "a", "e2")]
+    assert sim(Failed, "a", 2, "e2") == [Erred("a", "e2")]
 
 
 def test_stale_failure_from_another_rank_is_ignored(sim):
@@ -231,7 +233,7 @@ def test_release_while_dependents_pending_waits_for_them(sim):
     assert sim(Release, ("a",)) == []
     assert sim.state("a") == "memory"
     out = sim.done("b", 1)
-    assert out == [("memory", "b"), ("free", 1, ["a"])]
+    assert out == [Memory("b"), Free(1, ["a"])]
     assert sim.state("a") == "released"  # data gone, lineage kept for b
     sim(Release, ("b",))
     assert sim.state("a") is None and sim.state("b") is None
@@ -242,16 +244,16 @@ def test_frees_are_batched_per_rank(sim):
     for k, r in zip("abcd", (1, 2, 3, 1)):
         sim.done(k, r)
     out = sim(Release, tuple("dcba"))
-    assert out == [("free", 1, ["a", "d"]), ("free", 2, ["b"]), ("free", 3, ["c"])]
+    assert out == [Free(1, ["a", "d"]), Free(2, ["b"]), Free(3, ["c"])]
 
 
 def test_release_of_processing_task_forgets_it_and_frees_a_late_result(sim):
     sim.submit(T("a"), T("b"))
     out = sim(Release, ("b",))
-    assert out == [("steal", 2, "b")]  # the worker drops it if it has not started
+    assert out == [Steal(2, "b")]  # the worker drops it if it has not started
     assert sim.state("b") is None
     assert sim(StealReply, "b", 2, True) == []
-    assert sim.done("b", 2) == [("free", 2, ["b"])]
+    assert sim.done("b", 2) == [Free(2, ["b"])]
 
 
 def test_release_of_waiting_task_forgets_its_unwanted_inputs(sim):
@@ -259,7 +261,7 @@ def test_release_of_waiting_task_forgets_its_unwanted_inputs(sim):
     sim(Release, ("a",))
     assert sim.state("a") == "processing"
     out = sim(Release, ("b",))
-    assert out == [("steal", 1, "a")]
+    assert out == [Steal(1, "a")]
     assert sim.state("a") is None and sim.state("b") is None
 
 
@@ -267,11 +269,11 @@ def test_memory_of_released_key_is_not_announced(sim):
     sim.submit(T("a"), T("b", ("a",)))
     sim(Release, ("a",))
     out = sim.done("a", 1)
-    assert ("memory", "a") not in out and computes(out) == [(1, "b")]
+    assert Memory("a") not in out and computes(out) == [(1, "b")]
 
 
 def test_finished_for_unknown_key_is_freed(sim):
-    assert sim.done("ghost", 3) == [("free", 3, ["ghost"])]
+    assert sim.done("ghost", 3) == [Free(3, ["ghost"])]
 
 
 # ---------------------------------------------------------------- cancel
@@ -280,9 +282,9 @@ def test_finished_for_unknown_key_is_freed(sim):
 def test_cancel_waiting_task(sim):
     sim.submit(T("a"), T("b", ("a",)), T("c", ("b",)))
     out = sim(Cancel, ("b",))
-    assert sorted(out) == [("cancelled", "b"), ("cancelled", "c")]
+    assert sorted(out) == [Cancelled("b"), Cancelled("c")]
     assert sim.state("a") == "processing"
-    assert sim.done("a", 1) == [("memory", "a")]
+    assert sim.done("a", 1) == [Memory("a")]
     sim(Release, ("b", "c"))
     assert sim.state("b") is None
 
@@ -290,9 +292,9 @@ def test_cancel_waiting_task(sim):
 def test_cancel_processing_task_and_late_result(sim):
     sim.submit(T("a"), T("b", ("a",)))
     out = sim(Cancel, ("a",))
-    assert out == [("steal", 1, "a"), ("cancelled", "a"), ("cancelled", "b")]
+    assert out == [Steal(1, "a"), Cancelled("a"), Cancelled("b")]
     assert sim.s.processing_on(1) == []
-    assert sim.done("a", 1) == [("free", 1, ["a"])]
+    assert sim.done("a", 1) == [Free(1, ["a"])]
     assert sim.state("a") == "cancelled"
 
 
@@ -313,8 +315,8 @@ def test_cancelled_key_can_be_submitted_again(sim):
 
 def test_new_dependent_of_a_cancelled_key_is_cancelled(sim):
     sim.submit(T("c"))
-    assert sim(Cancel, ("c",)) == [("steal", 1, "c"), ("cancelled", "c")]
-    assert sim.submit(T("d", ("c",))) == [("cancelled", "d")]
+    assert sim(Cancel, ("c",)) == [Steal(1, "c"), Cancelled("c")]
+    assert sim.submit(T("d", ("c",))) == [Cancelled("d")]
 
 
 # ---------------------------------------------------------------- restrictions and scatter
@@ -328,15 +330,15 @@ def test_restrictions(sim):
 
 
 def test_impossible_restriction_errs_clearly(sim):
-    ((kind, key, err),) = sim.submit(T("a", workers=frozenset({7, 9})))
-    assert (kind, key) == ("erred", "a") and isinstance(err, NoValidWorker)
-    assert "[7, 9]" in str(err) and "[1, 2, 3]" in str(err)
+    (ins,) = sim.submit(T("a", workers=frozenset({7, 9})))
+    assert (type(ins), ins.key) == (Erred, "a") and isinstance(ins.error, NoValidWorker)
+    assert "[7, 9]" in str(ins.error) and "[1, 2, 3]" in str(ins.error)
 
 
 def test_scatter_then_dependent_runs_where_the_data_is(sim):
-    assert sim(Scatter, "x", (3,), 5_000_000) == [("memory", "x")]
+    assert sim(Scatter, "x", (3,), 5_000_000) == [Memory("x")]
     assert computes(sim.submit(T("y", ("x",)))) == [(3, "y")]
-    assert sim(Scatter, "x", (1,), 5_000_000) == [("memory", "x")]
+    assert sim(Scatter, "x", (1,), 5_000_000) == [Memory("x")]
     assert sim.s.who_has(["x"]) == {"x": [1, 3]}
 
 
@@ -369,25 +371,25 @@ def test_locality_first_then_idle_workers_steal():
     sim, out = _locality_world(1_000_000)
     assert computes(out) == [(1, f"t{i}") for i in range(8)]
     out = sim.done("busy2", 2)
-    assert kinds(out, "steal") == [
-        ("steal", 1, "t7"),
-        ("steal", 1, "t6"),
-        ("steal", 1, "t5"),
-        ("steal", 1, "t4"),
+    assert kinds(out, Steal) == [
+        Steal(1, "t7"),
+        Steal(1, "t6"),
+        Steal(1, "t5"),
+        Steal(1, "t4"),
     ]
     assert sim.s.occupancy(2) == pytest.approx(2.0)  # steals in flight count
     out = sim.done("busy3", 3)
-    assert kinds(out, "steal") == [("steal", 1, "t3"), ("steal", 1, "t2")]
-    assert sim(StealReply, "t7", 1, True) == [("compute", 2, "t7", {"x": [1]})]
+    assert kinds(out, Steal) == [Steal(1, "t3"), Steal(1, "t2")]
+    assert sim(StealReply, "t7", 1, True) == [Compute(2, "t7", {"x": [1]})]
     assert sim(StealReply, "t3", 1, False) == []  # it had started: it stays
-    assert sim(StealReply, "t2", 1, True) == [("compute", 3, "t2", {"x": [1]})]
+    assert sim(StealReply, "t2", 1, True) == [Compute(3, "t2", {"x": [1]})]
     assert sim.s.processing_on(1) == ["t0", "t1", "t3", "t4", "t5", "t6"]
     assert sim.s.processing_on(2) == ["t7"] and sim.s.processing_on(3) == ["t2"]
 
 
 def test_big_inputs_are_not_stolen():
     sim, _ = _locality_world(20 * 10**9)  # 20 s to move, 4 s of queue
-    assert kinds(sim.done("busy2", 2), "steal") == []
+    assert kinds(sim.done("busy2", 2), Steal) == []
     assert sim.s.processing_on(1) == [f"t{i}" for i in range(8)]
 
 
@@ -395,14 +397,14 @@ def test_idle_workers_at_submit_steal_at_once(sim):
     sim(Scatter, "x", (1,), 1000)
     out = sim.submit(*(T(f"t{i}", ("x",)) for i in range(4)))
     assert computes(out) == [(1, f"t{i}") for i in range(4)]
-    assert kinds(out, "steal") == [("steal", 1, "t3"), ("steal", 1, "t2")]
+    assert kinds(out, Steal) == [Steal(1, "t3"), Steal(1, "t2")]
 
 
 def test_restricted_tasks_are_not_stolen(sim):
     sim.submit(T("a", workers=frozenset({1, 2})), T("b", workers=frozenset({1, 2})))
     sim.submit(T("c", workers=frozenset({1})), T("d", workers=frozenset({1, 3})))
     assert sim.s.processing_on(1) == ["a", "c"] and sim.s.processing_on(3) == ["d"]
-    assert kinds(sim.done("b", 2), "steal") == []  # c may only run on rank 1
+    assert kinds(sim.done("b", 2), Steal) == []  # c may only run on rank 1
     assert sim.s.processing_on(1) == ["a", "c"]
 
 
@@ -412,27 +414,27 @@ def test_steal_reply_race_both_orders():
     sim.submit(T("busy", workers=frozenset({2})))
     sim.submit(T("p", ("x",)), T("q", ("x",)), T("r", ("x",)))
     out = sim.done("busy", 2)
-    assert kinds(out, "steal") == [("steal", 1, "r")]
+    assert kinds(out, Steal) == [Steal(1, "r")]
     # Finished arrives first, then the (refusing) reply: the result counts, the reply is ignored
-    assert sim.done("r", 1) == [("memory", "r")]
+    assert sim.done("r", 1) == [Memory("r")]
     assert sim(StealReply, "r", 1, False) == []
     # second round: the accepting reply comes first, then a duplicate result of the old rank
     assert sim.s.processing_on(1) == ["p", "q"]
     sim.submit(T("busy2", workers=frozenset({2})))
     out = sim.done("busy2", 2)
-    assert kinds(out, "steal") == [("steal", 1, "q")]
-    assert sim(StealReply, "q", 1, True) == [("compute", 2, "q", {"x": [1]})]
-    assert sim.done("q", 2) == [("memory", "q")]
+    assert kinds(out, Steal) == [Steal(1, "q")]
+    assert sim(StealReply, "q", 1, True) == [Compute(2, "q", {"x": [1]})]
+    assert sim.done("q", 2) == [Memory("q")]
     assert sim.done("q", 1) == []  # a raced duplicate is just another replica
     assert sim.s.who_has(["q"]) == {"q": [1, 2]}
 
 
 def test_result_of_an_earlier_run_is_accepted_and_the_rerun_dropped(sim):
     sim.submit(T("a"))
-    assert sim(Release, ("a",)) == [("steal", 1, "a")]  # rank 1 is already running it
+    assert sim(Release, ("a",)) == [Steal(1, "a")]  # rank 1 is already running it
     sim.submit(T("b"))
     assert computes(sim.submit(T("a"))) == [(2, "a")]
-    assert sim.done("a", 1) == [("steal", 2, "a"), ("memory", "a")]
+    assert sim.done("a", 1) == [Steal(2, "a"), Memory("a")]
     assert sim.s.who_has(["a"]) == {"a": [1]} and sim.s.processing_on(2) == []
 
 
@@ -442,7 +444,7 @@ def test_thief_lost_before_reply_places_elsewhere():
     sim.submit(T("b2", workers=frozenset({2})), T("b3", workers=frozenset({3})))
     sim.submit(*(T(f"t{i}", ("x",)) for i in range(4)))
     out = sim.done("b2", 2)
-    assert kinds(out, "steal") == [("steal", 1, "t3"), ("steal", 1, "t2")]
+    assert kinds(out, Steal) == [Steal(1, "t3"), Steal(1, "t2")]
     sim(RankLost, 2)
     out = sim(StealReply, "t3", 1, True)
     assert computes(out) == [(1, "t3")]  # locality: back to the holder
@@ -469,8 +471,8 @@ def test_worker_lost_recomputes_lost_data_through_lineage(sim):
     assert computes(out) == [(2, "a")]
     assert sim.state("b") == "waiting"
     out = sim.done("a", 2)
-    assert out == [("compute", 2, "b", {"a": [2]})]
-    assert sim.done("b", 2)[0] == ("memory", "b")
+    assert out == [Compute(2, "b", {"a": [2]})]
+    assert sim.done("b", 2)[0] == Memory("b")
 
 
 def test_worker_lost_keeps_keys_with_replicas(sim):
@@ -486,9 +488,9 @@ def test_lost_input_of_running_task_restarts_it(sim):
     assert sim.s.processing_on(2) == ["b"]
     out = sim(RankLost, 1)
     # b would fetch a from the dead rank: it is dropped, a is recomputed, b waits for it
-    assert out == [("steal", 2, "b"), ("compute", 2, "a", {})]
+    assert out == [Steal(2, "b"), Compute(2, "a", {})]
     assert sim.state("b") == "waiting"
-    assert sim.done("a", 2) == [("memory", "a"), ("compute", 2, "b", {"a": [2]})]
+    assert sim.done("a", 2) == [Memory("a"), Compute(2, "b", {"a": [2]})]
     assert sim(StealReply, "b", 2, True) == []  # the drop's reply is ignored
 
 
@@ -496,17 +498,17 @@ def test_lost_scattered_data_errs_dependents(sim):
     sim(Scatter, "x", (1,), 10)
     sim.submit(T("y", ("x",)), T("other"))
     out = sim(RankLost, 1)
-    erred = kinds(out, "erred")
-    assert [i[1] for i in erred] == ["x", "y"]
-    assert isinstance(erred[0][2], WorkerLost) and "scattered" in str(erred[0][2])
+    erred = kinds(out, Erred)
+    assert [i.key for i in erred] == ["x", "y"]
+    assert isinstance(erred[0].error, WorkerLost) and "scattered" in str(erred[0].error)
     assert sim.state("other") == "processing"
 
 
 def test_every_worker_lost_errs_pending_tasks():
     sim = Sim({1: "a"})
     sim.submit(T("a"))
-    ((kind, key, err),) = sim(RankLost, 1)
-    assert (kind, key) == ("erred", "a") and "every worker was lost" in str(err)
+    (ins,) = sim(RankLost, 1)
+    assert (type(ins), ins.key) == (Erred, "a") and "every worker was lost" in str(ins.error)
 
 
 # ---------------------------------------------------------------- the table and validate()
@@ -552,8 +554,8 @@ def test_validate_catches_corruption(corrupt, message):
 def test_restricted_task_errs_when_its_only_worker_dies(sim):
     sim.submit(T("a", workers=frozenset({3})), T("b", workers=frozenset({3})))
     out = sim(RankLost, 3)
-    assert [i[:2] for i in out] == [("erred", "a"), ("erred", "b")]
-    assert isinstance(out[0][2], NoValidWorker)
+    assert [(type(i), i.key) for i in out] == [(Erred, "a"), (Erred, "b")]
+    assert isinstance(out[0].error, NoValidWorker)
 
 
 def test_lineage_is_forgotten_with_its_last_dependent(sim):
@@ -562,19 +564,19 @@ def test_lineage_is_forgotten_with_its_last_dependent(sim):
     for k in "abc":
         sim.done(k, 1)
     assert [sim.state(k) for k in "abc"] == ["released", "released", "memory"]
-    assert sim(Release, ("c",)) == [("free", 1, ["c"])]
+    assert sim(Release, ("c",)) == [Free(1, ["c"])]
     assert sim.s.pop_forgotten() == ["c", "b", "a"]
     assert [sim.state(k) for k in "abc"] == [None, None, None]
 
 
 def test_scatter_to_dead_ranks_errs(sim):
-    ((kind, key, err),) = sim(Scatter, "x", (8,), 10)
-    assert (kind, key) == ("erred", "x") and isinstance(err, WorkerLost)
+    (ins,) = sim(Scatter, "x", (8,), 10)
+    assert (type(ins), ins.key) == (Erred, "x") and isinstance(ins.error, WorkerLost)
 
 
 def test_scatter_of_a_key_being_computed_keeps_the_computation(sim):
     sim.submit(T("a"))
-    assert sim(Scatter, "a", (2,), 10) == [("free", 2, ["a"])]
+    assert sim(Scatter, "a", (2,), 10) == [Free(2, ["a"])]
     assert sim.state("a") == "processing"
 
 
@@ -603,20 +605,20 @@ def _simulate(seed, steps=150, nkeys=15):
 
     def send(event_type, *args):
         for ins in sim(event_type, *args):
-            if ins[0] == "compute":
-                for dep, holders in ins[3].items():
+            if type(ins) is Compute:
+                for dep, holders in ins.deps.items():
                     assert holders and all(dep in workers[h].data for h in holders), ins
-                workers[ins[1]].queue.append(ins[2])
-            elif ins[0] == "free":
-                workers[ins[1]].data.difference_update(ins[2])
-            elif ins[0] == "steal":
-                queue = workers[ins[1]].queue
-                ok = ins[2] in queue[1:]
+                workers[ins.rank].queue.append(ins.key)
+            elif type(ins) is Free:
+                workers[ins.rank].data.difference_update(ins.keys)
+            elif type(ins) is Steal:
+                queue = workers[ins.rank].queue
+                ok = ins.key in queue[1:]
                 if ok:
-                    queue.remove(ins[2])
-                replies.append((ins[2], ins[1], ok))
-            elif ins[1] in wanted:
-                wanted[ins[1]] = ins[0]
+                    queue.remove(ins.key)
+                replies.append((ins.key, ins.rank, ok))
+            elif ins.key in wanted:
+                wanted[ins.key] = REPORTED_STATE[type(ins)]
 
     def step(final):
         r = rng.random()

@@ -12,10 +12,15 @@ from typing import TYPE_CHECKING
 
 from hpcdist.errors import WorkerLost
 from hpcdist.runtime.scheduling import policy
-from hpcdist.runtime.scheduling.vocabulary import PROCESSING, READY, RELEASED, WAITING, StealReply, RankLost
+from hpcdist.runtime.scheduling.vocabulary import (
+    PROCESSING, READY, RELEASED, WAITING, Compute, Free, RankLost, Steal, StealReply,
+)
 
 if TYPE_CHECKING:
     from hpcdist.runtime.scheduling.state import _Task
+
+
+_new = tuple.__new__
 
 
 class NbytesView(Mapping):
@@ -132,7 +137,7 @@ class PlacementMixin:
             if held is not None and key in held:
                 # freed by an earlier event of the batch: that free must reach the rank first
                 del self._held_frees[rank]
-                self._out.append(("free", rank, sorted(held)))
+                self._out.append(Free(rank, sorted(held)))
 
     def _free(self, rank: int, key: str) -> None:
         if rank in self._host:
@@ -189,7 +194,7 @@ class PlacementMixin:
             for dep in ts.spec.deps:
                 where[dep] = policy.holder_order(self._who_has.get(dep, ()), rank, host_of)
         self._unfree(rank, key)
-        self._out.append(("compute", rank, key, where))
+        self._out.append(_new(Compute, (rank, key, where)))
 
     def _leave_worker(self, ts: _Task, drop: bool) -> None:
         """Take a processing task off its worker; ``drop`` asks the worker to discard it."""
@@ -209,7 +214,7 @@ class PlacementMixin:
         ts.processing_on = None
         ts.expected = 0.0
         if drop:
-            self._out.append(("steal", rank, key))
+            self._out.append(Steal(rank, key))
 
     def _end_steal(self, key: str) -> None:
         _, thief = self._steals.pop(key)
@@ -269,4 +274,4 @@ class PlacementMixin:
             self._steals[key] = (victim, thief)
             self._incoming[thief].add(key)
             self._incoming_load[thief] += self._tasks[key].expected
-            self._out.append(("steal", victim, key))
+            self._out.append(Steal(victim, key))

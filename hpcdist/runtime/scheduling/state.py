@@ -35,7 +35,7 @@ from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.scheduling.vocabulary import (  # noqa: F401
     ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
     READY, RELEASED, RETAINING, WAITING, Cancel, DependencyMissing, Failed, Finished, InvalidTransition, Release,
-    Scatter, StealReply, Submit, TaskSpec, RankLost,
+    Scatter, StealReply, Submit, TaskSpec, RankLost, Cancelled, Compute, Erred, Free, Instruction, Memory, Steal,
 )
 
 __all__ = [
@@ -51,6 +51,7 @@ LOG_MAX = 10_000
 SHRINK_EVERY = 1024
 
 _NO_RANKS: frozenset[int] = frozenset()
+_new = tuple.__new__  # builds a per-task instruction without its class's Python-level __new__
 
 
 class _Task:
@@ -110,7 +111,7 @@ class SchedulerState(PlacementMixin):
         self._forgotten: list[str] = []
         # per handle_many() call
         self._now = 0.0
-        self._out: list[tuple] = []
+        self._out: list[Instruction] = []
         self._frees: dict[int, set[str]] = {}  # of the event being handled
         self._held_frees: dict[int, set[str]] = {}  # of the batch's earlier events
         # keys whose data or record may no longer be needed: FIFO without duplicates (a set for
@@ -177,7 +178,7 @@ class SchedulerState(PlacementMixin):
 
     # ------------------------------------------------------------------ events
 
-    def handle(self, event: object) -> list[tuple]:
+    def handle(self, event: object) -> list[Instruction]:
         """Apply one event and return the instructions it produces.
 
         Raises:
@@ -189,7 +190,7 @@ class SchedulerState(PlacementMixin):
             raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
         return self._apply(((handler, event),))
 
-    def handle_many(self, events: Sequence[object]) -> list[tuple]:
+    def handle_many(self, events: Sequence[object]) -> list[Instruction]:
         """Apply several events in order, as one step, and return the instructions they produce.
 
         The final state and the instructions are those of calling :meth:`handle` for each event
@@ -210,7 +211,7 @@ class SchedulerState(PlacementMixin):
                 raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
         return self._apply(steps)
 
-    def _apply(self, steps: Sequence[tuple[object, object]]) -> list[tuple]:
+    def _apply(self, steps: Sequence[tuple[object, object]]) -> list[Instruction]:
         self._out = out = []
         self._rebalance = False
         held = self._held_frees
@@ -233,7 +234,7 @@ class SchedulerState(PlacementMixin):
             self._held_frees = {}
             for rank in sorted(held):
                 if held[rank]:
-                    out.append(("free", rank, sorted(held[rank])))
+                    out.append(Free(rank, sorted(held[rank])))
         return out
 
     def _on_submit(self, ev: Submit) -> None:
@@ -243,9 +244,9 @@ class SchedulerState(PlacementMixin):
             if ts is not None and ts.state != CANCELLED:
                 ts.wanted = True
                 if ts.state == MEMORY:
-                    self._out.append(("memory", ts.key))
+                    self._out.append(_new(Memory, (ts.key, None)))
                 elif ts.state == ERRED:
-                    self._out.append(("erred", ts.key, ts.error))
+                    self._out.append(Erred(ts.key, ts.error))
                 roots.append(ts.key)
                 continue
             if ts is not None:  # cancelled: recreate from the new spec
@@ -267,12 +268,12 @@ class SchedulerState(PlacementMixin):
             if ts.state == MEMORY:
                 for r in ranks:
                     self._add_replica(ts, r)
-                self._out.append(("memory", ts.key))
+                self._out.append(_new(Memory, (ts.key, None)))
                 return
             for r in ranks:
                 self._free(r, ts.key)
             if ts.state == ERRED:
-                self._out.append(("erred", ts.key, ts.error))
+                self._out.append(Erred(ts.key, ts.error))
             return
         if ts is None:
             ts = self._new_task(TaskSpec(ev.key))
@@ -294,7 +295,7 @@ class SchedulerState(PlacementMixin):
         self._transition(ts, MEMORY)
         for r in ranks:
             self._add_replica(ts, r)
-        self._out.append(("memory", ts.key))
+        self._out.append(_new(Memory, (ts.key, None)))
         self._data_arrived(ts)
 
     def _on_finished(self, ev: Finished) -> None:
@@ -327,7 +328,7 @@ class SchedulerState(PlacementMixin):
         self._transition(ts, MEMORY)
         self._add_replica(ts, rank)
         if ts.wanted:
-            self._out.append(("memory", ts.key))
+            self._out.append(_new(Memory, (ts.key, None)))
         if ts.dependents:
             self._data_arrived(ts)
 
@@ -366,7 +367,7 @@ class SchedulerState(PlacementMixin):
             self._transition(ts, CANCELLED)
             ts.waiting_on.clear()
             if ts.wanted:
-                self._out.append(("cancelled", ts.key))
+                self._out.append(Cancelled(ts.key))
             stack.extend(d for d in ts.dependents if self._tasks[d].state in PENDING)
 
     def _cancelled_ended(self, rank: int, key: str) -> None:
@@ -425,7 +426,7 @@ class SchedulerState(PlacementMixin):
             elif cancelled is not None:
                 self._transition(ts, CANCELLED)
                 if ts.wanted:
-                    self._out.append(("cancelled", key))
+                    self._out.append(Cancelled(key))
             else:
                 ts.waiting_on = {d for d in ts.spec.deps if self._tasks[d].state != MEMORY}
                 if ts.waiting_on:
@@ -484,7 +485,7 @@ class SchedulerState(PlacementMixin):
             t.error = error
             t.waiting_on.clear()
             if t.wanted:
-                self._out.append(("erred", t.key, error))
+                self._out.append(Erred(t.key, error))
             stack.extend(self._tasks[d] for d in sorted(t.dependents) if self._tasks[d].state in PENDING)
 
     def _data_arrived(self, ts: _Task) -> None:
