@@ -30,6 +30,8 @@ from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.scheduling.vocabulary import Compute, Erred, Free, Memory, Steal
 
 _new = tuple.__new__  # builds a per-task instruction without its class's Python-level __new__
+#: numbers the messages that cause state events: an event's stimulus_id is (kind, source rank, number)
+_stimuli = itertools.count(1)
 #: seconds the shutdown waits for every worker's goodbye
 SHUTDOWN_GRACE = 2.0
 #: frees wait for this many keys or this many seconds, whichever comes first
@@ -204,7 +206,7 @@ class Scheduler:
         while doorbells and doorbells[0][0] <= self._handled:
             keys.extend(doorbells.popleft()[1]())
         if keys:
-            self._handle(st.Release(time.monotonic(), tuple(keys)))
+            self._handle(st.Release(time.monotonic(), tuple(keys), stimulus_id=("doorbell", next(_stimuli))))
         return bool(keys)
 
     def _dispatch(self, src: int, header: tuple, buffers: list) -> None:
@@ -348,7 +350,7 @@ class Scheduler:
             # Kept until the state forgets the key: a released input may have to be recomputed.
             self.payloads.setdefault(spec.key, (fn_id, fn_bytes, data, bufs))
             specs.append(spec)
-        self._handle(st.Submit(time.monotonic(), tuple(specs)))
+        self._handle(st.Submit(time.monotonic(), tuple(specs), stimulus_id=(m.SUBMIT, src, next(_stimuli))))
 
     def _on_scatter(self, src: int, header: tuple, buffers: list) -> None:
         for key, ranks, data, bufs in header[1]:
@@ -356,10 +358,10 @@ class Scheduler:
             for rank in ranks:
                 self._send(rank, (m.PUT, key, data, len(bufs)), bufs)
             nbytes = len(data) + sum(memoryview(b).nbytes for b in bufs)
-            self._handle(st.Scatter(time.monotonic(), key, ranks, nbytes))
+            self._handle(st.Scatter(time.monotonic(), key, ranks, nbytes, stimulus_id=(m.SCATTER, src, next(_stimuli))))
 
     def _on_cancel(self, src: int, header: tuple, buffers: list) -> None:
-        self._handle(st.Cancel(time.monotonic(), tuple(header[1])))
+        self._handle(st.Cancel(time.monotonic(), tuple(header[1]), stimulus_id=(m.CANCEL, src, next(_stimuli))))
 
     def _on_gather(self, src: int, header: tuple, buffers: list) -> None:
         _, keys, cfuture = header
@@ -413,13 +415,14 @@ class Scheduler:
     def _on_done(self, src: int, header: tuple, buffers: list) -> None:
         now = time.monotonic()
         events = []
+        cause = (m.DONE, src, next(_stimuli))
         state_of = self.state.state_of
         for key, nbytes, duration, fetched, inline in header[1]:
             # only a key still processing becomes memory: a result of a key released (or
             # cancelled) meanwhile is dropped, and kept here it would never be popped
             if inline is not None and state_of(key) == st.PROCESSING:
                 self.small[key] = inline
-            events.append(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched)))
+            events.append(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched), stimulus_id=cause))
         self._handle(*events)
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
@@ -428,7 +431,8 @@ class Scheduler:
         if fetched:  # copies made for a task that failed: not worth keeping
             self._queue_free(src, list(fetched))
         error = (exc_bytes, text, src, self.info.get(src, {}).get("host", "?"), self.transport.size)
-        self._handle(st.Failed(time.monotonic(), key, src, error, duration))
+        cause = (m.FAILED, src, next(_stimuli))
+        self._handle(st.Failed(time.monotonic(), key, src, error, duration, stimulus_id=cause))
 
     def _reported(self, src: int, fetched: tuple) -> None:
         """``src`` reported its copies of ``fetched``: a later need there may be pushed again."""
@@ -474,7 +478,8 @@ class Scheduler:
             entry[0].set_result(entry[1])
 
     def _on_steal_reply(self, src: int, header: tuple, buffers: list) -> None:
-        self._handle(st.StealReply(time.monotonic(), header[1], src, header[2]))
+        cause = (m.STEAL_REPLY, src, next(_stimuli))
+        self._handle(st.StealReply(time.monotonic(), header[1], src, header[2], stimulus_id=cause))
 
     def _on_bye(self, src: int, header: tuple, buffers: list) -> None:
         if self.closing is not None:

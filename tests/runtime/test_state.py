@@ -83,12 +83,29 @@ def test_log_records_every_transition_with_the_event_time(sim):
     sim.submit(T("a"))
     sim.done("a", 1)
     assert list(sim.s.log) == [
-        (1.0, "a", "forgotten", "released"),
-        (1.0, "a", "released", "ready"),
-        (1.0, "a", "ready", "processing"),
-        (2.0, "a", "processing", "memory"),
+        (1.0, "a", "forgotten", "released", ""),
+        (1.0, "a", "released", "ready", ""),
+        (1.0, "a", "ready", "processing", ""),
+        (2.0, "a", "processing", "memory", ""),
     ]
-    assert all((a, b) in ALLOWED_TRANSITIONS for _, _, a, b in sim.s.log)
+    assert all((a, b) in ALLOWED_TRANSITIONS for _, _, a, b, _ in sim.s.log)
+
+
+def test_log_names_the_stimulus_of_every_transition(sim):
+    sim.s.handle(Submit(1.0, (T("a"), T("b", ("a",))), stimulus_id=("submit", 0, 7)))
+    sim.s.handle(Finished(2.0, "a", 1, 10, 1.0, stimulus_id=("done", 1, 8)))
+    sim.s.validate()
+    assert sim.s.story("b") == [
+        (1.0, "forgotten", "released", "submit-0-7"),
+        (1.0, "released", "waiting", "submit-0-7"),
+        (2.0, "waiting", "ready", "done-1-8"),
+        (2.0, "ready", "processing", "done-1-8"),
+    ]
+    assert sim.s.story("a")[-1] == (2.0, "processing", "memory", "done-1-8")
+    assert sim.s.history("b")[-1] == (2.0, "ready", "processing")
+    ts = sim.s._tasks["b"]
+    with pytest.raises(InvalidTransition, match="caused by unnamed"):  # outside handle(): no event
+        sim.s._transition(ts, "waiting")
 
 
 def test_independent_tasks_spread_by_occupancy(sim):
@@ -151,7 +168,7 @@ def test_pure_key_dedup(sim):
     assert sim.submit(T("a")) == []  # already processing: not created again
     sim.done("a", 1)
     assert sim.submit(T("a")) == [Memory("a")]
-    assert [b for _, k, _, b in sim.s.log if k == "a"].count("processing") == 1
+    assert [b for _, k, _, b, _ in sim.s.log if k == "a"].count("processing") == 1
 
 
 def test_erred_key_is_reported_again_not_rerun(sim):
@@ -208,7 +225,7 @@ def test_retries_then_success_prefers_another_free_worker(sim):
     out = sim(Failed, "a", 3, "e2")
     assert out == [Compute(1, "a", {})]  # nobody free that has not failed: normal choice
     assert sim.done("a", 1) == [Memory("a")]
-    states = [b for _, k, _, b in sim.s.log if k == "a"]
+    states = [b for _, k, _, b, _ in sim.s.log if k == "a"]
     assert states.count("ready") == 3 and states[-1] == "memory"
 
 

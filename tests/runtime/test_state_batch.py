@@ -314,7 +314,7 @@ def test_log_keeps_the_most_recent_transitions():
         s.handle(Release(float(i) + 0.7, (key,)))
         s.validate()
     assert len(s.log) == 10
-    assert s.log[-1] == (3.7, "k3", "memory", "forgotten")
+    assert s.log[-1] == (3.7, "k3", "memory", "forgotten", "")
     assert s.history("k0") == []  # dropped with the oldest transitions
     assert [b for _, _, b in s.history("k3")] == ["released", "ready", "processing", "memory", "forgotten"]
 

@@ -79,7 +79,7 @@ def check_invariants(self: SchedulerState) -> None:
         assert drift <= 1e-6 * max(
             1.0, total
         ), f"rank {rank}: incoming load {self._incoming_load[rank]} != {total}"
-    for t, key, a, b in self.log:
+    for t, key, a, b, _ in self.log:
         assert (
             a,
             b,

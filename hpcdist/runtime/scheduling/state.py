@@ -36,6 +36,7 @@ from hpcdist.runtime.scheduling.vocabulary import (  # noqa: F401
     ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
     READY, RELEASED, RETAINING, WAITING, Cancel, DependencyMissing, Failed, Finished, InvalidTransition, Release,
     Scatter, StealReply, Submit, TaskSpec, RankLost, Cancelled, Compute, Erred, Free, Instruction, Memory, Steal,
+    Stimulus, stimulus_name,
 )
 
 __all__ = [
@@ -86,14 +87,15 @@ class SchedulerState(PlacementMixin):
         workers: Rank -> host name of every worker.
 
     Attributes:
-        log: ``(time, key, from_state, to_state)`` of the most recent :data:`LOG_MAX` transitions,
+        log: ``(time, key, from_state, to_state, stimulus_id)`` of the most recent :data:`LOG_MAX`
+            transitions (``stimulus_id`` is the causing event's, see :meth:`story`),
             oldest first (a bounded deque: older transitions are dropped, so a long run's log
             does not grow without end; :meth:`history` and :meth:`validate` see what is kept).
         durations: Function name -> running average (EMA) of its task durations in seconds.
     """
 
     def __init__(self, workers: dict[int, str]) -> None:
-        self.log: deque[tuple[float, str, str, str]] = deque(maxlen=LOG_MAX)
+        self.log: deque[tuple[float, str, str, str, Stimulus]] = deque(maxlen=LOG_MAX)
         self.durations: dict[str, float] = {}
         self._host: dict[int, str] = dict(workers)
         self._ranks: list[int] = sorted(workers)  # live ranks, ascending (placement tie order)
@@ -111,6 +113,7 @@ class SchedulerState(PlacementMixin):
         self._forgotten: list[str] = []
         # per handle_many() call
         self._now = 0.0
+        self._stimulus: Stimulus = ""
         self._out: list[Instruction] = []
         self._frees: dict[int, set[str]] = {}  # of the event being handled
         self._held_frees: dict[int, set[str]] = {}  # of the batch's earlier events
@@ -174,7 +177,12 @@ class SchedulerState(PlacementMixin):
 
     def history(self, key: str) -> list[tuple[float, str, str]]:
         """Return ``(time, from_state, to_state)`` of the transitions of ``key`` still in the log."""
-        return [(t, a, b) for t, k, a, b in self.log if k == key]
+        return [(t, a, b) for t, k, a, b, _ in self.log if k == key]
+
+    def story(self, key: str) -> list[tuple[float, str, str, str]]:
+        """Return ``(time, from_state, to_state, cause)`` of the transitions of ``key`` still in the
+        log; ``cause`` names the message that caused each (see :func:`stimulus_name`)."""
+        return [(t, a, b, stimulus_name(c)) for t, k, a, b, c in self.log if k == key]
 
     # ------------------------------------------------------------------ events
 
@@ -217,6 +225,7 @@ class SchedulerState(PlacementMixin):
         held = self._held_frees
         for handler, event in steps:
             self._now = event.time
+            self._stimulus = event.stimulus_id
             handler(self, event)
             if self._dirty_order:
                 self._settle()
@@ -230,6 +239,7 @@ class SchedulerState(PlacementMixin):
         if self._rebalance:
             self._balance()
         self._out = []
+        self._stimulus = ""
         if held:
             self._held_frees = {}
             for rank in sorted(held):
@@ -595,9 +605,12 @@ class SchedulerState(PlacementMixin):
         state = ts.state
         if to not in NEXT_STATES[state]:
             steps = ", ".join(f"t={t:g} {a}->{b}" for t, a, b in self.history(ts.key)) or "none"
-            raise InvalidTransition(f"task {ts.key!r}: illegal transition {state} -> {to}; its history: {steps}")
+            cause = stimulus_name(self._stimulus) or "unnamed"
+            raise InvalidTransition(
+                f"task {ts.key!r}: illegal transition {state} -> {to}; its history: {steps}; caused by {cause}"
+            )
         key = ts.key
-        self.log.append((self._now, key, state, to))
+        self.log.append((self._now, key, state, to, self._stimulus))
         ts.state = to
         if to != FORGOTTEN:  # whether it and its deps are still needed may have changed: recheck
             dirty = self._dirty

@@ -6,7 +6,7 @@ the instructions (:data:`INSTRUCTIONS`, one named tuple class per kind, read by 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Union
 
 from hpcdist.errors import HpcdistError
@@ -103,12 +103,27 @@ class TaskSpec(NamedTuple):
     __hash__ = tuple.__hash__
 
 
+#: What caused an event: a short string, or a tuple of its parts (e.g. ``("done", rank, seq)``:
+#: no string is formatted per event; :func:`stimulus_name` formats one when a log is read).
+Stimulus = Union[str, tuple]
+
+
+def stimulus_name(stimulus: Stimulus) -> str:
+    """Return the printable name of an event's ``stimulus_id`` (tuple parts joined by ``-``)."""
+    return "-".join(map(str, stimulus)) if isinstance(stimulus, tuple) else stimulus
+
+
+# Every event has ``time`` (seconds, the caller's clock) first and the keyword-only
+# ``stimulus_id`` last: the message that caused it, recorded with each transition it makes.
+
+
 @dataclass(frozen=True)
 class Submit:
     """The client submits tasks (they may depend on each other, in any order)."""
 
     time: float
     tasks: tuple[TaskSpec, ...]
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,7 @@ class Scatter:
     key: str
     ranks: tuple[int, ...]
     nbytes: int
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -131,6 +147,7 @@ class Finished:
     nbytes: int
     duration: float
     fetched: tuple[str, ...] = ()
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,7 @@ class Failed:
     rank: int
     error: object
     duration: float = 0.0
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -150,6 +168,7 @@ class Release:
 
     time: float
     keys: tuple[str, ...]
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -158,16 +177,18 @@ class Cancel:
 
     time: float
     keys: tuple[str, ...]
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
 class StealReply:
-    """Worker ``rank`` answers a ("steal", rank, key): ok=True means it handed the task back."""
+    """Worker ``rank`` answers a :class:`Steal` of ``key``: ok=True means it handed the task back."""
 
     time: float
     key: str
     rank: int
     ok: bool
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -176,6 +197,7 @@ class RankLost:
 
     time: float
     rank: int
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 # ---------------------------------------------------------------------------- instructions
