@@ -65,7 +65,7 @@ class Driver:
                 self.answer_steals()
 
     def answer_steals(self) -> None:
-        for key, (victim, _thief) in list(self.s._steals.items()):
+        for key, (victim, _thief) in list(self.s.worker_table.steals().items()):
             self(self.ev(StealReply, key, victim, True))
 
     def release(self, keys) -> None:
@@ -182,15 +182,15 @@ def test_with_k_live_futures_every_table_is_o_k(n, k):
 
 def test_tables_give_their_memory_back_after_a_big_round():
     d = Driver()
-    empty = sys.getsizeof(d.s._tasks), sys.getsizeof(d.s._who_has)
+    empty = sys.getsizeof(d.s._tasks), sys.getsizeof(d.s.worker_table._who_has)
     _independent(d, 40_000)
     assert live(d.sizes()) == {}
     # CPython never shrinks a dict on delete: 40 000 keys leave ~2.6 MB behind unless rebuilt
-    after = sys.getsizeof(d.s._tasks), sys.getsizeof(d.s._who_has)
+    after = sys.getsizeof(d.s._tasks), sys.getsizeof(d.s.worker_table._who_has)
     assert after[0] < 64 * 1024 and after[1] < 64 * 1024, (empty, after)
     for rank in HOSTS:
-        assert sys.getsizeof(d.s._processing[rank]) < 64 * 1024
-        assert sys.getsizeof(d.s._has_what[rank]) < 64 * 1024
+        assert sys.getsizeof(d.s.worker_table[rank].processing) < 64 * 1024
+        assert sys.getsizeof(d.s.worker_table[rank].has_what) < 64 * 1024
 
 
 def _round(d: Driver, n: int) -> dict[str, int]:

@@ -552,8 +552,8 @@ def test_table_rejects(edge):
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
-        (lambda s: s._who_has["a"].add(3), "who_has"),
-        (lambda s: s._processing[2].update({"a": None}), "processing on ranks"),
+        (lambda s: s.worker_table.holders["a"].add(3), "who_has"),
+        (lambda s: s.worker_table[2].processing.update({"a": None}), "processing on ranks"),
         (lambda s: setattr(s._tasks["a"], "wanted", False), "nobody needs it"),
         (lambda s: s._tasks["a"].waiting_on.add("zz"), "waiting_on"),
     ],

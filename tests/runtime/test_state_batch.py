@@ -70,16 +70,16 @@ def snapshot(s: SchedulerState) -> dict:
             ts.state, ts.wanted, ts.runnable, ts.processing_on, ts.expected, ts.retries_left,
             sorted(ts.failed_on), sorted(ts.waiting_on), sorted(ts.dependents), ts.nbytes, plain(ts.error),
         )
-        for k, ts in s._tasks.items()
+        for k, ts in ((ts.key, ts) for ts in s.tasks())
     }
     return {
         "tasks": tasks,
-        "order": list(s._tasks),
+        "order": [ts.key for ts in s.tasks()],
         "who_has": s.who_has(),
         "has_what": s.has_what(),
         "processing": {r: s.processing_on(r) for r in s.workers},
         "occupancy": {r: s.occupancy(r) for r in s.workers},
-        "steals": dict(s._steals),
+        "steals": s.worker_table.steals(),
         "durations": dict(s.durations),
         "log": list(s.log),
         "forgotten": s.pop_forgotten(),

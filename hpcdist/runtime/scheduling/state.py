@@ -25,11 +25,12 @@ raise AssertionError. Instructions are plain tuples; see :data:`INSTRUCTIONS`.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from hpcdist.errors import WorkerLost
 from hpcdist.runtime.scheduling import policy
-from hpcdist.runtime.scheduling.placement import NbytesView, PlacementMixin
+from hpcdist.runtime.scheduling.check import check_invariants
+from hpcdist.runtime.scheduling.workers import WorkerTable
 from hpcdist.runtime.scheduling.tables import shrink
 # The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
 from hpcdist.runtime.scheduling.vocabulary import (  # noqa: F401
@@ -55,8 +56,8 @@ _NO_RANKS: frozenset[int] = frozenset()
 _new = tuple.__new__  # builds a per-task instruction without its class's Python-level __new__
 
 
-class _Task:
-    """One key's record (slots: the scheduler holds one per live key)."""
+class TaskRecord:
+    """One key's record (slots: the scheduler holds one per live key); read it, only the state writes it."""
 
     __slots__ = ("key", "spec", "state", "runnable", "wanted", "dependents", "waiting_on")
     __slots__ += ("processing_on", "expected", "retries_left", "failed_on", "error", "nbytes")
@@ -77,10 +78,26 @@ class _Task:
         self.nbytes: int | None = None
 
     def __repr__(self) -> str:
-        return f"_Task({self.key!r}, {self.state}, on={self.processing_on})"
+        return f"TaskRecord({self.key!r}, {self.state}, on={self.processing_on})"
 
 
-class SchedulerState(PlacementMixin):
+class NbytesView(Mapping):
+    """key -> nbytes over the state's task table, without copying it for every placement."""
+
+    def __init__(self, tasks: dict[str, TaskRecord]) -> None:
+        self._tasks = tasks
+
+    def __getitem__(self, key: str) -> int:
+        return self._tasks[key].nbytes or 0
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tasks)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+class SchedulerState:
     """All task and worker bookkeeping of the scheduler (rank 0).
 
     Args:
@@ -97,18 +114,8 @@ class SchedulerState(PlacementMixin):
     def __init__(self, workers: dict[int, str]) -> None:
         self.log: deque[tuple[float, str, str, str, Stimulus]] = deque(maxlen=LOG_MAX)
         self.durations: dict[str, float] = {}
-        self._host: dict[int, str] = dict(workers)
-        self._ranks: list[int] = sorted(workers)  # live ranks, ascending (placement tie order)
-        self._tasks: dict[str, _Task] = {}
-        self._who_has: dict[str, set[int]] = {}
-        self._has_what: dict[int, set[str]] = {r: set() for r in workers}
-        self._processing: dict[int, dict[str, None]] = {r: {} for r in workers}  # ordered set
-        self._occupancy: dict[int, float] = {r: 0.0 for r in workers}
-        self._steals: dict[str, tuple[int, int | None]] = {}  # key -> (victim, thief)
-        self._incoming: dict[int, set[str]] = {r: set() for r in workers}
-        self._incoming_load: dict[int, float] = {r: 0.0 for r in workers}  # expected s of _incoming
-        # rank -> {key: expected s} of cancelled tasks it may still be running: busy until it reports
-        self._cancelled_on: dict[int, dict[str, float]] = {}
+        self._tasks: dict[str, TaskRecord] = {}
+        self._workers = WorkerTable(workers)
         self._nbytes = NbytesView(self._tasks)
         self._forgotten: list[str] = []
         # per handle_many() call
@@ -129,7 +136,20 @@ class SchedulerState(PlacementMixin):
     @property
     def workers(self) -> dict[int, str]:
         """Rank -> host name of the live workers."""
-        return dict(self._host)
+        return dict(self._workers.hosts)
+
+    @property
+    def worker_table(self) -> WorkerTable:
+        """The per-worker records (read them; only this state changes them)."""
+        return self._workers
+
+    def task(self, key: str) -> TaskRecord | None:
+        """Return the record of ``key`` (read it; only this state changes it), or None if unknown."""
+        return self._tasks.get(key)
+
+    def tasks(self) -> Iterable[TaskRecord]:
+        """Every known key's record, in the order the keys became known."""
+        return self._tasks.values()
 
     def state_of(self, key: str) -> str | None:
         """Return the state of ``key``, or None if it is unknown or forgotten."""
@@ -143,23 +163,22 @@ class SchedulerState(PlacementMixin):
 
     def who_has(self, keys: Iterable[str] | None = None) -> dict[str, list[int]]:
         """Return key -> sorted ranks holding it, for ``keys`` or for every key in memory."""
+        holders = self._workers.holders
         if keys is None:
-            keys = self._who_has
-        return {k: sorted(self._who_has.get(k, ())) for k in keys}
+            keys = holders
+        return {k: sorted(holders.get(k, ())) for k in keys}
 
     def has_what(self) -> dict[int, list[str]]:
         """Return rank -> sorted keys it holds, for every live worker."""
-        return {r: sorted(keys) for r, keys in sorted(self._has_what.items())}
+        return {rec.rank: sorted(rec.has_what) for rec in self._workers.records()}
 
     def processing_on(self, rank: int) -> list[str]:
         """Return the keys assigned to ``rank``, in assignment (execution) order."""
-        return list(self._processing.get(rank, ()))
+        return list(self._workers[rank].processing) if rank in self._workers else []
 
     def occupancy(self, rank: int) -> float:
         """Return the expected seconds of work queued on ``rank``, steals in flight included."""
-        load = self._occupancy.get(rank, 0.0) + self._incoming_load.get(rank, 0.0)
-        cancelled = self._cancelled_on.get(rank)
-        return load + sum(cancelled.values()) if cancelled else load
+        return self._workers.occupancy(rank)
 
     def expected_duration(self, fn_name: str) -> float:
         """Return the expected duration of a task of function ``fn_name``."""
@@ -169,6 +188,10 @@ class SchedulerState(PlacementMixin):
         """Keys a client Future waits for that are not in memory, erred or cancelled yet."""
         final = (MEMORY, ERRED, CANCELLED)
         return [k for k, ts in self._tasks.items() if ts.wanted and ts.state not in final]
+
+    def settling(self) -> list[str]:
+        """Keys marked to be checked for freeing or forgetting (empty outside :meth:`handle`)."""
+        return list(self._dirty_order) or sorted(self._dirty)
 
     def pop_forgotten(self) -> list[str]:
         """Return the keys forgotten since the last call (e.g. to drop their payloads), in order."""
@@ -271,7 +294,7 @@ class SchedulerState(PlacementMixin):
 
     def _on_scatter(self, ev: Scatter) -> None:
         ts = self._tasks.get(ev.key)
-        ranks = [r for r in dict.fromkeys(ev.ranks) if r in self._host]
+        ranks = [r for r in dict.fromkeys(ev.ranks) if r in self._workers]
         if ts is not None and ts.state not in (CANCELLED, RELEASED):
             # pure-key dedup: an existing key is not replaced by scattered data
             ts.wanted = True
@@ -310,9 +333,9 @@ class SchedulerState(PlacementMixin):
 
     def _on_finished(self, ev: Finished) -> None:
         rank = ev.rank
-        if rank not in self._host:
+        if rank not in self._workers:
             return  # a message from a worker declared lost: its data is gone with it
-        if self._cancelled_on:
+        if self._workers.any_cancelled():
             self._cancelled_ended(rank, ev.key)
         tasks = self._tasks
         for dep in ev.fetched:
@@ -343,7 +366,7 @@ class SchedulerState(PlacementMixin):
             self._data_arrived(ts)
 
     def _on_failed(self, ev: Failed) -> None:
-        if self._cancelled_on:
+        if self._workers.any_cancelled():
             self._cancelled_ended(ev.rank, ev.key)
         ts = self._tasks.get(ev.key)
         if ts is None or ts.state != PROCESSING or ts.processing_on != ev.rank:
@@ -372,7 +395,7 @@ class SchedulerState(PlacementMixin):
                 continue  # finished keys stay as they are
             if ts.processing_on is not None:
                 # it may be running there: that worker stays busy until it reports the end
-                self._cancelled_on.setdefault(ts.processing_on, {})[ts.key] = ts.expected
+                self._workers.cancel_running(ts.processing_on, ts.key, ts.expected)
             self._leave_worker(ts, drop=True)
             self._transition(ts, CANCELLED)
             ts.waiting_on.clear()
@@ -382,16 +405,200 @@ class SchedulerState(PlacementMixin):
 
     def _cancelled_ended(self, rank: int, key: str) -> None:
         """``rank`` no longer runs cancelled ``key`` (it reported the end, or dropped it unstarted)."""
-        cancelled = self._cancelled_on.get(rank)
-        if cancelled is not None and cancelled.pop(key, None) is not None:
-            if not cancelled:
-                del self._cancelled_on[rank]
+        if self._workers.cancelled_ended(rank, key):
             self._rebalance = True  # it is free now: it may take work from others
+
+    # ------------------------------------------------------------------ placement and stealing
+
+    def _on_steal_reply(self, ev: StealReply) -> None:
+        workers = self._workers
+        if ev.ok and workers.any_cancelled():
+            self._cancelled_ended(ev.rank, ev.key)  # a cancelled task dropped unstarted: never ran there
+        entry = workers.steal_of(ev.key)
+        if entry is None or entry[0] != ev.rank:
+            return  # the task already left the victim; nothing was planned on this reply
+        workers.end_steal(ev.key)
+        ts = self._tasks[ev.key]
+        self._rebalance = True
+        if not ev.ok:
+            return  # it runs (or ran) on the victim
+        thief = entry[1]
+        self._leave_worker(ts, drop=False)
+        self._transition(ts, READY)
+        if thief is not None and thief in self._candidates(ts):
+            self._assign(ts, thief)
+        else:
+            self._place(ts)
+
+    def _on_rank_lost(self, ev: RankLost) -> None:
+        rank = ev.rank
+        if rank not in self._workers:
+            return
+        self._rebalance = True
+        orphans = [self._tasks[k] for k in self._workers[rank].processing]
+        for ts in orphans:
+            self._leave_worker(ts, drop=False)
+        _, lost = self._workers.remove(rank)
+        self._frees.pop(rank, None)
+        roots = [ts.key for ts in orphans]
+        for ts in orphans:
+            self._transition(ts, RELEASED)
+        for key in lost:
+            ts = self._tasks[key]
+            if not ts.runnable:
+                msg = f"key {key!r} was scattered data held only by lost worker rank {rank}; it cannot be recomputed"
+                self._err(ts, WorkerLost(msg))
+                continue
+            self._transition(ts, RELEASED)
+            if ts.wanted:
+                roots.append(key)
+            for dkey in sorted(ts.dependents):
+                dts = self._tasks[dkey]
+                if dts.state == WAITING:
+                    dts.waiting_on.add(key)
+                    roots.append(key)
+                elif dts.state == PROCESSING:  # it would fetch the lost input: start it over
+                    self._leave_worker(dts, drop=True)
+                    self._transition(dts, RELEASED)
+                    roots.append(dkey)
+        self._activate(roots)
+
+    def _add_replica(self, ts: TaskRecord, rank: int) -> None:
+        self._workers.add_replica(rank, ts.key)
+        self._unfree(rank, ts.key)
+
+    def _drop_data(self, ts: TaskRecord) -> None:
+        key = ts.key
+        for rank in self._workers.drop_replicas(key):
+            self._free(rank, key)
+
+    def _unfree(self, rank: int, key: str) -> None:
+        """``key`` is (again) wanted on ``rank``: it must not be freed there after this point."""
+        if self._frees:
+            freeing = self._frees.get(rank)
+            if freeing is not None:
+                freeing.discard(key)  # freed and needed again within one event: not freed
+        if self._held_frees:
+            held = self._held_frees.get(rank)
+            if held is not None and key in held:
+                # freed by an earlier event of the batch: that free must reach the rank first
+                del self._held_frees[rank]
+                self._out.append(Free(rank, sorted(held)))
+
+    def _free(self, rank: int, key: str) -> None:
+        if rank in self._workers:
+            freeing = self._frees.get(rank)
+            if freeing is None:
+                self._frees[rank] = {key}
+            else:
+                freeing.add(key)
+
+    def _candidates(self, ts: TaskRecord) -> frozenset[int]:
+        return policy.valid_workers(self._workers.hosts, ts.spec.workers, ts.spec.allow_other_workers)
+
+    def _place(self, ts: TaskRecord) -> None:
+        """Put a ready task on a worker, or err it if no worker may run it."""
+        spec = ts.spec
+        workers = self._workers
+        if not spec.deps and spec.workers is None and not ts.failed_on and workers.ranks:
+            # policy.decide_worker without bytes to move: least occupied, then lowest rank
+            self._assign(ts, workers.least_occupied())
+            return
+        if not len(workers):
+            self._err(ts, WorkerLost(f"task {ts.key!r} cannot run: every worker was lost"))
+            return
+        cands = self._candidates(ts)
+        if not cands:
+            self._err(ts, policy.restriction_error(ts.key, ts.spec.workers or (), workers.hosts))
+            return
+        if ts.failed_on:  # a retry: prefer a free worker where it has not failed yet
+            others = cands - ts.failed_on
+            if any(workers[r].is_free() for r in others):
+                cands = others
+        occupancy = {r: workers.occupancy(r) for r in cands}
+        rank = policy.decide_worker(ts.spec.deps, cands, workers.holders, self._nbytes, occupancy, workers.hosts)
+        self._assign(ts, rank)
+
+    def _assign(self, ts: TaskRecord, rank: int) -> None:
+        self._transition(ts, PROCESSING)
+        key = ts.key
+        ts.processing_on = rank
+        ts.expected = expected = self.durations.get(ts.spec.fn_name, policy.DEFAULT_DURATION)
+        workers = self._workers
+        workers.assign(rank, key, expected)
+        self._rebalance = True
+        where = {}
+        if ts.spec.deps:
+            holders, host_of = workers.holders, workers.hosts.get
+            for dep in ts.spec.deps:
+                where[dep] = policy.holder_order(holders.get(dep, ()), rank, host_of)
+        self._unfree(rank, key)
+        self._out.append(_new(Compute, (rank, key, where)))
+
+    def _leave_worker(self, ts: TaskRecord, drop: bool) -> None:
+        """Take a processing task off its worker; ``drop`` asks the worker to discard it."""
+        rank = ts.processing_on
+        if rank is None:
+            return
+        if self._workers.unassign(rank, ts.key, ts.expected):
+            self._rebalance = True
+        ts.processing_on = None
+        ts.expected = 0.0
+        if drop:
+            self._out.append(Steal(rank, ts.key))
+
+    def _balance(self) -> None:
+        workers = self._workers
+        idle = [rec.rank for rec in workers.records() if rec.is_free()]
+        if not idle:
+            return
+        queues = {}
+        for rec in workers.records():
+            q = rec.processing
+            waiting = [k for k in q if not workers.is_stealing(k)]
+            if rec.cancelled and waiting:
+                queues[rec.rank] = [next(iter(rec.cancelled)), *waiting]  # index 0 counts as running
+            elif len(q) >= 2:
+                queues[rec.rank] = waiting
+        if not queues:
+            return
+        tasks, durations = self._tasks, self.durations
+
+        def allowed_of(key: str) -> frozenset[int] | None:
+            spec = tasks[key].spec
+            if spec.workers is None:
+                return None
+            if spec.allow_other_workers and tasks[key].processing_on not in spec.workers:
+                return None  # already running outside its preference: anywhere will do
+            return spec.workers
+
+        def expected_of(key: str) -> float:
+            # today's estimate, not the one of its assignment: a burst placed while its function
+            # was unknown (DEFAULT_DURATION) is not stolen as half-second tasks once they are tiny
+            ts = tasks.get(key)
+            if ts is not None and ts.processing_on is not None:
+                return durations.get(ts.spec.fn_name, ts.expected)
+            # a cancelled one still running
+            return next((rec.cancelled[key] for rec in workers.records() if key in rec.cancelled), 0.0)
+
+        plan = policy.balance_plan(
+            idle,
+            queues,
+            expected_of,
+            lambda k: tasks[k].spec.deps,
+            allowed_of,
+            workers.holders,
+            self._nbytes,
+            workers.hosts,
+        )
+        for thief, victim, key in plan:
+            workers.start_steal(key, victim, thief, tasks[key].expected)
+            self._out.append(Steal(victim, key))
 
     # ------------------------------------------------------------------ scheduling
 
-    def _new_task(self, spec: TaskSpec) -> _Task:
-        ts = _Task(spec)
+    def _new_task(self, spec: TaskSpec) -> TaskRecord:
+        ts = TaskRecord(spec)
         self._tasks[spec.key] = ts
         self._transition(ts, RELEASED)
         return ts
@@ -481,7 +688,7 @@ class SchedulerState(PlacementMixin):
                     order.append(key)
         return order, cyclic
 
-    def _err(self, ts: _Task, error: object) -> None:
+    def _err(self, ts: TaskRecord, error: object) -> None:
         """Err ``ts`` and, recursively, every dependent still pending, with the same error."""
         stack = [ts]
         while stack:
@@ -498,7 +705,7 @@ class SchedulerState(PlacementMixin):
                 self._out.append(Erred(t.key, error))
             stack.extend(self._tasks[d] for d in sorted(t.dependents) if self._tasks[d].state in PENDING)
 
-    def _data_arrived(self, ts: _Task) -> None:
+    def _data_arrived(self, ts: TaskRecord) -> None:
         for dkey in sorted(ts.dependents):
             dts = self._tasks[dkey]
             if dts.state == WAITING and ts.key in dts.waiting_on:
@@ -507,7 +714,7 @@ class SchedulerState(PlacementMixin):
                     self._transition(dts, READY)
                     self._place(dts)
 
-    def _unlink(self, ts: _Task) -> None:
+    def _unlink(self, ts: TaskRecord) -> None:
         for dep in ts.spec.deps:
             if dep in self._tasks:
                 self._tasks[dep].dependents.discard(ts.key)
@@ -573,11 +780,9 @@ class SchedulerState(PlacementMixin):
     def _shrink(self) -> None:
         """Rebuild the per-key tables that fell far below their peak size (dicts never shrink)."""
         self._forgets = 0
-        for table in (self._tasks, self._who_has, self._dirty, self._steals):
+        for table in (self._tasks, self._dirty):
             shrink(table)
-        for per_rank in (self._processing, self._has_what, self._incoming):
-            for table in per_rank.values():
-                shrink(table)
+        self._workers.shrink()
 
     def table_sizes(self) -> dict[str, int]:
         """Return the number of entries of every per-key table (a diagnostic: all are O(live keys)
@@ -587,11 +792,7 @@ class SchedulerState(PlacementMixin):
         """
         return {
             "tasks": len(self._tasks),
-            "who_has": len(self._who_has),
-            "has_what": sum(map(len, self._has_what.values())),
-            "processing": sum(map(len, self._processing.values())),
-            "incoming": sum(map(len, self._incoming.values())),
-            "steals": len(self._steals),
+            **self._workers.table_sizes(),
             "dirty": len(self._dirty) + len(self._dirty_order),
             "forgotten": len(self._forgotten),
             "frees": sum(map(len, self._frees.values())) + sum(map(len, self._held_frees.values())),
@@ -601,7 +802,7 @@ class SchedulerState(PlacementMixin):
 
     # ------------------------------------------------------------------ transitions and checks
 
-    def _transition(self, ts: _Task, to: str) -> None:
+    def _transition(self, ts: TaskRecord, to: str) -> None:
         state = ts.state
         if to not in NEXT_STATES[state]:
             steps = ", ".join(f"t={t:g} {a}->{b}" for t, a, b in self.history(ts.key)) or "none"
@@ -629,8 +830,6 @@ class SchedulerState(PlacementMixin):
         Raises:
             AssertionError: Naming the broken invariant and the keys or ranks involved.
         """
-        from hpcdist.runtime.scheduling.check import check_invariants
-
         check_invariants(self)
 
 
@@ -642,5 +841,5 @@ _HANDLERS = {
     Release: SchedulerState._on_release,
     Cancel: SchedulerState._on_cancel,
     StealReply: SchedulerState._on_steal_reply,
-    RankLost: SchedulerState._on_worker_lost,
+    RankLost: SchedulerState._on_rank_lost,
 }
