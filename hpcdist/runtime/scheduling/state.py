@@ -25,11 +25,12 @@ raise AssertionError. Instructions are plain tuples; see :data:`INSTRUCTIONS`.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from hpcdist.errors import WorkerLost
 from hpcdist.runtime.scheduling import policy
 from hpcdist.runtime.scheduling.check import check_invariants
+from hpcdist.runtime.scheduling.tasks import NO_RANKS, NbytesView, TaskRecord, released_closure
 from hpcdist.runtime.scheduling.workers import WorkerTable
 from hpcdist.runtime.scheduling.tables import shrink
 # The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
@@ -52,49 +53,7 @@ LOG_MAX = 10_000
 #: the per-key tables are checked for shrinking after this many keys were forgotten
 SHRINK_EVERY = 1024
 
-_NO_RANKS: frozenset[int] = frozenset()
 _new = tuple.__new__  # builds a per-task instruction without its class's Python-level __new__
-
-
-class TaskRecord:
-    """One key's record (slots: the scheduler holds one per live key); read it, only the state writes it."""
-
-    __slots__ = ("key", "spec", "state", "runnable", "wanted", "dependents", "waiting_on")
-    __slots__ += ("processing_on", "expected", "retries_left", "failed_on", "error", "nbytes")
-
-    def __init__(self, spec: TaskSpec) -> None:
-        self.key = spec.key
-        self.spec = spec
-        self.state = FORGOTTEN
-        self.runnable = True  # False for scattered data: nothing can recompute it
-        self.wanted = False  # a client Future refers to it
-        self.dependents: set[str] = set()
-        self.waiting_on: set[str] = set()
-        self.processing_on: int | None = None
-        self.expected = 0.0  # duration estimate added to its worker's occupancy
-        self.retries_left = 0
-        self.failed_on: frozenset[int] = _NO_RANKS  # replaced, never mutated
-        self.error: object = None
-        self.nbytes: int | None = None
-
-    def __repr__(self) -> str:
-        return f"TaskRecord({self.key!r}, {self.state}, on={self.processing_on})"
-
-
-class NbytesView(Mapping):
-    """key -> nbytes over the state's task table, without copying it for every placement."""
-
-    def __init__(self, tasks: dict[str, TaskRecord]) -> None:
-        self._tasks = tasks
-
-    def __getitem__(self, key: str) -> int:
-        return self._tasks[key].nbytes or 0
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._tasks)
-
-    def __len__(self) -> int:
-        return len(self._tasks)
 
 
 class SchedulerState:
@@ -285,7 +244,7 @@ class SchedulerState:
             if ts is not None:  # cancelled: recreate from the new spec
                 self._unlink(ts)
                 self._transition(ts, RELEASED)
-                ts.spec, ts.error, ts.failed_on = spec, None, _NO_RANKS
+                ts.spec, ts.error, ts.failed_on = spec, None, NO_RANKS
             else:
                 ts = self._new_task(spec)
             ts.wanted, ts.runnable, ts.retries_left = True, True, spec.retries
@@ -605,7 +564,7 @@ class SchedulerState:
 
     def _activate(self, roots: Iterable[str]) -> None:
         """Schedule released tasks in ``roots`` and the released dependencies they need."""
-        order, cyclic = self._released_closure(roots)
+        order, cyclic = released_closure(self._tasks, roots)
         for key in order:
             ts = self._tasks[key]
             if ts.state != RELEASED:
@@ -651,42 +610,6 @@ class SchedulerState:
                 else:
                     self._transition(ts, READY)
                     self._place(ts)
-
-    def _released_closure(self, roots: Iterable[str]) -> tuple[list[str], set[str]]:
-        # Iterative post-order DFS through released tasks: deps come before dependents.
-        order: list[str] = []
-        done: set[str] = set()
-        cyclic: set[str] = set()
-        for root in roots:
-            ts = self._tasks.get(root)
-            if ts is None or ts.state != RELEASED or root in done:
-                continue
-            if not ts.spec.deps:
-                done.add(root)
-                order.append(root)
-                continue
-            path = [root]
-            stack = [iter(ts.spec.deps)]
-            on_path = {root}
-            while stack:
-                for dep in stack[-1]:
-                    dts = self._tasks.get(dep)
-                    if dts is None or dts.state != RELEASED or dep in done or not dts.runnable:
-                        continue
-                    if dep in on_path:
-                        cyclic.update(path[path.index(dep) :])
-                        continue
-                    path.append(dep)
-                    on_path.add(dep)
-                    stack.append(iter(dts.spec.deps))
-                    break
-                else:
-                    stack.pop()
-                    key = path.pop()
-                    on_path.discard(key)
-                    done.add(key)
-                    order.append(key)
-        return order, cyclic
 
     def _err(self, ts: TaskRecord, error: object) -> None:
         """Err ``ts`` and, recursively, every dependent still pending, with the same error."""
