@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 
 from hpcdist.errors import WorkerLost
-from hpcdist.runtime.scheduling import policy
+from hpcdist.runtime.scheduling import placement, policy
 from hpcdist.runtime.scheduling.check import check_invariants
 from hpcdist.runtime.scheduling.tasks import NO_RANKS, NbytesView, TaskRecord, released_closure
 from hpcdist.runtime.scheduling.workers import WorkerTable
@@ -384,7 +384,7 @@ class SchedulerState:
         thief = entry[1]
         self._leave_worker(ts, drop=False)
         self._transition(ts, READY)
-        if thief is not None and thief in self._candidates(ts):
+        if thief is not None and thief in placement.candidates(ts, self._workers):
             self._assign(ts, thief)
         else:
             self._place(ts)
@@ -452,9 +452,6 @@ class SchedulerState:
             else:
                 freeing.add(key)
 
-    def _candidates(self, ts: TaskRecord) -> frozenset[int]:
-        return policy.valid_workers(self._workers.hosts, ts.spec.workers, ts.spec.allow_other_workers)
-
     def _place(self, ts: TaskRecord) -> None:
         """Put a ready task on a worker, or err it if no worker may run it."""
         spec = ts.spec
@@ -463,20 +460,11 @@ class SchedulerState:
             # policy.decide_worker without bytes to move: least occupied, then lowest rank
             self._assign(ts, workers.least_occupied())
             return
-        if not len(workers):
-            self._err(ts, WorkerLost(f"task {ts.key!r} cannot run: every worker was lost"))
-            return
-        cands = self._candidates(ts)
-        if not cands:
-            self._err(ts, policy.restriction_error(ts.key, ts.spec.workers or (), workers.hosts))
-            return
-        if ts.failed_on:  # a retry: prefer a free worker where it has not failed yet
-            others = cands - ts.failed_on
-            if any(workers[r].is_free() for r in others):
-                cands = others
-        occupancy = {r: workers.occupancy(r) for r in cands}
-        rank = policy.decide_worker(ts.spec.deps, cands, workers.holders, self._nbytes, occupancy, workers.hosts)
-        self._assign(ts, rank)
+        rank, error = placement.choose_worker(ts, workers, self._nbytes)
+        if error is None:
+            self._assign(ts, rank)
+        else:
+            self._err(ts, error)
 
     def _assign(self, ts: TaskRecord, rank: int) -> None:
         self._transition(ts, PROCESSING)
@@ -507,50 +495,8 @@ class SchedulerState:
             self._out.append(Steal(rank, ts.key))
 
     def _balance(self) -> None:
-        workers = self._workers
-        idle = [rec.rank for rec in workers.records() if rec.is_free()]
-        if not idle:
-            return
-        queues = {}
-        for rec in workers.records():
-            q = rec.processing
-            waiting = [k for k in q if not workers.is_stealing(k)]
-            if rec.cancelled and waiting:
-                queues[rec.rank] = [next(iter(rec.cancelled)), *waiting]  # index 0 counts as running
-            elif len(q) >= 2:
-                queues[rec.rank] = waiting
-        if not queues:
-            return
-        tasks, durations = self._tasks, self.durations
-
-        def allowed_of(key: str) -> frozenset[int] | None:
-            spec = tasks[key].spec
-            if spec.workers is None:
-                return None
-            if spec.allow_other_workers and tasks[key].processing_on not in spec.workers:
-                return None  # already running outside its preference: anywhere will do
-            return spec.workers
-
-        def expected_of(key: str) -> float:
-            # today's estimate, not the one of its assignment: a burst placed while its function
-            # was unknown (DEFAULT_DURATION) is not stolen as half-second tasks once they are tiny
-            ts = tasks.get(key)
-            if ts is not None and ts.processing_on is not None:
-                return durations.get(ts.spec.fn_name, ts.expected)
-            # a cancelled one still running
-            return next((rec.cancelled[key] for rec in workers.records() if key in rec.cancelled), 0.0)
-
-        plan = policy.balance_plan(
-            idle,
-            queues,
-            expected_of,
-            lambda k: tasks[k].spec.deps,
-            allowed_of,
-            workers.holders,
-            self._nbytes,
-            workers.hosts,
-        )
-        for thief, victim, key in plan:
+        workers, tasks = self._workers, self._tasks
+        for thief, victim, key in placement.steal_plan(workers, tasks, self.durations, self._nbytes):
             workers.start_steal(key, victim, thief, tasks[key].expected)
             self._out.append(Steal(victim, key))
 
