@@ -15,11 +15,17 @@ alive (waiting/ready/processing/memory/released): that keeps the lineage needed 
 key lost with its worker. ``forgotten`` means the key is no longer known (:meth:`state_of`
 returns None). ``ready`` is transient: a ready task is placed in the same ``handle()`` call.
 
-Data of a key is freed (``free`` instruction) as soon as no client Future wants it and no
+Data of a key is freed (a ``Free`` instruction) as soon as no client Future wants it and no
 waiting/ready/processing task depends on it. An illegal transition raises
 :class:`InvalidTransition` (an :class:`~hpcdist.errors.HpcdistError`: a bug in hpcdist's own loop,
 which the glue turns into an abort); broken invariants found by :meth:`SchedulerState.validate`
-raise AssertionError. Instructions are plain tuples; see :data:`INSTRUCTIONS`.
+raise AssertionError (see :func:`~hpcdist.runtime.scheduling.check.check_invariants`). Instructions
+are named tuples, one class per kind; see :data:`INSTRUCTIONS`.
+
+The state owns a :class:`~hpcdist.runtime.scheduling.workers.WorkerTable` (per-worker records,
+holdings, steals: written only through its methods), the task records
+(:mod:`~hpcdist.runtime.scheduling.tasks`) and an :class:`~hpcdist.runtime.scheduling.outbox.Outbox`;
+placement and stealing decisions come from :mod:`~hpcdist.runtime.scheduling.placement`.
 """
 
 from __future__ import annotations
@@ -30,14 +36,15 @@ from collections.abc import Iterable, Sequence
 from hpcdist.errors import WorkerLost
 from hpcdist.runtime.scheduling import placement, policy
 from hpcdist.runtime.scheduling.check import check_invariants
+from hpcdist.runtime.scheduling.outbox import Outbox
+from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.scheduling.tasks import NO_RANKS, NbytesView, TaskRecord, released_closure
 from hpcdist.runtime.scheduling.workers import WorkerTable
-from hpcdist.runtime.scheduling.tables import shrink
-# The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
+# The vocabulary lives in vocabulary.py; these names are re-exported here (callers use state.X).
 from hpcdist.runtime.scheduling.vocabulary import (  # noqa: F401
     ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
     READY, RELEASED, RETAINING, WAITING, Cancel, DependencyMissing, Failed, Finished, InvalidTransition, Release,
-    Scatter, StealReply, Submit, TaskSpec, RankLost, Cancelled, Compute, Erred, Free, Instruction, Memory, Steal,
+    Scatter, StealReply, Submit, TaskSpec, RankLost, Cancelled, Compute, Erred, Instruction, Memory, Steal,
     Stimulus, stimulus_name,
 )
 
@@ -80,9 +87,8 @@ class SchedulerState:
         # per handle_many() call
         self._now = 0.0
         self._stimulus: Stimulus = ""
-        self._out: list[Instruction] = []
-        self._frees: dict[int, set[str]] = {}  # of the event being handled
-        self._held_frees: dict[int, set[str]] = {}  # of the batch's earlier events
+        self._outbox = Outbox()
+        self._out: list[Instruction] = self._outbox.out  # the outbox's list of the current call
         # keys whose data or record may no longer be needed: FIFO without duplicates (a set for
         # membership and a list read from an index; popping a dict's first key is quadratic)
         self._dirty: set[str] = set()
@@ -202,31 +208,21 @@ class SchedulerState:
         return self._apply(steps)
 
     def _apply(self, steps: Sequence[tuple[object, object]]) -> list[Instruction]:
-        self._out = out = []
+        outbox = self._outbox
+        self._out = outbox.out
         self._rebalance = False
-        held = self._held_frees
         for handler, event in steps:
             self._now = event.time
             self._stimulus = event.stimulus_id
             handler(self, event)
             if self._dirty_order:
                 self._settle()
-            if self._frees:
-                for rank, keys in self._frees.items():
-                    if rank in held:
-                        held[rank] |= keys
-                    else:
-                        held[rank] = keys
-                self._frees = {}
+            outbox.end_event()
         if self._rebalance:
             self._balance()
-        self._out = []
         self._stimulus = ""
-        if held:
-            self._held_frees = {}
-            for rank in sorted(held):
-                if held[rank]:
-                    out.append(Free(rank, sorted(held[rank])))
+        out = outbox.take()
+        self._out = outbox.out  # the returned list is the caller's
         return out
 
     def _on_submit(self, ev: Submit) -> None:
@@ -398,7 +394,7 @@ class SchedulerState:
         for ts in orphans:
             self._leave_worker(ts, drop=False)
         _, lost = self._workers.remove(rank)
-        self._frees.pop(rank, None)
+        self._outbox.drop_rank(rank)
         roots = [ts.key for ts in orphans]
         for ts in orphans:
             self._transition(ts, RELEASED)
@@ -424,33 +420,16 @@ class SchedulerState:
 
     def _add_replica(self, ts: TaskRecord, rank: int) -> None:
         self._workers.add_replica(rank, ts.key)
-        self._unfree(rank, ts.key)
+        self._outbox.unfree(rank, ts.key)
 
     def _drop_data(self, ts: TaskRecord) -> None:
         key = ts.key
         for rank in self._workers.drop_replicas(key):
             self._free(rank, key)
 
-    def _unfree(self, rank: int, key: str) -> None:
-        """``key`` is (again) wanted on ``rank``: it must not be freed there after this point."""
-        if self._frees:
-            freeing = self._frees.get(rank)
-            if freeing is not None:
-                freeing.discard(key)  # freed and needed again within one event: not freed
-        if self._held_frees:
-            held = self._held_frees.get(rank)
-            if held is not None and key in held:
-                # freed by an earlier event of the batch: that free must reach the rank first
-                del self._held_frees[rank]
-                self._out.append(Free(rank, sorted(held)))
-
     def _free(self, rank: int, key: str) -> None:
         if rank in self._workers:
-            freeing = self._frees.get(rank)
-            if freeing is None:
-                self._frees[rank] = {key}
-            else:
-                freeing.add(key)
+            self._outbox.free(rank, key)
 
     def _place(self, ts: TaskRecord) -> None:
         """Put a ready task on a worker, or err it if no worker may run it."""
@@ -479,7 +458,7 @@ class SchedulerState:
             holders, host_of = workers.holders, workers.hosts.get
             for dep in ts.spec.deps:
                 where[dep] = policy.holder_order(holders.get(dep, ()), rank, host_of)
-        self._unfree(rank, key)
+        self._outbox.unfree(rank, key)
         self._out.append(_new(Compute, (rank, key, where)))
 
     def _leave_worker(self, ts: TaskRecord, drop: bool) -> None:
@@ -664,7 +643,7 @@ class SchedulerState:
             **self._workers.table_sizes(),
             "dirty": len(self._dirty) + len(self._dirty_order),
             "forgotten": len(self._forgotten),
-            "frees": sum(map(len, self._frees.values())) + sum(map(len, self._held_frees.values())),
+            "frees": self._outbox.pending_frees(),
             "durations": len(self.durations),
             "log": len(self.log),
         }
