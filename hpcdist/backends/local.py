@@ -33,6 +33,7 @@ from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.running import cores, running_on, unpicklable
 from hpcdist.runtime.world import walltime_warning
+from hpcdist.runtime.scheduling.vocabulary import Erred, Memory
 
 #: the rank that stands for "the caller" in who_has, has_what and workers=
 RANK = 1
@@ -61,7 +62,7 @@ class LocalWorld:
     # ---- the World interface -----------------------------------------------------------
 
     def listen(self, fn: Callable[[tuple], None]) -> None:
-        """Receive client-facing instructions (``("memory", key)`` ...)."""
+        """Receive client-facing instructions (``Memory(key)`` ...)."""
         self._listeners.append(fn)
 
     def unlisten(self, fn: Callable[[tuple], None]) -> None:
@@ -83,7 +84,7 @@ class LocalWorld:
                 with self._lock:
                     self.data[key] = serialize.loads(data, buffers)
                     self.errors.pop(key, None)
-                self._notify(("memory", key))
+                self._notify(Memory(key))
         elif kind == m.CANCEL:
             pass  # every task has finished by the time anyone can cancel it
         else:
@@ -189,7 +190,7 @@ class LocalWorld:
         key = spec.key
         with self._lock:
             if key in self.data:  # a pure call computed before: same key, same result
-                self._notify(("memory", key))
+                self._notify(Memory(key))
                 return
             failed = next((self.errors[d] for d in spec.deps if d in self.errors), None)
         if failed is not None:  # a dependency failed: fail with its error, as elsewhere
@@ -220,13 +221,13 @@ class LocalWorld:
             with self._lock:
                 self.data[key] = result
                 self.errors.pop(key, None)
-            self._notify(("memory", key))
+            self._notify(Memory(key))
             return
 
     def _fail(self, key: str, exc: BaseException) -> None:
         with self._lock:
             self.errors[key] = exc
-        self._notify(("erred", key, exc))
+        self._notify(Erred(key, exc))
 
     def _resolve(self, pid: Any) -> Any:
         tag, key = pid

@@ -25,6 +25,7 @@ from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.calls import Calls
 from hpcdist.runtime.executor import ClientExecutor
+from hpcdist.runtime.scheduling.vocabulary import Cancelled, Erred, Memory
 from hpcdist.runtime.futures import (
     Future, collect, failed_keys, fetch_values, finish, is_container, new_futures, rebuild, set_cancelled,
 )
@@ -69,14 +70,14 @@ class Client:
         self._closed = False
         world.listen(self._on_instruction)
 
-    def _on_instruction(self, ins: tuple) -> None:
-        kind, key = ins[0], ins[1]
-        if kind == "memory":
-            finish(self.future_table, self.future_table.live(key), None, ins[2] if len(ins) > 2 else None)
-        elif kind == "erred":
-            finish(self.future_table, self.future_table.live(key), self._exception(ins[2]))
-        elif kind == "cancelled":
-            set_cancelled(self.future_table, self.future_table.live(key))
+    def _on_instruction(self, ins: Memory | Erred | Cancelled) -> None:
+        kind = ins.__class__
+        if kind is Memory:
+            finish(self.future_table, self.future_table.live(ins.key), None, ins.data)
+        elif kind is Erred:
+            finish(self.future_table, self.future_table.live(ins.key), self._exception(ins.error))
+        elif kind is Cancelled:
+            set_cancelled(self.future_table, self.future_table.live(ins.key))
 
     def _exception(self, error: Any) -> BaseException:
         """The exception to raise on rank 0 for a task error (one object per failure)."""

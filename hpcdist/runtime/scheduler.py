@@ -25,12 +25,16 @@ from hpcdist.runtime import messages as m
 from hpcdist.runtime.baton import Baton
 from hpcdist.runtime.requests import Gathers, Shutdown
 from hpcdist.runtime.log import get_logger
+from hpcdist.runtime.scheduling import policy
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.tables import shrink
-from hpcdist.runtime.worker import pick_holder
+from hpcdist.runtime.scheduling.vocabulary import Compute, Erred, Free, Memory, Steal
 
 logger = get_logger(__name__)
 
+_new = tuple.__new__  # builds a per-task instruction without its class's Python-level __new__
+#: numbers the messages that cause state events: an event's stimulus_id is (kind, source rank, number)
+_stimuli = itertools.count(1)
 #: seconds the shutdown waits for every worker's goodbye
 SHUTDOWN_GRACE = 2.0
 #: frees wait for this many keys or this many seconds, whichever comes first
@@ -50,7 +54,7 @@ class Scheduler:
     Args:
         transport: rank 0's endpoint.
         notify: called in the scheduler thread with each client-facing instruction
-            (``("memory", key)``, ``("erred", key, error)``, ``("cancelled", key)``).
+            (:class:`~hpcdist.runtime.scheduling.vocabulary.Memory`, ``Erred`` or ``Cancelled``).
     """
 
     def __init__(self, transport: Any, notify: Callable[[tuple], None]) -> None:
@@ -197,7 +201,7 @@ class Scheduler:
         while doorbells and doorbells[0][0] <= self._handled:
             keys.extend(doorbells.popleft()[1]())
         if keys:
-            self._handle(st.Release(time.monotonic(), tuple(keys)))
+            self._handle(st.Release(time.monotonic(), tuple(keys), stimulus_id=("doorbell", next(_stimuli))))
         return bool(keys)
 
     def _dispatch(self, src: int, header: tuple, buffers: list) -> None:
@@ -211,17 +215,18 @@ class Scheduler:
 
     def _handle(self, *events: Any) -> None:
         """Apply events to the state as one step and carry out its instructions."""
+        small = self.small
         for ins in self.state.handle_many(events):
-            kind = ins[0]
-            if kind == "compute":
-                self._queue_compute(ins[1], ins[2], ins[3])
-            elif kind == "free":
-                self._queue_free(ins[1], ins[2])
-            elif kind == "steal":
+            kind = ins.__class__
+            if kind is Compute:
+                self._queue_compute(ins.rank, ins.key, ins.deps)
+            elif kind is Free:
+                self._queue_free(ins.rank, ins.keys)
+            elif kind is Steal:
                 self.steals_sent += 1
-                self.transport.send(ins[1], (m.STEAL, ins[2]))
-            elif kind == "memory" and ins[1] in self.small:
-                self._notes.append(("memory", ins[1], self.small[ins[1]]))  # result() needs no round trip
+                self.transport.send(ins.rank, (m.STEAL, ins.key))
+            elif kind is Memory and ins.key in small:
+                self._notes.append(_new(Memory, (ins.key, small[ins.key])))  # result() needs no round trip
             else:
                 self._notes.append(ins)
         forgotten = self.state.pop_forgotten()
@@ -269,7 +274,7 @@ class Scheduler:
             if rank in pushed:
                 continue
             pushed.add(rank)
-            holder = pick_holder(holders, rank, self.transport.host_of)
+            holder = policy.pick_holder(holders, rank, self.transport.host_of)
             self._push.setdefault(holder, []).append((dep, rank))
             out[dep] = None
         return out
@@ -367,7 +372,7 @@ class Scheduler:
             # Kept until the state forgets the key: a released input may have to be recomputed.
             self.payloads.setdefault(spec.key, (fn_id, fn_bytes, data, bufs))
             specs.append(spec)
-        self._handle(st.Submit(time.monotonic(), tuple(specs)))
+        self._handle(st.Submit(time.monotonic(), tuple(specs), stimulus_id=(m.SUBMIT, src, next(_stimuli))))
 
     def _on_scatter(self, src: int, header: tuple, buffers: list) -> None:
         for key, ranks, data, bufs in header[1]:
@@ -375,10 +380,10 @@ class Scheduler:
             for rank in ranks:
                 self._send(rank, (m.PUT, key, data, len(bufs)), bufs)
             nbytes = len(data) + sum(memoryview(b).nbytes for b in bufs)
-            self._handle(st.Scatter(time.monotonic(), key, ranks, nbytes))
+            self._handle(st.Scatter(time.monotonic(), key, ranks, nbytes, stimulus_id=(m.SCATTER, src, next(_stimuli))))
 
     def _on_cancel(self, src: int, header: tuple, buffers: list) -> None:
-        self._handle(st.Cancel(time.monotonic(), tuple(header[1])))
+        self._handle(st.Cancel(time.monotonic(), tuple(header[1]), stimulus_id=(m.CANCEL, src, next(_stimuli))))
 
     def _on_gather(self, src: int, header: tuple, buffers: list) -> None:
         _, keys, cfuture = header
@@ -424,13 +429,14 @@ class Scheduler:
     def _on_done(self, src: int, header: tuple, buffers: list) -> None:
         now = time.monotonic()
         events = []
+        cause = (m.DONE, src, next(_stimuli))
         state_of = self.state.state_of
         for key, nbytes, duration, fetched, inline in header[1]:
             # only a key still processing becomes memory: a result of a key released (or
             # cancelled) meanwhile is dropped, and kept here it would never be popped
             if inline is not None and state_of(key) == st.PROCESSING:
                 self.small[key] = inline
-            events.append(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched)))
+            events.append(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched), stimulus_id=cause))
         self._handle(*events)
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
@@ -439,7 +445,8 @@ class Scheduler:
         if fetched:  # copies made for a task that failed: not worth keeping
             self._queue_free(src, list(fetched))
         error = (exc_bytes, text, src, self.info.get(src, {}).get("host", "?"), self.transport.size)
-        self._handle(st.Failed(time.monotonic(), key, src, error, duration))
+        cause = (m.FAILED, src, next(_stimuli))
+        self._handle(st.Failed(time.monotonic(), key, src, error, duration, stimulus_id=cause))
 
     def _reported(self, src: int, fetched: tuple) -> None:
         """``src`` reported its copies of ``fetched``: a later need there may be pushed again."""
@@ -461,7 +468,8 @@ class Scheduler:
         self.gathers.arrived(src, header[1], header[2], buffers)
 
     def _on_steal_reply(self, src: int, header: tuple, buffers: list) -> None:
-        self._handle(st.StealReply(time.monotonic(), header[1], src, header[2]))
+        cause = (m.STEAL_REPLY, src, next(_stimuli))
+        self._handle(st.StealReply(time.monotonic(), header[1], src, header[2], stimulus_id=cause))
 
     def _on_bye(self, src: int, header: tuple, buffers: list) -> None:
         if self.closing is not None and self.closing.bye(src):
@@ -479,14 +487,14 @@ class Scheduler:
             logger.error("hpcdist: while failing every pending future, reading the scheduler state failed too: %r", exc)
         # Each notification on its own: one that fails (the bug may be there) must not keep the
         # other futures waiting.
-        for ins in notes + [("erred", key, error) for key in keys]:
-            for attempt in (ins, ("erred", ins[1], error)):  # the plainest note if the first fails
+        for ins in notes + [Erred(key, error) for key in keys]:
+            for attempt in (ins, Erred(ins.key, error)):  # the plainest note if the first fails
                 try:
                     self.notify(attempt)
                     break
                 except Exception as exc:  # noqa: BLE001
                     logger.error("hpcdist: while failing every pending future, telling the client about %r "
-                                 "failed too: %r", ins[1], exc)
+                                 "failed too: %r", ins.key, exc)
         self.gathers.fail_all(error)
         if self.closing is not None:
             self.closing.fail()

@@ -27,6 +27,7 @@ from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.baton import Baton
 from hpcdist.runtime.running import StateFile, cores, report_loop_failure, running_on, safe_str, unpicklable
+from hpcdist.runtime.scheduling import policy
 from hpcdist.runtime.sizeof import sizeof
 
 _STOP = object()
@@ -165,7 +166,8 @@ class Worker:
                     if dep not in self.requested:
                         self.requested.add(dep)
                         if holders is not None:  # None: the scheduler had the holder push it here
-                            wants.setdefault(self._pick_holder(holders), []).append(dep)
+                            holder = policy.pick_holder(holders, self.rank, self.transport.host_of)
+                            wants.setdefault(holder, []).append(dep)
                 if task.missing:
                     self.fetching[key] = task
                 else:
@@ -174,9 +176,6 @@ class Worker:
                 self.runq.extend(ready)
         for peer, keys in wants.items():
             self.transport.send(peer, (m.WANT, keys))
-
-    def _pick_holder(self, holders: list[int]) -> int:
-        return pick_holder(holders, self.rank, self.transport.host_of)
 
     def _on_put(self, src: int, header: tuple, buffers: list) -> None:
         _, key, data, nbuf = header
@@ -446,14 +445,6 @@ class Worker:
         self.transport.send(0, (m.FAILED, key, exc_bytes, text, duration, tuple(fetched)))
 
 
-def pick_holder(holders: list[int], rank: int, host_of: Any) -> int:
-    """The holder ``rank`` fetches a key from: same-host holders first, spread by rank.
-
-    The scheduler uses the same rule when it has the holder push the key instead.
-    """
-    host = host_of(rank)
-    pool = [h for h in holders if host_of(h) == host] or holders
-    return pool[rank % len(pool)]
 
 
 def _extend_path(entries: list[str]) -> None:

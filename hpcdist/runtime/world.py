@@ -97,7 +97,7 @@ class World(Protocol):
         """Set once the batch system's walltime warning (SIGUSR1) reached this process."""
 
     def listen(self, fn: Callable[[tuple], None]) -> None:
-        """Call ``fn`` with every client-facing instruction (``("memory", key, ...)`` ...)."""
+        """Call ``fn`` with every client-facing instruction (:class:`Memory`, :class:`Erred`, :class:`Cancelled`)."""
 
     def unlisten(self, fn: Callable[[tuple], None]) -> None:
         """Stop calling ``fn``."""

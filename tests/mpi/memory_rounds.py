@@ -14,6 +14,7 @@ import time
 
 from hpcdist import Client
 from hpcdist.runtime.scheduling import state as st
+from hpcdist.runtime.scheduling.vocabulary import Free
 from hpcdist.runtime.client import table_sizes
 
 BOUNDED = {"durations", "log"}
@@ -67,9 +68,9 @@ def main():
     def counting(self, steps):
         out = apply(self, steps)
         for ins in out:
-            counts[ins[0]] += 1
-            if ins[0] == "free":
-                counts["freed keys"] += len(ins[2])
+            counts[type(ins).__name__.lower()] += 1
+            if type(ins) is Free:
+                counts["freed keys"] += len(ins.keys)
         return out
 
     st.SchedulerState._apply = counting  # rank 0 only needs it; harmless elsewhere

@@ -17,6 +17,7 @@ import pytest
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.client import Client, Future
+from hpcdist.runtime.scheduling.vocabulary import Erred, Memory
 from hpcdist.backends.local import LocalWorld
 from hpcdist.runtime.world import set_current_world
 
@@ -261,14 +262,14 @@ def test_futures_work_with_the_standard_library(client, world):
     futures = client.map(noop, range(3))
     world.process()
     for fut in futures[:2]:
-        world.listener(("memory", fut.key, serialize.dumps(fut.key)[0]))
+        world.listener(Memory(fut.key, serialize.dumps(fut.key)[0]))
     done, pending = cf.wait(futures, timeout=0)
     assert done == set(futures[:2]) and pending == {futures[2]}
     assert [f for f in cf.as_completed(futures[:2], timeout=0)]
     with pytest.raises(cf.TimeoutError):
         futures[2].result(timeout=0.01)
     assert futures[0].result() == futures[0].key  # the small result came with "memory"
-    world.listener(("erred", futures[2].key, ValueError("boom")))
+    world.listener(Erred(futures[2].key, ValueError("boom")))
     assert isinstance(futures[2].exception(), ValueError)
     with pytest.raises(ValueError, match="boom"):
         futures[2].result()
@@ -280,7 +281,7 @@ def test_gather_wakes_once_everything_is_done(client, world):
 
     def finish():
         for fut in futures:
-            world.listener(("memory", fut.key, serialize.dumps(fut.key)[0]))
+            world.listener(Memory(fut.key, serialize.dumps(fut.key)[0]))
 
     threading.Timer(0.01, finish).start()
     assert client.gather(futures) == [f.key for f in futures]

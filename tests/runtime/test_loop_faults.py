@@ -16,6 +16,7 @@ import pytest
 
 import hpcdist
 from hpcdist.errors import HpcdistError, TransportError
+from hpcdist.runtime.scheduling.vocabulary import Memory
 
 BACKENDS = ["thread", "process"]
 
@@ -67,7 +68,7 @@ def _inject_rank0(client, where):
         listener = client._on_instruction
 
         def fail_on_memory(ins):
-            if ins[0] == "memory":
+            if type(ins) is Memory:
                 raise RuntimeError("injected fault in a notification")
             listener(ins)
 

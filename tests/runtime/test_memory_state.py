@@ -17,8 +17,9 @@ import pytest
 from hpcdist.runtime.scheduling import policy, tables
 from hpcdist.runtime.scheduling.state import (
     LOG_MAX, Cancel, Failed, Finished, Release, Scatter, SchedulerState, StealReply, Submit, TaskSpec,
-    WorkerLost,
+    RankLost,
 )
+from hpcdist.runtime.scheduling.vocabulary import Free
 
 HOSTS = {1: "a", 2: "a", 3: "b"}
 #: per-key tables that have nothing to do with how many keys are live
@@ -37,9 +38,9 @@ class Driver:
         out = self.s.handle_many(events)
         self.s.pop_forgotten()  # as the scheduler does after every step (it drops their payloads)
         for ins in out:
-            self.counts[ins[0]] += 1
-            if ins[0] == "free":
-                self.counts["freed keys"] += len(ins[2])
+            self.counts[type(ins).__name__.lower()] += 1
+            if type(ins) is Free:
+                self.counts["freed keys"] += len(ins.keys)
         return out
 
     def ev(self, kind, *args):
@@ -64,7 +65,7 @@ class Driver:
                 self.answer_steals()
 
     def answer_steals(self) -> None:
-        for key, (victim, _thief) in list(self.s._steals.items()):
+        for key, (victim, _thief) in list(self.s.worker_table.steals().items()):
             self(self.ev(StealReply, key, victim, True))
 
     def release(self, keys) -> None:
@@ -135,7 +136,7 @@ def _scattered(d, n):
 
 def _worker_lost(d, n):
     d.submit(specs(n))
-    d(d.ev(WorkerLost, 3))
+    d(d.ev(RankLost, 3))
     d.run_all(lag=(1, 2))
     d.release(f"t{i}" for i in range(n))
 
@@ -181,15 +182,15 @@ def test_with_k_live_futures_every_table_is_o_k(n, k):
 
 def test_tables_give_their_memory_back_after_a_big_round():
     d = Driver()
-    empty = sys.getsizeof(d.s._tasks), sys.getsizeof(d.s._who_has)
+    empty = sys.getsizeof(d.s._tasks), sys.getsizeof(d.s.worker_table._who_has)
     _independent(d, 40_000)
     assert live(d.sizes()) == {}
     # CPython never shrinks a dict on delete: 40 000 keys leave ~2.6 MB behind unless rebuilt
-    after = sys.getsizeof(d.s._tasks), sys.getsizeof(d.s._who_has)
+    after = sys.getsizeof(d.s._tasks), sys.getsizeof(d.s.worker_table._who_has)
     assert after[0] < 64 * 1024 and after[1] < 64 * 1024, (empty, after)
     for rank in HOSTS:
-        assert sys.getsizeof(d.s._processing[rank]) < 64 * 1024
-        assert sys.getsizeof(d.s._has_what[rank]) < 64 * 1024
+        assert sys.getsizeof(d.s.worker_table[rank].processing) < 64 * 1024
+        assert sys.getsizeof(d.s.worker_table[rank].has_what) < 64 * 1024
 
 
 def _round(d: Driver, n: int) -> dict[str, int]:

@@ -222,3 +222,39 @@ def test_decide_worker_is_the_documented_minimum(seed):
         key=lambda r: (policy.bytes_to_receive(r, counted, who_has, nbytes, hosts), occupancy.get(r, 0.0), r),
     )
     assert decide_worker(deps, set(ranks), who_has, nbytes, occupancy, hosts) == want
+
+
+# ---------------------------------------------------------------- which holder sends an input
+
+HOST_OF = {1: "a", 2: "a", 3: "b", 4: "b", 5: "b"}.get
+
+
+@pytest.mark.parametrize(
+    "holders, rank, expected",
+    [
+        ([3, 1, 2], 1, [1, 2, 3]),  # the rank itself, then its host, then the others
+        ([4, 3, 2, 1], 2, [2, 1, 3, 4]),
+        ([4, 3, 1], 2, [1, 3, 4]),  # same host first
+        ([1, 2, 5, 4], 3, [4, 5, 1, 2]),
+        ([], 1, []),
+        ([9, 1], 3, [1, 9]),  # an unknown rank's host matches nobody's
+    ],
+)
+def test_holder_order(holders, rank, expected):
+    assert policy.holder_order(holders, rank, HOST_OF) == expected
+
+
+@pytest.mark.parametrize(
+    "holders, rank, expected",
+    [
+        ([1, 2, 3], 2, 1),  # same-host pool [1, 2]: index 2 % 2
+        ([1, 2, 3], 1, 2),  # pool [1, 2]: index 1 % 2
+        ([3, 4], 1, 4),  # no holder on rank 1's host: all of them, index 1 % 2
+        ([3, 4, 5], 1, 4),
+        ([3, 4, 5], 4, 4),  # pool [3, 4, 5]: index 4 % 3
+        ([5, 1], 3, 5),  # pool [5]
+        ([1], 4, 1),
+    ],
+)
+def test_pick_holder(holders, rank, expected):
+    assert policy.pick_holder(holders, rank, HOST_OF) == expected

@@ -63,3 +63,13 @@ def test_inputs_made_on_one_worker_reach_a_task_pinned_to_another():
         total = client.submit(lambda *xs: sum(map(sum, xs)), *made, workers=[3])
         assert total.result() == sum(sum(range(i, i + 5)) for i in range(4))
         assert 3 in client.who_has([made[0]])[made[0].key]  # the pushed copy is known
+
+
+def test_a_transition_caused_by_a_done_message_names_it():
+    sched, _ = _scheduler({0: "a", 1: "a", 2: "a", 3: "a", 4: "a"})
+    sched._dispatch(0, (m.SUBMIT, [(st.TaskSpec("k", fn_name="f"), "fn", b"fn", b"data", [])]), [])
+    (rank,) = [r for r in range(1, 5) if sched.state.processing_on(r) == ["k"]]
+    sched._dispatch(rank, (m.DONE, [("k", 8, 0.01, (), None)]), [])
+    story = sched.state.story("k")
+    assert story[-1][1:3] == ("processing", "memory") and story[-1][3].startswith(f"done-{rank}-")
+    assert all(cause.startswith("submit-0-") for _, _, _, cause in story[:-1])

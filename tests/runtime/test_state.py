@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist.errors import WorkerLost as WorkerLostError
-from hpcdist.errors import DependencyMissing, InvalidTransition, NoValidWorker
+from hpcdist.errors import DependencyMissing, InvalidTransition, NoValidWorker, WorkerLost
 from hpcdist.runtime.scheduling.state import (
     ALLOWED_TRANSITIONS,
     Cancel,
@@ -17,12 +16,14 @@ from hpcdist.runtime.scheduling.state import (
     StealReply,
     Submit,
     TaskSpec,
-    WorkerLost,
+    RankLost,
 )
+from hpcdist.runtime.scheduling.vocabulary import Cancelled, Compute, Erred, Free, Memory, Steal
 
 # ranks 1 and 2 share host "a", rank 3 is alone on host "b"
 HOSTS = {1: "a", 2: "a", 3: "b"}
 T = TaskSpec
+REPORTED_STATE = {Memory: "memory", Erred: "erred", Cancelled: "cancelled"}
 
 
 class Sim:
@@ -56,20 +57,20 @@ def sim():
 
 
 def computes(out):
-    return [(i[1], i[2]) for i in out if i[0] == "compute"]
+    return [(i.rank, i.key) for i in out if type(i) is Compute]
 
 
 def kinds(out, kind):
-    return [i for i in out if i[0] == kind]
+    return [i for i in out if type(i) is kind]
 
 
 # ---------------------------------------------------------------- basics and the log
 
 
 def test_single_task_runs_and_is_reported(sim):
-    assert sim.submit(T("a", fn_name="f")) == [("compute", 1, "a", {})]
+    assert sim.submit(T("a", fn_name="f")) == [Compute(1, "a", {})]
     assert sim.state("a") == "processing" and sim.s.processing_on(1) == ["a"]
-    assert sim.done("a", 1, nbytes=123) == [("memory", "a")]
+    assert sim.done("a", 1, nbytes=123) == [Memory("a")]
     assert sim.state("a") == "memory"
     assert sim.s.who_has() == {"a": [1]}
     assert sim.s.has_what() == {1: ["a"], 2: [], 3: []}
@@ -79,12 +80,29 @@ def test_log_records_every_transition_with_the_event_time(sim):
     sim.submit(T("a"))
     sim.done("a", 1)
     assert list(sim.s.log) == [
-        (1.0, "a", "forgotten", "released"),
-        (1.0, "a", "released", "ready"),
-        (1.0, "a", "ready", "processing"),
-        (2.0, "a", "processing", "memory"),
+        (1.0, "a", "forgotten", "released", ""),
+        (1.0, "a", "released", "ready", ""),
+        (1.0, "a", "ready", "processing", ""),
+        (2.0, "a", "processing", "memory", ""),
     ]
-    assert all((a, b) in ALLOWED_TRANSITIONS for _, _, a, b in sim.s.log)
+    assert all((a, b) in ALLOWED_TRANSITIONS for _, _, a, b, _ in sim.s.log)
+
+
+def test_log_names_the_stimulus_of_every_transition(sim):
+    sim.s.handle(Submit(1.0, (T("a"), T("b", ("a",))), stimulus_id=("submit", 0, 7)))
+    sim.s.handle(Finished(2.0, "a", 1, 10, 1.0, stimulus_id=("done", 1, 8)))
+    sim.s.validate()
+    assert sim.s.story("b") == [
+        (1.0, "forgotten", "released", "submit-0-7"),
+        (1.0, "released", "waiting", "submit-0-7"),
+        (2.0, "waiting", "ready", "done-1-8"),
+        (2.0, "ready", "processing", "done-1-8"),
+    ]
+    assert sim.s.story("a")[-1] == (2.0, "processing", "memory", "done-1-8")
+    assert sim.s.history("b")[-1] == (2.0, "ready", "processing")
+    ts = sim.s._tasks["b"]
+    with pytest.raises(InvalidTransition, match="caused by unnamed"):  # outside handle(): no event
+        sim.s._transition(ts, "waiting")
 
 
 def test_independent_tasks_spread_by_occupancy(sim):
@@ -99,7 +117,7 @@ def test_deps_may_come_later_in_the_same_submit(sim):
     assert computes(out) == [(1, "a")]
     assert sim.state("b") == "waiting"
     out = sim.done("a", 1)
-    assert out == [("memory", "a"), ("compute", 1, "b", {"a": [1]})]
+    assert out == [Memory("a"), Compute(1, "b", {"a": [1]})]
 
 
 def test_diamond_graph(sim):
@@ -108,12 +126,12 @@ def test_diamond_graph(sim):
     out = sim.done("a", 1, nbytes=10)
     # both go to the holder of a (fewest bytes to move); idle rank 2 then asks for the queued one
     assert computes(out) == [(1, "b"), (1, "c")]
-    assert kinds(out, "steal") == [("steal", 1, "c")]
+    assert kinds(out, Steal) == [Steal(1, "c")]
     sim(StealReply, "c", 1, False)
     sim.done("b", 1)
     assert sim.state("d") == "waiting"
     out = sim.done("c", 1)
-    assert out[-1] == ("compute", 1, "d", {"b": [1], "c": [1]})
+    assert out[-1] == Compute(1, "d", {"b": [1], "c": [1]})
     sim.done("d", 1)
     assert [sim.state(k) for k in "abcd"] == ["memory"] * 4
 
@@ -122,7 +140,7 @@ def test_compute_lists_holders_self_then_same_host_first(sim):
     sim(Scatter, "x", (3, 2), 10)
     sim(Scatter, "y", (3,), 10_000)
     out = sim.submit(T("z", ("x", "y"), workers=frozenset({1})))
-    assert out == [("compute", 1, "z", {"x": [2, 3], "y": [3]})]
+    assert out == [Compute(1, "z", {"x": [2, 3], "y": [3]})]
     sim.submit(T("w", ("x",), workers=frozenset({2})))
     assert sim.s.processing_on(2) == ["w"]
 
@@ -146,20 +164,20 @@ def test_pure_key_dedup(sim):
     assert computes(sim.submit(T("a"))) == [(1, "a")]
     assert sim.submit(T("a")) == []  # already processing: not created again
     sim.done("a", 1)
-    assert sim.submit(T("a")) == [("memory", "a")]
-    assert [b for _, k, _, b in sim.s.log if k == "a"].count("processing") == 1
+    assert sim.submit(T("a")) == [Memory("a")]
+    assert [b for _, k, _, b, _ in sim.s.log if k == "a"].count("processing") == 1
 
 
 def test_erred_key_is_reported_again_not_rerun(sim):
     sim.submit(T("a"))
     sim(Failed, "a", 1, "boom")
-    assert sim.submit(T("a")) == [("erred", "a", "boom")]
+    assert sim.submit(T("a")) == [Erred("a", "boom")]
 
 
 def test_forgotten_key_is_computed_again(sim):
     sim.submit(T("a"))
     sim.done("a", 1)
-    assert sim(Release, ("a",)) == [("free", 1, ["a"])]
+    assert sim(Release, ("a",)) == [Free(1, ["a"])]
     assert sim.state("a") is None
     assert computes(sim.submit(T("a"))) == [(1, "a")]
     assert sim.s.pop_forgotten() == ["a"] and sim.s.pop_forgotten() == []
@@ -167,14 +185,14 @@ def test_forgotten_key_is_computed_again(sim):
 
 def test_unknown_dependency_errs_at_once(sim):
     out = sim.submit(T("b", ("nope",)))
-    ((kind, key, err),) = out
-    assert (kind, key) == ("erred", "b") and isinstance(err, DependencyMissing)
-    assert "'b' depends on 'nope'" in str(err)
+    (ins,) = out
+    assert (type(ins), ins.key) == (Erred, "b") and isinstance(ins.error, DependencyMissing)
+    assert "'b' depends on 'nope'" in str(ins.error)
 
 
 def test_dependency_cycle_errs(sim):
     out = sim.submit(T("a", ("b",)), T("b", ("a",)), T("c", ("a",)))
-    assert {i[1] for i in kinds(out, "erred")} == {"a", "b", "c"}
+    assert {i.key for i in kinds(out, Erred)} == {"a", "b", "c"}
     assert "cycle" in str(sim.s.error_of("a"))
 
 
@@ -185,33 +203,33 @@ def test_error_reaches_dependents_not_independent_tasks(sim):
     sim.submit(T("a"), T("b", ("a",)), T("c", ("b",)), T("x"))
     err = ValueError("boom")
     out = sim(Failed, "a", 1, err)
-    assert out == [("erred", "a", err), ("erred", "b", err), ("erred", "c", err)]
+    assert out == [Erred("a", err), Erred("b", err), Erred("c", err)]
     assert sim.state("x") == "processing"
-    assert sim.done("x", 2) == [("memory", "x")]
+    assert sim.done("x", 2) == [Memory("x")]
     assert sim.s.error_of("c") is err
 
 
 def test_submitting_onto_an_erred_dep_errs_with_its_error(sim):
     sim.submit(T("a"))
     sim(Failed, "a", 1, "boom")
-    assert sim.submit(T("b", ("a",))) == [("erred", "b", "boom")]
+    assert sim.submit(T("b", ("a",))) == [Erred("b", "boom")]
 
 
 def test_retries_then_success_prefers_another_free_worker(sim):
     sim.submit(T("a", retries=2), T("busy"))  # a on 1, busy on 2
     out = sim(Failed, "a", 1, "e1")
-    assert out == [("compute", 3, "a", {})]  # rank 3 is free and has not failed it
+    assert out == [Compute(3, "a", {})]  # rank 3 is free and has not failed it
     out = sim(Failed, "a", 3, "e2")
-    assert out == [("compute", 1, "a", {})]  # nobody free that has not failed: normal choice
-    assert sim.done("a", 1) == [("memory", "a")]
-    states = [b for _, k, _, b in sim.s.log if k == "a"]
+    assert out == [Compute(1, "a", {})]  # nobody free that has not failed: normal choice
+    assert sim.done("a", 1) == [Memory("a")]
+    states = [b for _, k, _, b, _ in sim.s.log if k == "a"]
     assert states.count("ready") == 3 and states[-1] == "memory"
 
 
 def test_retries_exhausted(sim):
     sim.submit(T("a", retries=1))
     sim(Failed, "a", 1, "e1")
-    assert sim(Failed, "a", 2, "e2") == [("erred", "a", "e2")]
+    assert sim(Failed, "a", 2, "e2") == [Erred("a", "e2")]
 
 
 def test_stale_failure_from_another_rank_is_ignored(sim):
@@ -229,7 +247,7 @@ def test_release_while_dependents_pending_waits_for_them(sim):
     assert sim(Release, ("a",)) == []
     assert sim.state("a") == "memory"
     out = sim.done("b", 1)
-    assert out == [("memory", "b"), ("free", 1, ["a"])]
+    assert out == [Memory("b"), Free(1, ["a"])]
     assert sim.state("a") == "released"  # data gone, lineage kept for b
     sim(Release, ("b",))
     assert sim.state("a") is None and sim.state("b") is None
@@ -240,16 +258,16 @@ def test_frees_are_batched_per_rank(sim):
     for k, r in zip("abcd", (1, 2, 3, 1)):
         sim.done(k, r)
     out = sim(Release, tuple("dcba"))
-    assert out == [("free", 1, ["a", "d"]), ("free", 2, ["b"]), ("free", 3, ["c"])]
+    assert out == [Free(1, ["a", "d"]), Free(2, ["b"]), Free(3, ["c"])]
 
 
 def test_release_of_processing_task_forgets_it_and_frees_a_late_result(sim):
     sim.submit(T("a"), T("b"))
     out = sim(Release, ("b",))
-    assert out == [("steal", 2, "b")]  # the worker drops it if it has not started
+    assert out == [Steal(2, "b")]  # the worker drops it if it has not started
     assert sim.state("b") is None
     assert sim(StealReply, "b", 2, True) == []
-    assert sim.done("b", 2) == [("free", 2, ["b"])]
+    assert sim.done("b", 2) == [Free(2, ["b"])]
 
 
 def test_release_of_waiting_task_forgets_its_unwanted_inputs(sim):
@@ -257,7 +275,7 @@ def test_release_of_waiting_task_forgets_its_unwanted_inputs(sim):
     sim(Release, ("a",))
     assert sim.state("a") == "processing"
     out = sim(Release, ("b",))
-    assert out == [("steal", 1, "a")]
+    assert out == [Steal(1, "a")]
     assert sim.state("a") is None and sim.state("b") is None
 
 
@@ -265,11 +283,11 @@ def test_memory_of_released_key_is_not_announced(sim):
     sim.submit(T("a"), T("b", ("a",)))
     sim(Release, ("a",))
     out = sim.done("a", 1)
-    assert ("memory", "a") not in out and computes(out) == [(1, "b")]
+    assert Memory("a") not in out and computes(out) == [(1, "b")]
 
 
 def test_finished_for_unknown_key_is_freed(sim):
-    assert sim.done("ghost", 3) == [("free", 3, ["ghost"])]
+    assert sim.done("ghost", 3) == [Free(3, ["ghost"])]
 
 
 # ---------------------------------------------------------------- cancel
@@ -278,9 +296,9 @@ def test_finished_for_unknown_key_is_freed(sim):
 def test_cancel_waiting_task(sim):
     sim.submit(T("a"), T("b", ("a",)), T("c", ("b",)))
     out = sim(Cancel, ("b",))
-    assert sorted(out) == [("cancelled", "b"), ("cancelled", "c")]
+    assert sorted(out) == [Cancelled("b"), Cancelled("c")]
     assert sim.state("a") == "processing"
-    assert sim.done("a", 1) == [("memory", "a")]
+    assert sim.done("a", 1) == [Memory("a")]
     sim(Release, ("b", "c"))
     assert sim.state("b") is None
 
@@ -288,9 +306,9 @@ def test_cancel_waiting_task(sim):
 def test_cancel_processing_task_and_late_result(sim):
     sim.submit(T("a"), T("b", ("a",)))
     out = sim(Cancel, ("a",))
-    assert out == [("steal", 1, "a"), ("cancelled", "a"), ("cancelled", "b")]
+    assert out == [Steal(1, "a"), Cancelled("a"), Cancelled("b")]
     assert sim.s.processing_on(1) == []
-    assert sim.done("a", 1) == [("free", 1, ["a"])]
+    assert sim.done("a", 1) == [Free(1, ["a"])]
     assert sim.state("a") == "cancelled"
 
 
@@ -311,8 +329,8 @@ def test_cancelled_key_can_be_submitted_again(sim):
 
 def test_new_dependent_of_a_cancelled_key_is_cancelled(sim):
     sim.submit(T("c"))
-    assert sim(Cancel, ("c",)) == [("steal", 1, "c"), ("cancelled", "c")]
-    assert sim.submit(T("d", ("c",))) == [("cancelled", "d")]
+    assert sim(Cancel, ("c",)) == [Steal(1, "c"), Cancelled("c")]
+    assert sim.submit(T("d", ("c",))) == [Cancelled("d")]
 
 
 # ---------------------------------------------------------------- restrictions and scatter
@@ -326,15 +344,15 @@ def test_restrictions(sim):
 
 
 def test_impossible_restriction_errs_clearly(sim):
-    ((kind, key, err),) = sim.submit(T("a", workers=frozenset({7, 9})))
-    assert (kind, key) == ("erred", "a") and isinstance(err, NoValidWorker)
-    assert "[7, 9]" in str(err) and "[1, 2, 3]" in str(err)
+    (ins,) = sim.submit(T("a", workers=frozenset({7, 9})))
+    assert (type(ins), ins.key) == (Erred, "a") and isinstance(ins.error, NoValidWorker)
+    assert "[7, 9]" in str(ins.error) and "[1, 2, 3]" in str(ins.error)
 
 
 def test_scatter_then_dependent_runs_where_the_data_is(sim):
-    assert sim(Scatter, "x", (3,), 5_000_000) == [("memory", "x")]
+    assert sim(Scatter, "x", (3,), 5_000_000) == [Memory("x")]
     assert computes(sim.submit(T("y", ("x",)))) == [(3, "y")]
-    assert sim(Scatter, "x", (1,), 5_000_000) == [("memory", "x")]
+    assert sim(Scatter, "x", (1,), 5_000_000) == [Memory("x")]
     assert sim.s.who_has(["x"]) == {"x": [1, 3]}
 
 
@@ -367,25 +385,25 @@ def test_locality_first_then_idle_workers_steal():
     sim, out = _locality_world(1_000_000)
     assert computes(out) == [(1, f"t{i}") for i in range(8)]
     out = sim.done("busy2", 2)
-    assert kinds(out, "steal") == [
-        ("steal", 1, "t7"),
-        ("steal", 1, "t6"),
-        ("steal", 1, "t5"),
-        ("steal", 1, "t4"),
+    assert kinds(out, Steal) == [
+        Steal(1, "t7"),
+        Steal(1, "t6"),
+        Steal(1, "t5"),
+        Steal(1, "t4"),
     ]
     assert sim.s.occupancy(2) == pytest.approx(2.0)  # steals in flight count
     out = sim.done("busy3", 3)
-    assert kinds(out, "steal") == [("steal", 1, "t3"), ("steal", 1, "t2")]
-    assert sim(StealReply, "t7", 1, True) == [("compute", 2, "t7", {"x": [1]})]
+    assert kinds(out, Steal) == [Steal(1, "t3"), Steal(1, "t2")]
+    assert sim(StealReply, "t7", 1, True) == [Compute(2, "t7", {"x": [1]})]
     assert sim(StealReply, "t3", 1, False) == []  # it had started: it stays
-    assert sim(StealReply, "t2", 1, True) == [("compute", 3, "t2", {"x": [1]})]
+    assert sim(StealReply, "t2", 1, True) == [Compute(3, "t2", {"x": [1]})]
     assert sim.s.processing_on(1) == ["t0", "t1", "t3", "t4", "t5", "t6"]
     assert sim.s.processing_on(2) == ["t7"] and sim.s.processing_on(3) == ["t2"]
 
 
 def test_big_inputs_are_not_stolen():
     sim, _ = _locality_world(20 * 10**9)  # 20 s to move, 4 s of queue
-    assert kinds(sim.done("busy2", 2), "steal") == []
+    assert kinds(sim.done("busy2", 2), Steal) == []
     assert sim.s.processing_on(1) == [f"t{i}" for i in range(8)]
 
 
@@ -393,14 +411,14 @@ def test_idle_workers_at_submit_steal_at_once(sim):
     sim(Scatter, "x", (1,), 1000)
     out = sim.submit(*(T(f"t{i}", ("x",)) for i in range(4)))
     assert computes(out) == [(1, f"t{i}") for i in range(4)]
-    assert kinds(out, "steal") == [("steal", 1, "t3"), ("steal", 1, "t2")]
+    assert kinds(out, Steal) == [Steal(1, "t3"), Steal(1, "t2")]
 
 
 def test_restricted_tasks_are_not_stolen(sim):
     sim.submit(T("a", workers=frozenset({1, 2})), T("b", workers=frozenset({1, 2})))
     sim.submit(T("c", workers=frozenset({1})), T("d", workers=frozenset({1, 3})))
     assert sim.s.processing_on(1) == ["a", "c"] and sim.s.processing_on(3) == ["d"]
-    assert kinds(sim.done("b", 2), "steal") == []  # c may only run on rank 1
+    assert kinds(sim.done("b", 2), Steal) == []  # c may only run on rank 1
     assert sim.s.processing_on(1) == ["a", "c"]
 
 
@@ -410,27 +428,27 @@ def test_steal_reply_race_both_orders():
     sim.submit(T("busy", workers=frozenset({2})))
     sim.submit(T("p", ("x",)), T("q", ("x",)), T("r", ("x",)))
     out = sim.done("busy", 2)
-    assert kinds(out, "steal") == [("steal", 1, "r")]
+    assert kinds(out, Steal) == [Steal(1, "r")]
     # Finished arrives first, then the (refusing) reply: the result counts, the reply is ignored
-    assert sim.done("r", 1) == [("memory", "r")]
+    assert sim.done("r", 1) == [Memory("r")]
     assert sim(StealReply, "r", 1, False) == []
     # second round: the accepting reply comes first, then a duplicate result of the old rank
     assert sim.s.processing_on(1) == ["p", "q"]
     sim.submit(T("busy2", workers=frozenset({2})))
     out = sim.done("busy2", 2)
-    assert kinds(out, "steal") == [("steal", 1, "q")]
-    assert sim(StealReply, "q", 1, True) == [("compute", 2, "q", {"x": [1]})]
-    assert sim.done("q", 2) == [("memory", "q")]
+    assert kinds(out, Steal) == [Steal(1, "q")]
+    assert sim(StealReply, "q", 1, True) == [Compute(2, "q", {"x": [1]})]
+    assert sim.done("q", 2) == [Memory("q")]
     assert sim.done("q", 1) == []  # a raced duplicate is just another replica
     assert sim.s.who_has(["q"]) == {"q": [1, 2]}
 
 
 def test_result_of_an_earlier_run_is_accepted_and_the_rerun_dropped(sim):
     sim.submit(T("a"))
-    assert sim(Release, ("a",)) == [("steal", 1, "a")]  # rank 1 is already running it
+    assert sim(Release, ("a",)) == [Steal(1, "a")]  # rank 1 is already running it
     sim.submit(T("b"))
     assert computes(sim.submit(T("a"))) == [(2, "a")]
-    assert sim.done("a", 1) == [("steal", 2, "a"), ("memory", "a")]
+    assert sim.done("a", 1) == [Steal(2, "a"), Memory("a")]
     assert sim.s.who_has(["a"]) == {"a": [1]} and sim.s.processing_on(2) == []
 
 
@@ -440,8 +458,8 @@ def test_thief_lost_before_reply_places_elsewhere():
     sim.submit(T("b2", workers=frozenset({2})), T("b3", workers=frozenset({3})))
     sim.submit(*(T(f"t{i}", ("x",)) for i in range(4)))
     out = sim.done("b2", 2)
-    assert kinds(out, "steal") == [("steal", 1, "t3"), ("steal", 1, "t2")]
-    sim(WorkerLost, 2)
+    assert kinds(out, Steal) == [Steal(1, "t3"), Steal(1, "t2")]
+    sim(RankLost, 2)
     out = sim(StealReply, "t3", 1, True)
     assert computes(out) == [(1, "t3")]  # locality: back to the holder
 
@@ -451,7 +469,7 @@ def test_thief_lost_before_reply_places_elsewhere():
 
 def test_worker_lost_replaces_its_queue(sim):
     sim.submit(T("a"), T("b"), T("c"), T("d"))
-    out = sim(WorkerLost, 1)
+    out = sim(RankLost, 1)
     assert computes(out) == [(2, "a"), (3, "d")]
     assert 1 not in sim.s.has_what()
     assert sim.done("a", 1) == []  # a late message from the lost rank is ignored
@@ -463,18 +481,18 @@ def test_worker_lost_recomputes_lost_data_through_lineage(sim):
     sim.done("a", 1)
     sim.done("b", 1)
     assert sim.state("a") == "released"
-    out = sim(WorkerLost, 1)
+    out = sim(RankLost, 1)
     assert computes(out) == [(2, "a")]
     assert sim.state("b") == "waiting"
     out = sim.done("a", 2)
-    assert out == [("compute", 2, "b", {"a": [2]})]
-    assert sim.done("b", 2)[0] == ("memory", "b")
+    assert out == [Compute(2, "b", {"a": [2]})]
+    assert sim.done("b", 2)[0] == Memory("b")
 
 
 def test_worker_lost_keeps_keys_with_replicas(sim):
     sim(Scatter, "x", (1, 3), 10)
     sim.submit(T("y", ("x",), workers=frozenset({2})))
-    assert sim(WorkerLost, 1) == []
+    assert sim(RankLost, 1) == []
     assert sim.s.who_has(["x"]) == {"x": [3]}
 
 
@@ -482,29 +500,29 @@ def test_lost_input_of_running_task_restarts_it(sim):
     sim.submit(T("a"), T("b", ("a",), workers=frozenset({2})))
     sim.done("a", 1)
     assert sim.s.processing_on(2) == ["b"]
-    out = sim(WorkerLost, 1)
+    out = sim(RankLost, 1)
     # b would fetch a from the dead rank: it is dropped, a is recomputed, b waits for it
-    assert out == [("steal", 2, "b"), ("compute", 2, "a", {})]
+    assert out == [Steal(2, "b"), Compute(2, "a", {})]
     assert sim.state("b") == "waiting"
-    assert sim.done("a", 2) == [("memory", "a"), ("compute", 2, "b", {"a": [2]})]
+    assert sim.done("a", 2) == [Memory("a"), Compute(2, "b", {"a": [2]})]
     assert sim(StealReply, "b", 2, True) == []  # the drop's reply is ignored
 
 
 def test_lost_scattered_data_errs_dependents(sim):
     sim(Scatter, "x", (1,), 10)
     sim.submit(T("y", ("x",)), T("other"))
-    out = sim(WorkerLost, 1)
-    erred = kinds(out, "erred")
-    assert [i[1] for i in erred] == ["x", "y"]
-    assert isinstance(erred[0][2], WorkerLostError) and "scattered" in str(erred[0][2])
+    out = sim(RankLost, 1)
+    erred = kinds(out, Erred)
+    assert [i.key for i in erred] == ["x", "y"]
+    assert isinstance(erred[0].error, WorkerLost) and "scattered" in str(erred[0].error)
     assert sim.state("other") == "processing"
 
 
 def test_every_worker_lost_errs_pending_tasks():
     sim = Sim({1: "a"})
     sim.submit(T("a"))
-    ((kind, key, err),) = sim(WorkerLost, 1)
-    assert (kind, key) == ("erred", "a") and "every worker was lost" in str(err)
+    (ins,) = sim(RankLost, 1)
+    assert (type(ins), ins.key) == (Erred, "a") and "every worker was lost" in str(ins.error)
 
 
 # ---------------------------------------------------------------- the table and validate()
@@ -531,8 +549,8 @@ def test_table_rejects(edge):
 @pytest.mark.parametrize(
     ("corrupt", "message"),
     [
-        (lambda s: s._who_has["a"].add(3), "who_has"),
-        (lambda s: s._processing[2].update({"a": None}), "processing on ranks"),
+        (lambda s: s.worker_table.holders["a"].add(3), "who_has"),
+        (lambda s: s.worker_table[2].processing.update({"a": None}), "processing on ranks"),
         (lambda s: setattr(s._tasks["a"], "wanted", False), "nobody needs it"),
         (lambda s: s._tasks["a"].waiting_on.add("zz"), "waiting_on"),
     ],
@@ -549,9 +567,9 @@ def test_validate_catches_corruption(corrupt, message):
 
 def test_restricted_task_errs_when_its_only_worker_dies(sim):
     sim.submit(T("a", workers=frozenset({3})), T("b", workers=frozenset({3})))
-    out = sim(WorkerLost, 3)
-    assert [i[:2] for i in out] == [("erred", "a"), ("erred", "b")]
-    assert isinstance(out[0][2], NoValidWorker)
+    out = sim(RankLost, 3)
+    assert [(type(i), i.key) for i in out] == [(Erred, "a"), (Erred, "b")]
+    assert isinstance(out[0].error, NoValidWorker)
 
 
 def test_lineage_is_forgotten_with_its_last_dependent(sim):
@@ -560,19 +578,19 @@ def test_lineage_is_forgotten_with_its_last_dependent(sim):
     for k in "abc":
         sim.done(k, 1)
     assert [sim.state(k) for k in "abc"] == ["released", "released", "memory"]
-    assert sim(Release, ("c",)) == [("free", 1, ["c"])]
+    assert sim(Release, ("c",)) == [Free(1, ["c"])]
     assert sim.s.pop_forgotten() == ["c", "b", "a"]
     assert [sim.state(k) for k in "abc"] == [None, None, None]
 
 
 def test_scatter_to_dead_ranks_errs(sim):
-    ((kind, key, err),) = sim(Scatter, "x", (8,), 10)
-    assert (kind, key) == ("erred", "x") and isinstance(err, WorkerLostError)
+    (ins,) = sim(Scatter, "x", (8,), 10)
+    assert (type(ins), ins.key) == (Erred, "x") and isinstance(ins.error, WorkerLost)
 
 
 def test_scatter_of_a_key_being_computed_keeps_the_computation(sim):
     sim.submit(T("a"))
-    assert sim(Scatter, "a", (2,), 10) == [("free", 2, ["a"])]
+    assert sim(Scatter, "a", (2,), 10) == [Free(2, ["a"])]
     assert sim.state("a") == "processing"
 
 
@@ -601,20 +619,20 @@ def _simulate(seed, steps=150, nkeys=15):
 
     def send(event_type, *args):
         for ins in sim(event_type, *args):
-            if ins[0] == "compute":
-                for dep, holders in ins[3].items():
+            if type(ins) is Compute:
+                for dep, holders in ins.deps.items():
                     assert holders and all(dep in workers[h].data for h in holders), ins
-                workers[ins[1]].queue.append(ins[2])
-            elif ins[0] == "free":
-                workers[ins[1]].data.difference_update(ins[2])
-            elif ins[0] == "steal":
-                queue = workers[ins[1]].queue
-                ok = ins[2] in queue[1:]
+                workers[ins.rank].queue.append(ins.key)
+            elif type(ins) is Free:
+                workers[ins.rank].data.difference_update(ins.keys)
+            elif type(ins) is Steal:
+                queue = workers[ins.rank].queue
+                ok = ins.key in queue[1:]
                 if ok:
-                    queue.remove(ins[2])
-                replies.append((ins[2], ins[1], ok))
-            elif ins[1] in wanted:
-                wanted[ins[1]] = ins[0]
+                    queue.remove(ins.key)
+                replies.append((ins.key, ins.rank, ok))
+            elif ins.key in wanted:
+                wanted[ins.key] = REPORTED_STATE[type(ins)]
 
     def step(final):
         r = rng.random()
@@ -632,7 +650,7 @@ def _simulate(seed, steps=150, nkeys=15):
             rank = rng.choice(sorted(workers))
             del workers[rank]
             replies[:] = [x for x in replies if x[1] != rank]
-            send(WorkerLost, rank)
+            send(RankLost, rank)
         elif replies and (final or r < 0.6):
             send(StealReply, *replies.pop(rng.randrange(len(replies))))
         elif any(w.queue for w in workers.values()):

@@ -25,8 +25,9 @@ from hpcdist.runtime.scheduling.state import (
     StealReply,
     Submit,
     TaskSpec,
-    WorkerLost,
+    RankLost,
 )
+from hpcdist.runtime.scheduling.vocabulary import Compute, Free, Memory, Steal
 
 HOSTS = {1: "a", 2: "a", 3: "b"}
 T = TaskSpec
@@ -69,16 +70,16 @@ def snapshot(s: SchedulerState) -> dict:
             ts.state, ts.wanted, ts.runnable, ts.processing_on, ts.expected, ts.retries_left,
             sorted(ts.failed_on), sorted(ts.waiting_on), sorted(ts.dependents), ts.nbytes, plain(ts.error),
         )
-        for k, ts in s._tasks.items()
+        for k, ts in ((ts.key, ts) for ts in s.tasks())
     }
     return {
         "tasks": tasks,
-        "order": list(s._tasks),
+        "order": [ts.key for ts in s.tasks()],
         "who_has": s.who_has(),
         "has_what": s.has_what(),
         "processing": {r: s.processing_on(r) for r in s.workers},
         "occupancy": {r: s.occupancy(r) for r in s.workers},
-        "steals": dict(s._steals),
+        "steals": s.worker_table.steals(),
         "durations": dict(s.durations),
         "log": list(s.log),
         "forgotten": s.pop_forgotten(),
@@ -90,8 +91,8 @@ def split(outs: list[list[tuple]]) -> tuple[list[tuple], dict[int, set[str]]]:
     others, frees = [], {}
     for out in outs:
         for ins in out:
-            if ins[0] == "free":
-                frees.setdefault(ins[1], set()).update(ins[2])
+            if type(ins) is Free:
+                frees.setdefault(ins.rank, set()).update(ins.keys)
             else:
                 others.append(tuple(plain(x) for x in ins))
     return others, frees
@@ -102,10 +103,10 @@ def freed_after_compute(outs: list[list[tuple]]) -> set[tuple[int, str]]:
     computed, late = set(), set()
     for out in outs:
         for ins in out:
-            if ins[0] == "compute":
-                computed.add((ins[1], ins[2]))
-            elif ins[0] == "free":
-                late.update((ins[1], k) for k in ins[2] if (ins[1], k) in computed)
+            if type(ins) is Compute:
+                computed.add((ins.rank, ins.key))
+            elif type(ins) is Free:
+                late.update((ins.rank, k) for k in ins.keys if (ins.rank, k) in computed)
     return late
 
 
@@ -194,7 +195,7 @@ def worker_lost_setup(r):
 
 def worker_lost_batch(r):
     r(StealReply, "t3", 1, True)
-    r(WorkerLost, 2)
+    r(RankLost, 2)
     r(StealReply, "t2", 1, False)
     r.finish(1, nbytes=5)
     r(Scatter, "y", (3, 1), 20)
@@ -232,15 +233,15 @@ def test_batch_equals_one_at_a_time(name):
     assert got_others == others
     assert got_frees == frees
     assert freed_after_compute([out]) == freed_after_compute(outs)
-    free_ranks = [ins[1] for ins in out if ins[0] == "free"]
+    free_ranks = [ins.rank for ins in out if type(ins) is Free]
     assert free_ranks == sorted(set(free_ranks)), "one free per rank, in rank order, at the end"
-    assert all(ins[0] == "free" for ins in out[len(out) - len(free_ranks) :])
+    assert all(type(ins) is Free for ins in out[len(out) - len(free_ranks) :])
 
 
 def test_handle_is_a_batch_of_one():
     a, b = SchedulerState(dict(HOSTS)), SchedulerState(dict(HOSTS))
     ev = Submit(1.0, (T("a"), T("b", ("a",))))
-    assert a.handle(ev) == b.handle_many([ev]) == [("compute", 1, "a", {})]
+    assert a.handle(ev) == b.handle_many([ev]) == [Compute(1, "a", {})]
     assert b.handle_many([]) == []
     assert snapshot(a) == snapshot(b)
 
@@ -258,7 +259,7 @@ def test_a_key_freed_then_computed_again_on_the_rank_is_freed_first():
     s.handle(Finished(2.0, "a", 1, 10, 1.0))
     out = s.handle_many([Release(3.0, ("a", "b")), Submit(4.0, (T("a"), T("c")))])
     # b's drop and a's free come before a is computed again on rank 1 (and merged there)
-    assert out == [("steal", 2, "b"), ("free", 1, ["a"]), ("compute", 1, "a", {}), ("compute", 2, "c", {})]
+    assert out == [Steal(2, "b"), Free(1, ["a"]), Compute(1, "a", {}), Compute(2, "c", {})]
     s.validate()
 
 
@@ -270,9 +271,9 @@ def test_stealing_is_planned_once_from_the_state_the_batch_ends_in():
         s.handle(Finished(2.0, "a", 1, 10, 1.0))
     events = [Finished(3.0, "d", 1, 10, 1.0), Submit(4.0, (T("h"),))]
     outs = [one.handle(ev) for ev in events]
-    assert outs == [[("memory", "d"), ("steal", 2, "e")], [("compute", 1, "h", {})]]
+    assert outs == [[Memory("d"), Steal(2, "e")], [Compute(1, "h", {})]]
     # in the batch rank 1 gets h at once, so nothing is stolen for it
-    assert many.handle_many(events) == [("memory", "d"), ("compute", 1, "h", {})]
+    assert many.handle_many(events) == [Memory("d"), Compute(1, "h", {})]
     many.validate()
     assert many.processing_on(1) == ["h"] and many.processing_on(2) == ["b", "e"]
 
@@ -290,8 +291,8 @@ def test_fast_placement_is_what_decide_worker_says(seed):
         fn = rng.choice("fgh")
         occupancy = {r: s.occupancy(r) for r in hosts}
         want = policy.decide_worker((), frozenset(hosts), {}, {}, occupancy, hosts)
-        (ins,) = [i for i in s.handle(Submit(float(i), (T(f"k{i}", fn_name=fn),))) if i[0] == "compute"]
-        assert ins[1] == want
+        (ins,) = [i for i in s.handle(Submit(float(i), (T(f"k{i}", fn_name=fn),))) if type(i) is Compute]
+        assert ins.rank == want
         if rng.random() < 0.5:  # finish something, so durations and queues vary
             rank = rng.choice([r for r in hosts if s.processing_on(r)])
             key = s.processing_on(rank)[0]
@@ -313,7 +314,7 @@ def test_log_keeps_the_most_recent_transitions():
         s.handle(Release(float(i) + 0.7, (key,)))
         s.validate()
     assert len(s.log) == 10
-    assert s.log[-1] == (3.7, "k3", "memory", "forgotten")
+    assert s.log[-1] == (3.7, "k3", "memory", "forgotten", "")
     assert s.history("k0") == []  # dropped with the oldest transitions
     assert [b for _, _, b in s.history("k3")] == ["released", "ready", "processing", "memory", "forgotten"]
 
@@ -362,7 +363,7 @@ def _random_batches(seed, rounds=60, nkeys=12):
             elif x < 0.37 and len(queues) > 2:
                 rank = rng.choice(sorted(queues))
                 del queues[rank]
-                events.append(WorkerLost(t, rank))
+                events.append(RankLost(t, rank))
             elif busy:
                 rank = rng.choice(busy)
                 key, deps = queues[rank].pop(0)
@@ -381,10 +382,10 @@ def _random_batches(seed, rounds=60, nkeys=12):
         assert got_frees == frees
         assert freed_after_compute([out]) == freed_after_compute(outs)
         for ins in out:
-            if ins[0] == "compute" and ins[1] in queues:
-                queues[ins[1]].append((ins[2], tuple(ins[3])))
-            elif ins[0] == "steal" and ins[1] in queues:
-                queues[ins[1]] = [q for q in queues[ins[1]] if q[0] != ins[2]]
+            if type(ins) is Compute and ins.rank in queues:
+                queues[ins.rank].append((ins.key, tuple(ins.deps)))
+            elif type(ins) is Steal and ins.rank in queues:
+                queues[ins.rank] = [q for q in queues[ins.rank] if q[0] != ins.key]
 
 
 @pytest.mark.parametrize("seed", range(30))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist.runtime.scheduling.state import Cancel, Failed, Finished, StealReply, TaskSpec, WorkerLost
+from hpcdist.runtime.scheduling.state import Cancel, Failed, Finished, StealReply, TaskSpec, RankLost
+from hpcdist.runtime.scheduling.vocabulary import Cancelled, Compute, Steal
 from test_state import Sim
 
 T = TaskSpec
@@ -12,11 +13,11 @@ TWO = {1: "a", 2: "a"}
 
 
 def computes(out):
-    return [(i[1], i[2]) for i in out if i[0] == "compute"]
+    return [(i.rank, i.key) for i in out if type(i) is Compute]
 
 
 def steals(out):
-    return [(i[1], i[2]) for i in out if i[0] == "steal"]
+    return [(i.rank, i.key) for i in out if type(i) is Steal]
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def sim():
 def _cancel_running_on_1(sim):
     assert computes(sim.submit(T("long"))) == [(1, "long")]
     out = sim(Cancel, ("long",))
-    assert steals(out) == [(1, "long")] and ("cancelled", "long") in out
+    assert steals(out) == [(1, "long")] and Cancelled("long") in out
 
 
 def test_next_task_avoids_the_worker_still_running_a_cancelled_task(sim):
@@ -78,7 +79,7 @@ def test_work_queued_behind_a_cancelled_task_is_stolen_by_an_idle_worker(sim):
 
 def test_lost_worker_forgets_its_cancelled_tasks(sim):
     _cancel_running_on_1(sim)
-    sim(WorkerLost, 1)
+    sim(RankLost, 1)
     assert computes(sim.submit(T("x"))) == [(2, "x")]
 
 

@@ -52,6 +52,8 @@ __all__ = [
     "bytes_to_receive",
     "decide_worker",
     "ema",
+    "holder_order",
+    "pick_holder",
     "restriction_error",
     "transfer_time",
     "valid_workers",
@@ -113,6 +115,36 @@ def restriction_error(key: str, restrict: Collection[int], alive: Collection[int
         f"task {key!r} may only run on worker ranks {sorted(restrict)}, but the live worker ranks"
         f" are {sorted(alive)}; fix workers= or pass allow_other_workers=True"
     )
+
+
+def holder_order(holders: Iterable[int], rank: int, host_of: Callable[[int], str | None]) -> list[int]:
+    """Return the holders of an input of a task placed on ``rank``, best source first.
+
+    ``rank`` itself first, then holders on ``rank``'s host, then the others; ascending within each.
+
+    Args:
+        holders: Ranks holding the input.
+        rank: The rank that runs the task.
+        host_of: Rank -> host name (None for an unknown rank).
+    """
+    host = host_of(rank)
+    return sorted(holders, key=lambda h: (h != rank, host_of(h) != host, h))
+
+
+def pick_holder(holders: Sequence[int], rank: int, host_of: Callable[[int], str | None]) -> int:
+    """Return the holder that sends an input to ``rank``: one on ``rank``'s host if any, spread by rank.
+
+    The one rule for who sends: a worker asks this holder for an input it lacks, and the
+    scheduler has this holder push the input instead when it can.
+
+    Args:
+        holders: Ranks holding the input (not empty), in :func:`holder_order`.
+        rank: The rank that needs the input.
+        host_of: Rank -> host name.
+    """
+    host = host_of(rank)
+    pool = [h for h in holders if host_of(h) == host] or holders
+    return pool[rank % len(pool)]
 
 
 def bytes_to_receive(

@@ -15,11 +15,17 @@ alive (waiting/ready/processing/memory/released): that keeps the lineage needed 
 key lost with its worker. ``forgotten`` means the key is no longer known (:meth:`state_of`
 returns None). ``ready`` is transient: a ready task is placed in the same ``handle()`` call.
 
-Data of a key is freed (``free`` instruction) as soon as no client Future wants it and no
+Data of a key is freed (a ``Free`` instruction) as soon as no client Future wants it and no
 waiting/ready/processing task depends on it. An illegal transition raises
 :class:`InvalidTransition` (an :class:`~hpcdist.errors.HpcdistError`: a bug in hpcdist's own loop,
 which the glue turns into an abort); broken invariants found by :meth:`SchedulerState.validate`
-raise AssertionError. Instructions are plain tuples; see :data:`INSTRUCTIONS`.
+raise AssertionError (see :func:`~hpcdist.runtime.scheduling.check.check_invariants`). Instructions
+are named tuples, one class per kind; see :data:`INSTRUCTIONS`.
+
+The state owns a :class:`~hpcdist.runtime.scheduling.workers.WorkerTable` (per-worker records,
+holdings, steals: written only through its methods), the task records
+(:mod:`~hpcdist.runtime.scheduling.tasks`) and an :class:`~hpcdist.runtime.scheduling.outbox.Outbox`;
+placement and stealing decisions come from :mod:`~hpcdist.runtime.scheduling.placement`.
 """
 
 from __future__ import annotations
@@ -27,21 +33,24 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from hpcdist.errors import DependencyMissing, InvalidTransition
-from hpcdist.errors import WorkerLost as WorkerLostError
-from hpcdist.runtime.scheduling import policy
-from hpcdist.runtime.scheduling.placement import NbytesView, PlacementMixin
+from hpcdist.errors import DependencyMissing, InvalidTransition, WorkerLost
+from hpcdist.runtime.scheduling import placement, policy
+from hpcdist.runtime.scheduling.check import check_invariants
+from hpcdist.runtime.scheduling.outbox import Outbox
 from hpcdist.runtime.scheduling.tables import shrink
-# The vocabulary lives in events.py; these names are re-exported here (callers use state.X).
+from hpcdist.runtime.scheduling.tasks import NO_RANKS, NbytesView, TaskRecord, released_closure
+from hpcdist.runtime.scheduling.workers import WorkerTable
+# The vocabulary lives in vocabulary.py; these names are re-exported here (callers use state.X).
 from hpcdist.runtime.scheduling.vocabulary import (  # noqa: F401
     ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
     READY, RELEASED, RETAINING, WAITING, Cancel, Failed, Finished, Release,
-    Scatter, StealReply, Submit, TaskSpec, WorkerLost,
+    Scatter, StealReply, Submit, TaskSpec, RankLost, Cancelled, Compute, Erred, Instruction, Memory, Steal,
+    Stimulus, stimulus_name,
 )
 
 __all__ = [
-    "ALLOWED_TRANSITIONS", "Cancel", "Failed", "Finished", "INSTRUCTIONS",
-    "LOG_MAX", "Release", "Scatter", "SchedulerState", "StealReply", "Submit", "TaskSpec", "WorkerLost",
+    "ALLOWED_TRANSITIONS", "Cancel", "DependencyMissing", "Failed", "Finished", "INSTRUCTIONS", "InvalidTransition",
+    "LOG_MAX", "Release", "Scatter", "SchedulerState", "StealReply", "Submit", "TaskSpec", "RankLost",
 ]
 
 
@@ -51,69 +60,35 @@ LOG_MAX = 10_000
 #: the per-key tables are checked for shrinking after this many keys were forgotten
 SHRINK_EVERY = 1024
 
-_NO_RANKS: frozenset[int] = frozenset()
+_new = tuple.__new__  # builds a per-task instruction without its class's Python-level __new__
 
 
-class _Task:
-    """One key's record (slots: the scheduler holds one per live key)."""
-
-    __slots__ = ("key", "spec", "state", "runnable", "wanted", "dependents", "waiting_on")
-    __slots__ += ("processing_on", "expected", "retries_left", "failed_on", "error", "nbytes")
-
-    def __init__(self, spec: TaskSpec) -> None:
-        self.key = spec.key
-        self.spec = spec
-        self.state = FORGOTTEN
-        self.runnable = True  # False for scattered data: nothing can recompute it
-        self.wanted = False  # a client Future refers to it
-        self.dependents: set[str] = set()
-        self.waiting_on: set[str] = set()
-        self.processing_on: int | None = None
-        self.expected = 0.0  # duration estimate added to its worker's occupancy
-        self.retries_left = 0
-        self.failed_on: frozenset[int] = _NO_RANKS  # replaced, never mutated
-        self.error: object = None
-        self.nbytes: int | None = None
-
-    def __repr__(self) -> str:
-        return f"_Task({self.key!r}, {self.state}, on={self.processing_on})"
-
-
-class SchedulerState(PlacementMixin):
+class SchedulerState:
     """All task and worker bookkeeping of the scheduler (rank 0).
 
     Args:
         workers: Rank -> host name of every worker.
 
     Attributes:
-        log: ``(time, key, from_state, to_state)`` of the most recent :data:`LOG_MAX` transitions,
+        log: ``(time, key, from_state, to_state, stimulus_id)`` of the most recent :data:`LOG_MAX`
+            transitions (``stimulus_id`` is the causing event's, see :meth:`story`),
             oldest first (a bounded deque: older transitions are dropped, so a long run's log
             does not grow without end; :meth:`history` and :meth:`validate` see what is kept).
         durations: Function name -> running average (EMA) of its task durations in seconds.
     """
 
     def __init__(self, workers: dict[int, str]) -> None:
-        self.log: deque[tuple[float, str, str, str]] = deque(maxlen=LOG_MAX)
+        self.log: deque[tuple[float, str, str, str, Stimulus]] = deque(maxlen=LOG_MAX)
         self.durations: dict[str, float] = {}
-        self._host: dict[int, str] = dict(workers)
-        self._ranks: list[int] = sorted(workers)  # live ranks, ascending (placement tie order)
-        self._tasks: dict[str, _Task] = {}
-        self._who_has: dict[str, set[int]] = {}
-        self._has_what: dict[int, set[str]] = {r: set() for r in workers}
-        self._processing: dict[int, dict[str, None]] = {r: {} for r in workers}  # ordered set
-        self._occupancy: dict[int, float] = {r: 0.0 for r in workers}
-        self._steals: dict[str, tuple[int, int | None]] = {}  # key -> (victim, thief)
-        self._incoming: dict[int, set[str]] = {r: set() for r in workers}
-        self._incoming_load: dict[int, float] = {r: 0.0 for r in workers}  # expected s of _incoming
-        # rank -> {key: expected s} of cancelled tasks it may still be running: busy until it reports
-        self._cancelled_on: dict[int, dict[str, float]] = {}
+        self._tasks: dict[str, TaskRecord] = {}
+        self._workers = WorkerTable(workers)
         self._nbytes = NbytesView(self._tasks)
         self._forgotten: list[str] = []
         # per handle_many() call
         self._now = 0.0
-        self._out: list[tuple] = []
-        self._frees: dict[int, set[str]] = {}  # of the event being handled
-        self._held_frees: dict[int, set[str]] = {}  # of the batch's earlier events
+        self._stimulus: Stimulus = ""
+        self._outbox = Outbox()
+        self._out: list[Instruction] = self._outbox.out  # the outbox's list of the current call
         # keys whose data or record may no longer be needed: FIFO without duplicates (a set for
         # membership and a list read from an index; popping a dict's first key is quadratic)
         self._dirty: set[str] = set()
@@ -126,7 +101,20 @@ class SchedulerState(PlacementMixin):
     @property
     def workers(self) -> dict[int, str]:
         """Rank -> host name of the live workers."""
-        return dict(self._host)
+        return dict(self._workers.hosts)
+
+    @property
+    def worker_table(self) -> WorkerTable:
+        """The per-worker records (read them; only this state changes them)."""
+        return self._workers
+
+    def task(self, key: str) -> TaskRecord | None:
+        """Return the record of ``key`` (read it; only this state changes it), or None if unknown."""
+        return self._tasks.get(key)
+
+    def tasks(self) -> Iterable[TaskRecord]:
+        """Every known key's record, in the order the keys became known."""
+        return self._tasks.values()
 
     def state_of(self, key: str) -> str | None:
         """Return the state of ``key``, or None if it is unknown or forgotten."""
@@ -140,23 +128,22 @@ class SchedulerState(PlacementMixin):
 
     def who_has(self, keys: Iterable[str] | None = None) -> dict[str, list[int]]:
         """Return key -> sorted ranks holding it, for ``keys`` or for every key in memory."""
+        holders = self._workers.holders
         if keys is None:
-            keys = self._who_has
-        return {k: sorted(self._who_has.get(k, ())) for k in keys}
+            keys = holders
+        return {k: sorted(holders.get(k, ())) for k in keys}
 
     def has_what(self) -> dict[int, list[str]]:
         """Return rank -> sorted keys it holds, for every live worker."""
-        return {r: sorted(keys) for r, keys in sorted(self._has_what.items())}
+        return {rec.rank: sorted(rec.has_what) for rec in self._workers.records()}
 
     def processing_on(self, rank: int) -> list[str]:
         """Return the keys assigned to ``rank``, in assignment (execution) order."""
-        return list(self._processing.get(rank, ()))
+        return list(self._workers[rank].processing) if rank in self._workers else []
 
     def occupancy(self, rank: int) -> float:
         """Return the expected seconds of work queued on ``rank``, steals in flight included."""
-        load = self._occupancy.get(rank, 0.0) + self._incoming_load.get(rank, 0.0)
-        cancelled = self._cancelled_on.get(rank)
-        return load + sum(cancelled.values()) if cancelled else load
+        return self._workers.occupancy(rank)
 
     def expected_duration(self, fn_name: str) -> float:
         """Return the expected duration of a task of function ``fn_name``."""
@@ -167,6 +154,10 @@ class SchedulerState(PlacementMixin):
         final = (MEMORY, ERRED, CANCELLED)
         return [k for k, ts in self._tasks.items() if ts.wanted and ts.state not in final]
 
+    def settling(self) -> list[str]:
+        """Keys marked to be checked for freeing or forgetting (empty outside :meth:`handle`)."""
+        return list(self._dirty_order) or sorted(self._dirty)
+
     def pop_forgotten(self) -> list[str]:
         """Return the keys forgotten since the last call (e.g. to drop their payloads), in order."""
         out, self._forgotten = self._forgotten, []
@@ -174,11 +165,16 @@ class SchedulerState(PlacementMixin):
 
     def history(self, key: str) -> list[tuple[float, str, str]]:
         """Return ``(time, from_state, to_state)`` of the transitions of ``key`` still in the log."""
-        return [(t, a, b) for t, k, a, b in self.log if k == key]
+        return [(t, a, b) for t, k, a, b, _ in self.log if k == key]
+
+    def story(self, key: str) -> list[tuple[float, str, str, str]]:
+        """Return ``(time, from_state, to_state, cause)`` of the transitions of ``key`` still in the
+        log; ``cause`` names the message that caused each (see :func:`stimulus_name`)."""
+        return [(t, a, b, stimulus_name(c)) for t, k, a, b, c in self.log if k == key]
 
     # ------------------------------------------------------------------ events
 
-    def handle(self, event: object) -> list[tuple]:
+    def handle(self, event: object) -> list[Instruction]:
         """Apply one event and return the instructions it produces.
 
         Raises:
@@ -190,7 +186,7 @@ class SchedulerState(PlacementMixin):
             raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
         return self._apply(((handler, event),))
 
-    def handle_many(self, events: Sequence[object]) -> list[tuple]:
+    def handle_many(self, events: Sequence[object]) -> list[Instruction]:
         """Apply several events in order, as one step, and return the instructions they produce.
 
         The final state and the instructions are those of calling :meth:`handle` for each event
@@ -211,30 +207,22 @@ class SchedulerState(PlacementMixin):
                 raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
         return self._apply(steps)
 
-    def _apply(self, steps: Sequence[tuple[object, object]]) -> list[tuple]:
-        self._out = out = []
+    def _apply(self, steps: Sequence[tuple[object, object]]) -> list[Instruction]:
+        outbox = self._outbox
+        self._out = outbox.out
         self._rebalance = False
-        held = self._held_frees
         for handler, event in steps:
             self._now = event.time
+            self._stimulus = event.stimulus_id
             handler(self, event)
             if self._dirty_order:
                 self._settle()
-            if self._frees:
-                for rank, keys in self._frees.items():
-                    if rank in held:
-                        held[rank] |= keys
-                    else:
-                        held[rank] = keys
-                self._frees = {}
+            outbox.end_event()
         if self._rebalance:
             self._balance()
-        self._out = []
-        if held:
-            self._held_frees = {}
-            for rank in sorted(held):
-                if held[rank]:
-                    out.append(("free", rank, sorted(held[rank])))
+        self._stimulus = ""
+        out = outbox.take()
+        self._out = outbox.out  # the returned list is the caller's
         return out
 
     def _on_submit(self, ev: Submit) -> None:
@@ -244,15 +232,15 @@ class SchedulerState(PlacementMixin):
             if ts is not None and ts.state != CANCELLED:
                 ts.wanted = True
                 if ts.state == MEMORY:
-                    self._out.append(("memory", ts.key))
+                    self._out.append(_new(Memory, (ts.key, None)))
                 elif ts.state == ERRED:
-                    self._out.append(("erred", ts.key, ts.error))
+                    self._out.append(Erred(ts.key, ts.error))
                 roots.append(ts.key)
                 continue
             if ts is not None:  # cancelled: recreate from the new spec
                 self._unlink(ts)
                 self._transition(ts, RELEASED)
-                ts.spec, ts.error, ts.failed_on = spec, None, _NO_RANKS
+                ts.spec, ts.error, ts.failed_on = spec, None, NO_RANKS
             else:
                 ts = self._new_task(spec)
             ts.wanted, ts.runnable, ts.retries_left = True, True, spec.retries
@@ -261,19 +249,19 @@ class SchedulerState(PlacementMixin):
 
     def _on_scatter(self, ev: Scatter) -> None:
         ts = self._tasks.get(ev.key)
-        ranks = [r for r in dict.fromkeys(ev.ranks) if r in self._host]
+        ranks = [r for r in dict.fromkeys(ev.ranks) if r in self._workers]
         if ts is not None and ts.state not in (CANCELLED, RELEASED):
             # pure-key dedup: an existing key is not replaced by scattered data
             ts.wanted = True
             if ts.state == MEMORY:
                 for r in ranks:
                     self._add_replica(ts, r)
-                self._out.append(("memory", ts.key))
+                self._out.append(_new(Memory, (ts.key, None)))
                 return
             for r in ranks:
                 self._free(r, ts.key)
             if ts.state == ERRED:
-                self._out.append(("erred", ts.key, ts.error))
+                self._out.append(Erred(ts.key, ts.error))
             return
         if ts is None:
             ts = self._new_task(TaskSpec(ev.key))
@@ -286,7 +274,7 @@ class SchedulerState(PlacementMixin):
         if not ranks:
             self._err(
                 ts,
-                WorkerLostError(
+                WorkerLost(
                     f"key {ev.key!r} was scattered to ranks {list(ev.ranks)}, none of which is alive"
                 ),
             )
@@ -295,14 +283,14 @@ class SchedulerState(PlacementMixin):
         self._transition(ts, MEMORY)
         for r in ranks:
             self._add_replica(ts, r)
-        self._out.append(("memory", ts.key))
+        self._out.append(_new(Memory, (ts.key, None)))
         self._data_arrived(ts)
 
     def _on_finished(self, ev: Finished) -> None:
         rank = ev.rank
-        if rank not in self._host:
+        if rank not in self._workers:
             return  # a message from a worker declared lost: its data is gone with it
-        if self._cancelled_on:
+        if self._workers.any_cancelled():
             self._cancelled_ended(rank, ev.key)
         tasks = self._tasks
         for dep in ev.fetched:
@@ -328,12 +316,12 @@ class SchedulerState(PlacementMixin):
         self._transition(ts, MEMORY)
         self._add_replica(ts, rank)
         if ts.wanted:
-            self._out.append(("memory", ts.key))
+            self._out.append(_new(Memory, (ts.key, None)))
         if ts.dependents:
             self._data_arrived(ts)
 
     def _on_failed(self, ev: Failed) -> None:
-        if self._cancelled_on:
+        if self._workers.any_cancelled():
             self._cancelled_ended(ev.rank, ev.key)
         ts = self._tasks.get(ev.key)
         if ts is None or ts.state != PROCESSING or ts.processing_on != ev.rank:
@@ -362,33 +350,146 @@ class SchedulerState(PlacementMixin):
                 continue  # finished keys stay as they are
             if ts.processing_on is not None:
                 # it may be running there: that worker stays busy until it reports the end
-                self._cancelled_on.setdefault(ts.processing_on, {})[ts.key] = ts.expected
+                self._workers.cancel_running(ts.processing_on, ts.key, ts.expected)
             self._leave_worker(ts, drop=True)
             self._transition(ts, CANCELLED)
             ts.waiting_on.clear()
             if ts.wanted:
-                self._out.append(("cancelled", ts.key))
+                self._out.append(Cancelled(ts.key))
             stack.extend(d for d in ts.dependents if self._tasks[d].state in PENDING)
 
     def _cancelled_ended(self, rank: int, key: str) -> None:
         """``rank`` no longer runs cancelled ``key`` (it reported the end, or dropped it unstarted)."""
-        cancelled = self._cancelled_on.get(rank)
-        if cancelled is not None and cancelled.pop(key, None) is not None:
-            if not cancelled:
-                del self._cancelled_on[rank]
+        if self._workers.cancelled_ended(rank, key):
             self._rebalance = True  # it is free now: it may take work from others
+
+    # ------------------------------------------------------------------ placement and stealing
+
+    def _on_steal_reply(self, ev: StealReply) -> None:
+        workers = self._workers
+        if ev.ok and workers.any_cancelled():
+            self._cancelled_ended(ev.rank, ev.key)  # a cancelled task dropped unstarted: never ran there
+        entry = workers.steal_of(ev.key)
+        if entry is None or entry[0] != ev.rank:
+            return  # the task already left the victim; nothing was planned on this reply
+        workers.end_steal(ev.key)
+        ts = self._tasks[ev.key]
+        self._rebalance = True
+        if not ev.ok:
+            return  # it runs (or ran) on the victim
+        thief = entry[1]
+        self._leave_worker(ts, drop=False)
+        self._transition(ts, READY)
+        if thief is not None and thief in placement.candidates(ts, self._workers):
+            self._assign(ts, thief)
+        else:
+            self._place(ts)
+
+    def _on_rank_lost(self, ev: RankLost) -> None:
+        rank = ev.rank
+        if rank not in self._workers:
+            return
+        self._rebalance = True
+        orphans = [self._tasks[k] for k in self._workers[rank].processing]
+        for ts in orphans:
+            self._leave_worker(ts, drop=False)
+        _, lost = self._workers.remove(rank)
+        self._outbox.drop_rank(rank)
+        roots = [ts.key for ts in orphans]
+        for ts in orphans:
+            self._transition(ts, RELEASED)
+        for key in lost:
+            ts = self._tasks[key]
+            if not ts.runnable:
+                msg = f"key {key!r} was scattered data held only by lost worker rank {rank}; it cannot be recomputed"
+                self._err(ts, WorkerLost(msg))
+                continue
+            self._transition(ts, RELEASED)
+            if ts.wanted:
+                roots.append(key)
+            for dkey in sorted(ts.dependents):
+                dts = self._tasks[dkey]
+                if dts.state == WAITING:
+                    dts.waiting_on.add(key)
+                    roots.append(key)
+                elif dts.state == PROCESSING:  # it would fetch the lost input: start it over
+                    self._leave_worker(dts, drop=True)
+                    self._transition(dts, RELEASED)
+                    roots.append(dkey)
+        self._activate(roots)
+
+    def _add_replica(self, ts: TaskRecord, rank: int) -> None:
+        self._workers.add_replica(rank, ts.key)
+        self._outbox.unfree(rank, ts.key)
+
+    def _drop_data(self, ts: TaskRecord) -> None:
+        key = ts.key
+        for rank in self._workers.drop_replicas(key):
+            self._free(rank, key)
+
+    def _free(self, rank: int, key: str) -> None:
+        if rank in self._workers:
+            self._outbox.free(rank, key)
+
+    def _place(self, ts: TaskRecord) -> None:
+        """Put a ready task on a worker, or err it if no worker may run it."""
+        spec = ts.spec
+        workers = self._workers
+        if not spec.deps and spec.workers is None and not ts.failed_on and workers.ranks:
+            # policy.decide_worker without bytes to move: least occupied, then lowest rank
+            self._assign(ts, workers.least_occupied())
+            return
+        rank, error = placement.choose_worker(ts, workers, self._nbytes)
+        if error is None:
+            self._assign(ts, rank)
+        else:
+            self._err(ts, error)
+
+    def _assign(self, ts: TaskRecord, rank: int) -> None:
+        self._transition(ts, PROCESSING)
+        key = ts.key
+        ts.processing_on = rank
+        ts.expected = expected = self.durations.get(ts.spec.fn_name, policy.DEFAULT_DURATION)
+        workers = self._workers
+        workers.assign(rank, key, expected)
+        self._rebalance = True
+        where = {}
+        if ts.spec.deps:
+            holders, host_of = workers.holders, workers.hosts.get
+            for dep in ts.spec.deps:
+                where[dep] = policy.holder_order(holders.get(dep, ()), rank, host_of)
+        self._outbox.unfree(rank, key)
+        self._out.append(_new(Compute, (rank, key, where)))
+
+    def _leave_worker(self, ts: TaskRecord, drop: bool) -> None:
+        """Take a processing task off its worker; ``drop`` asks the worker to discard it."""
+        rank = ts.processing_on
+        if rank is None:
+            return
+        if self._workers.unassign(rank, ts.key, ts.expected):
+            self._rebalance = True
+        ts.processing_on = None
+        ts.expected = 0.0
+        if drop:
+            self._out.append(Steal(rank, ts.key))
+
+    def _balance(self) -> None:
+        workers, tasks = self._workers, self._tasks
+        for thief, victim, key in placement.steal_plan(workers, tasks, self.durations, self._nbytes):
+            workers.start_steal(key, victim, thief, tasks[key].expected)
+            self._out.append(Steal(victim, key))
 
     # ------------------------------------------------------------------ scheduling
 
-    def _new_task(self, spec: TaskSpec) -> _Task:
-        ts = _Task(spec)
+    def _new_task(self, spec: TaskSpec) -> TaskRecord:
+        ts = TaskRecord(spec)
         self._tasks[spec.key] = ts
         self._transition(ts, RELEASED)
         return ts
 
     def _activate(self, roots: Iterable[str]) -> None:
         """Schedule released tasks in ``roots`` and the released dependencies they need."""
-        order, cyclic = self._released_closure(roots)
+        order, cyclic = released_closure(self._tasks, roots)
         for key in order:
             ts = self._tasks[key]
             if ts.state != RELEASED:
@@ -426,7 +527,7 @@ class SchedulerState(PlacementMixin):
             elif cancelled is not None:
                 self._transition(ts, CANCELLED)
                 if ts.wanted:
-                    self._out.append(("cancelled", key))
+                    self._out.append(Cancelled(key))
             else:
                 ts.waiting_on = {d for d in ts.spec.deps if self._tasks[d].state != MEMORY}
                 if ts.waiting_on:
@@ -435,43 +536,7 @@ class SchedulerState(PlacementMixin):
                     self._transition(ts, READY)
                     self._place(ts)
 
-    def _released_closure(self, roots: Iterable[str]) -> tuple[list[str], set[str]]:
-        # Iterative post-order DFS through released tasks: deps come before dependents.
-        order: list[str] = []
-        done: set[str] = set()
-        cyclic: set[str] = set()
-        for root in roots:
-            ts = self._tasks.get(root)
-            if ts is None or ts.state != RELEASED or root in done:
-                continue
-            if not ts.spec.deps:
-                done.add(root)
-                order.append(root)
-                continue
-            path = [root]
-            stack = [iter(ts.spec.deps)]
-            on_path = {root}
-            while stack:
-                for dep in stack[-1]:
-                    dts = self._tasks.get(dep)
-                    if dts is None or dts.state != RELEASED or dep in done or not dts.runnable:
-                        continue
-                    if dep in on_path:
-                        cyclic.update(path[path.index(dep) :])
-                        continue
-                    path.append(dep)
-                    on_path.add(dep)
-                    stack.append(iter(dts.spec.deps))
-                    break
-                else:
-                    stack.pop()
-                    key = path.pop()
-                    on_path.discard(key)
-                    done.add(key)
-                    order.append(key)
-        return order, cyclic
-
-    def _err(self, ts: _Task, error: object) -> None:
+    def _err(self, ts: TaskRecord, error: object) -> None:
         """Err ``ts`` and, recursively, every dependent still pending, with the same error."""
         stack = [ts]
         while stack:
@@ -485,10 +550,10 @@ class SchedulerState(PlacementMixin):
             t.error = error
             t.waiting_on.clear()
             if t.wanted:
-                self._out.append(("erred", t.key, error))
+                self._out.append(Erred(t.key, error))
             stack.extend(self._tasks[d] for d in sorted(t.dependents) if self._tasks[d].state in PENDING)
 
-    def _data_arrived(self, ts: _Task) -> None:
+    def _data_arrived(self, ts: TaskRecord) -> None:
         for dkey in sorted(ts.dependents):
             dts = self._tasks[dkey]
             if dts.state == WAITING and ts.key in dts.waiting_on:
@@ -497,7 +562,7 @@ class SchedulerState(PlacementMixin):
                     self._transition(dts, READY)
                     self._place(dts)
 
-    def _unlink(self, ts: _Task) -> None:
+    def _unlink(self, ts: TaskRecord) -> None:
         for dep in ts.spec.deps:
             if dep in self._tasks:
                 self._tasks[dep].dependents.discard(ts.key)
@@ -563,11 +628,9 @@ class SchedulerState(PlacementMixin):
     def _shrink(self) -> None:
         """Rebuild the per-key tables that fell far below their peak size (dicts never shrink)."""
         self._forgets = 0
-        for table in (self._tasks, self._who_has, self._dirty, self._steals):
+        for table in (self._tasks, self._dirty):
             shrink(table)
-        for per_rank in (self._processing, self._has_what, self._incoming):
-            for table in per_rank.values():
-                shrink(table)
+        self._workers.shrink()
 
     def table_sizes(self) -> dict[str, int]:
         """Return the number of entries of every per-key table (a diagnostic: all are O(live keys)
@@ -577,27 +640,26 @@ class SchedulerState(PlacementMixin):
         """
         return {
             "tasks": len(self._tasks),
-            "who_has": len(self._who_has),
-            "has_what": sum(map(len, self._has_what.values())),
-            "processing": sum(map(len, self._processing.values())),
-            "incoming": sum(map(len, self._incoming.values())),
-            "steals": len(self._steals),
+            **self._workers.table_sizes(),
             "dirty": len(self._dirty) + len(self._dirty_order),
             "forgotten": len(self._forgotten),
-            "frees": sum(map(len, self._frees.values())) + sum(map(len, self._held_frees.values())),
+            "frees": self._outbox.pending_frees(),
             "durations": len(self.durations),
             "log": len(self.log),
         }
 
     # ------------------------------------------------------------------ transitions and checks
 
-    def _transition(self, ts: _Task, to: str) -> None:
+    def _transition(self, ts: TaskRecord, to: str) -> None:
         state = ts.state
         if to not in NEXT_STATES[state]:
             steps = ", ".join(f"t={t:g} {a}->{b}" for t, a, b in self.history(ts.key)) or "none"
-            raise InvalidTransition(f"task {ts.key!r}: illegal transition {state} -> {to}; its history: {steps}")
+            cause = stimulus_name(self._stimulus) or "unnamed"
+            raise InvalidTransition(
+                f"task {ts.key!r}: illegal transition {state} -> {to}; its history: {steps}; caused by {cause}"
+            )
         key = ts.key
-        self.log.append((self._now, key, state, to))
+        self.log.append((self._now, key, state, to, self._stimulus))
         ts.state = to
         if to != FORGOTTEN:  # whether it and its deps are still needed may have changed: recheck
             dirty = self._dirty
@@ -616,8 +678,6 @@ class SchedulerState(PlacementMixin):
         Raises:
             AssertionError: Naming the broken invariant and the keys or ranks involved.
         """
-        from hpcdist.runtime.scheduling.check import check_invariants
-
         check_invariants(self)
 
 
@@ -629,5 +689,5 @@ _HANDLERS = {
     Release: SchedulerState._on_release,
     Cancel: SchedulerState._on_cancel,
     StealReply: SchedulerState._on_steal_reply,
-    WorkerLost: SchedulerState._on_worker_lost,
+    RankLost: SchedulerState._on_rank_lost,
 }

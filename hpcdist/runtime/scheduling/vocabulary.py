@@ -1,21 +1,14 @@
-"""The scheduler's vocabulary: task states, the transition table, task specs and events.
+"""The scheduler's vocabulary: task states, the transition table, task specs, events and instructions.
 
-Plain data, no behaviour: :mod:`hpcdist.runtime.scheduling.state` consumes the events and returns the
-instructions listed in :data:`INSTRUCTIONS`.
+Plain data, no behaviour: :mod:`hpcdist.runtime.scheduling.state` consumes the events and returns
+the instructions (:data:`INSTRUCTIONS`, one named tuple class per kind, read by field name).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Union
 
-
-#: Instruction kinds ``SchedulerState.handle()`` returns:
-#: ("compute", rank, key, {dep: [holders, same host as rank first]}), ("free", rank, [keys]),
-#: ("steal", rank, key), ("memory", key), ("erred", key, error), ("cancelled", key).
-#: "steal" is also sent when a queued task is no longer wanted (cancelled, released, or one of
-#: its inputs was lost), so the worker drops it if it has not started; the reply is then ignored.
-INSTRUCTIONS = ("compute", "free", "steal", "memory", "erred", "cancelled")
 
 RELEASED, WAITING, READY, PROCESSING = "released", "waiting", "ready", "processing"
 MEMORY, ERRED, CANCELLED, FORGOTTEN = "memory", "erred", "cancelled", "forgotten"
@@ -101,12 +94,27 @@ class TaskSpec(NamedTuple):
     __hash__ = tuple.__hash__
 
 
+#: What caused an event: a short string, or a tuple of its parts (e.g. ``("done", rank, seq)``:
+#: no string is formatted per event; :func:`stimulus_name` formats one when a log is read).
+Stimulus = Union[str, tuple]
+
+
+def stimulus_name(stimulus: Stimulus) -> str:
+    """Return the printable name of an event's ``stimulus_id`` (tuple parts joined by ``-``)."""
+    return "-".join(map(str, stimulus)) if isinstance(stimulus, tuple) else stimulus
+
+
+# Every event has ``time`` (seconds, the caller's clock) first and the keyword-only
+# ``stimulus_id`` last: the message that caused it, recorded with each transition it makes.
+
+
 @dataclass(frozen=True)
 class Submit:
     """The client submits tasks (they may depend on each other, in any order)."""
 
     time: float
     tasks: tuple[TaskSpec, ...]
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,7 @@ class Scatter:
     key: str
     ranks: tuple[int, ...]
     nbytes: int
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,7 @@ class Finished:
     nbytes: int
     duration: float
     fetched: tuple[str, ...] = ()
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,7 @@ class Failed:
     rank: int
     error: object
     duration: float = 0.0
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,7 @@ class Release:
 
     time: float
     keys: tuple[str, ...]
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -156,21 +168,120 @@ class Cancel:
 
     time: float
     keys: tuple[str, ...]
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
 class StealReply:
-    """Worker ``rank`` answers a ("steal", rank, key): ok=True means it handed the task back."""
+    """Worker ``rank`` answers a :class:`Steal` of ``key``: ok=True means it handed the task back."""
 
     time: float
     key: str
     rank: int
     ok: bool
+    stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
 @dataclass(frozen=True)
-class WorkerLost:
+class RankLost:
     """Worker ``rank`` is gone, with its data and its queue."""
 
     time: float
     rank: int
+    stimulus_id: Stimulus = field(default="", kw_only=True)
+
+
+# ---------------------------------------------------------------------------- instructions
+#
+# Named tuples: the state builds one or two per task, and a named tuple costs little more than a
+# plain tuple (the state's hot path builds them with ``tuple.__new__(cls, fields)``). Equality
+# names the class, as TaskSpec's does: a Memory never equals a Cancelled with the same key.
+
+
+def _same_class_eq(self: tuple, other: object) -> bool:
+    if other.__class__ is self.__class__:
+        return tuple.__eq__(self, other)
+    return False if isinstance(other, tuple) else NotImplemented
+
+
+def _same_class_ne(self: tuple, other: object) -> bool:
+    if other.__class__ is self.__class__:
+        return tuple.__ne__(self, other)
+    return True if isinstance(other, tuple) else NotImplemented
+
+
+class Compute(NamedTuple):
+    """Run ``key`` on worker ``rank``.
+
+    Attributes:
+        rank: The worker.
+        key: The task.
+        deps: Input key -> ranks holding it, best source first (see
+            :func:`~hpcdist.runtime.scheduling.policy.holder_order`).
+    """
+
+    rank: int
+    key: str
+    deps: dict[str, list[int]]
+
+    __eq__, __ne__, __hash__ = _same_class_eq, _same_class_ne, tuple.__hash__
+
+
+class Free(NamedTuple):
+    """Worker ``rank`` drops its copies of ``keys`` (sorted)."""
+
+    rank: int
+    keys: list[str]
+
+    __eq__, __ne__, __hash__ = _same_class_eq, _same_class_ne, tuple.__hash__
+
+
+class Steal(NamedTuple):
+    """Worker ``rank`` hands queued ``key`` back if it has not started it (answered by a StealReply).
+
+    Also sent when a queued task is no longer wanted (cancelled, released, or one of its inputs
+    was lost), so the worker drops it if it has not started; the reply is then ignored.
+    """
+
+    rank: int
+    key: str
+
+    __eq__, __ne__, __hash__ = _same_class_eq, _same_class_ne, tuple.__hash__
+
+
+class Memory(NamedTuple):
+    """A wanted key is in memory (for the client).
+
+    Attributes:
+        key: The key.
+        data: The pickled result when rank 0 already has it (a small result sent with its DONE);
+            the state always leaves it None, the scheduler fills it in.
+    """
+
+    key: str
+    data: Any = None
+
+    __eq__, __ne__, __hash__ = _same_class_eq, _same_class_ne, tuple.__hash__
+
+
+class Erred(NamedTuple):
+    """A wanted key erred with ``error`` (opaque to the state: the worker's report, or an exception)."""
+
+    key: str
+    error: object
+
+    __eq__, __ne__, __hash__ = _same_class_eq, _same_class_ne, tuple.__hash__
+
+
+class Cancelled(NamedTuple):
+    """A wanted key was cancelled."""
+
+    key: str
+
+    __eq__, __ne__, __hash__ = _same_class_eq, _same_class_ne, tuple.__hash__
+
+
+#: Every instruction class ``SchedulerState.handle()`` returns; Memory, Erred and Cancelled
+#: are also the notes the scheduler forwards to the client.
+INSTRUCTIONS = (Compute, Free, Steal, Memory, Erred, Cancelled)
+Instruction = Union[Compute, Free, Steal, Memory, Erred, Cancelled]
