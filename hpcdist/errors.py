@@ -52,12 +52,6 @@ class NothingCancelled(HpcdistError):
     exit_code = ExitCode.UNKNOWN
 
 
-class RunDirError(HpcdistError):
-    """A run directory or job id given on the command line cannot be used."""
-
-    exit_code = 2
-
-
 class RunDirBusy(HpcdistError):
     """Another hpcdist run works in this run directory."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import math
 import os
 import runpy
@@ -162,8 +163,6 @@ class TimeLimit:
         os.kill(os.getpid(), sig)
 
     def _hard(self) -> None:
-        import faulthandler
-
         sys.stderr.write(f"hpcdist: --timeout: still running {STOP_GRACE:g} s after the stop; exiting\n")
         faulthandler.dump_traceback(all_threads=True)
         sys.stderr.flush()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import click
@@ -39,7 +42,6 @@ def validate_command(spec_path: str, scheduler: str | None, overrides: tuple[str
 @options.overrides
 def render_command(spec_path: str, scheduler: str | None, out: str | None, overrides: tuple[str, ...]) -> None:
     """Print the SLURM or Grid Engine job script for SPEC (nothing is submitted)."""
-    import os
 
     from hpcdist.batch import render
     from hpcdist.spec.model import load_spec
@@ -101,7 +103,6 @@ def status_command(targets: tuple[str, ...], watch: bool, as_json: bool, schedul
 
     --json prints one JSON object per job and poll, one per line (job_id, system, state, raw_state,
     exit_code, reason, source, run_dir, output, progress)."""
-    import time
 
     from hpcdist.batch import FINAL_STATES, jobs
 
@@ -131,8 +132,6 @@ def status_command(targets: tuple[str, ...], watch: bool, as_json: bool, schedul
 
 
 def _echo_status(job: Job, st: JobStatus, as_json: bool = False) -> None:
-    import json
-
     output = job.output_file()
     if as_json:
         click.echo(json.dumps({

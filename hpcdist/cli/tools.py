@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
 
@@ -19,7 +20,6 @@ def _given(**kw: Any) -> dict[str, Any]:
 @click.command("schema")
 def schema_command() -> None:
     """Print the JSON Schema (draft 2020-12) of job specs, for editor completion."""
-    import json
 
     from hpcdist.spec.schema import json_schema
 
@@ -34,7 +34,6 @@ def schema_command() -> None:
 def doctor_command(as_json: bool, backend: str | None, no_smoke: bool, timeout: float | None) -> None:
     """Report versions, the MPI library, launchers, the backend chosen here and why, and
     smoke-run every backend. Exit 1 when something needed is missing or broken."""
-    import json
 
     from hpcdist.doctor import diagnose, format_report
 
@@ -67,8 +66,6 @@ def bench_command(nranks: int | None, quick: bool, only: tuple[str, ...], backen
     rows = build(result)
     click.echo(render(result, rows))
     if json_path:
-        import json
-
         try:
             with open(json_path, "w", encoding="utf-8") as fh:
                 json.dump({**result, "table": rows}, fh, indent=2, default=str)

@@ -28,6 +28,7 @@ a recompute in such cases.
 
 from __future__ import annotations
 
+import dis
 import functools
 import hashlib
 import inspect
@@ -220,7 +221,6 @@ def _all_names(code: types.CodeType) -> Iterable[str]:
 
 def _local_imports(code: types.CodeType) -> Iterable[str]:
     """Absolute module names imported by ``code`` and the code nested in it."""
-    import dis
 
     for ins in dis.get_instructions(code):
         if ins.opname == "IMPORT_NAME" and isinstance(ins.argval, str):

@@ -11,6 +11,7 @@ import signal
 import socket
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,6 @@ def run_task(module: str, attr: str, args: tuple, kwargs: dict, info: dict[str, 
     try:
         result = fn(*args, **kwargs)
     except BaseException as exc:
-        import traceback
 
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         _log(run_dir, f"failed {info['tid']}: {type(exc).__name__}: {exc}\n" + "".join(

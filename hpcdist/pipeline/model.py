@@ -7,6 +7,7 @@ pipeline is checked on the same path, with the same message format, as the rest 
 
 from __future__ import annotations
 
+import difflib
 import graphlib
 import re
 from dataclasses import dataclass, field
@@ -148,8 +149,6 @@ class _Parser:
         self.problems.append(Problem(where, f"{self.prefix}.{path}" if path else self.prefix, message))
 
     def unknown_keys(self, node: Node, allowed: tuple[str, ...], path: str) -> None:
-        import difflib
-
         for name in node.value:
             if name not in allowed:
                 close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
@@ -461,8 +460,6 @@ def _check_links(p: _Parser, tasks: dict[str, TaskDef], sites: dict[str, list[_L
 
 
 def _close(name: str, names: list[str]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else f" (tasks: {', '.join(names)})"
 

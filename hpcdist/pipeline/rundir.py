@@ -11,9 +11,11 @@ only once it is complete.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -47,8 +49,6 @@ def encode(value: Any) -> tuple[str, bytes]:
     except ImportError:  # pragma: no cover - numpy is optional
         np = None  # type: ignore[assignment]
     if np is not None and type(value) is np.ndarray and not value.dtype.hasobject:
-        import io
-
         buf = io.BytesIO()
         np.save(buf, np.ascontiguousarray(value), allow_pickle=False)
         return "npy", buf.getvalue()
@@ -119,7 +119,6 @@ def load_object(path: str | os.PathLike[str]) -> Any:
         return np.load(path, allow_pickle=False)
     if path.suffix == ".json":
         return json.loads(path.read_text(encoding="utf-8"))
-    import pickle
 
     with open(path, "rb") as fh:
         return pickle.load(fh)

@@ -8,6 +8,7 @@ table, and :func:`hpcdist.spec.dump.spec_to_yaml` writes a spec back with it.
 
 from __future__ import annotations
 
+import datetime
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -332,8 +333,6 @@ def scalar_text(node: Node) -> str | None:
 
 
 def _is_date(value: Any) -> bool:
-    import datetime
-
     return isinstance(value, (datetime.date, datetime.datetime))
 
 

@@ -229,6 +229,18 @@ def test_reaching_into_another_modules_object(make_tree):
     ]
 
 
+def test_only_the_waiter_protocol_of_futures_may_cross_modules(make_tree):
+    tree = make_tree({
+        "runtime/futures.py": "class F:\n    def __init__(self):\n        self._waiters = []\n        self._key = 1\n",
+        "runtime/waiting.py": "def add(f, w):\n    f._waiters.append(w)\n    return f._key\n",
+        "runtime/other.py": "def add(f, w):\n    f._waiters.append(w)\n",
+    })
+    assert private_uses(tree) == [
+        "hpcdist.runtime.other:2: uses _waiters, an attribute private to hpcdist.runtime.futures",
+        "hpcdist.runtime.waiting:3: uses _key, an attribute private to hpcdist.runtime.futures",
+    ]
+
+
 # -- single importers -----------------------------------------------------------------------------
 
 
@@ -238,9 +250,10 @@ def test_mpi4py_and_click_have_one_importer_each(make_tree):
         "cli/__init__.py": "import click\n", "cli/options.py": "import click\n",
         "doctor.py": "import importlib\nimportlib.import_module('mpi4py.MPI')\n",
         "pipeline/run.py": "def f():\n    import click.testing\n",
+        "bench/peers/rawmpi.py": "def f():\n    from mpi4py import MPI\n",
     })
     assert foreign_importers(tree) == [
-        "hpcdist.doctor:2: dynamically imports mpi4py.MPI (only hpcdist.transports.mpi may)",
+        "hpcdist.doctor:2: dynamically imports mpi4py.MPI (only hpcdist.transports.mpi, hpcdist.bench.peers may)",
         "hpcdist.pipeline.run:2: imports click.testing (only hpcdist.cli may)",
     ]
 

@@ -19,7 +19,7 @@ import yaml
 from hpcdist.batch import jobs, submission
 from hpcdist.errors import RenderError, SpecError
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "render"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "batch"))
 from hostile import make_tools, recorded_argv, recorded_env  # noqa: E402
 
 LITERAL = [

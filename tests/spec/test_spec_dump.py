@@ -14,7 +14,7 @@ from hpcdist.spec.model import JobSpec, load_spec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*/*.yaml"))
-RENDER_SPECS = sorted((REPO / "tests" / "render" / "specs").glob("*.yaml"))
+RENDER_SPECS = sorted((REPO / "tests" / "batch" / "specs").glob("*.yaml"))
 
 
 def round_trip(spec: JobSpec, folder: Path) -> JobSpec:

@@ -13,7 +13,7 @@ SPECS = Path(__file__).resolve().parent / "specs"
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A folder holding the example specs, tests/render/specs/*.yaml and their scripts."""
+    """A folder holding the example specs, tests/batch/specs/*.yaml and their scripts."""
     root = tmp_path / "project"
     root.mkdir()
     for spec in sorted((REPO / "examples" / "pi").glob("*.yaml")) + sorted(SPECS.glob("*.yaml")):

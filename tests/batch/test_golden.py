@@ -1,6 +1,6 @@
 """Golden job scripts for the example specs, and shellcheck on every one of them.
 
-Regenerate on purpose with ``HPCDIST_REGEN_GOLDEN=1 pytest tests/render/test_golden.py``
+Regenerate on purpose with ``HPCDIST_REGEN_GOLDEN=1 pytest tests/batch/test_golden.py``
 and review the diff. Golden files hold no machine path: the scratch project folder is
 replaced with /PROJECT.
 """
