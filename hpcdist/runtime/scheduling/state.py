@@ -76,6 +76,7 @@ class SchedulerState:
         self._dispatch = Dispatch(workers, self._table, self.durations)
         self._workers = self._dispatch.workers  # read here; only the dispatch changes it
         self._settling = SettleQueue()
+        self._mark_transition = self._settling.mark_transition
         # per handle_many() call
         self._now = 0.0
         self._stimulus: Stimulus = ""
@@ -467,7 +468,7 @@ class SchedulerState:
         self.log.append((self._now, ts.key, state, to, self._stimulus))
         ts.state = to
         if to != FORGOTTEN:
-            self._settling.mark_transition(ts)
+            self._mark_transition(ts)
 
     def validate(self) -> None:
         """Check every invariant of the state.
