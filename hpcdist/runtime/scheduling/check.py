@@ -4,7 +4,8 @@ every event). Reads the state through its public read-only accessors; changes no
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from hpcdist.runtime.scheduling.vocabulary import (
     ALLOWED_TRANSITIONS,
@@ -18,11 +19,26 @@ from hpcdist.runtime.scheduling.vocabulary import (
     WAITING,
 )
 
-if TYPE_CHECKING:
-    from hpcdist.runtime.scheduling.state import SchedulerState
+from hpcdist.runtime.scheduling.tasks import TaskRecord
+from hpcdist.runtime.scheduling.workers import WorkerTable
 
 
-def check_invariants(state: SchedulerState) -> None:
+class CheckedState(Protocol):
+    """The read-only accessors of the scheduler state that the checks use."""
+
+    log: Iterable[tuple[float, str, str, str, Any]]
+
+    @property
+    def worker_table(self) -> WorkerTable: ...
+
+    def settling(self) -> list[str]: ...
+
+    def task(self, key: str) -> TaskRecord | None: ...
+
+    def tasks(self) -> Iterable[TaskRecord]: ...
+
+
+def check_invariants(state: CheckedState) -> None:
     """Check every invariant of ``state`` (through its public read-only accessors).
 
     Raises:
@@ -55,7 +71,7 @@ def check_invariants(state: SchedulerState) -> None:
         assert (a, b) in ALLOWED_TRANSITIONS, f"log has illegal transition of {key!r} at t={t}: {a} -> {b}"
 
 
-def _check_task(state: SchedulerState, ts: Any, placed: dict[str, int]) -> None:
+def _check_task(state: CheckedState, ts: TaskRecord, placed: dict[str, int]) -> None:
     key = ts.key
     task = state.task
     holders = state.worker_table.holders

@@ -3,7 +3,7 @@ which queued tasks idle workers should steal.
 
 Read-only: these functions read the :class:`~hpcdist.runtime.scheduling.workers.WorkerTable` and
 the task records, apply the pure rules of :mod:`hpcdist.runtime.scheduling.policy`, and return
-their choice; :class:`~hpcdist.runtime.scheduling.state.SchedulerState` carries it out.
+their choice; :class:`~hpcdist.runtime.scheduling.dispatch.Dispatch` carries it out.
 """
 
 from __future__ import annotations

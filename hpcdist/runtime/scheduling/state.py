@@ -2,8 +2,9 @@
 
 :meth:`SchedulerState.handle` (one event) and :meth:`SchedulerState.handle_many` (a batch, e.g.
 every result of one worker message) are the only ways the state changes. Time arrives only inside
-events; every transition is appended to :attr:`SchedulerState.log` (the most recent
-:data:`LOG_MAX` are kept), which becomes the run's trace.
+events; every transition is appended to :attr:`SchedulerState.log` (a
+:class:`~hpcdist.runtime.scheduling.transitions.TransitionLog`: the most recent
+:data:`~hpcdist.runtime.scheduling.transitions.LOG_MAX` are kept), which becomes the run's trace.
 
 Task states::
 
@@ -22,43 +23,35 @@ which the glue turns into an abort); broken invariants found by :meth:`Scheduler
 raise AssertionError (see :func:`~hpcdist.runtime.scheduling.check.check_invariants`). Instructions
 are named tuples, one class per kind; see :data:`INSTRUCTIONS`.
 
-The state owns a :class:`~hpcdist.runtime.scheduling.workers.WorkerTable` (per-worker records,
-holdings, steals: written only through its methods), the task records
-(:mod:`~hpcdist.runtime.scheduling.tasks`) and an :class:`~hpcdist.runtime.scheduling.outbox.Outbox`;
-placement and stealing decisions come from :mod:`~hpcdist.runtime.scheduling.placement`.
+The state owns, each the only writer of its tables, a :class:`~hpcdist.runtime.scheduling.tasks.TaskTable`
+(key -> record), a :class:`~hpcdist.runtime.scheduling.dispatch.Dispatch` (the workers' queues, holdings,
+steals, and the batch's instructions), a :class:`~hpcdist.runtime.scheduling.settling.SettleQueue` (keys
+to check for freeing or forgetting) and the transition log; it changes the task records' states.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 
-from hpcdist.errors import DependencyMissing, InvalidTransition, WorkerLost
-from hpcdist.runtime.scheduling import placement, policy
+from hpcdist.errors import DependencyMissing, InvalidTransition, WorkerLost  # noqa: F401
+from hpcdist.runtime.scheduling import placement, policy, settling
 from hpcdist.runtime.scheduling.check import check_invariants
-from hpcdist.runtime.scheduling.outbox import Outbox
-from hpcdist.runtime.scheduling.tables import shrink
-from hpcdist.runtime.scheduling.tasks import NO_RANKS, NbytesView, TaskRecord, released_closure
+from hpcdist.runtime.scheduling.dispatch import Dispatch
+from hpcdist.runtime.scheduling.settling import SettleQueue
+from hpcdist.runtime.scheduling.tasks import NO_RANKS, SHRINK_EVERY, TaskRecord, TaskTable, released_closure
+from hpcdist.runtime.scheduling.transitions import LOG_MAX, TransitionLog
 from hpcdist.runtime.scheduling.workers import WorkerTable
 # The vocabulary lives in vocabulary.py; these names are re-exported here (callers use state.X).
 from hpcdist.runtime.scheduling.vocabulary import (  # noqa: F401
-    ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING,
-    READY, RELEASED, RETAINING, WAITING, Cancel, Failed, Finished, Release,
-    Scatter, StealReply, Submit, TaskSpec, RankLost, Cancelled, Compute, Erred, Instruction, Memory, Steal,
-    Stimulus, stimulus_name,
+    ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING, READY,
+    RELEASED, RETAINING, WAITING, Cancel, Cancelled, Compute, Erred, Failed, Finished, Instruction, Memory, RankLost,
+    Release, Scatter, Steal, StealReply, Stimulus, Submit, TaskSpec, stimulus_name,
 )
 
 __all__ = [
     "ALLOWED_TRANSITIONS", "Cancel", "DependencyMissing", "Failed", "Finished", "INSTRUCTIONS", "InvalidTransition",
-    "LOG_MAX", "Release", "Scatter", "SchedulerState", "StealReply", "Submit", "TaskSpec", "RankLost",
+    "LOG_MAX", "Release", "SHRINK_EVERY", "Scatter", "SchedulerState", "StealReply", "Submit", "TaskSpec", "RankLost",
 ]
-
-
-#: Most recent transitions kept in :attr:`SchedulerState.log` (older ones are dropped): a few
-#: thousand tasks' worth, for the history in error messages, and ~2 MB whatever the run's size.
-LOG_MAX = 10_000
-#: the per-key tables are checked for shrinking after this many keys were forgotten
-SHRINK_EVERY = 1024
 
 _new = tuple.__new__  # builds a per-task instruction without its class's Python-level __new__
 
@@ -71,30 +64,23 @@ class SchedulerState:
 
     Attributes:
         log: ``(time, key, from_state, to_state, stimulus_id)`` of the most recent :data:`LOG_MAX`
-            transitions (``stimulus_id`` is the causing event's, see :meth:`story`),
-            oldest first (a bounded deque: older transitions are dropped, so a long run's log
-            does not grow without end; :meth:`history` and :meth:`validate` see what is kept).
+            transitions, oldest first (``stimulus_id`` is the causing event's, see :meth:`story`).
         durations: Function name -> running average (EMA) of its task durations in seconds.
     """
 
     def __init__(self, workers: dict[int, str]) -> None:
-        self.log: deque[tuple[float, str, str, str, Stimulus]] = deque(maxlen=LOG_MAX)
+        self.log = TransitionLog()
         self.durations: dict[str, float] = {}
-        self._tasks: dict[str, TaskRecord] = {}
-        self._workers = WorkerTable(workers)
-        self._nbytes = NbytesView(self._tasks)
-        self._forgotten: list[str] = []
+        self._table = TaskTable()
+        self._tasks = self._table.records  # read here; only the table adds and deletes keys
+        self._dispatch = Dispatch(workers, self._table, self.durations)
+        self._workers = self._dispatch.workers  # read here; only the dispatch changes it
+        self._settling = SettleQueue()
+        self._mark_transition = self._settling.mark_transition
         # per handle_many() call
         self._now = 0.0
         self._stimulus: Stimulus = ""
-        self._outbox = Outbox()
-        self._out: list[Instruction] = self._outbox.out  # the outbox's list of the current call
-        # keys whose data or record may no longer be needed: FIFO without duplicates (a set for
-        # membership and a list read from an index; popping a dict's first key is quadratic)
-        self._dirty: set[str] = set()
-        self._dirty_order: list[str] = []
-        self._rebalance = False
-        self._forgets = 0  # keys forgotten since the tables were last checked for shrinking
+        self._out: list[Instruction] = self._dispatch.outbox.out  # the outbox's list of the current call
 
     # ------------------------------------------------------------------ queries
 
@@ -105,11 +91,11 @@ class SchedulerState:
 
     @property
     def worker_table(self) -> WorkerTable:
-        """The per-worker records (read them; only this state changes them)."""
+        """The per-worker records (read them; only the state's dispatch changes them)."""
         return self._workers
 
     def task(self, key: str) -> TaskRecord | None:
-        """Return the record of ``key`` (read it; only this state changes it), or None if unknown."""
+        """Return the record of ``key`` (read it; only the state changes it), or None if unknown."""
         return self._tasks.get(key)
 
     def tasks(self) -> Iterable[TaskRecord]:
@@ -128,18 +114,15 @@ class SchedulerState:
 
     def who_has(self, keys: Iterable[str] | None = None) -> dict[str, list[int]]:
         """Return key -> sorted ranks holding it, for ``keys`` or for every key in memory."""
-        holders = self._workers.holders
-        if keys is None:
-            keys = holders
-        return {k: sorted(holders.get(k, ())) for k in keys}
+        return self._workers.who_has(keys)
 
     def has_what(self) -> dict[int, list[str]]:
         """Return rank -> sorted keys it holds, for every live worker."""
-        return {rec.rank: sorted(rec.has_what) for rec in self._workers.records()}
+        return self._workers.has_what()
 
     def processing_on(self, rank: int) -> list[str]:
         """Return the keys assigned to ``rank``, in assignment (execution) order."""
-        return list(self._workers[rank].processing) if rank in self._workers else []
+        return self._workers.queued(rank)
 
     def occupancy(self, rank: int) -> float:
         """Return the expected seconds of work queued on ``rank``, steals in flight included."""
@@ -151,26 +134,24 @@ class SchedulerState:
 
     def unfinished_wanted(self) -> list[str]:
         """Keys a client Future waits for that are not in memory, erred or cancelled yet."""
-        final = (MEMORY, ERRED, CANCELLED)
-        return [k for k, ts in self._tasks.items() if ts.wanted and ts.state not in final]
+        return self._table.unfinished_wanted()
 
     def settling(self) -> list[str]:
         """Keys marked to be checked for freeing or forgetting (empty outside :meth:`handle`)."""
-        return list(self._dirty_order) or sorted(self._dirty)
+        return self._settling.keys()
 
     def pop_forgotten(self) -> list[str]:
         """Return the keys forgotten since the last call (e.g. to drop their payloads), in order."""
-        out, self._forgotten = self._forgotten, []
-        return out
+        return self._table.pop_forgotten()
 
     def history(self, key: str) -> list[tuple[float, str, str]]:
         """Return ``(time, from_state, to_state)`` of the transitions of ``key`` still in the log."""
-        return [(t, a, b) for t, k, a, b, _ in self.log if k == key]
+        return self.log.history(key)
 
     def story(self, key: str) -> list[tuple[float, str, str, str]]:
         """Return ``(time, from_state, to_state, cause)`` of the transitions of ``key`` still in the
         log; ``cause`` names the message that caused each (see :func:`stimulus_name`)."""
-        return [(t, a, b, stimulus_name(c)) for t, k, a, b, c in self.log if k == key]
+        return self.log.story(key)
 
     # ------------------------------------------------------------------ events
 
@@ -181,10 +162,7 @@ class SchedulerState:
             InvalidTransition: If the event would move a task along an illegal transition.
             TypeError: If ``event`` is not one of this module's event types.
         """
-        handler = _HANDLERS.get(type(event))
-        if handler is None:
-            raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
-        return self._apply(((handler, event),))
+        return self._apply(_steps((event,)))
 
     def handle_many(self, events: Sequence[object]) -> list[Instruction]:
         """Apply several events in order, as one step, and return the instructions they produce.
@@ -201,27 +179,23 @@ class SchedulerState:
             InvalidTransition: If an event would move a task along an illegal transition.
             TypeError: If an event is not one of this module's event types (before any is applied).
         """
-        steps = [(_HANDLERS.get(type(event)), event) for event in events]
-        for handler, event in steps:
-            if handler is None:
-                raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
-        return self._apply(steps)
+        return self._apply(_steps(events))
 
     def _apply(self, steps: Sequence[tuple[object, object]]) -> list[Instruction]:
-        outbox = self._outbox
+        dispatch = self._dispatch
+        outbox = dispatch.outbox
         self._out = outbox.out
-        self._rebalance = False
+        dispatch.start()
+        marked = self._settling.order
         for handler, event in steps:
             self._now = event.time
             self._stimulus = event.stimulus_id
             handler(self, event)
-            if self._dirty_order:
+            if marked:
                 self._settle()
             outbox.end_event()
-        if self._rebalance:
-            self._balance()
         self._stimulus = ""
-        out = outbox.take()
+        out = dispatch.finish()
         self._out = outbox.out  # the returned list is the caller's
         return out
 
@@ -238,11 +212,12 @@ class SchedulerState:
                 roots.append(ts.key)
                 continue
             if ts is not None:  # cancelled: recreate from the new spec
-                self._unlink(ts)
+                self._settling.mark_all(self._table.unlink(ts))
                 self._transition(ts, RELEASED)
                 ts.spec, ts.error, ts.failed_on = spec, None, NO_RANKS
             else:
-                ts = self._new_task(spec)
+                ts = self._table.add(spec)
+                self._transition(ts, RELEASED)
             ts.wanted, ts.runnable, ts.retries_left = True, True, spec.retries
             roots.append(ts.key)
         self._activate(roots)
@@ -255,34 +230,30 @@ class SchedulerState:
             ts.wanted = True
             if ts.state == MEMORY:
                 for r in ranks:
-                    self._add_replica(ts, r)
+                    self._dispatch.add_replica(ts, r)
                 self._out.append(_new(Memory, (ts.key, None)))
                 return
             for r in ranks:
-                self._free(r, ts.key)
+                self._dispatch.free(r, ts.key)
             if ts.state == ERRED:
                 self._out.append(Erred(ts.key, ts.error))
             return
         if ts is None:
-            ts = self._new_task(TaskSpec(ev.key))
+            ts = self._table.add(TaskSpec(ev.key))
+            self._transition(ts, RELEASED)
             ts.runnable = False
         elif ts.state == CANCELLED:
-            self._unlink(ts)
+            self._settling.mark_all(self._table.unlink(ts))
             self._transition(ts, RELEASED)
             ts.spec, ts.error, ts.runnable = TaskSpec(ev.key), None, False
         ts.wanted = True
         if not ranks:
-            self._err(
-                ts,
-                WorkerLost(
-                    f"key {ev.key!r} was scattered to ranks {list(ev.ranks)}, none of which is alive"
-                ),
-            )
+            self._err(ts, WorkerLost(f"key {ev.key!r} was scattered to ranks {list(ev.ranks)}, none of which is alive"))
             return
         ts.nbytes = int(ev.nbytes)
         self._transition(ts, MEMORY)
         for r in ranks:
-            self._add_replica(ts, r)
+            self._dispatch.add_replica(ts, r)
         self._out.append(_new(Memory, (ts.key, None)))
         self._data_arrived(ts)
 
@@ -290,31 +261,27 @@ class SchedulerState:
         rank = ev.rank
         if rank not in self._workers:
             return  # a message from a worker declared lost: its data is gone with it
+        dispatch = self._dispatch
         if self._workers.any_cancelled():
-            self._cancelled_ended(rank, ev.key)
-        tasks = self._tasks
-        for dep in ev.fetched:
-            dts = tasks.get(dep)
-            if dts is not None and dts.state == MEMORY:
-                self._add_replica(dts, rank)
-            else:
-                self._free(rank, dep)
-        ts = tasks.get(ev.key)
+            dispatch.cancelled_ended(rank, ev.key)
+        if ev.fetched:
+            dispatch.fetched(rank, ev.fetched)
+        ts = self._tasks.get(ev.key)
         state = ts.state if ts is not None else None
         if state != PROCESSING:
             if state == MEMORY:
-                self._add_replica(ts, rank)  # a duplicate run (e.g. a steal that raced)
+                dispatch.add_replica(ts, rank)  # a duplicate run (e.g. a steal that raced)
             else:
-                self._free(rank, ev.key)  # cancelled, forgotten, or no longer scheduled
+                dispatch.free(rank, ev.key)  # cancelled, forgotten, or no longer scheduled
             return
         fn = ts.spec.fn_name
         durations = self.durations
         durations[fn] = policy.ema(durations.get(fn), ev.duration)
         # from another rank than planned (a raced steal): the planned rank drops its copy
-        self._leave_worker(ts, drop=ts.processing_on != rank)
+        dispatch.leave(ts, drop=ts.processing_on != rank)
         ts.nbytes = int(ev.nbytes)
         self._transition(ts, MEMORY)
-        self._add_replica(ts, rank)
+        dispatch.add_replica(ts, rank)
         if ts.wanted:
             self._out.append(_new(Memory, (ts.key, None)))
         if ts.dependents:
@@ -322,11 +289,11 @@ class SchedulerState:
 
     def _on_failed(self, ev: Failed) -> None:
         if self._workers.any_cancelled():
-            self._cancelled_ended(ev.rank, ev.key)
+            self._dispatch.cancelled_ended(ev.rank, ev.key)
         ts = self._tasks.get(ev.key)
         if ts is None or ts.state != PROCESSING or ts.processing_on != ev.rank:
             return  # stale: the task moved on (cancelled, stolen, re-placed)
-        self._leave_worker(ts, drop=False)
+        self._dispatch.leave(ts, drop=False)
         if ts.retries_left > 0:
             ts.retries_left -= 1
             ts.failed_on = ts.failed_on | {ev.rank}
@@ -340,7 +307,7 @@ class SchedulerState:
             ts = self._tasks.get(key)
             if ts is not None:
                 ts.wanted = False
-                self._mark(key)
+                self._settling.mark(key)
 
     def _on_cancel(self, ev: Cancel) -> None:
         stack = [k for k in ev.keys if k in self._tasks]
@@ -348,40 +315,26 @@ class SchedulerState:
             ts = self._tasks[stack.pop()]
             if ts.state not in PENDING and ts.state != RELEASED:
                 continue  # finished keys stay as they are
-            if ts.processing_on is not None:
-                # it may be running there: that worker stays busy until it reports the end
-                self._workers.cancel_running(ts.processing_on, ts.key, ts.expected)
-            self._leave_worker(ts, drop=True)
+            self._dispatch.cancel(ts)
             self._transition(ts, CANCELLED)
             ts.waiting_on.clear()
             if ts.wanted:
                 self._out.append(Cancelled(ts.key))
             stack.extend(d for d in ts.dependents if self._tasks[d].state in PENDING)
 
-    def _cancelled_ended(self, rank: int, key: str) -> None:
-        """``rank`` no longer runs cancelled ``key`` (it reported the end, or dropped it unstarted)."""
-        if self._workers.cancelled_ended(rank, key):
-            self._rebalance = True  # it is free now: it may take work from others
-
-    # ------------------------------------------------------------------ placement and stealing
-
     def _on_steal_reply(self, ev: StealReply) -> None:
-        workers = self._workers
-        if ev.ok and workers.any_cancelled():
-            self._cancelled_ended(ev.rank, ev.key)  # a cancelled task dropped unstarted: never ran there
-        entry = workers.steal_of(ev.key)
-        if entry is None or entry[0] != ev.rank:
-            return  # the task already left the victim; nothing was planned on this reply
-        workers.end_steal(ev.key)
-        ts = self._tasks[ev.key]
-        self._rebalance = True
-        if not ev.ok:
-            return  # it runs (or ran) on the victim
-        thief = entry[1]
-        self._leave_worker(ts, drop=False)
+        dispatch = self._dispatch
+        if ev.ok and self._workers.any_cancelled():
+            dispatch.cancelled_ended(ev.rank, ev.key)  # a cancelled task dropped unstarted: never ran there
+        entry = dispatch.steal_answered(ev.key, ev.rank)
+        if entry is None or not ev.ok:
+            return  # the task already left the victim (nothing was planned on this reply), or runs there
+        ts, thief = self._tasks[ev.key], entry[1]
+        dispatch.leave(ts, drop=False)
         self._transition(ts, READY)
         if thief is not None and thief in placement.candidates(ts, self._workers):
-            self._assign(ts, thief)
+            self._transition(ts, PROCESSING)
+            dispatch.assign(ts, thief)
         else:
             self._place(ts)
 
@@ -389,12 +342,8 @@ class SchedulerState:
         rank = ev.rank
         if rank not in self._workers:
             return
-        self._rebalance = True
-        orphans = [self._tasks[k] for k in self._workers[rank].processing]
-        for ts in orphans:
-            self._leave_worker(ts, drop=False)
-        _, lost = self._workers.remove(rank)
-        self._outbox.drop_rank(rank)
+        dispatch = self._dispatch
+        orphans, lost = dispatch.remove_rank(rank)
         roots = [ts.key for ts in orphans]
         for ts in orphans:
             self._transition(ts, RELEASED)
@@ -413,79 +362,19 @@ class SchedulerState:
                     dts.waiting_on.add(key)
                     roots.append(key)
                 elif dts.state == PROCESSING:  # it would fetch the lost input: start it over
-                    self._leave_worker(dts, drop=True)
+                    dispatch.leave(dts, drop=True)
                     self._transition(dts, RELEASED)
                     roots.append(dkey)
         self._activate(roots)
 
-    def _add_replica(self, ts: TaskRecord, rank: int) -> None:
-        self._workers.add_replica(rank, ts.key)
-        self._outbox.unfree(rank, ts.key)
-
-    def _drop_data(self, ts: TaskRecord) -> None:
-        key = ts.key
-        for rank in self._workers.drop_replicas(key):
-            self._free(rank, key)
-
-    def _free(self, rank: int, key: str) -> None:
-        if rank in self._workers:
-            self._outbox.free(rank, key)
-
     def _place(self, ts: TaskRecord) -> None:
         """Put a ready task on a worker, or err it if no worker may run it."""
-        spec = ts.spec
-        workers = self._workers
-        if not spec.deps and spec.workers is None and not ts.failed_on and workers.ranks:
-            # policy.decide_worker without bytes to move: least occupied, then lowest rank
-            self._assign(ts, workers.least_occupied())
-            return
-        rank, error = placement.choose_worker(ts, workers, self._nbytes)
+        rank, error = self._dispatch.choose(ts)
         if error is None:
-            self._assign(ts, rank)
+            self._transition(ts, PROCESSING)
+            self._dispatch.assign(ts, rank)
         else:
             self._err(ts, error)
-
-    def _assign(self, ts: TaskRecord, rank: int) -> None:
-        self._transition(ts, PROCESSING)
-        key = ts.key
-        ts.processing_on = rank
-        ts.expected = expected = self.durations.get(ts.spec.fn_name, policy.DEFAULT_DURATION)
-        workers = self._workers
-        workers.assign(rank, key, expected)
-        self._rebalance = True
-        where = {}
-        if ts.spec.deps:
-            holders, host_of = workers.holders, workers.hosts.get
-            for dep in ts.spec.deps:
-                where[dep] = policy.holder_order(holders.get(dep, ()), rank, host_of)
-        self._outbox.unfree(rank, key)
-        self._out.append(_new(Compute, (rank, key, where)))
-
-    def _leave_worker(self, ts: TaskRecord, drop: bool) -> None:
-        """Take a processing task off its worker; ``drop`` asks the worker to discard it."""
-        rank = ts.processing_on
-        if rank is None:
-            return
-        if self._workers.unassign(rank, ts.key, ts.expected):
-            self._rebalance = True
-        ts.processing_on = None
-        ts.expected = 0.0
-        if drop:
-            self._out.append(Steal(rank, ts.key))
-
-    def _balance(self) -> None:
-        workers, tasks = self._workers, self._tasks
-        for thief, victim, key in placement.steal_plan(workers, tasks, self.durations, self._nbytes):
-            workers.start_steal(key, victim, thief, tasks[key].expected)
-            self._out.append(Steal(victim, key))
-
-    # ------------------------------------------------------------------ scheduling
-
-    def _new_task(self, spec: TaskSpec) -> TaskRecord:
-        ts = TaskRecord(spec)
-        self._tasks[spec.key] = ts
-        self._transition(ts, RELEASED)
-        return ts
 
     def _activate(self, roots: Iterable[str]) -> None:
         """Schedule released tasks in ``roots`` and the released dependencies they need."""
@@ -498,33 +387,10 @@ class SchedulerState:
                 self._transition(ts, READY)
                 self._place(ts)
                 continue
-            missing = erred = cancelled = None
-            for dep in ts.spec.deps:
-                dts = self._tasks.get(dep)
-                if dts is not None:
-                    dts.dependents.add(key)  # (re)link: the dep may have been forgotten and resubmitted
-                if dts is None or dts.state == RELEASED or dep in cyclic:
-                    missing = missing or dep
-                elif dts.state == ERRED:
-                    erred = erred or dts
-                elif dts.state == CANCELLED:
-                    cancelled = cancelled or dep
-            if key in cyclic:
-                self._err(
-                    ts, DependencyMissing(f"task {key!r} depends on itself through a cycle of dependencies")
-                )
-            elif missing is not None:
-                self._err(
-                    ts,
-                    DependencyMissing(
-                        f"task {key!r} depends on {missing!r}, which the scheduler does not have (never"
-                        " submitted, released, or scattered data that was lost); submit it with the task"
-                        " or keep a Future to it"
-                    ),
-                )
-            elif erred is not None:
-                self._err(ts, erred.error)
-            elif cancelled is not None:
+            verdict, error = self._table.link(ts, cyclic)
+            if verdict == ERRED:
+                self._err(ts, error)
+            elif verdict == CANCELLED:
                 self._transition(ts, CANCELLED)
                 if ts.wanted:
                     self._out.append(Cancelled(key))
@@ -543,9 +409,7 @@ class SchedulerState:
             t = stack.pop()
             if t.state in (ERRED, MEMORY) and t is not ts:
                 continue
-            self._leave_worker(t, drop=t is not ts)
-            if t.state == MEMORY:
-                self._drop_data(t)
+            self._dispatch.retire(t, drop=t is not ts)
             self._transition(t, ERRED)
             t.error = error
             t.waiting_on.clear()
@@ -562,90 +426,37 @@ class SchedulerState:
                     self._transition(dts, READY)
                     self._place(dts)
 
-    def _unlink(self, ts: TaskRecord) -> None:
-        for dep in ts.spec.deps:
-            if dep in self._tasks:
-                self._tasks[dep].dependents.discard(ts.key)
-                self._mark(dep)
-
-    # ------------------------------------------------------------------ memory management
-
-    def _mark(self, key: str) -> None:
-        if key not in self._dirty:
-            self._dirty.add(key)
-            self._dirty_order.append(key)
-
     def _settle(self) -> None:
-        """Free data and forget keys nobody needs any more, until nothing changes.
-
-        Marked keys are checked in the order they were first marked (a key marked again while
-        it waits keeps its place); checking one may mark more, which are checked after it.
-        """
-        tasks, dirty, order = self._tasks, self._dirty, self._dirty_order
-        i = 0
-        while i < len(order):
-            key = order[i]
-            i += 1
-            dirty.discard(key)
+        """Free data and forget the marked keys nobody needs any more (see :func:`settling.fate`),
+        until nothing changes; settling one may mark more, which are settled after it."""
+        tasks, fate, dispatch = self._tasks, settling.fate, self._dispatch
+        for key in self._settling.drain():
             ts = tasks.get(key)
             if ts is None or ts.wanted:
                 continue
-            state = ts.state
-            pending = retaining = False
-            for dkey in ts.dependents:
-                dstate = tasks[dkey].state
-                if dstate in PENDING:
-                    pending = retaining = True
-                    break
-                if dstate in RETAINING:
-                    retaining = True
-            if pending and (state in PENDING or state == MEMORY):
+            to = fate(ts, tasks)
+            if to is None:
                 continue
-            keep = ts.runnable and retaining
-            if state == RELEASED and keep:
-                continue
-            if retaining and (state == ERRED or state == CANCELLED):
-                continue
-            if ts.processing_on is not None:
-                self._leave_worker(ts, drop=True)
-            if state == MEMORY:
-                self._drop_data(ts)
+            dispatch.retire(ts, drop=True)
             if ts.waiting_on:
                 ts.waiting_on.clear()
-            if keep:
-                self._transition(ts, RELEASED)
-            else:
-                self._transition(ts, FORGOTTEN)
-                del tasks[key]
-                self._forgotten.append(key)
-                self._forgets += 1
+            self._transition(ts, to)
+            if to == FORGOTTEN:
+                self._table.forget(key)
                 if ts.spec.deps:
-                    self._unlink(ts)
-        order.clear()
-        if self._forgets >= SHRINK_EVERY:
-            self._shrink()
-
-    def _shrink(self) -> None:
-        """Rebuild the per-key tables that fell far below their peak size (dicts never shrink)."""
-        self._forgets = 0
-        for table in (self._tasks, self._dirty):
-            shrink(table)
-        self._workers.shrink()
+                    self._settling.mark_all(self._table.unlink(ts))
+        if self._table.shrink_due():
+            self._table.shrink()
+            self._settling.shrink()
+            self._workers.shrink()
 
     def table_sizes(self) -> dict[str, int]:
         """Return the number of entries of every per-key table (a diagnostic: all are O(live keys)
-        but the transition log, which is bounded by :data:`LOG_MAX`).
-
-        Per-rank tables are summed over the ranks.
-        """
+        but the transition log, which is bounded by :data:`LOG_MAX`); per-rank ones summed over the ranks."""
         return {
-            "tasks": len(self._tasks),
-            **self._workers.table_sizes(),
-            "dirty": len(self._dirty) + len(self._dirty_order),
-            "forgotten": len(self._forgotten),
-            "frees": self._outbox.pending_frees(),
-            "durations": len(self.durations),
-            "log": len(self.log),
+            "tasks": len(self._tasks), **self._workers.table_sizes(), "dirty": len(self._settling),
+            "forgotten": self._table.forgotten_count(), "frees": self._dispatch.outbox.pending_frees(),
+            "durations": len(self.durations), "log": len(self.log),
         }
 
     # ------------------------------------------------------------------ transitions and checks
@@ -653,24 +464,11 @@ class SchedulerState:
     def _transition(self, ts: TaskRecord, to: str) -> None:
         state = ts.state
         if to not in NEXT_STATES[state]:
-            steps = ", ".join(f"t={t:g} {a}->{b}" for t, a, b in self.history(ts.key)) or "none"
-            cause = stimulus_name(self._stimulus) or "unnamed"
-            raise InvalidTransition(
-                f"task {ts.key!r}: illegal transition {state} -> {to}; its history: {steps}; caused by {cause}"
-            )
-        key = ts.key
-        self.log.append((self._now, key, state, to, self._stimulus))
+            raise self.log.illegal(ts.key, state, to, self._stimulus)
+        self.log.append((self._now, ts.key, state, to, self._stimulus))
         ts.state = to
-        if to != FORGOTTEN:  # whether it and its deps are still needed may have changed: recheck
-            dirty = self._dirty
-            # _settle skips wanted keys, and a key stops being wanted only in _on_release, which marks it
-            if not ts.wanted and key not in dirty:
-                dirty.add(key)
-                self._dirty_order.append(key)
-            for dep in ts.spec.deps:
-                if dep not in dirty:
-                    dirty.add(dep)
-                    self._dirty_order.append(dep)
+        if to != FORGOTTEN:
+            self._mark_transition(ts)
 
     def validate(self) -> None:
         """Check every invariant of the state.
@@ -691,3 +489,12 @@ _HANDLERS = {
     StealReply: SchedulerState._on_steal_reply,
     RankLost: SchedulerState._on_rank_lost,
 }
+
+
+def _steps(events: Iterable[object]) -> list[tuple[object, object]]:
+    """Pair each event with its handler (checking every event before any is applied)."""
+    steps = [(_HANDLERS.get(type(event)), event) for event in events]
+    for handler, event in steps:
+        if handler is None:
+            raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
+    return steps

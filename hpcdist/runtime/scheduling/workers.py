@@ -1,6 +1,6 @@
 """The scheduler's per-worker bookkeeping: one slotted record per live rank, and where data lives.
 
-:class:`WorkerTable` is the only writer of these tables; :class:`~hpcdist.runtime.scheduling.state.SchedulerState`
+:class:`WorkerTable` is the only writer of these tables; :class:`~hpcdist.runtime.scheduling.dispatch.Dispatch`
 owns one and calls its methods. It knows nothing of task states: callers pass the expected
 duration of a task with every change that moves load.
 """
@@ -245,6 +245,20 @@ class WorkerTable:
             shrink(rec.processing)
             shrink(rec.has_what)
             shrink(rec.incoming)
+
+    def who_has(self, keys: Iterable[str] | None = None) -> dict[str, list[int]]:
+        """Key -> sorted ranks holding it, for ``keys`` or for every key held."""
+        holders = self._who_has
+        return {k: sorted(holders.get(k, ())) for k in (holders if keys is None else keys)}
+
+    def has_what(self) -> dict[int, list[str]]:
+        """Rank -> sorted keys it holds, for every live worker."""
+        return {rec.rank: sorted(rec.has_what) for rec in self._records.values()}
+
+    def queued(self, rank: int) -> list[str]:
+        """The keys queued on ``rank`` in assignment (execution) order (none for an unknown rank)."""
+        rec = self._records.get(rank)
+        return list(rec.processing) if rec is not None else []
 
     def table_sizes(self) -> dict[str, int]:
         """Entries of every per-key table (per-rank tables summed over the ranks)."""
