@@ -153,6 +153,10 @@ class LocalWorld:
         with self._lock:
             return {"local.data": len(self.data), "local.errors": len(self.errors)}
 
+    def counters(self) -> dict[str, int]:
+        """No scheduler and no other process: nothing moves between ranks, nothing is stolen."""
+        return {"bytes_in": 0, "bytes_out": 0, "steals_sent": 0}
+
     # ---- releases ----------------------------------------------------------------------
 
     def drive(self, done: Callable[[], bool], timeout: float | None = None) -> bool:

@@ -95,12 +95,18 @@ class HpcdistSystem(System):
     def map_gather(self, fn: Callable, items: Iterable[Any]) -> list[Any]:
         return self.client.gather(self.client.map(fn, items, pure=False))
 
+    # The runtime is imported in these methods only: a peer's process never loads it.
+
     def bytes_via_master(self) -> int | None:
-        sched = self.client._world.scheduler  # private: the bench reads rank 0's counters
-        return sched.bytes_in + sched.bytes_out
+        from hpcdist.runtime.client import counters
+
+        traffic = counters(self.client)
+        return traffic["bytes_in"] + traffic["bytes_out"]
 
     def steals(self) -> int | None:
-        return self.client._world.scheduler.steals_sent  # private: the bench reads rank 0's counters
+        from hpcdist.runtime.client import counters
+
+        return counters(self.client)["steals_sent"]
 
     def rank0_tables(self) -> dict[str, int] | None:
         from hpcdist.runtime.client import table_sizes
@@ -108,9 +114,11 @@ class HpcdistSystem(System):
         return table_sizes(self.client)
 
     def pids(self) -> list[int]:
-        info = self.client._world.info
+        from hpcdist.runtime.client import worker_pids
+
+        reported = worker_pids(self.client)
         # thread and local workers report the driver's own pid: count each process once
-        pids = [os.getpid(), *(info[r].get("pid") for r in self.ranks if info[r].get("pid"))]
+        pids = [os.getpid(), *(reported[r] for r in self.ranks if reported.get(r))]
         return list(dict.fromkeys(pids))
 
     def close(self) -> None:

@@ -429,6 +429,23 @@ def table_sizes(client: Client) -> dict[str, int]:
     return sizes
 
 
+def counters(client: Client) -> dict[str, int]:
+    """Rank 0's traffic so far (a diagnostic: tests, ``hpcdist bench``).
+
+    Returns:
+        ``bytes_in``/``bytes_out``: payload bytes rank 0 received from / sent to workers (task
+        arguments, scatters, gathers; 0 on the local backend); ``steals_sent``: STEAL messages
+        the scheduler sent (work stealing, and queued tasks dropped because released).
+    """
+    return client._world.counters()
+
+
+def worker_pids(client: Client) -> dict[int, int | None]:
+    """Worker rank -> its process id as reported at start-up (thread and local workers report
+    the driver's own), None if it reported none."""
+    return {rank: info.get("pid") for rank, info in sorted(client._world.info.items())}
+
+
 def _install_abort_hook(world: World) -> None:
     """An uncaught exception on rank 0 ends the whole MPI job instead of hanging it."""
     previous = sys.excepthook

@@ -23,9 +23,10 @@ from typing import Any, Callable
 from hpcdist.errors import HpcdistError, TransportError, WorkerLost
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.baton import Baton
-from hpcdist.runtime.requests import Gathers, Shutdown
+from hpcdist.runtime.frees import Frees
 from hpcdist.runtime.log import get_logger
-from hpcdist.runtime.scheduling import policy
+from hpcdist.runtime.pushes import Pushes
+from hpcdist.runtime.requests import Gathers, Shutdown
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.scheduling.vocabulary import Compute, Erred, Free, Memory, Steal
@@ -37,9 +38,6 @@ _new = tuple.__new__  # builds a per-task instruction without its class's Python
 _stimuli = itertools.count(1)
 #: seconds the shutdown waits for every worker's goodbye
 SHUTDOWN_GRACE = 2.0
-#: frees wait for this many keys or this many seconds, whichever comes first
-FREE_BATCH = 256
-FREE_DELAY = 0.005
 #: an idle scheduler looks for client doorbells this often (seconds)
 DOORBELL_POLL = 0.005
 #: the scheduler thread runs the loop once no client thread has for this long (seconds)
@@ -82,10 +80,8 @@ class Scheduler:
         self.failed: BaseException | None = None
         self._compute: dict[int, tuple[list, list]] = {}
         self._notes: list[tuple] = []  # client-facing instructions, delivered once sends are out
-        self._push: dict[int, list[tuple[str, int]]] = {}  # holder -> [(key, dest)], sent with the COMPUTEs
-        self._pushed: dict[str, set[int]] = {}  # key -> ranks a push went to, until they report the copy
-        self._free: dict[int, list[str]] = {}
-        self._free_since = 0.0
+        self.pushes = Pushes(transport.send, transport.host_of)
+        self.frees = Frees(transport.send)
         #: payload bytes rank 0 received from / sent to workers (task arguments, scatters, gathers)
         self.bytes_in = 0
         self.bytes_out = 0
@@ -93,7 +89,7 @@ class Scheduler:
         self.steals_sent = 0
         self.path_sent: dict[int, list[str]] = {}
         self._path_update: set[int] = set()
-        self._forgets = 0  # keys forgotten since payloads, small, _pushed were checked for shrinking
+        self._forgets = 0  # keys forgotten since payloads, small, pushes were checked for shrinking
 
     # ---- loop --------------------------------------------------------------------------------
 
@@ -221,7 +217,7 @@ class Scheduler:
             if kind is Compute:
                 self._queue_compute(ins.rank, ins.key, ins.deps)
             elif kind is Free:
-                self._queue_free(ins.rank, ins.keys)
+                self.frees.add(ins.rank, ins.keys)
             elif kind is Steal:
                 self.steals_sent += 1
                 self.transport.send(ins.rank, (m.STEAL, ins.key))
@@ -231,21 +227,22 @@ class Scheduler:
                 self._notes.append(ins)
         forgotten = self.state.pop_forgotten()
         if forgotten:
-            payloads, small, pushed = self.payloads, self.small, self._pushed
+            payloads, small = self.payloads, self.small
             for key in forgotten:
                 payloads.pop(key, None)
                 small.pop(key, None)
-                pushed.pop(key, None)
+            self.pushes.forget(forgotten)
             self._forgets += len(forgotten)
             if self._forgets >= st.SHRINK_EVERY:
                 self._forgets = 0
-                for table in (payloads, small, pushed):
-                    shrink(table)
+                shrink(payloads)
+                shrink(small)
+                self.pushes.shrink()
 
     def _queue_compute(self, rank: int, key: str, deps: dict) -> None:
         fn_id, fn_bytes, data, buffers = self.payloads[key]
         if deps:
-            deps = self._push_deps(rank, deps)
+            deps = self.pushes.deps(rank, deps)
         sent = self.fn_sent[rank]
         if fn_id in sent:
             fn_bytes = None
@@ -259,26 +256,6 @@ class Scheduler:
         entries.append((key, fn_id, fn_bytes, data, len(buffers), deps))
         bufs.extend(buffers)
 
-    def _push_deps(self, rank: int, deps: dict) -> dict:
-        """Have each input's holder send it to ``rank`` now, instead of when ``rank`` asks.
-
-        Saves a hop per input (the holder wakes while the task travels). An input already
-        pushed to ``rank`` and not reported back keeps its holders list, so the worker asks
-        for it itself if it does not have it: a lost push can never leave a task waiting.
-        """
-        out = dict(deps)
-        for dep, holders in deps.items():
-            if not holders or rank in holders:
-                continue
-            pushed = self._pushed.setdefault(dep, set())
-            if rank in pushed:
-                continue
-            pushed.add(rank)
-            holder = policy.pick_holder(holders, rank, self.transport.host_of)
-            self._push.setdefault(holder, []).append((dep, rank))
-            out[dep] = None
-        return out
-
     def _deliver(self) -> None:
         # Last in a round: a driver woken here finds this thread about to wait (GIL free), not
         # still draining messages and posting sends, which held the GIL for ~35 µs per wake-up.
@@ -291,31 +268,15 @@ class Scheduler:
                 raise
 
     def _flush(self) -> None:
-        # Frees are batched (one message per released future was most of the traffic with tiny
-        # tasks), and a COMPUTE carries its rank's pending frees, applied before its tasks (a key
-        # freed then recomputed there must be freed first): one message instead of two.
-        pending = sum(len(keys) for keys in self._free.values())
-        if pending >= FREE_BATCH or (pending and time.monotonic() - self._free_since >= FREE_DELAY):
-            for rank in list(self._free):
-                self._send_frees(rank)
+        frees = self.frees
+        frees.send_due()  # then each COMPUTE carries its rank's frees still pending
+        take_frees = frees.take
         for rank, (entries, bufs) in self._compute.items():
             path = self.path_sent[rank] if rank in self._path_update else None
-            self._send(rank, (m.COMPUTE, entries, path, self._free.pop(rank, None)), bufs)
+            self._send(rank, (m.COMPUTE, entries, path, take_frees(rank)), bufs)
         self._compute.clear()
-        for holder, items in self._push.items():
-            self.transport.send(holder, (m.PUSH, items))
-        self._push.clear()
+        self.pushes.send()
         self._path_update.clear()
-
-    def _send_frees(self, rank: int) -> None:
-        keys = self._free.pop(rank, None)
-        if keys:
-            self.transport.send(rank, (m.FREE, keys))
-
-    def _queue_free(self, rank: int, keys: list[str]) -> None:
-        if not self._free:
-            self._free_since = time.monotonic()
-        self._free.setdefault(rank, []).extend(keys)
 
     def table_sizes(self) -> dict[str, int]:
         """Entries of every per-key table on rank 0's scheduler side (loop thread; a diagnostic).
@@ -324,18 +285,28 @@ class Scheduler:
         prefixed ``scheduler.``; every one is O(live keys), the bounded transition log aside.
         """
         sizes = dict(self.state.table_sizes()) if self.state is not None else {}
+        pushes = self.pushes.sizes()
         sizes.update({
             "scheduler.payloads": len(self.payloads),
             "scheduler.small": len(self.small),
-            "scheduler.pushed": len(self._pushed),
+            "scheduler.pushed": pushes["pushed"],
             "scheduler.gathers": len(self.gathers),
             "scheduler.doorbells": len(self.doorbells),
-            "scheduler.frees": sum(map(len, self._free.values())),
+            "scheduler.frees": len(self.frees),
             "scheduler.computes": sum(len(e) for e, _ in self._compute.values()),
-            "scheduler.pushes": sum(map(len, self._push.values())),
+            "scheduler.pushes": pushes["pushes"],
             "scheduler.notes": len(self._notes),
         })
         return sizes
+
+    def counters(self) -> dict[str, int]:
+        """Rank 0's traffic so far (a snapshot any thread may take; a diagnostic).
+
+        Returns:
+            ``bytes_in``/``bytes_out``: payload bytes received from / sent to workers (task
+            arguments, scatters, gathers); ``steals_sent``: STEAL messages sent.
+        """
+        return {"bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "steals_sent": self.steals_sent}
 
     # ---- queries: answered in the loop thread (QUERY) ----------------------------------------------
 
@@ -441,27 +412,20 @@ class Scheduler:
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
         _, key, exc_bytes, text, duration, fetched = header
-        self._reported(src, fetched)
+        self.pushes.reported(src, fetched)
         if fetched:  # copies made for a task that failed: not worth keeping
-            self._queue_free(src, list(fetched))
+            self.frees.add(src, list(fetched))
         error = (exc_bytes, text, src, self.info.get(src, {}).get("host", "?"), self.transport.size)
         cause = (m.FAILED, src, next(_stimuli))
         self._handle(st.Failed(time.monotonic(), key, src, error, duration, stimulus_id=cause))
 
-    def _reported(self, src: int, fetched: tuple) -> None:
-        """``src`` reported its copies of ``fetched``: a later need there may be pushed again."""
-        for key in fetched:
-            pushed = self._pushed.get(key)
-            if pushed is not None:
-                pushed.discard(src)
-
     def _known(self, src: int, fetched: tuple) -> tuple:
         """Keep copies the state knows about; free copies of keys it has already forgotten."""
-        self._reported(src, fetched)
+        self.pushes.reported(src, fetched)
         known = tuple(k for k in fetched if self.state.state_of(k) not in (None, "forgotten"))
         stale = [k for k in fetched if k not in known]
         if stale:
-            self._queue_free(src, stale)
+            self.frees.add(src, stale)
         return known
 
     def _on_data(self, src: int, header: tuple, buffers: list) -> None:

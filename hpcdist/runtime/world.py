@@ -127,6 +127,10 @@ class World(Protocol):
     def table_sizes(self) -> dict[str, int]:
         """Entries of every per-key table behind this world (a diagnostic)."""
 
+    def counters(self) -> dict[str, int]:
+        """Rank 0's traffic so far: ``bytes_in``, ``bytes_out`` (payload bytes from / to workers)
+        and ``steals_sent`` (a diagnostic)."""
+
     def shutdown(self, code: int = 0) -> None:
         """Stop every worker and release the world."""
 
@@ -201,6 +205,10 @@ class SchedulerWorld:
     def table_sizes(self) -> dict[str, int]:
         """The scheduler's per-key tables (see :meth:`Scheduler.table_sizes`)."""
         return self.call((m.QUERY, "table_sizes", ()))
+
+    def counters(self) -> dict[str, int]:
+        """The scheduler's traffic counters (see :meth:`Scheduler.counters`), read without a round trip."""
+        return self.scheduler.counters()
 
     def listen(self, fn: Callable[[tuple], None]) -> None:
         """Call ``fn`` in the loop's thread with every client-facing instruction."""

@@ -2,11 +2,12 @@
 
 from concurrent.futures import Future as CFuture
 
+import numpy as np
 import pytest
 
 from hpcdist.backends.local import LocalWorld
 from hpcdist.runtime import messages as m
-from hpcdist.runtime.client import Client
+from hpcdist.runtime.client import Client, counters, worker_pids
 from hpcdist.runtime.world import SchedulerWorld, World
 
 
@@ -37,3 +38,20 @@ def test_the_scheduler_answers_only_its_declared_queries():
         client._world.send((m.QUERY, "crash", (), cf))
         with pytest.raises(Exception, match="unknown scheduler query 'crash'"):
             cf.result(timeout=30)
+
+
+@pytest.mark.parametrize("backend", ["local", "thread"])
+def test_each_world_counts_rank0_traffic_through_the_client_accessors(backend):
+    with Client(backend=backend, workers=2) as client:
+        before = counters(client)
+        assert set(before) == {"bytes_in", "bytes_out", "steals_sent"}
+        assert all(isinstance(v, int) and v >= 0 for v in before.values())
+        fut = client.submit(np.ones, 1 << 16)
+        assert fut.result(timeout=30).sum() == 1 << 16
+        client.submit(np.sum, client.scatter(np.ones(1 << 16))).result(timeout=30)
+        after = counters(client)
+        if backend == "local":
+            assert after == before  # no scheduler: nothing moves between ranks
+        else:
+            assert after["bytes_out"] > before["bytes_out"]  # the scattered array went out of rank 0
+        assert set(worker_pids(client)) == set(client.workers)
