@@ -74,3 +74,12 @@ def test_setup_lines_must_be_single_lines(project: Path) -> None:
 
     with pytest.raises(SpecError, match="environment.setup: item 0"):
         load_spec(project / "job.yaml", ('environment.setup=["a\\nb"]',))
+
+
+def test_the_spec_names_exactly_the_registered_batch_systems():
+    # the spec may not import batch (data flows spec -> render), so the names live twice: keep them equal
+    from hpcdist.batch import SYSTEMS
+    from hpcdist.spec.keys import BATCH_SYSTEMS
+
+    assert sorted(SYSTEMS) == sorted(BATCH_SYSTEMS)
+    assert all(cls.name == name for name, cls in SYSTEMS.items())
