@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["RunDir", "atomic_write", "write_json", "rank_task_file"]
+__all__ = ["RunDir", "atomic_write", "write_json", "rank_task_file", "rank_task_files"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,16 @@ class RunDir:
 def rank_task_file(state_dir: str | os.PathLike[str], rank: int) -> Path:
     """The file in which rank ``rank`` notes the task it runs (``rank-N.task``)."""
     return Path(state_dir) / f"rank-{rank}.task"
+
+
+def rank_task_files(state_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """``(rank, file)`` of every rank's task file in ``state_dir``, by rank."""
+    found = []
+    for path in Path(state_dir).glob("rank-*.task"):
+        number = path.stem.split("-", 1)[1]
+        if number.isdigit():
+            found.append((int(number), path))
+    return sorted(found)
 
 
 def atomic_write(path: Path, data: bytes | Iterable[bytes], fsync: bool = True) -> None:

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from hpcdist.paths import RunDir
+from hpcdist.paths import RunDir, rank_task_files
 
 __all__ = ["postmortem"]
 
@@ -25,10 +25,9 @@ def postmortem(state_dir: str | os.PathLike[str]) -> list[str]:
     """
     names = _task_names(RunDir(Path(state_dir).parent))
     lines = []
-    for path in sorted(Path(state_dir).glob("rank-*.task"), key=lambda p: int(p.stem.split("-")[1])):
+    for rank, path in rank_task_files(state_dir):
         text = path.read_bytes().decode(errors="replace").strip()
         if text.startswith("R "):
-            rank = path.stem.split("-")[1]
             key = text[2:]
             name = names.get(key.rsplit("~", 1)[0])  # a pipeline attempt runs as KEY~N
             what = f"pipeline task {name} (key {key})" if name else f"task {key!r}"

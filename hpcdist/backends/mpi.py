@@ -7,6 +7,7 @@ import sys
 import traceback
 
 from hpcdist.errors import TransportError
+from hpcdist.paths import rank_task_file
 from hpcdist.runtime.serve import run_worker
 from hpcdist.runtime.world import SchedulerWorld, install_signal_handlers, startup_timeout
 from hpcdist.transports.mpi import MPITransport
@@ -31,7 +32,7 @@ def start(n_workers: int | None = None) -> SchedulerWorld:
     install_signal_handlers(transport.rank)
     if transport.rank != 0:
         state_dir = os.environ.get("HPCDIST_STATE_DIR")
-        state_file = os.path.join(state_dir, f"rank-{transport.rank}.task") if state_dir else None
+        state_file = str(rank_task_file(state_dir, transport.rank)) if state_dir else None
         run_worker(transport, state_file=state_file, exit_process=True)  # ends the process
     try:
         return SchedulerWorld(transport, "mpi")

@@ -15,10 +15,11 @@ import socket
 from pathlib import Path
 
 from hpcdist.errors import RunDirBusy
+from hpcdist.paths import RunDir
 
 __all__ = ["RunLock", "RunDirBusy", "LAUNCHER", "WORLD"]
 
-LAUNCHER, WORLD = ".lock", ".lock-world"
+LAUNCHER, WORLD = RunDir.LAUNCHER_LOCK, RunDir.WORLD_LOCK
 
 
 class RunLock:
