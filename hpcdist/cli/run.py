@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 
@@ -39,14 +39,16 @@ def postmortem_command(state_dir: str) -> None:
         click.echo(f"hpcdist: {line}")
 
 
+def _run_options(command: Callable) -> Callable:
+    """``hpcdist run``'s options, for the command and for the options written after SPEC."""
+    for option in reversed((options.ranks, options.backend, options.workers, options.timeout, options.overrides,
+                            options.resume, options.run_dir)):
+        command = option(command)
+    return command
+
+
 @click.command("run", context_settings=_SCRIPT_CONTEXT)
-@options.ranks
-@options.backend
-@options.workers
-@options.timeout
-@options.overrides
-@options.resume
-@options.run_dir
+@_run_options
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def run_command(nranks: int | None, backend: str | None, workers: int | None, timeout: float | None,
@@ -82,13 +84,7 @@ def _is_spec(path: str) -> bool:
 
 
 @click.command(context_settings={"ignore_unknown_options": False})
-@options.ranks
-@options.backend
-@options.workers
-@options.timeout
-@options.overrides
-@options.resume
-@options.run_dir
+@_run_options
 def _after_spec(**kw: Any) -> dict[str, Any]:
     return kw
 
