@@ -421,7 +421,7 @@ def table_sizes(client: Client) -> dict[str, int]:
     """Entries of every per-key table on rank 0: the client's (``client.``) and the scheduler's.
 
     A diagnostic (tests, ``hpcdist bench``): with every future dropped each is back to 0, the
-    transition log aside (bounded by :data:`hpcdist.runtime.scheduling.state.LOG_MAX`); with K live
+    transition log aside (bounded by :data:`hpcdist.runtime.scheduling.transitions.LOG_MAX`); with K live
     futures each is O(K).
     """
     sizes = client.future_table.sizes()

@@ -33,33 +33,21 @@ class Releases:
 
     When a batch opens, its :meth:`take` goes to the world, which rings it once it has
     handled every message sent before the batch opened. See :meth:`FutureTable.sent` for
-    why a release can never undo a newer submit.
+    why a release can never undo a newer submit. Its table's lock guards it.
     """
 
-    __slots__ = ("table", "gen", "keys", "open", "lock")
+    __slots__ = ("table", "gen", "keys", "open")
 
     def __init__(self, table: FutureTable, gen: int) -> None:
         self.table = table
         self.gen = gen
         self.keys: list[str] = []
         self.open = True
-        self.lock = threading.Lock()
-
-    def add(self, keys: list[str]) -> bool:
-        """Add released keys; False once the batch was taken (then they go to a new one)."""
-        with self.lock:
-            if not self.open:
-                return False
-            self.keys.extend(keys)
-            return True
 
     def take(self) -> list[str]:
         """The keys released so far that have no live future again (scheduler thread);
         later releases go to a new batch."""
-        with self.lock:
-            self.open = False
-            keys, self.keys = self.keys, []
-        return self.table.unwanted(keys) if keys else keys
+        return self.table.take_released(self)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -132,10 +120,12 @@ class FutureTable:
             self._unlock()
         return [f for f in (r() for r in refs) if f is not None]
 
-    def unwanted(self, keys: list[str]) -> list[str]:
-        """Those of ``keys`` that have no live future."""
+    def take_released(self, batch: Releases) -> list[str]:
+        """Close ``batch`` and return its keys that have no live future (see :meth:`Releases.take`)."""
         self._lock.acquire()
         try:
+            batch.open = False
+            keys, batch.keys = batch.keys, []
             live = self._futures
             return [k for k in keys if k not in live]
         finally:
@@ -186,10 +176,10 @@ class FutureTable:
         ``doorbell`` (its :meth:`Releases.take` needs ``_lock``).
         """
         batch = self._batch
-        if batch is None or batch.gen != self._gen or not batch.add(keys):
+        if batch is None or batch.gen != self._gen or not batch.open:
             batch = self._batch = Releases(self, self._gen)
             self.world.doorbell(batch.take)
-            batch.add(keys)
+        batch.keys.extend(keys)
 
     def sent(self) -> None:
         """A submit (or scatter) has been sent: later releases go to a new batch.

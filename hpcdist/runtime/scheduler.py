@@ -29,7 +29,10 @@ from hpcdist.runtime.pushes import Pushes
 from hpcdist.runtime.requests import Gathers, Shutdown
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.tables import shrink
-from hpcdist.runtime.scheduling.vocabulary import Compute, Erred, Free, Memory, Steal
+from hpcdist.runtime.scheduling.tasks import SHRINK_EVERY
+from hpcdist.runtime.scheduling.vocabulary import (
+    PROCESSING, Cancel, Compute, Erred, Failed, Finished, Free, Memory, Release, Scatter, Steal, StealReply, Submit,
+)
 
 logger = get_logger(__name__)
 
@@ -197,7 +200,7 @@ class Scheduler:
         while doorbells and doorbells[0][0] <= self._handled:
             keys.extend(doorbells.popleft()[1]())
         if keys:
-            self._handle(st.Release(time.monotonic(), tuple(keys), stimulus_id=("doorbell", next(_stimuli))))
+            self._handle(Release(time.monotonic(), tuple(keys), stimulus_id=("doorbell", next(_stimuli))))
         return bool(keys)
 
     def _dispatch(self, src: int, header: tuple, buffers: list) -> None:
@@ -233,7 +236,7 @@ class Scheduler:
                 small.pop(key, None)
             self.pushes.forget(forgotten)
             self._forgets += len(forgotten)
-            if self._forgets >= st.SHRINK_EVERY:
+            if self._forgets >= SHRINK_EVERY:
                 self._forgets = 0
                 shrink(payloads)
                 shrink(small)
@@ -343,7 +346,7 @@ class Scheduler:
             # Kept until the state forgets the key: a released input may have to be recomputed.
             self.payloads.setdefault(spec.key, (fn_id, fn_bytes, data, bufs))
             specs.append(spec)
-        self._handle(st.Submit(time.monotonic(), tuple(specs), stimulus_id=(m.SUBMIT, src, next(_stimuli))))
+        self._handle(Submit(time.monotonic(), tuple(specs), stimulus_id=(m.SUBMIT, src, next(_stimuli))))
 
     def _on_scatter(self, src: int, header: tuple, buffers: list) -> None:
         for key, ranks, data, bufs in header[1]:
@@ -351,10 +354,10 @@ class Scheduler:
             for rank in ranks:
                 self._send(rank, (m.PUT, key, data, len(bufs)), bufs)
             nbytes = len(data) + sum(memoryview(b).nbytes for b in bufs)
-            self._handle(st.Scatter(time.monotonic(), key, ranks, nbytes, stimulus_id=(m.SCATTER, src, next(_stimuli))))
+            self._handle(Scatter(time.monotonic(), key, ranks, nbytes, stimulus_id=(m.SCATTER, src, next(_stimuli))))
 
     def _on_cancel(self, src: int, header: tuple, buffers: list) -> None:
-        self._handle(st.Cancel(time.monotonic(), tuple(header[1]), stimulus_id=(m.CANCEL, src, next(_stimuli))))
+        self._handle(Cancel(time.monotonic(), tuple(header[1]), stimulus_id=(m.CANCEL, src, next(_stimuli))))
 
     def _on_gather(self, src: int, header: tuple, buffers: list) -> None:
         _, keys, cfuture = header
@@ -405,9 +408,9 @@ class Scheduler:
         for key, nbytes, duration, fetched, inline in header[1]:
             # only a key still processing becomes memory: a result of a key released (or
             # cancelled) meanwhile is dropped, and kept here it would never be popped
-            if inline is not None and state_of(key) == st.PROCESSING:
+            if inline is not None and state_of(key) == PROCESSING:
                 self.small[key] = inline
-            events.append(st.Finished(now, key, src, nbytes, duration, self._known(src, fetched), stimulus_id=cause))
+            events.append(Finished(now, key, src, nbytes, duration, self._known(src, fetched), stimulus_id=cause))
         self._handle(*events)
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
@@ -417,7 +420,7 @@ class Scheduler:
             self.frees.add(src, list(fetched))
         error = (exc_bytes, text, src, self.info.get(src, {}).get("host", "?"), self.transport.size)
         cause = (m.FAILED, src, next(_stimuli))
-        self._handle(st.Failed(time.monotonic(), key, src, error, duration, stimulus_id=cause))
+        self._handle(Failed(time.monotonic(), key, src, error, duration, stimulus_id=cause))
 
     def _known(self, src: int, fetched: tuple) -> tuple:
         """Keep copies the state knows about; free copies of keys it has already forgotten."""
@@ -433,7 +436,7 @@ class Scheduler:
 
     def _on_steal_reply(self, src: int, header: tuple, buffers: list) -> None:
         cause = (m.STEAL_REPLY, src, next(_stimuli))
-        self._handle(st.StealReply(time.monotonic(), header[1], src, header[2], stimulus_id=cause))
+        self._handle(StealReply(time.monotonic(), header[1], src, header[2], stimulus_id=cause))
 
     def _on_bye(self, src: int, header: tuple, buffers: list) -> None:
         if self.closing is not None and self.closing.bye(src):

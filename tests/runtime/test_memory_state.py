@@ -15,10 +15,9 @@ import sys
 import pytest
 
 from hpcdist.runtime.scheduling import policy, tables
-from hpcdist.runtime.scheduling.state import (
-    LOG_MAX, Cancel, Failed, Finished, Release, Scatter, SchedulerState, StealReply, Submit, TaskSpec,
-    RankLost,
-)
+from hpcdist.runtime.scheduling.transitions import LOG_MAX
+from hpcdist.runtime.scheduling.vocabulary import Cancel, Failed, Finished, RankLost, Release, Scatter, StealReply, Submit, TaskSpec
+from hpcdist.runtime.scheduling.state import SchedulerState
 from hpcdist.runtime.scheduling.vocabulary import Free
 
 HOSTS = {1: "a", 2: "a", 3: "b"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduler import Scheduler
-from hpcdist.runtime.scheduling.state import TaskSpec
+from hpcdist.runtime.scheduling.vocabulary import TaskSpec
 
 
 class _FakeTransport:

@@ -8,6 +8,7 @@ from hpcdist.runtime import messages as m
 from hpcdist.runtime.frees import FREE_BATCH, FREE_DELAY, Frees
 from hpcdist.runtime.scheduler import Scheduler
 from hpcdist.runtime.scheduling import state as st
+from hpcdist.runtime.scheduling.vocabulary import TaskSpec
 
 
 class _FakeTransport:
@@ -69,7 +70,7 @@ def test_a_compute_carries_the_pending_frees_of_its_rank():
         t0 = time.monotonic()
         sched.frees.add(1, ["old1"])
         sched.frees.add(2, ["old2"])
-        sched._dispatch(0, (m.SUBMIT, [(st.TaskSpec("k", fn_name="f"), "fn", b"fn", b"data", [])]), [])
+        sched._dispatch(0, (m.SUBMIT, [(TaskSpec("k", fn_name="f"), "fn", b"fn", b"data", [])]), [])
         sched._flush()
         elapsed = time.monotonic() - t0
         if elapsed >= FREE_DELAY:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hpcdist
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.scheduling import state as st
+from hpcdist.runtime.scheduling.vocabulary import TaskSpec
 from hpcdist.runtime.scheduler import Scheduler
 
 
@@ -67,7 +68,7 @@ def test_inputs_made_on_one_worker_reach_a_task_pinned_to_another():
 
 def test_a_transition_caused_by_a_done_message_names_it():
     sched, _ = _scheduler({0: "a", 1: "a", 2: "a", 3: "a", 4: "a"})
-    sched._dispatch(0, (m.SUBMIT, [(st.TaskSpec("k", fn_name="f"), "fn", b"fn", b"data", [])]), [])
+    sched._dispatch(0, (m.SUBMIT, [(TaskSpec("k", fn_name="f"), "fn", b"fn", b"data", [])]), [])
     (rank,) = [r for r in range(1, 5) if sched.state.processing_on(r) == ["k"]]
     sched._dispatch(rank, (m.DONE, [("k", 8, 0.01, (), None)]), [])
     story = sched.state.story("k")

@@ -5,19 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hpcdist.errors import DependencyMissing, InvalidTransition, NoValidWorker, WorkerLost
-from hpcdist.runtime.scheduling.state import (
-    ALLOWED_TRANSITIONS,
-    Cancel,
-    Failed,
-    Finished,
-    Release,
-    Scatter,
-    SchedulerState,
-    StealReply,
-    Submit,
-    TaskSpec,
-    RankLost,
-)
+from hpcdist.runtime.scheduling.vocabulary import ALLOWED_TRANSITIONS, Cancel, Failed, Finished, RankLost, Release, Scatter, StealReply, Submit, TaskSpec
+from hpcdist.runtime.scheduling.state import SchedulerState
 from hpcdist.runtime.scheduling.vocabulary import Cancelled, Compute, Erred, Free, Memory, Steal
 
 # ranks 1 and 2 share host "a", rank 3 is alone on host "b"

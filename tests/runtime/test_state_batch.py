@@ -14,19 +14,9 @@ import random
 import pytest
 
 from hpcdist.runtime.scheduling import placement, policy
-from hpcdist.runtime.scheduling.state import (
-    LOG_MAX,
-    Cancel,
-    Failed,
-    Finished,
-    Release,
-    Scatter,
-    SchedulerState,
-    StealReply,
-    Submit,
-    TaskSpec,
-    RankLost,
-)
+from hpcdist.runtime.scheduling.transitions import LOG_MAX
+from hpcdist.runtime.scheduling.vocabulary import Cancel, Failed, Finished, RankLost, Release, Scatter, StealReply, Submit, TaskSpec
+from hpcdist.runtime.scheduling.state import SchedulerState
 from hpcdist.runtime.scheduling.vocabulary import Compute, Free, Memory, Steal
 
 HOSTS = {1: "a", 2: "a", 3: "b"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist.runtime.scheduling.state import Cancel, Failed, Finished, StealReply, TaskSpec, RankLost
+from hpcdist.runtime.scheduling.vocabulary import Cancel, Failed, Finished, RankLost, StealReply, TaskSpec
 from hpcdist.runtime.scheduling.vocabulary import Cancelled, Compute, Steal
 from test_state import Sim
 

@@ -157,5 +157,5 @@ class Dispatch:
 
     def free(self, rank: int, key: str) -> None:
         """Free ``key`` on ``rank`` if it is alive."""
-        if rank in self.workers:
+        if rank in self.workers.hosts:
             self.outbox.free(rank, key)

@@ -21,7 +21,7 @@ waiting/ready/processing task depends on it. An illegal transition raises
 :class:`InvalidTransition` (an :class:`~hpcdist.errors.HpcdistError`: a bug in hpcdist's own loop,
 which the glue turns into an abort); broken invariants found by :meth:`SchedulerState.validate`
 raise AssertionError (see :func:`~hpcdist.runtime.scheduling.check.check_invariants`). Instructions
-are named tuples, one class per kind; see :data:`INSTRUCTIONS`.
+are named tuples, one class per kind; see :data:`~hpcdist.runtime.scheduling.vocabulary.INSTRUCTIONS`.
 
 The state owns, each the only writer of its tables, a :class:`~hpcdist.runtime.scheduling.tasks.TaskTable`
 (key -> record), a :class:`~hpcdist.runtime.scheduling.dispatch.Dispatch` (the workers' queues, holdings,
@@ -33,25 +33,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from hpcdist.errors import DependencyMissing, InvalidTransition, WorkerLost  # noqa: F401
+from hpcdist.errors import WorkerLost
 from hpcdist.runtime.scheduling import placement, policy, settling
 from hpcdist.runtime.scheduling.check import check_invariants
 from hpcdist.runtime.scheduling.dispatch import Dispatch
 from hpcdist.runtime.scheduling.settling import SettleQueue
-from hpcdist.runtime.scheduling.tasks import NO_RANKS, SHRINK_EVERY, TaskRecord, TaskTable, released_closure
-from hpcdist.runtime.scheduling.transitions import LOG_MAX, TransitionLog
-from hpcdist.runtime.scheduling.workers import WorkerTable
-# The vocabulary lives in vocabulary.py; these names are re-exported here (callers use state.X).
-from hpcdist.runtime.scheduling.vocabulary import (  # noqa: F401
-    ALLOWED_TRANSITIONS, CANCELLED, ERRED, FORGOTTEN, INSTRUCTIONS, MEMORY, NEXT_STATES, PENDING, PROCESSING, READY,
-    RELEASED, RETAINING, WAITING, Cancel, Cancelled, Compute, Erred, Failed, Finished, Instruction, Memory, RankLost,
-    Release, Scatter, Steal, StealReply, Stimulus, Submit, TaskSpec, stimulus_name,
+from hpcdist.runtime.scheduling.tasks import NO_RANKS, TaskRecord, TaskTable, released_closure
+from hpcdist.runtime.scheduling.transitions import TransitionLog
+from hpcdist.runtime.scheduling.vocabulary import (
+    CANCELLED, ERRED, FORGOTTEN, MEMORY, NEXT_STATES, PENDING, PROCESSING, READY, RELEASED, WAITING, Cancel,
+    Cancelled, Erred, Failed, Finished, Instruction, Memory, RankLost, Release, Scatter, StealReply, Stimulus, Submit,
+    TaskSpec,
 )
+from hpcdist.runtime.scheduling.workers import WorkerTable
 
-__all__ = [
-    "ALLOWED_TRANSITIONS", "Cancel", "DependencyMissing", "Failed", "Finished", "INSTRUCTIONS", "InvalidTransition",
-    "LOG_MAX", "Release", "SHRINK_EVERY", "Scatter", "SchedulerState", "StealReply", "Submit", "TaskSpec", "RankLost",
-]
+__all__ = ["SchedulerState"]
 
 _new = tuple.__new__  # builds a per-task instruction without its class's Python-level __new__
 
@@ -75,6 +71,7 @@ class SchedulerState:
         self._tasks = self._table.records  # read here; only the table adds and deletes keys
         self._dispatch = Dispatch(workers, self._table, self.durations)
         self._workers = self._dispatch.workers  # read here; only the dispatch changes it
+        self._live = self._workers.hosts  # live rank -> host (a C-level `in`, unlike the table's)
         self._settling = SettleQueue()
         self._mark_transition = self._settling.mark_transition
         # per handle_many() call
@@ -150,7 +147,7 @@ class SchedulerState:
 
     def story(self, key: str) -> list[tuple[float, str, str, str]]:
         """Return ``(time, from_state, to_state, cause)`` of the transitions of ``key`` still in the
-        log; ``cause`` names the message that caused each (see :func:`stimulus_name`)."""
+        log; ``cause`` names the message that caused each (see :func:`~hpcdist.runtime.scheduling.vocabulary.stimulus_name`)."""
         return self.log.story(key)
 
     # ------------------------------------------------------------------ events
@@ -215,10 +212,11 @@ class SchedulerState:
                 self._settling.mark_all(self._table.unlink(ts))
                 self._transition(ts, RELEASED)
                 ts.spec, ts.error, ts.failed_on = spec, None, NO_RANKS
-            else:
+                ts.wanted, ts.runnable, ts.retries_left = True, True, spec.retries
+            else:  # wanted before its first transition, which then marks nothing to settle
                 ts = self._table.add(spec)
+                ts.wanted, ts.runnable, ts.retries_left = True, True, spec.retries
                 self._transition(ts, RELEASED)
-            ts.wanted, ts.runnable, ts.retries_left = True, True, spec.retries
             roots.append(ts.key)
         self._activate(roots)
 
@@ -259,10 +257,10 @@ class SchedulerState:
 
     def _on_finished(self, ev: Finished) -> None:
         rank = ev.rank
-        if rank not in self._workers:
+        if rank not in self._live:
             return  # a message from a worker declared lost: its data is gone with it
         dispatch = self._dispatch
-        if self._workers.any_cancelled():
+        if self._workers.cancelling:
             dispatch.cancelled_ended(rank, ev.key)
         if ev.fetched:
             dispatch.fetched(rank, ev.fetched)
@@ -288,7 +286,7 @@ class SchedulerState:
             self._data_arrived(ts)
 
     def _on_failed(self, ev: Failed) -> None:
-        if self._workers.any_cancelled():
+        if self._workers.cancelling:
             self._dispatch.cancelled_ended(ev.rank, ev.key)
         ts = self._tasks.get(ev.key)
         if ts is None or ts.state != PROCESSING or ts.processing_on != ev.rank:
@@ -324,7 +322,7 @@ class SchedulerState:
 
     def _on_steal_reply(self, ev: StealReply) -> None:
         dispatch = self._dispatch
-        if ev.ok and self._workers.any_cancelled():
+        if ev.ok and self._workers.cancelling:
             dispatch.cancelled_ended(ev.rank, ev.key)  # a cancelled task dropped unstarted: never ran there
         entry = dispatch.steal_answered(ev.key, ev.rank)
         if entry is None or not ev.ok:
@@ -467,7 +465,8 @@ class SchedulerState:
             raise self.log.illegal(ts.key, state, to, self._stimulus)
         self.log.append((self._now, ts.key, state, to, self._stimulus))
         ts.state = to
-        if to != FORGOTTEN:
+        # a wanted key is never settled and its dependencies are marked only if it has some
+        if to != FORGOTTEN and (ts.spec.deps or not ts.wanted):
             self._mark_transition(ts)
 
     def validate(self) -> None:

@@ -63,6 +63,7 @@ class WorkerTable:
     Attributes:
         hosts: Rank -> host name of the live workers (a read-only live view).
         ranks: Live ranks, ascending (placement's tie order; do not modify).
+        cancelling: How many workers may still be running a cancelled task (read it).
         holders: Key -> ranks holding it (a read-only live view; do not modify the sets).
     """
 
@@ -71,7 +72,7 @@ class WorkerTable:
         self._host: dict[int, str] = dict(workers)
         self._who_has: dict[str, set[int]] = {}
         self._steals: dict[str, tuple[int, int | None, float]] = {}  # key -> (victim, thief, expected)
-        self._cancelling = 0  # records with a cancelled task still running
+        self.cancelling = 0
         self.ranks: list[int] = sorted(workers)
         self.hosts: Mapping[int, str] = MappingProxyType(self._host)
         self.holders: Mapping[str, set[int]] = MappingProxyType(self._who_has)
@@ -99,7 +100,7 @@ class WorkerTable:
     def least_occupied(self) -> int:
         """The least occupied live rank, the lowest of a tie (there must be one)."""
         best, least = None, 0.0
-        cancelling = self._cancelling
+        cancelling = self.cancelling
         for rec in self._records.values():  # ascending: strict < keeps the lowest rank of a tie
             occ = rec.occupancy + rec.incoming_load
             if cancelling and rec.cancelled:
@@ -107,10 +108,6 @@ class WorkerTable:
             if best is None or occ < least:
                 best, least = rec.rank, occ
         return best
-
-    def any_cancelled(self) -> bool:
-        """Whether some worker may still be running a cancelled task."""
-        return self._cancelling > 0
 
     def steal_of(self, key: str) -> tuple[int, int | None] | None:
         """``(victim, thief)`` of the steal of ``key`` in flight (thief None if it was lost), or None."""
@@ -173,7 +170,7 @@ class WorkerTable:
         """``rank`` may still be running cancelled ``key``: it stays busy until it reports the end."""
         rec = self._records[rank]
         if not rec.cancelled:
-            self._cancelling += 1
+            self.cancelling += 1
         rec.cancelled[key] = expected
 
     def cancelled_ended(self, rank: int, key: str) -> bool:
@@ -182,7 +179,7 @@ class WorkerTable:
         if rec is None or rec.cancelled.pop(key, None) is None:
             return False
         if not rec.cancelled:
-            self._cancelling -= 1
+            self.cancelling -= 1
         return True
 
     # ---------------------------------------------------------------- stealing
@@ -223,7 +220,7 @@ class WorkerTable:
                 self._steals[key] = (victim, None, expected)
         rec = self._records.pop(rank)
         if rec.cancelled:
-            self._cancelling -= 1
+            self.cancelling -= 1
         del self._host[rank]
         self.ranks.remove(rank)
         lost = []
@@ -281,7 +278,7 @@ class WorkerTable:
         assert set(self._records) == ranks, f"records cover ranks {sorted(self._records)}, workers are {sorted(ranks)}"
         assert self.ranks == sorted(ranks), f"ranks {self.ranks} != sorted workers {sorted(ranks)}"
         cancelling = sum(1 for r in self._records.values() if r.cancelled)
-        assert self._cancelling == cancelling, f"{self._cancelling} ranks counted cancelling, {cancelling} are"
+        assert self.cancelling == cancelling, f"{self.cancelling} ranks counted cancelling, {cancelling} are"
         for key, holders in self._who_has.items():
             assert holders, f"key {key!r} has an empty who_has entry"
             for rank in holders:
