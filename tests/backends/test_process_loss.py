@@ -121,3 +121,20 @@ def test_when_every_worker_is_gone_futures_fail_with_worker_lost():
             client.submit(abs, -1).result(timeout=30)
     finally:
         client.close()
+
+
+def test_a_fetch_in_flight_from_a_worker_that_dies_does_not_hang(tmp_path):
+    log = tmp_path / "runs"
+    n = 10_000
+    with hpcdist.Client(backend="process", workers=3) as client:
+        a, b, c = sorted(client.workers)
+        data = client.submit(_counted_array, str(log), n, workers=[a], allow_other_workers=True, pure=False)
+        hpcdist.wait([data], timeout=30)
+        pids = worker_pids(client)
+        os.kill(pids[a], signal.SIGSTOP)  # frozen: b's request for the input stays unanswered
+        later = client.submit(np.sum, data, workers=[b])
+        time.sleep(0.5)
+        os.kill(pids[a], signal.SIGKILL)
+        assert later.result(timeout=60) == float(np.arange(n).sum())
+        assert log.read_text().count("run") == 2
+        _survivors_work(client, "fetch")
