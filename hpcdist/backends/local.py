@@ -95,6 +95,11 @@ class LocalWorld:
         """Set once the batch system's walltime warning (SIGUSR1) reached this process."""
         return walltime_warning
 
+    @property
+    def lost_workers(self) -> dict[int, tuple[str, float]]:
+        """No worker to lose: always empty."""
+        return {}
+
     def call(self, header: tuple, timeout: float | None = None) -> Any:
         """Answer a request (GATHER, CLOSE) at once."""
         self._ring()

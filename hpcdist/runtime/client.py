@@ -332,13 +332,18 @@ class Client:
 
     @property
     def nworkers(self) -> int:
-        """How many workers the world has."""
+        """How many live workers the world has (a dead one no longer counts)."""
         return len(self._world.info)
 
     @property
     def workers(self) -> dict[int, dict[str, Any]]:
         """Worker rank -> ``{"host": name, "cores": n}``."""
         return {r: {"host": i["host"], "cores": i["cores"]} for r, i in sorted(self._world.info.items())}
+
+    @property
+    def lost_workers(self) -> dict[int, tuple[str, float]]:
+        """Worker rank -> ``(reason, time.time())`` of each worker that died; the others go on."""
+        return self._world.lost_workers
 
     @property
     def walltime_warning(self) -> threading.Event:

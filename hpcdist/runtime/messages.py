@@ -25,9 +25,13 @@ Worker -> scheduler:
     DATA (req, entries)            entries: [(key, data | None if not held | str why it cannot travel, nbuf)],
                                    buffers in order
     STEAL_REPLY (key, ok)          BYE ()
+From the transport (rank 0; the source is the dead rank):
+    LOST (reason)                  the worker died (see transports.base.PEER_LOST)
 Worker -> worker:
     WANT (keys)                    HAVE (entries) as in DATA; a key not held yet is sent when it lands
 """
+
+from hpcdist.transports.base import PEER_LOST
 
 SUBMIT = "submit"
 SCATTER = "scatter"
@@ -49,6 +53,7 @@ FAILED = "failed"
 DATA = "data"
 STEAL_REPLY = "steal-reply"
 BYE = "bye"
+LOST = PEER_LOST
 
 WANT = "want"
 HAVE = "have"

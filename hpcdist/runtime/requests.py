@@ -10,6 +10,9 @@ from hpcdist.errors import SerializationError
 from hpcdist.runtime import messages as m
 from hpcdist.transports.base import dropped_in
 
+#: states of a key that is being recomputed (a gathered key is wanted: never released otherwise)
+_RECOMPUTING = frozenset({"released", "waiting", "ready", "processing"})
+
 
 class Gathers:
     """The gather requests sent to workers and not answered yet (the scheduler's loop thread).
@@ -20,8 +23,10 @@ class Gathers:
 
     def __init__(self, send: Callable[[int, tuple], None]) -> None:
         self._send = send
-        self._pending: dict[int, list] = {}  # req -> [cfuture, {key: value}, npending]
+        self._pending: dict[int, list] = {}  # req -> [cfuture, {key: value}, npending, {rank: keys}]
         self._ids = itertools.count()
+        #: gathers that asked a worker that died: (keys, cfuture), started again by :meth:`retry`
+        self.parked: list[tuple[list[str], Future]] = []
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -29,7 +34,7 @@ class Gathers:
     def request(self, cfuture: Future, values: dict[str, Any], by_rank: dict[int, list[str]]) -> None:
         """Ask each rank of ``by_rank`` for its keys; ``cfuture`` gets ``values`` and them."""
         req = next(self._ids)
-        self._pending[req] = [cfuture, values, sum(map(len, by_rank.values()))]
+        self._pending[req] = [cfuture, values, sum(map(len, by_rank.values())), by_rank]
         for rank, rank_keys in by_rank.items():
             self._send(rank, (m.GET, req, rank_keys))
 
@@ -60,12 +65,74 @@ class Gathers:
             del self._pending[req]
             entry[0].set_result(entry[1])
 
+    def start(self, keys: list[str], cfuture: Future, small: dict[str, bytes], state: Any) -> None:
+        """Gather ``keys``: small results from rank 0's copies, the rest from a holder each.
+
+        Args:
+            keys: the keys asked for.
+            cfuture: receives ``{key: (data, buffers)}``, or the error.
+            small: rank 0's copies of small results.
+            state: the scheduler state (its ``who_has``).
+        """
+        by_rank: dict[int, list[str]] = {}
+        values = {k: (small[k], []) for k in keys if k in small}
+        remote = [k for k in keys if k not in values]
+        who_has = state.who_has(remote)
+        for key in remote:
+            holders = who_has.get(key)
+            if not holders and state.state_of(key) in _RECOMPUTING:  # lost with its worker
+                self.parked.append((keys, cfuture))
+                return
+            if not holders:
+                cfuture.set_exception(LookupError(f"no worker holds {key!r} (was it released?)"))
+                return
+            by_rank.setdefault(holders[0], []).append(key)
+        if not remote:
+            cfuture.set_result(values)
+            return
+        self.request(cfuture, values, by_rank)
+
+    def lost(self, rank: int) -> None:
+        """Worker ``rank`` died: the gathers still waiting for it are parked until :meth:`retry`."""
+        for req, entry in list(self._pending.items()):
+            if rank in entry[3] and not entry[0].done():
+                del self._pending[req]
+                self.parked.append(([*entry[1], *(k for ks in entry[3].values() for k in ks)], entry[0]))
+
+    def retry(self, small: dict[str, bytes], state: Any) -> None:
+        """Start again each parked gather whose keys are all held again (recomputed on the
+        survivors); fail it if one of them erred or is gone. Called only while some are parked."""
+        parked, self.parked = self.parked, []
+        for keys, cfuture in parked:
+            waiting = False
+            for key in keys:
+                if key in small:
+                    continue
+                what = state.state_of(key)
+                if what == "memory":
+                    continue
+                if what in (None, "forgotten", "erred", "cancelled"):
+                    error = state.error_of(key) if what == "erred" else None
+                    cfuture.set_exception(error if isinstance(error, BaseException) else LookupError(
+                        f"{key!r} was lost with its worker and is {what or 'unknown'} now"))
+                    break
+                waiting = True  # being recomputed (one of _RECOMPUTING)
+            else:
+                if waiting:
+                    self.parked.append((keys, cfuture))
+                else:
+                    self.start(keys, cfuture, small, state)
+
     def fail_all(self, error: BaseException) -> None:
         """Fail every pending gather with ``error``."""
         for entry in self._pending.values():
             if not entry[0].done():
                 entry[0].set_exception(error)
         self._pending.clear()
+        for _, cfuture in self.parked:
+            if not cfuture.done():
+                cfuture.set_exception(error)
+        self.parked.clear()
 
 
 class Shutdown:

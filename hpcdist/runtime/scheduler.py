@@ -1,9 +1,8 @@
 """Rank 0's event loop: messages in, :class:`SchedulerState` events, instructions out.
 
-The loop owns the pure :class:`~hpcdist.runtime.scheduling.state.SchedulerState`, turns every arriving
-message into an event, and every instruction the state returns into a send to a worker or a
-notification of the client. Task payloads (function and arguments) wait here until their
-task has run.
+The loop owns the pure :class:`~hpcdist.runtime.scheduling.state.SchedulerState`, turns every arriving message
+(a dead worker's LOST too) into an event, and every instruction the state returns into a send to a worker
+or a notification of the client. Task payloads (function and arguments) wait here until their task has run.
 
 Two kinds of thread take turns at running it (leader/follower): a client thread that waits
 for a result runs the rounds itself (:meth:`Scheduler.drive`), so the result reaches it
@@ -31,7 +30,8 @@ from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.tables import shrink
 from hpcdist.runtime.scheduling.tasks import SHRINK_EVERY
 from hpcdist.runtime.scheduling.vocabulary import (
-    PROCESSING, Cancel, Compute, Erred, Failed, Finished, Free, Memory, Release, Scatter, Steal, StealReply, Submit,
+    PROCESSING, Cancel, Compute, Erred, Failed, Finished, Free, Memory, RankLost, Release, Scatter, Steal, StealReply,
+    Submit,
 )
 
 logger = get_logger(__name__)
@@ -62,7 +62,8 @@ class Scheduler:
         self.transport = transport
         self.notify = notify
         self.worker_ranks = list(range(1, transport.size))
-        self.info: dict[int, dict] = {}
+        self.info: dict[int, dict] = {}  # the live workers' hellos
+        self.lost: dict[int, tuple[str, float]] = {}  # rank -> (reason, time.time()) of the dead workers
         self.state: st.SchedulerState | None = None
         self.payloads: dict[str, tuple] = {}  # key -> (fn_id, fn_bytes, data, buffers)
         # key -> pickle of a small result, sent with its DONE: rank 0's one copy, kept until the
@@ -174,6 +175,8 @@ class Scheduler:
                 self._dispatch(*item)
         self._flush()
         self._deliver()
+        if self.gathers.parked:  # only after a worker died
+            self.gathers.retry(self.small, self.state)
         if self.doorbells and self.ring():
             self._flush()
             self._deliver()
@@ -339,7 +342,6 @@ class Scheduler:
             self.sent -= 1
             raise
 
-
     def _on_submit(self, src: int, header: tuple, buffers: list) -> None:
         specs = []
         for spec, fn_id, fn_bytes, data, bufs in header[1]:
@@ -360,21 +362,7 @@ class Scheduler:
         self._handle(Cancel(time.monotonic(), tuple(header[1]), stimulus_id=(m.CANCEL, src, next(_stimuli))))
 
     def _on_gather(self, src: int, header: tuple, buffers: list) -> None:
-        _, keys, cfuture = header
-        by_rank: dict[int, list[str]] = defaultdict(list)
-        values = {k: (self.small[k], []) for k in keys if k in self.small}
-        remote = [k for k in keys if k not in values]
-        who_has = self.state.who_has(remote)
-        for key in remote:
-            holders = who_has.get(key)
-            if not holders:
-                cfuture.set_exception(LookupError(f"no worker holds {key!r} (was it released?)"))
-                return
-            by_rank[holders[0]].append(key)
-        if not remote:
-            cfuture.set_result(values)
-            return
-        self.gathers.request(cfuture, values, by_rank)
+        self.gathers.start(header[1], header[2], self.small, self.state)
 
     def _on_query(self, src: int, header: tuple, buffers: list) -> None:
         _, name, args, cfuture = header
@@ -438,6 +426,24 @@ class Scheduler:
         cause = (m.STEAL_REPLY, src, next(_stimuli))
         self._handle(StealReply(time.monotonic(), header[1], src, header[2], stimulus_id=cause))
 
+    def _on_lost(self, src: int, header: tuple, buffers: list) -> None:
+        """The transport says worker ``src`` died: the survivors take over its work (RankLost)."""
+        if src not in self.info:
+            return
+        running, self.lost[src] = self.state.processing_on(src), (header[1], time.time())
+        self.info = {r: i for r, i in self.info.items() if r != src}  # a new dict: clients read it
+        self.worker_ranks = [r for r in self.worker_ranks if r != src]
+        self.scatter_rr = itertools.cycle(self.worker_ranks)
+        doing = f"running {running[0]!r} of {len(running)} task(s) assigned there" if running else "idle"
+        logger.error("hpcdist: lost %s, %s; %d worker(s) left", header[1], doing, len(self.worker_ranks))
+        self._handle(RankLost(time.monotonic(), src, stimulus_id=(m.LOST, src, next(_stimuli))))
+        self.gathers.lost(src)
+        if self.closing is not None and self.closing.bye(src):
+            self._finish_close(timed_out=False)
+        elif not self.worker_ranks:
+            self.fail_all(WorkerLost(f"every worker was lost (the last: {header[1]})"))
+            self._baton.stop()  # nothing left to schedule on
+
     def _on_bye(self, src: int, header: tuple, buffers: list) -> None:
         if self.closing is not None and self.closing.bye(src):
             self._finish_close(timed_out=False)
@@ -452,8 +458,7 @@ class Scheduler:
                 keys = list(self.state.unfinished_wanted())
         except Exception as exc:  # noqa: BLE001 - a broken state: fail what the client waits for
             logger.error("hpcdist: while failing every pending future, reading the scheduler state failed too: %r", exc)
-        # Each notification on its own: one that fails (the bug may be there) must not keep the
-        # other futures waiting.
+        # Each notification on its own: one that fails (the bug may be there) must not keep the others waiting.
         for ins in notes + [Erred(key, error) for key in keys]:
             for attempt in (ins, Erred(ins.key, error)):  # the plainest note if the first fails
                 try:
@@ -469,8 +474,8 @@ class Scheduler:
     def crash(self, exc: BaseException) -> None:
         """The loop failed: a failure never leaves the driver or the world hanging.
 
-        A lost worker (the transport says so) fails every pending future with
-        :class:`WorkerLost`; a bug in hpcdist's own loop is reported with its traceback.
+        A broken transport fails every pending future with :class:`WorkerLost` (a dead worker
+        is not a crash: see :meth:`_on_lost`); a bug in hpcdist's own loop is reported with its traceback.
         Either way the world is then aborted (on MPI that ends every rank).
         """
         if isinstance(exc, TransportError):

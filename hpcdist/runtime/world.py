@@ -96,6 +96,10 @@ class World(Protocol):
     def walltime_warning(self) -> threading.Event:
         """Set once the batch system's walltime warning (SIGUSR1) reached this process."""
 
+    @property
+    def lost_workers(self) -> dict[int, tuple[str, float]]:
+        """Rank -> ``(reason, time.time())`` of every worker that died; they are no longer in :attr:`info`."""
+
     def listen(self, fn: Callable[[tuple], None]) -> None:
         """Call ``fn`` with every client-facing instruction (:class:`Memory`, :class:`Erred`, :class:`Cancelled`)."""
 
@@ -182,8 +186,13 @@ class SchedulerWorld:
 
     @property
     def info(self) -> dict[int, dict]:
-        """Rank -> ``{"host", "cores", "pid"}`` of every worker (their hellos)."""
+        """Rank -> ``{"host", "cores", "pid"}`` of every live worker (their hellos)."""
         return self.scheduler.info
+
+    @property
+    def lost_workers(self) -> dict[int, tuple[str, float]]:
+        """Rank -> ``(reason, time.time())`` of every worker that died (the scheduler hears it from the transport)."""
+        return dict(self.scheduler.lost)
 
     @property
     def walltime_warning(self) -> threading.Event:

@@ -16,6 +16,9 @@ from hpcdist.errors import TransportError
 
 #: what :meth:`Transport.recv` returns: (source rank, header, buffers)
 Message = tuple[int, Any, list]
+#: header kind of what a transport that detects dead peers delivers once per dead peer:
+#: ``(peer, (PEER_LOST, reason), [])``, after every message that peer sent before it died
+PEER_LOST = "lost"
 
 class DroppedBuffer(bytes):
     """Stands in (empty) for a received buffer that could not be allocated; its data was discarded.

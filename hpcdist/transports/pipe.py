@@ -14,9 +14,11 @@ Rank 0 creates the mesh and starts the workers (:mod:`hpcdist.backends.process`)
 Wire: one message = a header frame (``pickle((header, buffer sizes))``) followed by one
 ``send_bytes`` frame per out-of-band buffer, written from its memoryview without copying;
 the receiver reads each straight into a fresh ``np.empty(n, uint8)`` (``_recv_frame_into``). An
-empty frame is a peer's goodbye; end-of-file without one means the peer died, which is an
-error on rank 0 (naming the worker, its pid and exit status) and, on a worker, only when
-rank 0 is the one that died (a worker exits when it loses rank 0).
+empty frame is a peer's goodbye; end-of-file without one means the peer died. On rank 0 that
+is an event, not an error: :meth:`PipeTransport.recv` returns ``(peer, (PEER_LOST, reason), [])``
+once (the reason names the worker, its pid and exit status), after every message the peer sent
+before it died, and sends to that peer are dropped from then on. On a worker it is an error
+only when rank 0 is the one that died (a worker exits when it loses rank 0).
 
 Sends never block the caller on a full pipe: a small message goes out at once when the pipe
 has room and nothing is queued for that peer; anything else is queued for a per-peer writer
@@ -41,7 +43,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from hpcdist.transports.base import DroppedBuffer, Message, Transport, allocate_or_drop
+from hpcdist.transports.base import PEER_LOST, DroppedBuffer, Message, Transport, allocate_or_drop
 from hpcdist.errors import TransportError
 
 #: messages up to this size (header + buffers) are written by the sending thread itself
@@ -247,11 +249,9 @@ class PipeTransport(Transport):
                 if fd == self._wake_r:
                     os.read(self._wake_r, 4096)
                     continue
-                peer = self._by_fd[fd]
-                if peer.gone:
-                    self._unwatch(peer)
-                else:
-                    self._read(peer)
+                # a peer gone by a failed write is read too: what it sent before it died, then
+                # its end-of-file
+                self._read(self._by_fd[fd])
             if not self._loop and not self._ready and deadline is not None and time.monotonic() >= deadline:
                 return None
 
@@ -286,9 +286,13 @@ class PipeTransport(Transport):
             self._unwatch(peer)
             if self._closed or self._aborted is not None:
                 return
-            if self.rank != 0 and peer.rank != 0:
-                # Only rank 0 acts on a dead worker (it knows which one died and why, and
-                # stops the world); a worker going down too would hide the real culprit.
+            if self.rank == 0:
+                # Rank 0 hears of a dead worker (the loop goes on without it); a worker
+                # ignores a dead peer (rank 0 tells it what to do next).
+                reason = f"{self._describe(peer.rank)}: the connection was lost (the process died?)"
+                self._ready.append((peer.rank, (PEER_LOST, reason), []))
+                return
+            if peer.rank != 0:
                 return
             raise TransportError(
                 f"rank {self.rank}: lost the connection to {self._describe(peer.rank)} (the process died?)"

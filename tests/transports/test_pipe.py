@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from hpcdist.transports.base import PEER_LOST
 from hpcdist.transports.pipe import DIRECT_MAX, PipeTransport
 from hpcdist.errors import TransportError
 from hpcdist.runtime import serialize
@@ -92,16 +93,18 @@ def test_recv_timeout_and_bad_destination(trio):
         a.send(3, ("x",))
 
 
-def test_goodbye_is_quiet_but_a_dead_peer_is_an_error():
+def test_goodbye_is_quiet_and_a_dead_peer_is_an_event_on_rank_0():
     a, b, c = mesh(3)
     b.close()  # says goodbye: no error on the others
     assert a.recv(0.1) is None and c.recv(0.1) is None
     a.send(1, ("to the departed",))  # dropped, like the in-process transport
     with pytest.raises(TransportError, match="after close"):
         b.send(0, ("x",))
-    c._peers[0].conn.close()  # rank 2 "dies": no goodbye
-    with pytest.raises(TransportError, match="lost the connection to rank 2"):
-        a.recv(2)
+    c._peers[0].conn.close()  # rank 2 "dies": no goodbye; rank 0 hears of it once, as an event
+    src, header, bufs = a.recv(2)
+    assert (src, header[0], bufs) == (2, PEER_LOST, []) and "rank 2" in header[1]
+    a.send(2, ("to the dead",))  # dropped, not raised
+    assert a.recv(0.1) is None
     a._peers[2].conn.close()  # rank 0 "dies": the worker of rank 2 must fail
     with pytest.raises(TransportError, match="lost the connection to rank 0"):
         c.recv(2)
