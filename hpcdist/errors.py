@@ -78,6 +78,34 @@ class WorkerLost(HpcdistError, concurrent.futures.BrokenExecutor):
     exit_code = ExitCode.UNKNOWN
 
 
+class KilledWorker(WorkerLost):
+    """A task was running on ``allowed_failures`` workers that died, so it is not tried again.
+
+    Like dask's ``KilledWorker``: a task that kills every worker it runs on (a segfault, the
+    OOM killer, ``os._exit``) fails instead of taking the whole world down one worker at a time.
+    Its dependents fail with the same error.
+
+    Args:
+        key: The task.
+        ranks: The ranks that died while running it, in the order they died.
+
+    Attributes:
+        key: The task.
+        ranks: The ranks that died while running it.
+    """
+
+    def __init__(self, key: str, ranks: tuple[int, ...]) -> None:
+        super().__init__(key, tuple(ranks))  # args kept as given: it pickles and unpickles
+        self.key = key
+        self.ranks = tuple(ranks)
+
+    def __str__(self) -> str:
+        n = len(self.ranks)
+        workers, rank_word = ("worker", "rank") if n == 1 else ("workers", "ranks")
+        listed = ", ".join(map(str, self.ranks))
+        return f"task {self.key!r} was running on {n} {workers} that died ({rank_word} {listed}); it is not tried again"
+
+
 class NoValidWorker(HpcdistError):
     """A task's worker restrictions match no live worker (and other workers are not allowed)."""
 

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from hpcdist.runtime.scheduling.vocabulary import (
     ALLOWED_TRANSITIONS,
+    ERRED,
     FORGOTTEN,
     MEMORY,
     PENDING,
@@ -27,6 +28,7 @@ class CheckedState(Protocol):
     """The read-only accessors of the scheduler state that the checks use."""
 
     log: Iterable[tuple[float, str, str, str, Any]]
+    allowed_failures: int
 
     @property
     def worker_table(self) -> WorkerTable: ...
@@ -77,6 +79,9 @@ def _check_task(state: CheckedState, ts: TaskRecord, placed: dict[str, int]) -> 
     holders = state.worker_table.holders
     where = f"key {key!r} ({ts.state})"
     assert task(key) is ts and ts.state not in (FORGOTTEN, READY), f"{where}: bad state outside handle()"
+    assert (
+        ts.state == ERRED or len(ts.killed_on) < state.allowed_failures
+    ), f"{where}: killed workers {ts.killed_on}, allowed {state.allowed_failures}, but it did not err"
     if ts.state == PROCESSING:
         assert placed.get(key) == ts.processing_on is not None, f"{where}: not in its worker's queue"
     else:

@@ -9,7 +9,9 @@ they reach the worker before the instruction that needs the key.
 
 from __future__ import annotations
 
-from hpcdist.runtime.scheduling.vocabulary import Free, Instruction
+from hpcdist.runtime.scheduling.vocabulary import Compute, Free, Instruction, Steal
+
+_ADDRESSED = (Compute, Free, Steal)  # the instructions sent to a worker (``rank`` names it)
 
 __all__ = ["Outbox"]
 
@@ -50,8 +52,25 @@ class Outbox:
                 self.out.append(Free(rank, sorted(held)))
 
     def drop_rank(self, rank: int) -> None:
-        """``rank`` is lost: nothing of the current event is freed there."""
+        """``rank`` is lost: nothing of the batch is addressed to it any more.
+
+        Its frees are dropped, and so are the instructions of the batch's earlier events sent to
+        it; a Compute of such an event no longer names it as a holder of an input (the state
+        restarts a task whose input had no other holder, so such a Compute is dropped too).
+        """
         self._frees.pop(rank, None)
+        self._held.pop(rank, None)
+        kept = []
+        for ins in self.out:
+            if type(ins) in _ADDRESSED and ins.rank == rank:
+                continue
+            if type(ins) is Compute and any(rank in holders for holders in ins.deps.values()):
+                deps = {dep: [r for r in holders if r != rank] for dep, holders in ins.deps.items()}
+                if not all(deps.values()):
+                    continue
+                ins = Compute(ins.rank, ins.key, deps)
+            kept.append(ins)
+        self.out[:] = kept  # the same list: the state appends to it
 
     def end_event(self) -> None:
         """The current event is handled: hold its frees until the batch ends."""

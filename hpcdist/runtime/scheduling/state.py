@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from hpcdist.errors import WorkerLost
-from hpcdist.runtime.scheduling import placement, policy, settling
+from hpcdist.runtime.scheduling import placement, policy, recovery, settling
 from hpcdist.runtime.scheduling.check import check_invariants
 from hpcdist.runtime.scheduling.dispatch import Dispatch
 from hpcdist.runtime.scheduling.settling import SettleQueue
@@ -57,6 +57,8 @@ class SchedulerState:
 
     Args:
         workers: Rank -> host name of every worker.
+        allowed_failures: Deaths of workers running a task before it errs with
+            :class:`~hpcdist.errors.KilledWorker` (see :mod:`~hpcdist.runtime.scheduling.recovery`).
 
     Attributes:
         log: ``(time, key, from_state, to_state, stimulus_id)`` of the most recent :data:`LOG_MAX`
@@ -64,7 +66,7 @@ class SchedulerState:
         durations: Function name -> running average (EMA) of its task durations in seconds.
     """
 
-    def __init__(self, workers: dict[int, str]) -> None:
+    def __init__(self, workers: dict[int, str], allowed_failures: int = recovery.DEFAULT_ALLOWED_FAILURES) -> None:
         self.log = TransitionLog()
         self.durations: dict[str, float] = {}
         self._table = TaskTable()
@@ -78,6 +80,9 @@ class SchedulerState:
         self._now = 0.0
         self._stimulus: Stimulus = ""
         self._out: list[Instruction] = self._dispatch.outbox.out  # the outbox's list of the current call
+        self._recovery = recovery.Recovery(
+            self._tasks, self._dispatch, self._transition, self._err, self._activate, allowed_failures
+        )
 
     # ------------------------------------------------------------------ queries
 
@@ -85,6 +90,11 @@ class SchedulerState:
     def workers(self) -> dict[int, str]:
         """Rank -> host name of the live workers."""
         return dict(self._workers.hosts)
+
+    @property
+    def allowed_failures(self) -> int:
+        """Deaths of workers running a task before it errs with KilledWorker."""
+        return self._recovery.allowed_failures
 
     @property
     def worker_table(self) -> WorkerTable:
@@ -337,33 +347,7 @@ class SchedulerState:
             self._place(ts)
 
     def _on_rank_lost(self, ev: RankLost) -> None:
-        rank = ev.rank
-        if rank not in self._workers:
-            return
-        dispatch = self._dispatch
-        orphans, lost = dispatch.remove_rank(rank)
-        roots = [ts.key for ts in orphans]
-        for ts in orphans:
-            self._transition(ts, RELEASED)
-        for key in lost:
-            ts = self._tasks[key]
-            if not ts.runnable:
-                msg = f"key {key!r} was scattered data held only by lost worker rank {rank}; it cannot be recomputed"
-                self._err(ts, WorkerLost(msg))
-                continue
-            self._transition(ts, RELEASED)
-            if ts.wanted:
-                roots.append(key)
-            for dkey in sorted(ts.dependents):
-                dts = self._tasks[dkey]
-                if dts.state == WAITING:
-                    dts.waiting_on.add(key)
-                    roots.append(key)
-                elif dts.state == PROCESSING:  # it would fetch the lost input: start it over
-                    dispatch.leave(dts, drop=True)
-                    self._transition(dts, RELEASED)
-                    roots.append(dkey)
-        self._activate(roots)
+        self._recovery.rank_lost(ev)
 
     def _place(self, ts: TaskRecord) -> None:
         """Put a ready task on a worker, or err it if no worker may run it."""

@@ -19,11 +19,12 @@ NO_RANKS: frozenset[int] = frozenset()
 
 class TaskRecord:
     """One key's record (slots: one per live key); read it. The state writes it, but for
-    ``processing_on`` and ``expected`` (the :class:`~hpcdist.runtime.scheduling.dispatch.Dispatch`'s) and the
-    ``dependents`` links (the :class:`TaskTable`'s)."""
+    ``processing_on`` and ``expected`` (the :class:`~hpcdist.runtime.scheduling.dispatch.Dispatch`'s), the
+    ``dependents`` links (the :class:`TaskTable`'s) and ``killed_on``
+    (the :class:`~hpcdist.runtime.scheduling.recovery.Recovery`'s)."""
 
     __slots__ = ("key", "spec", "state", "runnable", "wanted", "dependents", "waiting_on")
-    __slots__ += ("processing_on", "expected", "retries_left", "failed_on", "error", "nbytes")
+    __slots__ += ("processing_on", "expected", "retries_left", "failed_on", "killed_on", "error", "nbytes")
 
     def __init__(self, spec: TaskSpec) -> None:
         self.key = spec.key
@@ -37,6 +38,7 @@ class TaskRecord:
         self.expected = 0.0  # duration estimate added to its worker's occupancy
         self.retries_left = 0
         self.failed_on: frozenset[int] = NO_RANKS  # replaced, never mutated
+        self.killed_on: tuple[int, ...] = ()  # ranks that died running it (the Recovery's)
         self.error: object = None
         self.nbytes: int | None = None
 

@@ -184,10 +184,16 @@ class StealReply:
 
 @dataclass(frozen=True)
 class RankLost:
-    """Worker ``rank`` is gone, with its data and its queue."""
+    """Worker ``rank`` is gone, with its data and its queue.
+
+    ``running`` names the tasks it was running when that is known (e.g. from its last words or
+    its state file; ``()``: it was idle); None lets the state infer it (see
+    :mod:`hpcdist.runtime.scheduling.recovery`). Those tasks are suspect: each death is counted.
+    """
 
     time: float
     rank: int
+    running: tuple[str, ...] | None = None
     stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
