@@ -123,6 +123,15 @@ class Transport(abc.ABC):
         """
 
     @abc.abstractmethod
+    def forget(self, rank: int) -> None:
+        """Treat ``rank`` as dead from now on (thread-safe, idempotent).
+
+        Sends to it are dropped without error, whatever is still queued for it is dropped, and
+        messages it sends later are discarded. Called by the runtime when rank 0 says a peer was
+        lost; a transport that detects a dead peer itself forgets it when it reports it.
+        """
+
+    @abc.abstractmethod
     def host_of(self, rank: int) -> str:
         """Host name of ``rank`` (exchanged at start-up)."""
 

@@ -94,6 +94,7 @@ class InprocTransport(Transport):
         self.rank = rank
         self.size = hub.size
         self._inbox = hub._inboxes[rank]
+        self._forgotten: frozenset[int] = frozenset()  # replaced whole: read without a lock
 
     def send(self, dest: int, header: Any, buffers: Sequence[Any] = ()) -> None:
         """Deliver to ``dest``'s inbox; buffers are copied unless ``dest`` is this rank."""
@@ -104,7 +105,7 @@ class InprocTransport(Transport):
         if dest == self.rank:
             self._inbox.put((self.rank, header, list(buffers)))
             return
-        if self.hub._closed[dest]:
+        if self.hub._closed[dest] or dest in self._forgotten:
             return
         copies = [copy_buffer(b) for b in buffers]
         self.hub._inboxes[dest].put((self.rank, header, copies))
@@ -126,13 +127,19 @@ class InprocTransport(Transport):
                 return None
             if item is _INTERRUPT:
                 return None
-            if item is not _WAKE:
+            if item is not _WAKE and item[0] not in self._forgotten:
                 return item
             # a wake-up: the loop re-checks for abort/close, else keeps waiting
 
     def interrupt(self) -> None:
         """Make the current or next :meth:`recv` return ``None``."""
         self._inbox.put(_INTERRUPT)
+
+    def forget(self, rank: int) -> None:
+        """Drop ``rank``: sends to it are dropped, messages from it discarded."""
+        self._check_dest(rank)
+        if rank != self.rank:
+            self._forgotten = self._forgotten | {rank}
 
     def host_of(self, rank: int) -> str:
         """The local host name (every rank lives in this process)."""

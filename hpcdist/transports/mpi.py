@@ -158,6 +158,7 @@ class MPITransport(Transport):
         self._slack = threading.local()  # whether this thread's timer slack was tightened
         self._interrupted = False
         self._closed = False
+        self._forgotten: frozenset[int] = frozenset()  # dead ranks; replaced whole, read without the lock
         self._last_activity = time.monotonic()
         self._backoff = POLL_MIN_S
         #: counters: messages and bytes (header + buffers) sent and received over MPI, and
@@ -228,6 +229,8 @@ class MPITransport(Transport):
             raise TransportError(f"rank {self.rank}: send to rank {dest} after close()")
         self._check_dest(dest)
         dest = int(dest)
+        if dest in self._forgotten:
+            return
         if dest == self.rank:
             item: tuple = (_LOOPBACK, header, list(buffers), 0)
         else:
@@ -325,6 +328,13 @@ class MPITransport(Transport):
         except MPIException as exc:
             raise TransportError(f"rank {self.rank}: MPI error in the comm thread: {exc}") from exc
 
+    def forget(self, rank: int) -> None:
+        """Drop ``rank``: later sends to it and those not posted yet are dropped."""
+        self._check_dest(rank)
+        if rank == self.rank:
+            return
+        self._forgotten = self._forgotten | {rank}  # queued sends to it are dropped when posted
+
     def host_of(self, rank: int) -> str:
         """Host name of ``rank`` (MPI_Get_processor_name, exchanged at start-up)."""
         self._check_dest(rank)
@@ -387,6 +397,8 @@ class MPITransport(Transport):
 
     def _post(self, item: tuple) -> None:
         dest, data, bufs, chunk = item
+        if self._forgotten and dest in self._forgotten:
+            return
         if dest == _LOOPBACK:
             self._ready.append((self.rank, data, bufs))
             return

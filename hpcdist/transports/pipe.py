@@ -303,6 +303,18 @@ class PipeTransport(Transport):
 
     # -- the rest of the interface ---------------------------------------------------------
 
+    def forget(self, rank: int) -> None:
+        """Drop ``rank``: no more sends to it, its queue is cleared, it is no longer read."""
+        self._check_dest(rank)
+        if rank == self.rank:
+            return
+        peer = self._peers[rank]
+        with peer.cond:
+            peer.gone = True
+            peer.queue.clear()
+            peer.cond.notify_all()
+        self._unwatch(peer)
+
     def host_of(self, rank: int) -> str:
         """This machine's host name: every rank runs here."""
         self._check_dest(rank)

@@ -252,6 +252,20 @@ def check_send_is_thread_safe(t: Transport) -> None:
 
 
 @check
+def check_forget_drops_sends_to_a_dead_rank(t: Transport) -> None:
+    # rank 0 forgets rank 2 (as after rank 2 was lost); rank 1 stands for the survivors
+    if t.rank == 0:
+        t.forget(2)
+        t.forget(2)  # idempotent
+        t.send(2, ("to the forgotten",))
+        t.send(1, ("to a survivor",))
+    elif t.rank == 1:
+        assert expect(t)[:2] == (0, ("to a survivor",))
+    else:
+        assert t.recv(0.5) is None, f"rank {t.rank} got a message rank 0 sent after forgetting it"
+
+
+@check
 def check_close_is_idempotent_and_final(t: Transport) -> None:
     t.close()
     t.close()
