@@ -109,6 +109,7 @@ def test_unwatched_ranks_get_no_beats_and_are_never_silent():
     t.unwatch(2)
     t.unwatch(2)
     assert t.due_beats(400 * US) == [1]
+    assert t.silent(800 * US) == []
     assert [r for r, _ in t.silent(1200 * US)] == [1]
     assert t.watched == []
 
@@ -117,6 +118,7 @@ def test_a_worker_watches_rank_0_only():
     t = Liveness(4, [0], 1000 * US, 0.0)
     t.heard(2)  # a peer worker: not watched, its flag never matters
     assert t.due_beats(300 * US) == [0]
+    assert t.silent(700 * US) == []
     assert [r for r, _ in t.silent(1100 * US)] == [0]
 
 
