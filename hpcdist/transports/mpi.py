@@ -129,6 +129,7 @@ class MPITransport(Transport):
         self._forgotten: frozenset[int] = frozenset()  # dead ranks; replaced whole, read without the lock
         self._declared: set[int] = set()  # rank 0: ranks it declared lost (told to go if they speak again)
         self._told: set[int] = set()  # ... and those told
+        self._ulfm_errors = 0  # MPI errors in a row that no newly failed process explained
         self._watch = None if failure_timeout_s is None else Watch(mpi, comm, failure_timeout_s, time.monotonic(), names)
         self._heard = self._watch.live.heard_flags if self._watch else [False] * self.size
         self._sent = self._watch.live.sent_flags if self._watch else [False] * self.size
@@ -272,48 +273,65 @@ class MPITransport(Transport):
             tighten_timer_slack()
         deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
         MPIException = self._MPI.Exception
-        try:
-            while True:
-                if self._interrupted:
-                    self._interrupted = False
-                    return None
+        while True:
+            try:
+                return self._recv_until(deadline)
+            except MPIException as exc:
+                if not self._survive():
+                    raise TransportError(f"rank {self.rank}: MPI error in the comm thread: {exc}") from exc
+
+    def _survive(self) -> bool:
+        """After an MPI error in the comm thread: under ULFM a process failed; report it
+        (``Get_failed``), acknowledge it and go on. False: the error stands."""
+        if self._watch is None or not self._watch.ulfm:
+            return False
+        with self._lock:
+            known = self._forgotten
+            self._look(time.monotonic())
+            self._watch.acknowledge()
+            self._ulfm_errors = 0 if self._forgotten != known else self._ulfm_errors + 1
+        return self._ulfm_errors < 1000  # the failure is seen within a few looks
+
+    def _recv_until(self, deadline: float | None) -> Message | None:
+        while True:
+            if self._interrupted:
+                self._interrupted = False
+                return None
+            with self._lock:
+                if self._closed:
+                    raise TransportError(f"rank {self.rank}: recv after close()")
+                if self._ready:
+                    self._drain_outq()
+                    self._posted.test()
+                    return self._ready.popleft()
+                active = self._progress()
+            now = time.monotonic()
+            if now >= self._next_look:
                 with self._lock:
-                    if self._closed:
-                        raise TransportError(f"rank {self.rank}: recv after close()")
-                    if self._ready:
-                        self._drain_outq()
-                        self._posted.test()
-                        return self._ready.popleft()
-                    active = self._progress()
-                now = time.monotonic()
-                if now >= self._next_look:
-                    with self._lock:
-                        self._look(now)
-                if active:
-                    self._last_activity = now
-                    self._backoff = POLL_MIN_S
-                    if self._ready:
-                        return self._ready.popleft()
-                if deadline is not None and now >= deadline:
-                    return None
-                if now - self._last_activity < SPIN_S or self._posted.reqs:
-                    # (Also while our own sends are pending: MPICH completes them only when this
-                    # rank drives progress; backing off here cost a whole poll period per reply.)
-                    # Hot: poll at the shortest wait, but in a blocking get that releases the GIL, so
-                    # the thread we just handed work to (driver, executor) runs now rather than after a
-                    # forced GIL switch (5 ms by default): a pure busy loop here cost ~5 ms per hop.
-                    wait = POLL_MIN_S
-                else:
-                    cap = self._poll_max if now - self._last_activity >= WARM_S else min(WARM_MAX_S, self._poll_max)
-                    wait = min(self._backoff, cap)
-                    self._backoff = min(self._backoff * 2, cap)
-                if deadline is not None:
-                    wait = max(0.0, min(wait, deadline - now))
-                if self._wake.acquire(timeout=wait):  # woken by a local send: a reply is likely
-                    self._last_activity = time.monotonic()
-                    self._backoff = POLL_MIN_S
-        except MPIException as exc:
-            raise TransportError(f"rank {self.rank}: MPI error in the comm thread: {exc}") from exc
+                    self._look(now)
+            if active:
+                self._last_activity = now
+                self._backoff = POLL_MIN_S
+                if self._ready:
+                    return self._ready.popleft()
+            if deadline is not None and now >= deadline:
+                return None
+            if now - self._last_activity < SPIN_S or self._posted.reqs:
+                # (Also while our own sends are pending: MPICH completes them only when this
+                # rank drives progress; backing off here cost a whole poll period per reply.)
+                # Hot: poll at the shortest wait, but in a blocking get that releases the GIL, so
+                # the thread we just handed work to (driver, executor) runs now rather than after a
+                # forced GIL switch (5 ms by default): a pure busy loop here cost ~5 ms per hop.
+                wait = POLL_MIN_S
+            else:
+                cap = self._poll_max if now - self._last_activity >= WARM_S else min(WARM_MAX_S, self._poll_max)
+                wait = min(self._backoff, cap)
+                self._backoff = min(self._backoff * 2, cap)
+            if deadline is not None:
+                wait = max(0.0, min(wait, deadline - now))
+            if self._wake.acquire(timeout=wait):  # woken by a local send: a reply is likely
+                self._last_activity = time.monotonic()
+                self._backoff = POLL_MIN_S
 
     def forget(self, rank: int) -> None:
         """Drop ``rank`` (dead): sends to it are dropped (queued ones when posted), its posted
@@ -441,7 +459,12 @@ class MPITransport(Transport):
         posted = 0
         outq = self._outq
         while outq:  # callers hold self._lock, the only way to take items: none can vanish
-            self._post(outq.popleft())
+            try:
+                self._post(outq.popleft())
+            except self._MPI.Exception:
+                if self._watch is None or not self._watch.ulfm:
+                    raise
+                # ULFM: its destination failed; the next look reports it
             posted += 1
         return posted
 

