@@ -15,6 +15,7 @@ repeat (``python -m hpcdist.bench.child hpcdist --recovery DEATH``) and reports 
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
 import signal
 import tempfile
@@ -107,8 +108,6 @@ def measure_executor(system: Any, nworkers: int, death: str) -> dict[str, Any]:
     other) fails, with the error in ``extra``; a pool that ran the lost task again elsewhere
     gets its restart time as ``value``.
     """
-    import concurrent.futures as cf
-
     with tempfile.TemporaryDirectory(prefix="hpcdist-recovery-") as folder:
         futures = [system.executor.submit(tasks.hold, folder, i) for i in range(nworkers)]
         _until(f"not every one of the {nworkers} long tasks started",

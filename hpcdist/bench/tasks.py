@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -51,8 +52,6 @@ def hold(folder: str, index: int) -> int:
     ``folder/died`` and leaves with ``os._exit(3)`` (a death with no signal: Hydra's
     ``-disable-auto-cleanup`` lets the survivors live on). Returns this worker's pid.
     """
-    import time
-
     pid = os.getpid()
     with open(os.path.join(folder, f"{index}.starts"), "a", encoding="utf-8") as fh:
         fh.write(f"{pid} {time.monotonic()!r} {time.time()!r}\n")
