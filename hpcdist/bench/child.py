@@ -3,7 +3,8 @@
 It runs the workloads in this system's driver and prints one ``BENCH {json}`` line per
 result on standard output, which the parent collects. With ``--launch`` it only starts the
 system, runs one no-op task and prints ``BENCH {"event": "first_result"}``, so the parent can
-time launch to first result from its own clock.
+time launch to first result from its own clock. With ``--recovery DEATH`` it measures one
+recovery from a worker's death (:mod:`hpcdist.bench.recovery`) and prints its record.
 """
 
 from __future__ import annotations
@@ -56,6 +57,24 @@ def _start(name: str, nworkers: int, sizes: Any, launch: bool, backend: str = "m
     return thread_pool(nworkers) if name == "threadpool" else process_pool(nworkers)
 
 
+def _recovery(system: Any, death: str, nworkers: int, timeout: float) -> int:
+    from hpcdist.bench import recovery
+    from hpcdist.bench.systems import HpcdistSystem
+
+    emit({"event": "start", "workload": "recovery"})
+    faulthandler.dump_traceback_later(timeout, exit=True)
+    try:
+        out = (recovery.measure(system.client, death) if isinstance(system, HpcdistSystem)
+               else recovery.measure_executor(system, nworkers, death))
+        emit({"workload": "recovery", **out})
+    except Exception as exc:  # noqa: BLE001 - reported in the table, with the traceback on stderr
+        traceback.print_exc()
+        emit({"workload": "recovery", "error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the requested workloads on one system; results go to stdout as BENCH lines."""
     p = argparse.ArgumentParser(prog="python -m hpcdist.bench.child")
@@ -67,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--only", default="", help="comma-separated workload names")
     p.add_argument("--launch", action="store_true", help="only time launch to first result")
+    p.add_argument("--recovery", choices=("sigkill", "exit"),
+                   help="only measure one recovery from a worker killed this way (hpcdist only)")
     p.add_argument("--workload-timeout", type=float, default=120.0,
                    help="seconds one workload may take; past it, print every thread's stack and exit")
     args = p.parse_args(argv)
@@ -74,12 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     from hpcdist.bench import tasks, workloads
 
     sizes = workloads.QUICK if args.quick else workloads.FULL
-    system = _start(args.system, args.workers, sizes, args.launch, args.backend)
+    # the raw MPI rows are measured in the workloads' world only
+    system = _start(args.system, args.workers, sizes, args.launch or bool(args.recovery), args.backend)
     try:
         if args.launch:
             system.value(system.submit(tasks.noop, 1))
             emit({"event": "first_result"})
             return 0
+        if args.recovery:
+            return _recovery(system, args.recovery, args.workers, args.workload_timeout)
         names = [n for n in args.only.split(",") if n] or list(workloads.RUNNERS)
         for name in names:
             emit({"event": "start", "workload": name})

@@ -116,6 +116,8 @@ ROWS = (
         check=lambda v, r: _cmp(v.get("hpcdist"), lambda x: x < 0.5)),
     Row("idle_cpu", "idle CPU, busiest process", "%", target="<10",
         check=lambda v, r: _cmp(v.get("hpcdist"), lambda x: x < 10)),
+    Row("recovery", "worker dies -> its task running again", "s", target="<=2.5",
+        check=lambda v, r: _cmp(v.get("hpcdist"), lambda x: x <= 2.5)),
 )
 
 
@@ -180,6 +182,8 @@ def build(bench: dict[str, Any]) -> list[dict[str, Any]]:
 def _note(status: str, rec: dict[str, Any] | None, row: Row) -> str:
     if status == NOT_INSTALLED:
         return NOT_INSTALLED
+    if rec is not None and rec.get("note"):  # the recovery row: "dies", or "—" (not measured)
+        return str(rec["note"])
     if rec is not None and rec.get("error"):
         return "hung" if rec["error"].startswith("did not finish") else "error"
     if status.startswith("failed"):
@@ -223,6 +227,9 @@ def render(bench: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     if na:
         reasons = sorted(set(na.values()))
         out.append(f"n/a on the {backend} backend: {', '.join(na)} ({'; '.join(reasons)}).")
+    how = (bench["results"].get("recovery", {}).get("hpcdist") or {}).get("extra", {}).get("how")
+    if how and any(r["workload"] == "recovery" for r in rows):
+        out.append(f"recovery: {how}.")
     for s, status in bench["systems"].items():
         if status.startswith("failed"):
             out.append(f"{s}: {status}")

@@ -39,9 +39,15 @@ BACKEND_PEERS = {
 MPI_ONLY_WORKLOADS = ("raw_latency", "raw_bandwidth")
 MPI_ONLY_PEERS = ("mpi4py.futures",)
 #: every workload name ``--only`` accepts
-WORKLOADS = (*RUNNERS, "launch")
+WORKLOADS = (*RUNNERS, "launch", "recovery")
 #: launches timed per system (median reported)
 LAUNCHES = {False: 3, True: 1}
+#: worlds that each lose a worker in the recovery row (median reported)
+RECOVERIES = {False: 5, True: 1}
+#: seconds one recovery world may take
+RECOVERY_TIMEOUT_S = 90.0
+#: the peers whose recovery is not measured, and what the table shows for them
+RECOVERY_NOT_MEASURED = {"dask": "—"}
 
 
 def peer_available(name: str) -> bool:
@@ -74,6 +80,57 @@ def child_argv(system: str, nranks: int, args: Sequence[str], backend: str = "mp
             child = [sys.executable, "-m", "mpi4py.futures", "-m", "hpcdist.bench.child"]
         return [mpiexec, "-n", str(nranks), *child, system, *args]
     return [*child, system, "--workers", str(nranks - 1), *args]
+
+
+def recovery_setup(system: str, nranks: int, backend: str) -> tuple[list[str] | None, str]:
+    """How the recovery row kills a worker of ``system``: (the child's command or None, what it says).
+
+    hpcdist on the process backend: a worker SIGKILLed from the driver (that backend hears the
+    death at once, from the worker's pipe). On the mpi backend: Hydra ``mpiexec
+    -disable-auto-cleanup`` and a worker that calls ``os._exit(3)`` (Hydra SIGKILLs every rank
+    when one dies by a signal), found by the MPI failure detector; ``None`` when this version
+    has none. The thread and local backends have no worker process to kill. ProcessPoolExecutor
+    and mpi4py.futures (under a plain ``mpiexec``, as in the other rows): a SIGKILL.
+    """
+    workers = ["--workers", str(nranks - 1)]
+    if system == "hpcdist" and backend == "process":
+        return (child_argv(system, nranks, ["--recovery", "sigkill"], backend),
+                "process backend, worker SIGKILLed; a dead worker's pipe closes, so the death is seen at once")
+    if system == "hpcdist" and backend == "mpi":
+        if importlib.util.find_spec("hpcdist.transports.liveness") is None:
+            return None, "the mpi backend has no failure detector in this version"
+        argv = child_argv(system, nranks, ["--recovery", "exit"], backend)
+        bound = os.environ.get("HPCDIST_FAILURE_TIMEOUT", "2 (default)")
+        return ([argv[0], "-disable-auto-cleanup", *argv[1:]],
+                f"mpiexec -disable-auto-cleanup (Hydra), worker os._exit(3), failure detector "
+                f"HPCDIST_FAILURE_TIMEOUT={bound} s")
+    if system == "hpcdist":
+        return None, f"the {backend} backend has no worker process to kill"
+    if system in ("processpool", "mpi4py.futures"):
+        return child_argv(system, nranks, ["--recovery", "sigkill", *workers], backend), "worker SIGKILLed"
+    return None, "not measured"
+
+
+def run_recovery(system: str, nranks: int, quick: bool, timeout: float, backend: str) -> dict[str, Any]:
+    """The recovery row's record for ``system``: the median of :data:`RECOVERIES` worlds, or why there is none."""
+    if system in RECOVERY_NOT_MEASURED:
+        return {"value": None, "note": RECOVERY_NOT_MEASURED[system], "extra": {"how": "not measured"}}
+    argv, how = recovery_setup(system, nranks, backend)
+    if argv is None:
+        return {"value": None, "skipped": how, "extra": {"how": how}}
+    times, runs = [], []
+    for _ in range(RECOVERIES[quick]):
+        recs, _, code, tail = run_child(argv, min(timeout, RECOVERY_TIMEOUT_S))
+        rec = next((r for r in recs if r.get("workload") == "recovery"), None)
+        if rec is None or (rec.get("error") and system != "hpcdist"):
+            # a peer's world that ends with its worker: it does not survive the death
+            return {"value": None, "note": "dies", "extra": {"how": how, "exit": code, "error": tail[-200:]}}
+        if rec.get("error") or rec.get("value") is None:
+            return {**rec, "extra": {**rec.get("extra", {}), "how": how, "exit": code, "stderr": tail[-400:]}}
+        times.append(rec["value"])
+        runs.append(rec.get("extra", {}))
+    return {"value": statistics.median(times),
+            "extra": {"how": how, "repeats": [round(t, 4) for t in times], "runs": runs}}
 
 
 def _environment(timeout: float) -> dict[str, str]:
@@ -201,5 +258,9 @@ def run_bench(nranks: int = 4, quick: bool = False, only: Sequence[str] = (), pe
             else:
                 results.setdefault("launch", {})[system] = {"value": statistics.median(times),
                                                             "extra": {"launches": [round(t, 3) for t in times]}}
+        if "recovery" in names:
+            progress(f"{system}: recovery from a worker's death")
+            results.setdefault("recovery", {})[system] = {"workload": "recovery",
+                                                          **run_recovery(system, nranks, quick, timeout, backend)}
     return {"nranks": nranks, "quick": quick, "backend": backend, "systems": systems, "results": results,
             "stderr": failures, "not_applicable": not_applicable}

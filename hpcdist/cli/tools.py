@@ -47,7 +47,7 @@ def doctor_command(as_json: bool, backend: str | None, no_smoke: bool, timeout: 
 @click.option("--quick", is_flag=True, help="Fewer repetitions: a smoke test, not a measurement.")
 @click.option("--only", multiple=True, metavar="NAME",
               help="Run only this workload (repeatable): tiny_map, latency, bandwidth, chains, tree_sum, "
-                   "rounds, idle_cpu, launch.")
+                   "rounds, idle_cpu, launch, recovery.")
 @options.backend
 @click.option("--peers/--no-peers", default=True, show_default=True,
               help="Also measure the backend's peers where installed: mpi4py.futures, dask.distributed and "

@@ -6,6 +6,7 @@ invariants that do not depend on the machine's speed (zero bytes through rank 0)
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -15,7 +16,17 @@ from hpcdist.bench import report, runner
 from hpcdist.cli import cli
 
 EVERY_ROW = {"tiny_map", "latency", "raw_latency", "bandwidth", "raw_bandwidth", "chains", "tree_sum",
-             "rounds", "launch", "idle_cpu"}
+             "rounds", "launch", "idle_cpu", "recovery"}
+#: whether the mpi backend has a failure detector (else its recovery row is n/a)
+MPI_DETECTOR = importlib.util.find_spec("hpcdist.transports.liveness") is not None
+
+
+def _check_recovery(r: dict, backend: str) -> None:
+    """The recovery row: a positive number of seconds where a worker process can be killed and seen dead."""
+    if backend == "process" or (backend == "mpi" and MPI_DETECTOR):
+        assert r["values"]["hpcdist"] > 0, r
+    else:  # thread workers cannot be killed; an mpi backend without a detector would never see the death
+        assert r["values"]["hpcdist"] is None and r["notes"]["hpcdist"] == "n/a", r
 
 
 @pytest.mark.mpi
@@ -48,7 +59,10 @@ def test_quick_bench_reports_every_workload(tmp_path):
     rows = data["table"]
     assert {r["workload"] for r in rows} == EVERY_ROW
     for r in rows:
-        _check_hpcdist_value(r)
+        if r["workload"] == "recovery":
+            _check_recovery(r, "mpi")
+        else:
+            _check_hpcdist_value(r)
     assert sum(r["field"] == "bytes_via_master" for r in rows) == 2
     assert "64 MiB worker -> worker" in res.output and "launch to first result" in res.output
 
@@ -109,6 +123,8 @@ def test_quick_bench_on_a_non_mpi_backend(tmp_path, backend):
     for r in rows:
         if r["workload"].startswith("raw_"):
             assert r["values"]["hpcdist"] is None and r["notes"]["hpcdist"] == "n/a", r  # raw MPI: mpi backend only
+        elif r["workload"] == "recovery":
+            _check_recovery(r, backend)
         else:
             _check_hpcdist_value(r)
     title = next(line for line in text.splitlines() if line.startswith("hpcdist bench:"))
@@ -128,6 +144,40 @@ def test_process_backend_against_processpool():
     assert chains["ratios"]["processpool"] > 0 and chains["met"] in (True, False)
     moved = rows["chains", "bytes_via_master"]["values"]
     assert moved["hpcdist"] == 0 and moved["processpool"] == 1024  # 8 chains x 4 trips of 32 MiB
+
+
+def test_recovery_row_on_the_process_backend_and_processpool():
+    """A SIGKILLed worker: hpcdist runs its task again elsewhere, ProcessPoolExecutor's pool breaks."""
+    result = runner.run_bench(3, quick=True, only=("recovery",), backend="process", peers=("processpool",),
+                              timeout=60)
+    rows = report.build(result)
+    assert [r["workload"] for r in rows] == ["recovery"]
+    row = rows[0]
+    assert row["values"]["hpcdist"] > 0 and row["target"] == "<=2.5" and row["met"] in (True, False)
+    assert row["values"]["processpool"] is None and row["notes"]["processpool"] == "dies", row
+    ours = result["results"]["recovery"]["hpcdist"]["extra"]
+    (run,) = ours["runs"]
+    assert run["death"] == "sigkill" and run["rank"] in (1, 2) and run["detect_s"] is not None, ours
+    assert "BrokenProcessPool" in result["results"]["recovery"]["processpool"]["extra"]["error"]
+    assert "recovery: process backend, worker SIGKILLed" in report.render(result, rows)
+
+
+def test_recovery_row_notes_for_peers_without_a_figure():
+    bench = {
+        "nranks": 4, "quick": False, "backend": "mpi",
+        "systems": {"hpcdist": "ok", "mpi4py.futures": "ok", "dask": "ok"},
+        "results": {"recovery": {
+            "hpcdist": {"value": 2.3, "extra": {"how": "mpiexec -disable-auto-cleanup (Hydra), worker os._exit(3)"}},
+            "mpi4py.futures": {"value": None, "note": "dies"},
+            "dask": {"value": None, "note": "—"}}},
+    }
+    (row,) = report.build(bench)
+    assert row["met"] is True and row["notes"] == {"hpcdist": "", "mpi4py.futures": "dies", "dask": "—"}
+    assert row["ratios"] == {"mpi4py.futures": None, "dask": None}
+    text = report.render(bench, [row])
+    line = next(ln for ln in text.splitlines() if ln.startswith("worker dies"))
+    assert "2.30" in line and "dies" in line and "—" in line
+    assert "recovery: mpiexec -disable-auto-cleanup (Hydra), worker os._exit(3)." in text
 
 
 def test_backend_targets_and_title():
