@@ -14,8 +14,9 @@ Rank 0, driver thread -> scheduler thread (loopback, never pickled):
 Scheduler -> worker:
     COMPUTE (entries, path, frees) path: rank 0's sys.path when it changed, else None;
                                    frees: keys to drop before the tasks (or None);
-                                   entry: (key, fn_id, fn_bytes | None, data, nbuf, {dep: [holders] | None}),
-                                   holders None: a holder was told to push the dep here
+                                   entry: (key, fn_id, fn_bytes | None, data, nbuf, {dep: [holders] | pushed}),
+                                   pushed: (pusher, [holders]): pusher was told to push the dep here
+                                   (the worker asks the next of holders only if the pusher dies)
     PUT (key, data, nbuf)          GET (req, keys)   FREE (keys)   STEAL (key)   SHUTDOWN (code)
     PUSH (items)                   items: [(key, dest)]: send these keys to worker dest as HAVE (as if it sent WANT)
     PEER_DOWN (rank, reason)       worker rank was lost (sent to every live worker once rank 0 has applied the
