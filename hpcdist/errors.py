@@ -157,3 +157,11 @@ class SerializationError(HpcdistError, TypeError):
     ``__cause__`` where there is one. Only that task, gather or result fails: the world goes on.
     It is also a :class:`TypeError`, as pickling errors are in the standard library.
     """
+
+
+class PeerLost(WorkerLost):
+    """An input of a task could not come to its worker: every holder the worker knew of died.
+
+    An infrastructure failure, not the task's own: the scheduler places the task again and
+    never counts it against the task's ``retries``.
+    """

@@ -14,21 +14,27 @@ Rank 0, driver thread -> scheduler thread (loopback, never pickled):
 Scheduler -> worker:
     COMPUTE (entries, path, frees) path: rank 0's sys.path when it changed, else None;
                                    frees: keys to drop before the tasks (or None);
-                                   entry: (key, fn_id, fn_bytes | None, data, nbuf, {dep: [holders] | None}),
-                                   holders None: a holder was told to push the dep here
+                                   entry: (key, fn_id, fn_bytes | None, data, nbuf, {dep: [holders] | pushed}),
+                                   pushed: (pusher, [holders]): pusher was told to push the dep here
+                                   (the worker asks the next of holders only if the pusher dies)
     PUT (key, data, nbuf)          GET (req, keys)   FREE (keys)   STEAL (key)   SHUTDOWN (code)
     PUSH (items)                   items: [(key, dest)]: send these keys to worker dest as HAVE (as if it sent WANT)
+    PEER_DOWN (rank, reason)       worker rank was lost (sent to every live worker once rank 0 has applied the
+                                   loss): forget it, ask the next holder of each input asked of it
 Worker -> scheduler:
     HELLO (info)                   info: {"host", "cores", "pid"}
     DONE (records)                 record: (key, nbytes, duration, fetched_keys, small_result_pickle | None)
-    FAILED (key, exc_bytes, traceback_text, duration, fetched_keys)
+    FAILED (key, exc_bytes, traceback_text, duration, fetched_keys, infra)
+                                   infra: True when the task failed only because an input could not come
+                                   from a dead peer (PeerLost): placed again, its own retries kept
     DATA (req, entries)            entries: [(key, data | None if not held | str why it cannot travel, nbuf)],
                                    buffers in order
     STEAL_REPLY (key, ok)          BYE ()
 From the transport (rank 0; the source is the dead rank):
     LOST (reason)                  the worker died (see transports.base.PEER_LOST)
 Worker -> worker:
-    WANT (keys)                    HAVE (entries) as in DATA; a key not held yet is sent when it lands
+    WANT (keys)                    HAVE (entries) as in DATA; a key not held yet is sent when it lands;
+                                   data None: the key cannot come, every holder the sender knew of died
 """
 
 from hpcdist.transports.base import PEER_LOST
@@ -58,6 +64,7 @@ LOST = PEER_LOST
 WANT = "want"
 HAVE = "have"
 PUSH = "push"
+PEER_DOWN = "peer-down"
 
 #: persistent-id tag the client uses for a Future inside task arguments
 FUTURE_REF = "hpcdist-future"

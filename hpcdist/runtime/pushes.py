@@ -34,7 +34,7 @@ class Pushes:
         """Queue a push to ``rank`` of each input of ``deps`` (key -> holders) it lacks.
 
         Returns:
-            ``deps`` with ``None`` as the holders of each input pushed in this round.
+            ``deps`` with ``(pusher, holders)`` for each input pushed in this round.
         """
         out = dict(deps)
         for dep, holders in deps.items():
@@ -46,7 +46,7 @@ class Pushes:
             pushed.add(rank)
             holder = policy.pick_holder(holders, rank, self._host_of)
             self._queued.setdefault(holder, []).append((dep, rank))
-            out[dep] = None
+            out[dep] = (holder, holders)  # pushed by holder; the others, should it die
         return out
 
     def reported(self, rank: int, keys: Iterable[str]) -> None:

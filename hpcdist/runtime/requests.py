@@ -6,8 +6,9 @@ import itertools
 from concurrent.futures import Future
 from typing import Any, Callable
 
-from hpcdist.errors import SerializationError
+from hpcdist.errors import RemoteTraceback, SerializationError
 from hpcdist.runtime import messages as m
+from hpcdist.runtime import serialize
 from hpcdist.transports.base import dropped_in
 
 #: states of a key that is being recomputed (a gathered key is wanted: never released otherwise)
@@ -112,7 +113,7 @@ class Gathers:
                 if what == "memory":
                     continue
                 if what in (None, "forgotten", "erred", "cancelled"):
-                    error = state.error_of(key) if what == "erred" else None
+                    error = _task_error(state.error_of(key)) if what == "erred" else None
                     cfuture.set_exception(error if isinstance(error, BaseException) else LookupError(
                         f"{key!r} was lost with its worker and is {what or 'unknown'} now"))
                     break
@@ -165,3 +166,17 @@ class Shutdown:
         """The world is broken: every worker counts as missing."""
         if not self._cfuture.done():
             self._cfuture.set_result(list(self._ranks))
+
+
+def _task_error(error: Any) -> Any:
+    """The exception of an erred key: a task's own error (the scheduler's ``(exc_bytes, text, rank,
+    host, size)``) rebuilt with its remote traceback, as the client raises it; others as they are."""
+    if not isinstance(error, tuple) or len(error) != 5:
+        return error
+    exc_bytes, text, rank, host, size = error
+    try:
+        exc = serialize.loads(exc_bytes)
+    except Exception:  # noqa: BLE001 - its class may not be importable on rank 0
+        return None
+    exc.__cause__ = RemoteTraceback(f"task failed on rank {rank} of {size} on host {host}:\n{text}")
+    return exc

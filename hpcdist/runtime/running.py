@@ -16,6 +16,7 @@ import traceback
 from typing import Any, Iterator
 
 from hpcdist.errors import SerializationError, TransportError
+from hpcdist.runtime import serialize
 from hpcdist.runtime.log import get_logger
 
 logger = get_logger(__name__)
@@ -96,3 +97,45 @@ def report_loop_failure(exc: BaseException, transport: Any) -> None:
     else:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         logger.error("hpcdist: internal error on rank %s:\n%s", transport.rank, text.rstrip("\n"))
+
+
+def end_process(code: int) -> None:
+    """End the process with ``code`` now, without ``MPI_Finalize``, even while another thread still runs a task.
+
+    The C library's ``exit`` (not ``os._exit``): it runs the MPI library's exit handlers, and
+    without them Hydra kills every other rank of the job (rank 0 included, even one that is
+    still working after its ``close()``). The GIL stays held (``PyDLL``), so no Python code runs
+    while the process ends.
+    """
+    try:
+        import ctypes
+
+        ctypes.PyDLL(None).exit(code)
+    except (OSError, AttributeError):  # no C library to call: end without its handlers
+        pass
+    os._exit(code)
+
+
+#: stands for a requested key the worker does not hold (:func:`pack_values` sends it as data None)
+ABSENT = object()
+
+
+def pack_values(items: list[tuple[str, Any]], rank: int) -> tuple[list[tuple], list]:
+    """Entries ``(key, data, nbuf)`` and the buffers in order, for one message of many values.
+
+    A value that cannot be pickled goes as ``(key, why, 0)`` (``why`` a str), so only what needs it
+    fails; :data:`ABSENT` goes as ``(key, None, 0)``.
+    """
+    entries, buffers = [], []
+    for key, value in items:
+        if value is ABSENT:
+            entries.append((key, None, 0))
+            continue
+        try:
+            data, bufs = serialize.dumps(value)
+        except Exception as exc:  # noqa: BLE001 - any error of any __reduce__
+            entries.append((key, str(unpicklable(key, value, exc, rank)), 0))
+            continue
+        entries.append((key, data, len(bufs)))
+        buffers.extend(bufs)
+    return entries, buffers

@@ -20,7 +20,7 @@ from collections import defaultdict, deque
 from typing import Any, Callable
 
 from hpcdist.errors import HpcdistError, TransportError, WorkerLost
-from hpcdist.runtime import messages as m
+from hpcdist.runtime import losses, messages as m
 from hpcdist.runtime.baton import Baton
 from hpcdist.runtime.frees import Frees
 from hpcdist.runtime.log import get_logger
@@ -112,6 +112,10 @@ class Scheduler:
             src, header, buffers = item
             if header[0] == m.HELLO:
                 self.info[src] = header[1]
+            elif header[0] == m.LOST:  # died before its hello: the run goes on with the others
+                self._drop(src, header[1], "before it started")
+                if not self.worker_ranks:
+                    raise WorkerLost(f"every worker was lost before it started (the last: {header[1]})")
             else:
                 pending.append(item)
         self.state = st.SchedulerState({r: self.info[r]["host"] for r in self.worker_ranks})
@@ -285,11 +289,8 @@ class Scheduler:
         self._path_update.clear()
 
     def table_sizes(self) -> dict[str, int]:
-        """Entries of every per-key table on rank 0's scheduler side (loop thread; a diagnostic).
-
-        The state's tables (see :meth:`SchedulerState.table_sizes`) and the scheduler's own,
-        prefixed ``scheduler.``; every one is O(live keys), the bounded transition log aside.
-        """
+        """Entries of every per-key table on rank 0 (loop thread; a diagnostic): the state's (see
+        :meth:`SchedulerState.table_sizes`) and, prefixed ``scheduler.``, the scheduler's own; all O(live keys)."""
         sizes = dict(self.state.table_sizes()) if self.state is not None else {}
         pushes = self.pushes.sizes()
         sizes.update({
@@ -306,12 +307,8 @@ class Scheduler:
         return sizes
 
     def counters(self) -> dict[str, int]:
-        """Rank 0's traffic so far (a snapshot any thread may take; a diagnostic).
-
-        Returns:
-            ``bytes_in``/``bytes_out``: payload bytes received from / sent to workers (task
-            arguments, scatters, gathers); ``steals_sent``: STEAL messages sent.
-        """
+        """Rank 0's traffic so far (a snapshot any thread may take; a diagnostic): ``bytes_in``/``bytes_out``
+        (payload bytes from / to workers: task arguments, scatters, gathers), ``steals_sent`` (STEAL messages)."""
         return {"bytes_in": self.bytes_in, "bytes_out": self.bytes_out, "steals_sent": self.steals_sent}
 
     # ---- queries: answered in the loop thread (QUERY) ----------------------------------------------
@@ -325,8 +322,7 @@ class Scheduler:
         return self.state.has_what()
 
     def running_keys(self) -> set[str]:
-        """The key each worker runs now, as far as rank 0 knows: the first key assigned to each
-        worker (workers run their tasks in assignment order)."""
+        """The key each worker runs now, as far as rank 0 knows (the first assigned: they run in that order)."""
         state = self.state
         return {keys[0] for keys in map(state.processing_on, state.workers) if keys}
 
@@ -402,13 +398,13 @@ class Scheduler:
         self._handle(*events)
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
-        _, key, exc_bytes, text, duration, fetched = header
+        _, key, exc_bytes, text, duration, fetched, infra = header
         self.pushes.reported(src, fetched)
         if fetched:  # copies made for a task that failed: not worth keeping
             self.frees.add(src, list(fetched))
         error = (exc_bytes, text, src, self.info.get(src, {}).get("host", "?"), self.transport.size)
         cause = (m.FAILED, src, next(_stimuli))
-        self._handle(Failed(time.monotonic(), key, src, error, duration, stimulus_id=cause))
+        self._handle(Failed(time.monotonic(), key, src, error, duration, infrastructure=infra, stimulus_id=cause))
 
     def _known(self, src: int, fetched: tuple) -> tuple:
         """Keep copies the state knows about; free copies of keys it has already forgotten."""
@@ -430,19 +426,23 @@ class Scheduler:
         """The transport says worker ``src`` died: the survivors take over its work (RankLost)."""
         if src not in self.info:
             return
-        running, self.lost[src] = self.state.processing_on(src), (header[1], time.time())
         self.info = {r: i for r, i in self.info.items() if r != src}  # a new dict: clients read it
-        self.worker_ranks = [r for r in self.worker_ranks if r != src]
-        self.scatter_rr = itertools.cycle(self.worker_ranks)
-        doing = f"running {running[0]!r} of {len(running)} task(s) assigned there" if running else "idle"
-        logger.error("hpcdist: lost %s, %s; %d worker(s) left", header[1], doing, len(self.worker_ranks))
+        self._drop(src, header[1], losses.describe(self.state, src))
         self._handle(RankLost(time.monotonic(), src, stimulus_id=(m.LOST, src, next(_stimuli))))
+        losses.tell_survivors(self.transport.send, self.worker_ranks, src, header[1])
+        self.notify(losses.WorkerGone(src, header[1]))  # the user's hooks, on the client's callback thread
         self.gathers.lost(src)
         if self.closing is not None and self.closing.bye(src):
             self._finish_close(timed_out=False)
         elif not self.worker_ranks:
             self.fail_all(WorkerLost(f"every worker was lost (the last: {header[1]})"))
             self._baton.stop()  # nothing left to schedule on
+
+    def _drop(self, src: int, reason: str, doing: str) -> None:
+        self.lost[src] = (reason, time.time())
+        self.worker_ranks = [r for r in self.worker_ranks if r != src]
+        self.scatter_rr = itertools.cycle(self.worker_ranks)
+        logger.error("hpcdist: lost %s, %s; %d worker(s) left", reason, doing, len(self.worker_ranks))
 
     def _on_bye(self, src: int, header: tuple, buffers: list) -> None:
         if self.closing is not None and self.closing.bye(src):

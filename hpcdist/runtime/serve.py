@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from typing import Any
 
 from hpcdist.runtime.log import get_logger
-from hpcdist.runtime.running import report_loop_failure
+from hpcdist.runtime.running import end_process, report_loop_failure
 from hpcdist.runtime.worker import Worker
 
 logger = get_logger(__name__)
@@ -26,7 +25,7 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
         exit_process: (MPI) once shut down, close the transport and end the process with the
             exit code the scheduler asked for. A normal interpreter exit; a task still running
             after :data:`SHUTDOWN_TASK_GRACE` is abandoned: the communication thread finalizes
-            MPI and ends the process (:func:`_exit_now`) without waiting for it.
+            MPI and ends the process (:func:`~hpcdist.runtime.running.end_process`) without waiting for it.
 
     Returns:
         The exit code the scheduler asked for at shutdown.
@@ -47,7 +46,7 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
             transport.close()
             sys.stdout.flush()
             sys.stderr.flush()
-            _exit_now(worker.exit_code)
+            end_process(worker.exit_code)
 
     comm = threading.Thread(target=communicate, name="hpcdist-comm", daemon=True)
     comm.start()
@@ -65,20 +64,3 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
         transport.close()
         sys.exit(worker.exit_code)
     return worker.exit_code
-
-
-def _exit_now(code: int) -> None:
-    """End the process with ``code`` while another thread still runs a task.
-
-    The C library's ``exit`` (not ``os._exit``): it runs the MPI library's exit handlers, and
-    without them Hydra kills every other rank of the job (rank 0 included, even one that is
-    still working after its ``close()``). The GIL stays held (``PyDLL``), so no Python code runs
-    while the process ends.
-    """
-    try:
-        import ctypes
-
-        ctypes.PyDLL(None).exit(code)
-    except (OSError, AttributeError):  # no C library to call: end without its handlers
-        pass
-    os._exit(code)

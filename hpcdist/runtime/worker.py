@@ -22,16 +22,16 @@ from collections import deque
 from typing import Any
 
 from hpcdist.transports.base import dropped_in
-from hpcdist.errors import RemoteError, SerializationError
+from hpcdist.errors import PeerLost, RemoteError, SerializationError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.baton import Baton
-from hpcdist.runtime.running import StateFile, cores, report_loop_failure, running_on, safe_str, unpicklable
+from hpcdist.runtime.running import (ABSENT, StateFile, cores, end_process, pack_values, report_loop_failure,
+                                     running_on, safe_str, unpicklable)
 from hpcdist.runtime.scheduling import policy
 from hpcdist.runtime.sizeof import sizeof
 
 _STOP = object()
-_ABSENT = object()  # a requested key this worker does not hold
 
 #: the communication thread takes over receiving once the executor has been busy this long
 TAKEOVER_S = 1e-3
@@ -77,7 +77,9 @@ class Worker:
         self.runq: deque[Any] = deque()
         self.fetching: dict[str, _Task] = {}  # tasks waiting for dependencies from peers
         self.waiters: dict[str, list[_Task]] = {}  # dep key -> tasks that need it
-        self.requested: set[str] = set()  # dep keys asked of a peer, not yet arrived
+        # dep key asked of a peer (or pushed by it), not yet arrived -> (that peer, the Compute's holders)
+        self.requested: dict[str, tuple[int | None, list[int]]] = {}
+        self.dead: set[int] = set()  # peers rank 0 said were lost (PEER_DOWN)
         self.peer_waits: dict[str, list[int]] = {}  # key not here yet -> ranks that asked for it
         self.fetched: list[str] = []  # copies made here, not yet reported to the scheduler
         self.exit_code = 0
@@ -99,6 +101,7 @@ class Worker:
             m.HAVE: self._on_have,
             m.SHUTDOWN: self._on_shutdown,
             m.LOST: self._on_lost,
+            m.PEER_DOWN: self._on_peer_down,
         }
 
     # ---- receiving ------------------------------------------------------------------------
@@ -143,27 +146,19 @@ class Worker:
         self.transport.send(0, (m.BYE,))
 
     def _on_lost(self, src: int, header: tuple, buffers: list) -> None:
-        """The transport lost rank 0 (the scheduler died, or it declared this rank lost): say so in
-        one line and end the process now, status 4 (``ExitCode.UNKNOWN``: the worker lost), without
-        ``MPI_Finalize`` (it would hang). The C library's ``exit``, with the GIL held, as
-        ``serve._exit_now``; a lost peer worker is not this handler's business."""
-        if src != 0:
-            return
-        import ctypes
-
-        sys.stderr.write(f"hpcdist: rank {self.rank}: lost the scheduler: {header[1]}; exiting with status 4\n")
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        try:
-            ctypes.PyDLL(None).exit(4)
-        except (OSError, AttributeError):
-            pass
-        os._exit(4)
+        """The transport lost rank 0 (it died, or declared this rank lost): say so, end the process
+        now with status 4 (the worker-lost reading of ``ExitCode.UNKNOWN``), no ``MPI_Finalize``
+        (it would hang). A lost peer worker is rank 0's to handle (it sends PEER_DOWN)."""
+        if src == 0:
+            sys.stderr.write(f"hpcdist: rank {self.rank}: lost the scheduler: {header[1]}; exiting with status 4\n")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            end_process(4)
 
     def _on_compute(self, src: int, header: tuple, buffers: list) -> None:
         offset = 0
         wants: dict[int, list[str]] = {}
-        ready = []
+        ready, gone = [], []
         with self.lock:
             for key in header[3] or ():  # frees first: a key freed then recomputed here
                 self.data.pop(key, None)
@@ -183,10 +178,16 @@ class Worker:
                     task.missing.add(dep)
                     self.waiters.setdefault(dep, []).append(task)
                     if dep not in self.requested:
-                        self.requested.add(dep)
-                        if holders is not None:  # None: the scheduler had the holder push it here
-                            holder = policy.pick_holder(holders, self.rank, self.transport.host_of)
-                            wants.setdefault(holder, []).append(dep)
+                        if holders.__class__ is tuple:  # (pusher, holders): the scheduler had it pushed here
+                            if not (self.dead and holders[0] in self.dead):
+                                self.requested[dep] = holders
+                                continue
+                            holders = holders[1]
+                        holder = policy.pick_holder(holders, self.rank, self.transport.host_of)
+                        if self.dead and holder in self.dead:  # listed before rank 0 applied a death
+                            holder = self._next_holder(holders)
+                        (gone if holder is None else wants.setdefault(holder, [])).append(dep)
+                        self.requested[dep] = (holder, holders)
                 if task.missing:
                     self.fetching[key] = task
                 else:
@@ -195,6 +196,36 @@ class Worker:
                 self.runq.extend(ready)
         for peer, keys in wants.items():
             self.transport.send(peer, (m.WANT, keys))
+        for dep in gone:
+            self._lost(dep, PeerLost(f"rank {self.rank}: every holder of {dep!r} was lost"))
+
+    def _next_holder(self, holders: list[int]) -> int | None:
+        """A live holder among ``holders`` (``self.lock`` held), or None if all are dead."""
+        alive = [h for h in holders if h not in self.dead and h != self.rank]
+        return policy.pick_holder(alive, self.rank, self.transport.host_of) if alive else None
+
+    def _on_peer_down(self, src: int, header: tuple, buffers: list) -> None:
+        """Rank 0 says peer ``header[1]`` was lost: forget it; ask the next holder of each input asked of it.
+
+        An input with no live holder left fails its tasks here and the peers' that asked for it with
+        :class:`PeerLost` (infrastructure: placed again, retries kept). Tasks rank 0 takes back (an
+        input only the dead peer held, to be recomputed) were already stolen: STEALs come first."""
+        rank = header[1]
+        self.transport.forget(rank)
+        wants: dict[int, list[str]] = {}
+        gone: list[str] = []
+        with self.lock:
+            self.dead.add(rank)
+            for key, (holder, holders) in list(self.requested.items()):
+                if holder != rank:
+                    continue
+                holder = self._next_holder(holders)
+                self.requested[key] = (holder, holders)
+                (gone if holder is None else wants.setdefault(holder, [])).append(key)
+        for peer, keys in wants.items():
+            self.transport.send(peer, (m.WANT, keys))
+        for key in gone:
+            self._lost(key, PeerLost(f"rank {self.rank}: {key!r} could not come from lost rank {rank}, none else held it"))
 
     def _on_put(self, src: int, header: tuple, buffers: list) -> None:
         _, key, data, nbuf = header
@@ -209,6 +240,8 @@ class Worker:
     def _arrived(self, src: int, key: str, data: Any, buffers: list, fetched: bool) -> None:
         """A value came from ``src``: keep it, or fail what needed it if it cannot be rebuilt here."""
         try:
+            if data is None:  # the sender lost every holder of it
+                raise PeerLost(f"rank {src} could not get {key!r} for rank {self.rank}: its holders were lost")
             if isinstance(data, str):  # the sender could not pickle it: data says why
                 raise SerializationError(data)
             dropped = dropped_in(buffers)
@@ -216,7 +249,7 @@ class Worker:
                 raise MemoryError(f"rank {self.rank} {dropped.describe()}: the value of {key!r} from rank {src}")
             value = serialize.loads(data, buffers)
         except Exception as exc:  # noqa: BLE001 - one bad value fails the tasks that need it, not the worker
-            if not isinstance(exc, (SerializationError, MemoryError)):
+            if not isinstance(exc, (SerializationError, MemoryError, PeerLost)):
                 error = SerializationError(
                     f"the value of {key!r} from rank {src} cannot be unpickled on rank {self.rank}: "
                     f"{type(exc).__name__}: {exc}")
@@ -229,14 +262,15 @@ class Worker:
     def _lost(self, key: str, error: BaseException) -> None:
         """``key`` will not arrive: the tasks waiting for it fail with ``error``, and so do peers'."""
         with self.lock:
-            self.requested.discard(key)
+            self.requested.pop(key, None)
             for task in self.waiters.pop(key, ()):
                 if self.fetching.pop(task.key, None) is task:
                     task.error = error
                     self.runq.append(task)  # the executor reports the failure (it owns the reports)
             peers = self.peer_waits.pop(key, [])
+        why = None if isinstance(error, PeerLost) else str(error)
         for peer in peers:
-            self.transport.send(peer, (m.HAVE, [(key, str(error), 0)]))
+            self.transport.send(peer, (m.HAVE, [(key, why, 0)]))
 
     def _store(self, key: str, value: Any, fetched: bool) -> None:
         """Keep a value that arrived and wake whatever waited for it."""
@@ -250,7 +284,7 @@ class Worker:
     def _keep(self, key: str, value: Any) -> list[int]:
         """Hold ``value``, queue the tasks it completes (``self.lock`` held); the peers that asked for it."""
         self.data[key] = value
-        self.requested.discard(key)
+        self.requested.pop(key, None)
         for task in self.waiters.pop(key, ()):
             task.missing.discard(key)
             if not task.missing and self.fetching.pop(task.key, None) is task:
@@ -282,27 +316,12 @@ class Worker:
     def _on_get(self, src: int, header: tuple, buffers: list) -> None:
         _, req, keys = header
         with self.lock:
-            items = [(key, self.data[key]) if key in self.data else (key, _ABSENT) for key in keys]
+            items = [(key, self.data[key]) if key in self.data else (key, ABSENT) for key in keys]
         self._send_values(src, (m.DATA, req), items)
 
     def _send_values(self, dest: int, prefix: tuple, items: list[tuple[str, Any]]) -> None:
-        """One message for many values: entries ``(key, data, nbuf)``, buffers in order.
-
-        A value that cannot be pickled goes as ``(key, why, 0)`` (``why`` a str), so only
-        what needs it fails.
-        """
-        entries, buffers = [], []
-        for key, value in items:
-            if value is _ABSENT:
-                entries.append((key, None, 0))
-                continue
-            try:
-                data, bufs = serialize.dumps(value)
-            except Exception as exc:  # noqa: BLE001 - any error of any __reduce__
-                entries.append((key, str(unpicklable(key, value, exc, self.rank)), 0))
-                continue
-            entries.append((key, data, len(bufs)))
-            buffers.extend(bufs)
+        """One message for many values (see :func:`~hpcdist.runtime.running.pack_values`)."""
+        entries, buffers = pack_values(items, self.rank)
         self.transport.send(dest, prefix + (entries,), buffers)
 
     def _on_free(self, src: int, header: tuple, buffers: list) -> None:
@@ -317,10 +336,13 @@ class Worker:
             task = self.fetching.pop(key, None)
             if task is not None:
                 ok = True
-                for dep in task.missing:
+                for dep in task.missing:  # what it waited for, nothing else waits for: not asked any more
                     waiting = self.waiters.get(dep, [])
                     if task in waiting:
                         waiting.remove(task)
+                    if not waiting:
+                        self.waiters.pop(dep, None)
+                        self.requested.pop(dep, None)
             else:
                 for queued in self.runq:
                     if queued is not _STOP and queued.key == key:
@@ -400,7 +422,7 @@ class Worker:
             if self._busy:
                 self._busy = False
                 self._state.write("-")
-            self._report_failure(task.key, exc, text, duration)
+            self._report_failure(task.key, exc, text, duration, infra=exc is task.error and isinstance(exc, PeerLost))
             return
         duration = time.perf_counter() - start
         # Small results ride along with the report, so result() needs no second round trip.
@@ -452,7 +474,7 @@ class Worker:
         with self.lock:
             return self.data[key]
 
-    def _report_failure(self, key: str, exc: BaseException, text: str, duration: float) -> None:
+    def _report_failure(self, key: str, exc: BaseException, text: str, duration: float, infra: bool = False) -> None:
         self._flush_done()
         try:
             exc_bytes = serialize.dumps(exc)[0]
@@ -461,9 +483,7 @@ class Worker:
             exc_bytes = serialize.dumps(RemoteError(f"{type(exc).__name__}: {safe_str(exc)}"))[0]
         with self.lock:
             fetched, self.fetched = self.fetched, []
-        self.transport.send(0, (m.FAILED, key, exc_bytes, text, duration, tuple(fetched)))
-
-
+        self.transport.send(0, (m.FAILED, key, exc_bytes, text, duration, tuple(fetched), infra))
 
 
 def _extend_path(entries: list[str]) -> None:

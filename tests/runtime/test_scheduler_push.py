@@ -39,14 +39,14 @@ def _scheduler(hosts: dict[int, str]) -> tuple[Scheduler, _FakeTransport]:
 def test_a_remote_input_is_pushed_once_and_announced_only_with_the_push():
     sched, transport = _scheduler({0: "a", 1: "a", 2: "a", 3: "a", 4: "a"})
     deps = sched.pushes.deps(2, {"x": [1], "local": [2]})
-    assert deps == {"x": None, "local": [2]}  # x pushed by rank 1; rank 2 has "local"
+    assert deps == {"x": (1, [1]), "local": [2]}  # x pushed by rank 1; rank 2 has "local"
     sched._flush()
     assert (1, (m.PUSH, [("x", 2)])) in transport.sent
     # a second task on rank 2 before it reported its copy: no second push, the worker decides
     assert sched.pushes.deps(2, {"x": [1]}) == {"x": [1]}
     # once rank 2 reported the copy (and later dropped it), a new need pushes again
     sched._known(2, ("x",))
-    assert sched.pushes.deps(2, {"x": [1]}) == {"x": None}
+    assert sched.pushes.deps(2, {"x": [1]}) == {"x": (1, [1])}
 
 
 def test_the_pusher_is_the_holder_the_worker_would_have_asked():

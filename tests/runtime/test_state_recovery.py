@@ -211,6 +211,29 @@ def test_a_retried_task_that_loses_its_worker_keeps_its_remaining_retries():
     assert sim.state("a") == "processing" and sim.s.task("a").retries_left == 0
 
 
+def test_a_failure_flagged_as_infrastructure_places_the_task_again_and_keeps_its_retries():
+    sim = RSim()
+    sim.submit(T("a", retries=0))
+    rank = sim.s.task("a").processing_on
+    out = sim(Failed, "a", rank, "peer gone", infrastructure=True)
+    ts = sim.s.task("a")
+    assert ts.state == "processing" and len(computes(out)) == 1 and not erred(out)
+    assert ts.retries_left == 0 and ts.failed_on == frozenset() and ts.killed_on == ()
+    out = sim(Failed, "a", ts.processing_on, "boom")  # then its own error: no retries to spend
+    assert out == [Erred("a", "boom")]
+
+
+def test_an_infrastructure_failure_of_a_task_already_taken_back_changes_nothing():
+    sim = RSim(FOUR)
+    sim.submit(T("x", workers=frozenset({1}), allow_other_workers=True), T("y", ("x",), workers=frozenset({3})))
+    sim.done("x", 1)
+    yr = sim.s.task("y").processing_on
+    out = sim.lose(1)  # the only copy of x: y is taken back from rank 3, x recomputed
+    assert Steal(3, "y") in out and yr == 3 and sim.state("x") == "processing"
+    before = sim.snapshot()
+    assert sim(Failed, "y", yr, "peer gone", infrastructure=True) == [] and sim.snapshot() == before
+
+
 # ---------------------------------------------------------------- lineage
 
 

@@ -302,6 +302,10 @@ class SchedulerState:
         if ts is None or ts.state != PROCESSING or ts.processing_on != ev.rank:
             return  # stale: the task moved on (cancelled, stolen, re-placed)
         self._dispatch.leave(ts, drop=False)
+        if ev.infrastructure:  # a dead peer's fault, not the task's: its retries are kept
+            self._transition(ts, READY)
+            self._place(ts)
+            return
         if ts.retries_left > 0:
             ts.retries_left -= 1
             ts.failed_on = ts.failed_on | {ev.rank}

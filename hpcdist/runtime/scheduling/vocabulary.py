@@ -143,13 +143,18 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
-    """The task raised on ``rank``; ``error`` is opaque to the state."""
+    """The task raised on ``rank``; ``error`` is opaque to the state.
+
+    ``infrastructure``: it failed only because an input could not come from a dead peer; the
+    state handles it like a lost task (placed again, ``retries_left`` kept).
+    """
 
     time: float
     key: str
     rank: int
     error: object
     duration: float = 0.0
+    infrastructure: bool = field(default=False, kw_only=True)
     stimulus_id: Stimulus = field(default="", kw_only=True)
 
 
