@@ -67,7 +67,7 @@ done
 if [ "$RC" != 0 ]; then "$PYTHON" -m hpcdist postmortem "$HPCDIST_STATE_DIR" >&2 || true; fi
 
 # The run's status comes from its results: a worker that died makes the launcher report
-# non-zero (srun: 137) even when rank 0 finished every task. Rank 0's own status counts; the
+# non-zero (SLURM reports 137) even when rank 0 finished every task. Rank 0's own status counts; the
 # launcher's only when rank 0 wrote none (it died itself).
 STATUS=$(cat "$HPCDIST_STATE_DIR/status" 2>/dev/null || true)
 if [[ "$STATUS" =~ ^[0-9]{1,3}$ ]] && [ "$STATUS" != "$RC" ]; then
