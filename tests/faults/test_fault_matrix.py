@@ -131,8 +131,6 @@ CASES = [(launcher, death, state) for launcher in SURVIVES for death in DEATHS f
 @pytest.mark.parametrize("launcher, death, state", CASES)
 def test_fault_matrix(launcher: str, death: str, state: str, shared_world, tmp_path: Path,
                       request: pytest.FixtureRequest) -> None:
-    if launcher == "srun":
-        pytest.importorskip("mpi4py")
     if death in SURVIVES[launcher]:
         world = shared_world(launcher, death)
         rank = STATES.index(state) + 1
