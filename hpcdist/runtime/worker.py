@@ -98,6 +98,7 @@ class Worker:
             m.PUSH: self._on_push,
             m.HAVE: self._on_have,
             m.SHUTDOWN: self._on_shutdown,
+            m.LOST: self._on_lost,
         }
 
     # ---- receiving ------------------------------------------------------------------------
@@ -140,6 +141,24 @@ class Worker:
         self.exit_code = header[1]
         self.stop()
         self.transport.send(0, (m.BYE,))
+
+    def _on_lost(self, src: int, header: tuple, buffers: list) -> None:
+        """The transport lost rank 0 (the scheduler died, or it declared this rank lost): say so in
+        one line and end the process now, status 4 (``ExitCode.UNKNOWN``: the worker lost), without
+        ``MPI_Finalize`` (it would hang). The C library's ``exit``, with the GIL held, as
+        ``serve._exit_now``; a lost peer worker is not this handler's business."""
+        if src != 0:
+            return
+        import ctypes
+
+        sys.stderr.write(f"hpcdist: rank {self.rank}: lost the scheduler: {header[1]}; exiting with status 4\n")
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        try:
+            ctypes.PyDLL(None).exit(4)
+        except (OSError, AttributeError):
+            pass
+        os._exit(4)
 
     def _on_compute(self, src: int, header: tuple, buffers: list) -> None:
         offset = 0

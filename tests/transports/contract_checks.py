@@ -266,6 +266,22 @@ def check_forget_drops_sends_to_a_dead_rank(t: Transport) -> None:
 
 
 @check
+def check_messages_from_a_forgotten_rank_are_discarded(t: Transport) -> None:
+    # rank 2 speaks again once rank 0 has forgotten it (on MPI: again, as in the check before)
+    if t.rank == 0:
+        t.forget(2)
+        t.send(1, ("forgot 2",))
+        assert t.recv(1.0) is None, "rank 0 got a message from the rank it forgot"
+    elif t.rank == 1:
+        assert expect(t)[:2] == (0, ("forgot 2",))
+        t.send(2, ("speak",))
+    else:
+        assert expect(t)[:2] == (1, ("speak",))
+        t.send(0, ("from the forgotten",), [np.arange(1000, dtype=np.uint8)])
+        t.send(0, ("again",))
+
+
+@check
 def check_close_is_idempotent_and_final(t: Transport) -> None:
     t.close()
     t.close()

@@ -1,0 +1,85 @@
+"""The MPI backend survives a dead worker: the transport's failure detector reports it, the run goes
+on with the survivors and ends without MPI_Finalize (real `mpiexec -disable-auto-cleanup` worlds of
+4 ranks running tests/mpi/loss_driver.py; each with a hard timeout).
+
+Hydra's own status is not asserted: a rank that died makes it non-zero (the exit status from the
+results is a later slice). Rank 0's prints ``driver done`` once its world closed without error.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpcdist.commands import find_mpiexec
+
+DRIVER = Path(__file__).resolve().parents[1] / "mpi" / "loss_driver.py"
+TIMEOUT = 60
+
+pytestmark = [pytest.mark.mpi, pytest.mark.timeout(TIMEOUT + 30)]
+
+
+def run_loss(mode: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    """``mpiexec -disable-auto-cleanup -n 4 python loss_driver.py MODE TMP``; it must end by itself."""
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        pytest.skip("mpiexec not found")
+    full_env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MPIEXEC_TIMEOUT=str(TIMEOUT), **env)
+    proc = subprocess.run(
+        [mpiexec, "-disable-auto-cleanup", "-n", "4", sys.executable, str(DRIVER), mode, str(tmp_path)],
+        capture_output=True, text=True, timeout=TIMEOUT + 15, env=full_env, stdin=subprocess.DEVNULL)
+    assert "TIMED OUT" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr  # MPIEXEC_TIMEOUT: it hung
+    return proc
+
+
+def _out(proc: subprocess.CompletedProcess) -> str:
+    return f"rc={proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+
+
+def test_worker_exits_inside_a_task_its_work_is_recomputed_and_the_run_ends(tmp_path):
+    proc = run_loss("task_exit", tmp_path)
+    assert "driver done" in proc.stdout, _out(proc)
+    assert "lost: {2: 'rank 2 (pid " in proc.stdout and "no heartbeat for" in proc.stdout, _out(proc)
+    assert "hpcdist: lost rank 2 (pid" in proc.stderr and "running 't" in proc.stderr, _out(proc)
+
+
+def test_idle_worker_that_exits_is_lost_and_the_others_go_on(tmp_path):
+    proc = run_loss("idle_exit", tmp_path)
+    assert "driver done" in proc.stdout, _out(proc)
+    assert "lost: {3: 'rank 3 (pid " in proc.stdout, _out(proc)
+    assert "idle; 2 worker(s) left" in proc.stderr, _out(proc)
+
+
+def test_the_only_copy_of_a_needed_input_is_recomputed_elsewhere(tmp_path):
+    proc = run_loss("only_copy", tmp_path)
+    assert "driver done" in proc.stdout, _out(proc)
+    assert "make ran on ranks ['2', '" in proc.stdout, _out(proc)
+
+
+def test_no_false_positives_under_cpu_bound_tasks_on_an_oversubscribed_machine(tmp_path):
+    # 4 ranks on the machine's cores, every worker in 3-5 s tasks (GIL-holding numpy, pure Python),
+    # a 1 s bound: the comm threads still answer
+    proc = run_loss("busy", tmp_path, HPCDIST_FAILURE_TIMEOUT="1", BUSY_S="3")
+    assert "lost: {}" in proc.stdout and "driver done" in proc.stdout, _out(proc)
+    assert "hpcdist: lost" not in proc.stderr, _out(proc)
+
+
+def test_a_worker_declared_lost_that_speaks_again_is_told_to_exit(tmp_path):
+    proc = run_loss("sigstop", tmp_path)
+    assert "driver done" in proc.stdout, _out(proc)
+    assert "lost: {2: 'rank 2 (pid " in proc.stdout, _out(proc)
+    assert "rank 2 alive after SIGCONT: False" in proc.stdout, _out(proc)
+    assert proc.stderr.count("rank 0 declared this rank (2) lost") == 1, _out(proc)
+
+
+def test_workers_exit_when_rank_0_dies(tmp_path):
+    proc = run_loss("rank0_dies", tmp_path)
+    assert "driver: exiting without a word" in proc.stdout, _out(proc)
+    assert "driver done" not in proc.stdout
+    for r in (1, 2, 3):
+        assert f"hpcdist: rank {r}: lost the scheduler: rank 0 (pid" in proc.stderr, _out(proc)
+    assert "exiting with status 4" in proc.stderr
