@@ -41,7 +41,7 @@ def diagnose(backend: str | None = None, smoke: bool = True, timeout: float = 60
 
     Returns:
         A dict with keys ``python``, ``hpcdist``, ``numpy``, ``mpi``, ``commands``,
-        ``allocation``, ``backend``, ``smoke``, ``warnings`` and ``problems`` (things that
+        ``survival`` (see :func:`survival`), ``allocation``, ``backend``, ``smoke``, ``warnings`` and ``problems`` (things that
         are needed and missing or broken; the command exits non-zero when there are any).
     """
     from hpcdist import __version__
@@ -56,6 +56,7 @@ def diagnose(backend: str | None = None, smoke: bool = True, timeout: float = 60
     }
     report["mpi"] = _mpi_probe(timeout)
     report["commands"] = {name: (find_mpiexec() if name == "mpiexec" else shutil.which(name)) for name in COMMANDS}
+    report["survival"] = survival(report["commands"])
     report["allocation"] = _allocation()
     report["backend"] = _resolution(backend)
     _check(report)
@@ -92,6 +93,29 @@ def _mpi_probe(timeout: float) -> dict[str, Any]:
         return json.loads(res.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
         return {"error": f"unexpected output from the MPI probe: {res.stdout.strip()[:200]!r}"}
+
+
+def survival(commands: dict[str, str | None]) -> list[dict[str, Any]]:
+    """Which launch line survives which worker death, for the launchers this machine has.
+
+    One row per line of :data:`hpcdist.launch.SURVIVAL` whose launcher is here: ``srun`` on
+    PATH, MPICH's Hydra as the mpiexec found, Open MPI's ``mpirun`` beside the interpreter or on
+    PATH. Each row: ``line``, ``command`` (the path found) and ``deaths`` (death -> outcome).
+    """
+    from hpcdist.launch import SURVIVAL
+    from hpcdist.launcher import mpi_flavour
+
+    found: dict[str, str] = {}
+    if commands.get("srun"):
+        found["srun"] = str(commands["srun"])
+    mpiexec = commands.get("mpiexec")
+    here = os.path.join(os.path.dirname(sys.executable), "mpirun")
+    for candidate in (mpiexec, here if os.access(here, os.X_OK) else None, shutil.which("mpirun")):
+        flavour = mpi_flavour(candidate) if candidate else ""
+        if flavour and flavour not in found:
+            found[flavour] = str(candidate)
+    return [{"line": line, "command": found[flavour], "deaths": dict(deaths)}
+            for flavour, line, deaths in SURVIVAL if flavour in found]
 
 
 def _allocation() -> dict[str, Any]:
@@ -204,6 +228,16 @@ def format_report(report: dict[str, Any]) -> str:
         ]
     for name, path in report["commands"].items():
         lines.append(f"{name:<10} {path or 'not found'}")
+    if report.get("survival"):
+        from hpcdist.launch import DEATHS
+
+        width = max(len(row["line"]) for row in report["survival"])
+        lines.append(f"survival   {'worker death:':<{width}}  " + "  ".join(f"{d:<10}" for d in DEATHS).rstrip())
+        for row in report["survival"]:
+            cells = "  ".join(f"{row['deaths'][d]:<10}" for d in DEATHS).rstrip()
+            lines.append(f"survival   {row['line']:<{width}}  {cells}")
+        lines.append("survival   (survive: the run goes on with the other ranks; all killed: the launcher ends "
+                     "every rank, hpcdist names the rank and task and keeps finished results)")
     alloc = report["allocation"]
     if alloc["system"]:
         lines.append(f"allocation {alloc['system']} job {alloc['job_id']}, {alloc['nodes']} node(s)")

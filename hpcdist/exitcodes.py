@@ -9,10 +9,14 @@ return both readings, so a caller always knows which one it got.
 
 from __future__ import annotations
 
+import os
+import re
 from enum import IntEnum
-from typing import Iterable
+from typing import Iterable, Mapping
 
-__all__ = ["ExitCode", "PIPELINE", "table"]
+from hpcdist.paths import atomic_write, status_file
+
+__all__ = ["ExitCode", "PIPELINE", "table", "write_status", "read_status", "clear_status", "run_status"]
 
 
 class ExitCode(IntEnum):
@@ -58,3 +62,52 @@ def table(codes: Iterable[ExitCode] | None = None) -> str:
     rows = ["| status | name | meaning |", "| --- | --- | --- |"]
     rows += [f"| {c.value} | {c.name.lower()} | {c.meaning} |" for c in ExitCode if codes is None or c in codes]
     return "\n".join(rows) + "\n"
+
+
+# The run's status comes from its results, not from the launcher: when a worker dies, srun
+# reports 137 (Hydra and mpirun non-zero too) even though rank 0 finished every task. Rank 0
+# writes the status it ends with into the state directory (HPCDIST_STATE_DIR, which
+# ``hpcdist run`` and the job scripts set); they exit with it, and with the launcher's own status
+# only when there is no such file (rank 0 itself died).
+
+
+def _state_dir(environ: Mapping[str, str] | None) -> str | None:
+    return (os.environ if environ is None else environ).get("HPCDIST_STATE_DIR") or None
+
+
+def write_status(code: int, environ: Mapping[str, str] | None = None) -> None:
+    """Rank 0: note ``code`` as the run's status (atomically; nothing without a state directory)."""
+    state_dir = _state_dir(environ)
+    if state_dir is None:
+        return
+    try:
+        atomic_write(status_file(state_dir), f"{int(code)}\n".encode(), fsync=False)
+    except OSError:
+        pass  # the launcher's status then stands
+
+
+def clear_status(environ: Mapping[str, str] | None = None) -> None:
+    """Before a launch: drop a status left by an earlier run in the same state directory."""
+    state_dir = _state_dir(environ)
+    if state_dir is not None:
+        try:
+            os.unlink(status_file(state_dir))
+        except OSError:
+            pass
+
+
+def read_status(state_dir: str | os.PathLike[str]) -> int | None:
+    """The status rank 0 wrote into ``state_dir``, or None (no file, or not a status)."""
+    try:
+        text = status_file(state_dir).read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):
+        return None
+    return int(text) if re.fullmatch(r"[0-9]{1,3}", text) and int(text) < 256 else None
+
+
+def run_status(launcher_status: int, state_dir: str | os.PathLike[str] | None) -> int:
+    """The run's exit status: rank 0's (see :func:`write_status`) when it wrote one, else the launcher's."""
+    if state_dir is None:
+        return launcher_status
+    own = read_status(state_dir)
+    return launcher_status if own is None else own

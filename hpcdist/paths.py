@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["RunDir", "atomic_write", "write_json", "rank_task_file", "rank_task_files"]
+__all__ = ["RunDir", "atomic_write", "write_json", "rank_task_file", "rank_task_files", "status_file"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +131,11 @@ class RunDir:
 def rank_task_file(state_dir: str | os.PathLike[str], rank: int) -> Path:
     """The file in which rank ``rank`` notes the task it runs (``rank-N.task``)."""
     return Path(state_dir) / f"rank-{rank}.task"
+
+
+def status_file(state_dir: str | os.PathLike[str]) -> Path:
+    """The file in which rank 0 writes the run's own exit status (``status``)."""
+    return Path(state_dir) / "status"
 
 
 def rank_task_files(state_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:

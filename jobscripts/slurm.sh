@@ -11,7 +11,8 @@ set -euo pipefail
 ${modules}
 ${setup}
 
-# Variables from the spec (environment.vars), exported to every rank.
+# Variables exported to every rank: the failure detector's bound (failure_timeout), then the
+# spec's environment.vars.
 ${exports}
 
 export HPCDIST_JOB_NAME=${job_name}
@@ -38,6 +39,8 @@ trap 'forward USR1' USR1
 trap 'forward TERM' TERM
 trap 'forward INT' INT
 
+# Rank 0 writes the run's own status here; drop one left by an earlier job of this run.
+rm -f "$HPCDIST_STATE_DIR/status"
 ${launch} &
 LAUNCHER_PID=$!
 RC=0
@@ -50,6 +53,15 @@ done
 # On failure, name the task each worker was running when the job ended.
 if [ "$RC" != 0 ]; then "$PYTHON" -m hpcdist postmortem "$HPCDIST_STATE_DIR" >&2 || true; fi
 
-# The launcher's exit status, for `hpcdist status`.
+# The run's status comes from its results: a worker that died makes the launcher report
+# non-zero (SLURM reports 137) even when rank 0 finished every task. Rank 0's own status counts; the
+# launcher's only when rank 0 wrote none (it died itself).
+STATUS=$(cat "$HPCDIST_STATE_DIR/status" 2>/dev/null || true)
+if [[ "$STATUS" =~ ^[0-9]{1,3}$ ]] && [ "$STATUS" != "$RC" ]; then
+  echo "hpcdist: the launcher exited with status $RC (a rank died); rank 0 ended the run with status $STATUS" >&2
+  RC=$STATUS
+fi
+
+# The run's exit status, for `hpcdist status`.
 printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"
 ${resubmit}exit "$RC"

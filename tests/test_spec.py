@@ -148,7 +148,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "job.yaml:9:15: resources.directives: item 1: '--x=$(touch /tmp/x)' is not allowed",
         "job.yaml:11:3: environment.modulez: unknown key (did you mean 'modules'?)",
         "job.yaml:12:9: environment.vars: '1BAD' is not a valid variable name",
-        "job.yaml:13:11: launcher: expected one of auto, srun, mpiexec, got 'ssh'",
+        "job.yaml:13:11: launcher: expected one of auto, srun, mpiexec, openmpi, got 'ssh'",
         "job.yaml:15:11: program.script: file 'missing.py' not found",
         "job.yaml:16:1: ranks: unknown key (did you mean 'resources.ranks'?)",
     ]

@@ -40,7 +40,9 @@ def placeholders(system: BatchSystem, spec: JobSpec, run_dir: Path) -> dict[str,
         "spec_file": q(spec.path.name),
         "modules": modules,
         "setup": "\n".join(env.setup),
-        "exports": "\n".join(f"export {k}={q_value(v)}" for k, v in env.vars.items()),
+        # the failure detector's bound first: environment.vars may still set it
+        "exports": "\n".join([f"export HPCDIST_FAILURE_TIMEOUT={int(spec.failure_timeout)}"]
+                             + [f"export {k}={q_value(v)}" for k, v in env.vars.items()]),
         "run_dir": q(run_dir),
         "workdir": q(env.workdir),
         "python": q(env.python),

@@ -27,9 +27,9 @@ from typing import Any, Iterator, Sequence
 from hpcdist.backends import canonical_name
 from hpcdist.spec.dump import spec_to_yaml
 from hpcdist.errors import HpcdistError, SpecError
-from hpcdist.exitcodes import PIPELINE, ExitCode
+from hpcdist.exitcodes import PIPELINE, ExitCode, write_status
 from hpcdist.launcher import (
-    TimeLimit, check_timeout, launch_env, local_mpiexec, run_local, run_script, split_run_options, start_launcher,
+    TimeLimit, check_timeout, launch_env, local_launch, run_local, run_script, split_run_options, start_launcher,
     stopping_on_signals, wait_launcher,
 )
 from hpcdist.paths import RunDir, atomic_write
@@ -96,7 +96,8 @@ def _run_script_spec(spec: Any, backend: str, nranks: int, workers: int | None, 
     os.chdir(spec.environment.workdir)
     if backend != "mpi":
         return run_local(script, args, backend, workers, timeout=timeout)
-    return run_script(script, args, nranks, timeout=timeout)
+    return run_script(script, args, nranks, timeout=timeout, launcher=spec.launcher,
+                      failure_timeout=spec.failure_timeout)
 
 
 def _choose_run_dir(spec: Any, given: str | None, must_exist: bool) -> RunDir:
@@ -220,6 +221,7 @@ def _rank0(spec_path: str, overrides: Sequence[str], run_dir: str | None, stop: 
         traceback.print_exc()
         code = ExitCode.INTERNAL
     finally:
+        write_status(code)  # the run's status, whatever the launcher says of a dead worker
         client.close()
     return code
 
@@ -239,7 +241,7 @@ def _in_process(spec: Any, directory: RunDir, backend: str, workers: int | None,
 
 
 def _launch_mpi(spec: Any, directory: RunDir, nranks: int, timeout: float | None) -> int:
-    mpiexec = local_mpiexec(nranks)
+    head = local_launch(nranks, spec.launcher)
     state_dir = directory.ranks
     state_dir.mkdir(exist_ok=True)
     pid_file = directory.pid
@@ -247,8 +249,9 @@ def _launch_mpi(spec: Any, directory: RunDir, nranks: int, timeout: float | None
         pid_file.unlink()
     except FileNotFoundError:
         pass
-    env = launch_env(timeout, HPCDIST_STATE_DIR=str(state_dir), HPCDIST_RUN_DIR=str(directory.root))
-    argv = [mpiexec, "-n", str(nranks), sys.executable, "-m", "hpcdist", "run", str(directory.spec),
+    env = launch_env(timeout, HPCDIST_STATE_DIR=str(state_dir), HPCDIST_RUN_DIR=str(directory.root),
+                     HPCDIST_FAILURE_TIMEOUT=str(spec.failure_timeout))
+    argv = [*head, sys.executable, "-m", "hpcdist", "run", str(directory.spec),
             "--run-dir", str(directory.root)]
 
     def forward_warning(signum: int, frame: Any) -> None:
@@ -262,8 +265,8 @@ def _launch_mpi(spec: Any, directory: RunDir, nranks: int, timeout: float | None
     with stopping_on_signals(stop, KEPT):
         signal.signal(signal.SIGUSR1, forward_warning)
         proc = start_launcher(argv, env, cwd=spec.environment.workdir)
-        code, how = wait_launcher(proc, stop, timeout)
-    if code not in PIPELINE and how == "":
+        code, how = wait_launcher(proc, stop, timeout, state_dir)
+    if how == "" and (code not in PIPELINE or proc.returncode != code):  # a rank died
         for line in postmortem(state_dir):
             sys.stderr.write(f"hpcdist: {line}\n")
     return code

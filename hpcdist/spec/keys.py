@@ -35,6 +35,8 @@ MEMORY_UNITS = {
 DIRECTIVE_PATH_PATTERN = r"[A-Za-z0-9_./+@%:,=-]+"
 WALLTIME_PATTERN = r"([0-9]+-)?[0-9]+:[0-5][0-9]:[0-5][0-9]|[0-9]+"
 OUTPUT_FIELDS = ("name", "timestamp")
+#: the values of ``launcher``
+LAUNCHERS = ("auto", "srun", "mpiexec", "openmpi")
 #: the values of ``scheduler`` that name a batch system (``local`` runs without one)
 BATCH_SYSTEMS = ("slurm", "sge")
 
@@ -191,10 +193,12 @@ SPEC = Key("spec", "section", "An hpcdist job spec.", REQUIRED, children=(
         choices=(*BATCH_SYSTEMS, "local")),
     RESOURCES,
     ENVIRONMENT,
-    Key("launcher", "choice", "How ranks start under SLURM: auto (= mpiexec), srun or mpiexec.", "auto", "auto",
-        choices=("auto", "srun", "mpiexec")),
+    Key("launcher", "choice", "How ranks start: auto (= mpiexec), srun (SLURM only), mpiexec, or openmpi "
+        "(Open MPI's mpirun --with-ft ulfm).", "auto", "auto", choices=LAUNCHERS),
     Key("launcher_args", "strlist", "Extra arguments of the launcher (each one quoted).", [], ["--bind-to", "core"],
         tab=True),
+    Key("failure_timeout", "int", "Seconds of silence after which rank 0 declares a worker lost "
+        "(exported as HPCDIST_FAILURE_TIMEOUT).", 2, 2, minimum=1, maximum=MAX_GRACE),
     PROGRAM,
     Key("output", "str", "Run directory; {name} and {timestamp} are filled in.", "runs/{name}-{timestamp}",
         "runs/{name}-{timestamp}"),

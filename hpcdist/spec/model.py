@@ -21,6 +21,7 @@ from hpcdist.pipeline.model import parse_pipeline
 from hpcdist.spec.keys import BATCH_SYSTEMS, SPEC, Key, all_paths, check_value
 from hpcdist.spec.rules import (
     directive_path_problems,
+    launcher_problems,
     layout_problems,
     output_problems,
     system_rules,
@@ -86,8 +87,9 @@ class JobSpec:
         scheduler: slurm, sge or local.
         resources: requested resources.
         environment: modules, setup lines, variables, workdir, interpreter.
-        launcher: auto, srun or mpiexec.
+        launcher: auto, srun, mpiexec or openmpi.
         launcher_args: extra launcher arguments.
+        failure_timeout: seconds of silence after which rank 0 declares a worker lost.
         program: the driver script (or pipeline).
         output: the run-directory pattern as written ({name}, {timestamp}), see :meth:`run_dir`.
         template: a site job-script template, or None for the built-in one.
@@ -104,6 +106,7 @@ class JobSpec:
     source: str
     launcher: str = "auto"
     launcher_args: tuple[str, ...] = ()
+    failure_timeout: int = 2
     output: str = "runs/{name}-{timestamp}"
     template: Path | None = None
 
@@ -307,6 +310,8 @@ class _Validator:
                                          gpus_per_node=(res or {}).get("gpus_per_node"),
                                          walltime=(res or {}).get("walltime", _INVALID)):
             self.problem(self._where(key if key != "resources.walltime" else "resources"), key, message)
+        for key, message in launcher_problems(v.get("launcher"), v.get("launcher_args")):
+            self.problem(self._where(key), key, message)
         environment = self._environment(env) if env is not None else None
         program = self._program(prog, environment) if prog is not None else None
         output = v.get("output")
@@ -331,6 +336,7 @@ class _Validator:
             source=self.source,
             launcher=v["launcher"],
             launcher_args=tuple(v["launcher_args"]),
+            failure_timeout=v["failure_timeout"],
             output=output,
             template=template,
         )

@@ -21,7 +21,7 @@ from hpcdist.spec.keys import BATCH_SYSTEMS, DIRECTIVE_PATH_PATTERN, MAX_COUNT, 
 from hpcdist.spec.source import read_spec_text
 from hpcdist.spec.template import PLACEHOLDERS, template_problem
 
-__all__ = ["system_rules", "layout_problems", "total_problems", "output_problems", "directive_path_problems",
+__all__ = ["system_rules", "launcher_problems", "layout_problems", "total_problems", "output_problems", "directive_path_problems",
            "template_problems", "LONGEST_TIMESTAMP", "RUN_DIR_TEMP_EXTRA", "NAME_MAX"]
 
 #: the longest timestamp a run directory can get: hpcdist submit adds -2 ... -1000 on a clash
@@ -55,6 +55,34 @@ def system_rules(system: Any, *, name: Any, launcher: Any, gpus_per_node: Any, w
         if isinstance(name, str) and name[:1].isdigit():
             out.append(("name", f"Grid Engine refuses job names that start with a digit, got {name!r}; "
                         "start it with a letter"))
+    return out
+
+
+#: launcher_args only srun understands (Open MPI's mpirun refuses or misreads them)
+SRUN_ONLY_ARGS = ("--mpi", "--kill-on-bad-exit", "-K", "--cpu-bind", "--distribution", "--het-group")
+#: launcher_args only MPICH's Hydra understands
+HYDRA_ONLY_ARGS = ("-disable-auto-cleanup", "-launcher", "-rmk", "-ppn", "-hosts", "-genv", "-genvall")
+
+
+def launcher_problems(launcher: Any, launcher_args: Any) -> list[tuple[str, str]]:
+    """``launcher: openmpi`` with arguments meant for another launcher, as ``(key path, message)``.
+
+    Open MPI's ``mpirun --with-ft ulfm`` is the only launch line under which the survivors of a
+    death learn of it from MPI; it cannot take srun's or Hydra's options (and Open MPI's ULFM
+    does not work under a direct ``srun`` launch, so there is no srun form of it).
+    """
+    if launcher != "openmpi" or not isinstance(launcher_args, list):
+        return []
+    out = []
+    for i, arg in enumerate(launcher_args):
+        word = str(arg).split("=", 1)[0]
+        if word in SRUN_ONLY_ARGS or (word.startswith("-K") and len(word) <= 3 and not word.startswith("--")):
+            out.append(("launcher_args", f"item {i}: {arg!r} is an srun option; launcher: openmpi starts "
+                        "the ranks with Open MPI's mpirun (ULFM needs mpirun: use launcher: srun for srun's "
+                        "options, or mpirun's own)"))
+        elif word in HYDRA_ONLY_ARGS:
+            out.append(("launcher_args", f"item {i}: {arg!r} is an option of MPICH's mpiexec (Hydra); "
+                        "launcher: openmpi starts the ranks with Open MPI's mpirun"))
     return out
 
 

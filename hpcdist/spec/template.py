@@ -19,11 +19,13 @@ PLACEHOLDERS = {
     "spec_file": "the spec file name, quoted",
     "modules": "`module load` lines (empty when there are none)",
     "setup": "the environment.setup lines, verbatim",
-    "exports": "`export NAME=value` lines for environment.vars, values quoted",
+    "exports": "`export NAME=value` lines: HPCDIST_FAILURE_TIMEOUT (failure_timeout), then environment.vars, "
+               "values quoted",
     "run_dir": "the absolute run directory, quoted",
     "workdir": "the absolute working directory, quoted",
     "python": "the interpreter (command name or absolute path), quoted",
-    "find_launcher": "shell lines that locate the launcher (sets MPIEXEC; empty for srun)",
+    "find_launcher": "shell lines that locate the launcher (set MPIEXEC, and MPIEXEC_FT for mpiexec; "
+                     "empty for srun)",
     "launch": "the launch command line (without the trailing &)",
     "warning_timer": "SGE: a background timer that sends USR1 to the script `grace` seconds before the walltime",
     "ranks": "the number of ranks",

@@ -22,6 +22,8 @@ from hpcdist.spec.model import JobSpec, load_spec
 
 FAKE_MPIEXEC = """#!/bin/bash
 # records how it was started, then behaves as FAKE_MODE says
+if [ "${1:-}" = --version ]; then echo "${FAKE_VERSION:-fake mpiexec 1.0}"; exit 0; fi
+if [ -n "${FAKE_STATUS:-}" ]; then printf '%s\n' "$FAKE_STATUS" > "$HPCDIST_STATE_DIR/status"; fi
 printf '%s\\0' "$@" > "$RECORD/argv"
 env -0 > "$RECORD/env"
 pwd > "$RECORD/pwd"
@@ -179,3 +181,35 @@ def test_sge_warning_timer_fires_grace_seconds_before_h_rt(tmp_path: Path) -> No
     assert proc.returncode == 7, err
     assert 1.5 < elapsed < 10
     assert (run_dir / "exit_code").read_text() == "7\n"
+
+
+def test_hydra_gets_disable_auto_cleanup_and_the_failure_timeout_is_exported(tmp_path: Path) -> None:
+    path, _, run_dir = make_project(tmp_path, "slurm")
+    script = write_script(path, "slurm")
+    record = tmp_path / "record"
+    proc = run_script(script, record, {"SLURM_NTASKS": "2", "FAKE_VERSION": "HYDRA build details:"})
+    err = finish(proc, 30)
+    assert proc.returncode == 0, err
+    argv = [a.decode() for a in (record / "argv").read_bytes().split(b"\0")[:-1]]
+    assert argv[:3] == ["-disable-auto-cleanup", "-n", "2"]
+    environ = dict(e.split("=", 1) for e in (record / "env").read_bytes().decode().split("\0") if "=" in e)
+    assert environ["HPCDIST_FAILURE_TIMEOUT"] == "2"
+
+
+@pytest.mark.parametrize("status, launcher_rc, expected", [("0", "137", 0), ("6", "137", 6), ("", "137", 137),
+                                                            ("junk", "9", 9)])
+def test_the_status_comes_from_rank_0_not_from_the_launcher(tmp_path: Path, status: str, launcher_rc: str,
+                                                            expected: int) -> None:
+    # rank 0 wrote the run's status (or did not: it died); a dead worker made the launcher fail
+    path, _, run_dir = make_project(tmp_path, "slurm")
+    script = write_script(path, "slurm")
+    state = run_dir / "ranks"
+    state.mkdir(parents=True)
+    (state / "status").write_text("0\n")  # left by an earlier job of this run: never read
+    record = tmp_path / "record"
+    proc = run_script(script, record, {"SLURM_NTASKS": "2", "FAKE_RC": launcher_rc, "FAKE_STATUS": status})
+    err = finish(proc, 30)
+    assert proc.returncode == expected, err
+    assert (run_dir / "exit_code").read_text() == f"{expected}\n"
+    if expected != int(launcher_rc):
+        assert f"the launcher exited with status {launcher_rc}" in err

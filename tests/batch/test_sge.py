@@ -44,7 +44,7 @@ def test_pe_name_slots_memory_resource_and_inherit_env(project: Path) -> None:
     assert lines[-3:-1] == ["#$ --constraint=haswell", "#$ --exclusive"]
     assert lines[-1].startswith("# nodes / ranks_per_node")
     script = render_at(spec, "sge", timestamp="T")
-    assert '"$MPIEXEC" -n "$((NSLOTS / 2))" --cpu-bind=cores "$PYTHON"' in script
+    assert '"$MPIEXEC" "${MPIEXEC_FT[@]}" -n "$((NSLOTS / 2))" --cpu-bind=cores "$PYTHON"' in script
 
 
 def test_no_v_unless_asked(project: Path) -> None:
@@ -53,7 +53,7 @@ def test_no_v_unless_asked(project: Path) -> None:
 
 def test_launch_and_warning_timer(project: Path) -> None:
     script = render_at(load_spec(project / "job-sge.yaml"), "sge", timestamp="T")
-    assert f'"$MPIEXEC" -n "$NSLOTS" "$PYTHON" -m hpcdist exec {project}/pi.py --samples 100000000 &' in script
+    assert f'"$MPIEXEC" "${{MPIEXEC_FT[@]}}" -n "$NSLOTS" "$PYTHON" -m hpcdist exec {project}/pi.py --samples 100000000 &' in script
     # h_rt 3600 s, grace 300 s: USR1 at 3300 s
     assert "  sleep 3300 &\n" in script and 'wait "$TIMER_SLEEP" && kill -s USR1 "$$"' in script
     assert "trap 'forward USR1' USR1 USR2" in script

@@ -60,14 +60,14 @@ def test_slurm_time(seconds: int, text: str) -> None:
 def test_launcher_auto_is_the_mpiexec_beside_the_interpreter(project: Path) -> None:
     script = render_at(load_spec(project / "job.yaml"), "slurm", timestamp="T")
     assert 'MPIEXEC="$(dirname "$PYTHON")/mpiexec"' in script
-    assert f'"$MPIEXEC" -n "$SLURM_NTASKS" "$PYTHON" -m hpcdist exec {project}/pi.py --samples 1000000 &' in script
+    assert f'"$MPIEXEC" "${{MPIEXEC_FT[@]}}" -n "$SLURM_NTASKS" "$PYTHON" -m hpcdist exec {project}/pi.py --samples 1000000 &' in script
     assert "srun" not in script
 
 
 def test_launcher_srun_uses_pmi2_and_quotes_arguments(project: Path) -> None:
     script = render_at(load_spec(project / "full.yaml"), "slurm", timestamp="T")
     line = next(x for x in script.splitlines() if x.startswith("srun "))
-    assert line == (f"srun --mpi=pmi2 --cpu-bind=cores \"$PYTHON\" -m hpcdist exec {project}/driver.py"
+    assert line == (f"srun --mpi=pmi2 --kill-on-bad-exit=0 --cpu-bind=cores \"$PYTHON\" -m hpcdist exec {project}/driver.py"
                     " --samples 1e8 'two words' &")
     assert "MPIEXEC" not in script
 
@@ -75,7 +75,7 @@ def test_launcher_srun_uses_pmi2_and_quotes_arguments(project: Path) -> None:
 def test_pipeline_runs_hpcdist_run_and_missing_walltime_is_refused(project: Path) -> None:
     spec = load_spec(project / "job.yaml", ("program.script=null", "program.pipeline={tasks: {a: {call: 'os:getcwd'}}}"))
     line = next(x for x in render_at(spec, "slurm").splitlines() if x.startswith('"$MPIEXEC"'))
-    assert line == (f'"$MPIEXEC" -n "$SLURM_NTASKS" "$PYTHON" -m hpcdist run {project}/job.yaml'
+    assert line == (f'"$MPIEXEC" "${{MPIEXEC_FT[@]}}" -n "$SLURM_NTASKS" "$PYTHON" -m hpcdist run {project}/job.yaml'
                     ' --run-dir "$HPCDIST_RUN_DIR" &')
     spec = load_spec(project / "job.yaml", ("resources.walltime=null",))
     with pytest.raises(RenderError, match="resources.walltime: required for slurm"):

@@ -31,7 +31,7 @@ def test_a_site_template_gets_the_same_placeholders(project: Path) -> None:
     script = render_at(spec, timestamp="T")
     assert spec.template == site / "slurm.sh"
     assert "#SBATCH --job-name=pi-slurm\n" in script and "#SBATCH --qos=high\nRANKS=8\n" in script
-    assert '"$MPIEXEC" -n "$SLURM_NTASKS"' in script
+    assert '"$MPIEXEC" "${MPIEXEC_FT[@]}" -n "$SLURM_NTASKS"' in script
 
 
 def test_unknown_placeholder_is_an_error_listing_the_available_ones(project: Path) -> None:

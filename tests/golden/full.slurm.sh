@@ -28,7 +28,9 @@ set -u
 source .venv/bin/activate
 ulimit -c 0
 
-# Variables from the spec (environment.vars), exported to every rank.
+# Variables exported to every rank: the failure detector's bound (failure_timeout), then the
+# spec's environment.vars.
+export HPCDIST_FAILURE_TIMEOUT=2
 export OMP_NUM_THREADS=2
 export GREETING='hello world'
 export QUOTED='it'"'"'s $HOME'
@@ -56,7 +58,9 @@ trap 'forward USR1' USR1
 trap 'forward TERM' TERM
 trap 'forward INT' INT
 
-srun --mpi=pmi2 --cpu-bind=cores "$PYTHON" -m hpcdist exec /PROJECT/driver.py --samples 1e8 'two words' &
+# Rank 0 writes the run's own status here; drop one left by an earlier job of this run.
+rm -f "$HPCDIST_STATE_DIR/status"
+srun --mpi=pmi2 --kill-on-bad-exit=0 --cpu-bind=cores "$PYTHON" -m hpcdist exec /PROJECT/driver.py --samples 1e8 'two words' &
 LAUNCHER_PID=$!
 RC=0
 while :; do
@@ -68,6 +72,15 @@ done
 # On failure, name the task each worker was running when the job ended.
 if [ "$RC" != 0 ]; then "$PYTHON" -m hpcdist postmortem "$HPCDIST_STATE_DIR" >&2 || true; fi
 
-# The launcher's exit status, for `hpcdist status`.
+# The run's status comes from its results: a worker that died makes the launcher report
+# non-zero (SLURM reports 137) even when rank 0 finished every task. Rank 0's own status counts; the
+# launcher's only when rank 0 wrote none (it died itself).
+STATUS=$(cat "$HPCDIST_STATE_DIR/status" 2>/dev/null || true)
+if [[ "$STATUS" =~ ^[0-9]{1,3}$ ]] && [ "$STATUS" != "$RC" ]; then
+  echo "hpcdist: the launcher exited with status $RC (a rank died); rank 0 ended the run with status $STATUS" >&2
+  RC=$STATUS
+fi
+
+# The run's exit status, for `hpcdist status`.
 printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"
 exit "$RC"

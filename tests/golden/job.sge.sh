@@ -17,7 +17,9 @@ set -euo pipefail
 
 # Modules and setup lines from the spec (environment.modules, environment.setup).
 
-# Variables from the spec (environment.vars), exported to every rank.
+# Variables exported to every rank: the failure detector's bound (failure_timeout), then the
+# spec's environment.vars.
+export HPCDIST_FAILURE_TIMEOUT=2
 export OMP_NUM_THREADS=1
 
 export HPCDIST_JOB_NAME=pi
@@ -32,6 +34,11 @@ MPIEXEC="$(dirname "$PYTHON")/mpiexec"
 if [ ! -x "$MPIEXEC" ]; then
   MPIEXEC=$(command -v mpiexec) || { echo "hpcdist: mpiexec not found" >&2; exit 127; }
 fi
+# MPICH's Hydra kills every rank when one exits; with this flag the others finish the run.
+MPIEXEC_FT=()
+case "$("$MPIEXEC" --version 2>/dev/null || true)" in
+  *HYDRA*) MPIEXEC_FT=(-disable-auto-cleanup) ;;
+esac
 
 # Walltime warning: Grid Engine has no --signal, so a timer in this script sends USR1
 # 60 s before h_rt. With -notify, qdel sends USR2 shortly before its KILL; both are
@@ -57,7 +64,9 @@ WARNING_TIMER=$!
 
 # qdel -notify sends USR2 to the whole job and mpiexec dies of it: the launcher inherits "ignore"
 trap '' USR2
-"$MPIEXEC" -n "$NSLOTS" "$PYTHON" -m hpcdist exec /PROJECT/pi.py --samples 1000000 &
+# Rank 0 writes the run's own status here; drop one left by an earlier job of this run.
+rm -f "$HPCDIST_STATE_DIR/status"
+"$MPIEXEC" "${MPIEXEC_FT[@]}" -n "$NSLOTS" "$PYTHON" -m hpcdist exec /PROJECT/pi.py --samples 1000000 &
 LAUNCHER_PID=$!
 trap 'forward USR1' USR2
 RC=0
@@ -71,6 +80,15 @@ kill "$WARNING_TIMER" 2>/dev/null || true
 # On failure, name the task each worker was running when the job ended.
 if [ "$RC" != 0 ]; then "$PYTHON" -m hpcdist postmortem "$HPCDIST_STATE_DIR" >&2 || true; fi
 
-# The launcher's exit status, for `hpcdist status`.
+# The run's status comes from its results: a worker that died makes the launcher report
+# non-zero (SLURM reports 137) even when rank 0 finished every task. Rank 0's own status counts; the
+# launcher's only when rank 0 wrote none (it died itself).
+STATUS=$(cat "$HPCDIST_STATE_DIR/status" 2>/dev/null || true)
+if [[ "$STATUS" =~ ^[0-9]{1,3}$ ]] && [ "$STATUS" != "$RC" ]; then
+  echo "hpcdist: the launcher exited with status $RC (a rank died); rank 0 ended the run with status $STATUS" >&2
+  RC=$STATUS
+fi
+
+# The run's exit status, for `hpcdist status`.
 printf '%s\n' "$RC" > "$HPCDIST_RUN_DIR/exit_code"
 exit "$RC"

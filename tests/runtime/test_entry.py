@@ -28,6 +28,7 @@ def test_mpiexec_timeout_is_a_whole_second_backstop_past_the_stop(monkeypatch, t
         return seen[-1]
 
     monkeypatch.setattr(launcher, "find_mpiexec", lambda: "mpiexec")
+    monkeypatch.setattr(launcher, "mpi_flavour", lambda path: "")  # no survival flags for an unknown MPI
     monkeypatch.setattr(launcher.subprocess, "Popen", fake_popen)
     assert launcher.run_script(str(script), [], 2, timeout=timeout) == 0
     assert seen[0].env["MPIEXEC_TIMEOUT"] == expected
