@@ -138,6 +138,12 @@ def status_file(state_dir: str | os.PathLike[str]) -> Path:
     return Path(state_dir) / "status"
 
 
+def warning_file(state_dir: str | os.PathLike[str]) -> Path:
+    """The file a job script (or ``hpcdist run SPEC``) creates before it forwards the walltime
+    warning (SIGUSR1) to the ranks (``walltime-warning``): a SIGUSR1 without it is not the warning."""
+    return Path(state_dir) / "walltime-warning"
+
+
 def rank_task_files(state_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     """``(rank, file)`` of every rank's task file in ``state_dir``, by rank."""
     found = []

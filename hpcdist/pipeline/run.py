@@ -32,7 +32,7 @@ from hpcdist.launcher import (
     TimeLimit, check_timeout, launch_env, local_launch, run_local, run_script, split_run_options, start_launcher,
     stopping_on_signals, wait_launcher,
 )
-from hpcdist.paths import RunDir, atomic_write
+from hpcdist.paths import RunDir, atomic_write, warning_file
 from hpcdist.pipeline.lock import LAUNCHER, WORLD, RunLock, check_free
 from hpcdist.pipeline.progress import Progress
 from hpcdist.pipeline.manifest import traceback_file
@@ -256,6 +256,7 @@ def _launch_mpi(spec: Any, directory: RunDir, nranks: int, timeout: float | None
 
     def forward_warning(signum: int, frame: Any) -> None:
         try:
+            warning_file(state_dir).touch()
             os.kill(int(pid_file.read_text().strip()), signal.SIGUSR1)
         except (OSError, ValueError):
             sys.stderr.write("hpcdist: walltime warning arrived before rank 0 started; ignored\n")

@@ -6,6 +6,7 @@ A :class:`World` is rank 0's handle on a running runtime, whatever the backend. 
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -13,10 +14,11 @@ import threading
 import time
 from concurrent.futures import Future as _CFuture
 from concurrent.futures import TimeoutError as CFTimeoutError
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from hpcdist.backends import canonical_name, get_backend
 from hpcdist.errors import HpcdistError
+from hpcdist.paths import warning_file
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.scheduler import Scheduler, run_guarded
@@ -339,6 +341,19 @@ def _release_sigint(world: SchedulerWorld) -> None:
 walltime_warning = threading.Event()
 
 
+def is_walltime_warning(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a SIGUSR1 that reached rank 0 is the batch system's walltime warning.
+
+    Hydra's ``mpiexec -disable-auto-cleanup`` also sends SIGUSR1 to every survivor when a rank
+    dies. So in a world with a state directory (``HPCDIST_STATE_DIR``: job scripts, ``hpcdist
+    run``), the signal is the warning only if the warning's mark exists
+    (:func:`~hpcdist.paths.warning_file`), which whoever forwards the warning creates first.
+    Without a state directory (a bare launch) every SIGUSR1 is the warning.
+    """
+    state_dir = (os.environ if environ is None else environ).get("HPCDIST_STATE_DIR")
+    return not state_dir or warning_file(state_dir).exists()
+
+
 def install_signal_handlers(rank: int) -> None:
     """SIGUSR1 is the walltime warning the rendered job scripts forward to every rank; on
     workers, SIGTERM and SIGINT wait for rank 0's shutdown (see :func:`_await_shutdown`).
@@ -348,12 +363,16 @@ def install_signal_handlers(rank: int) -> None:
     main thread; elsewhere the defaults stay.
     """
     def on_warning(signum: int, frame: Any) -> None:
+        if not is_walltime_warning():
+            return
         if not walltime_warning.is_set():
             sys.stderr.write("hpcdist: walltime warning received (SIGUSR1)\n")
         walltime_warning.set()
 
     try:
         signal.signal(signal.SIGUSR1, on_warning if rank == 0 else signal.SIG_IGN)
+        if rank == 0:  # the interpreter resets Python handlers to SIG_DFL at its end: a late notice would kill it
+            atexit.register(signal.signal, signal.SIGUSR1, signal.SIG_IGN)
         if rank != 0:  # scancel/qdel/mpiexec signal every rank at once: rank 0 stops the world
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, _await_shutdown)

@@ -47,6 +47,16 @@ def test_worker_exits_inside_a_task_its_work_is_recomputed_and_the_run_ends(tmp_
     assert "hpcdist: lost rank 2 (pid" in proc.stderr and "running 't" in proc.stderr, _out(proc)
 
 
+def test_hydras_sigusr1_on_a_death_is_not_taken_for_the_walltime_warning(tmp_path):
+    # -disable-auto-cleanup sends SIGUSR1 to every survivor when a rank exits; in a world with a state
+    # directory (job scripts, hpcdist run) only a SIGUSR1 with the warning's mark is the warning
+    state = tmp_path / "state"
+    state.mkdir()
+    proc = run_loss("task_exit", tmp_path, HPCDIST_STATE_DIR=str(state))
+    assert "driver done" in proc.stdout, _out(proc)
+    assert "walltime warning" not in proc.stderr, _out(proc)
+
+
 def test_idle_worker_that_exits_is_lost_and_the_others_go_on(tmp_path):
     proc = run_loss("idle_exit", tmp_path)
     assert "driver done" in proc.stdout, _out(proc)

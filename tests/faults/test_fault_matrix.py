@@ -126,13 +126,14 @@ def shared_world(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
     return get
 
 
-#: Under ULFM the transport's MPI calls raise MPI_ERR_PROC_FAILED once a peer died (the comm thread
-#: ends its rank with "MPI error in the comm thread"); the detector does not handle that yet, so
-#: these rows wait (not run: a world can hang until its timeout).
-ULFM_WAITS = pytest.mark.xfail(run=False, reason="the MPI transport does not yet handle MPI_ERR_PROC_FAILED "
-                               "under Open MPI ULFM")
+#: Open MPI ULFM survives the first two `os._exit(3)`s of a world, but mpirun ends the job (status 3, rank 0
+#: killed without a word) at the third, while three SIGKILLs or SIGSEGVs are survived: not understood yet.
+#: Not run (the shared world would take all three rows down); the signal rows run.
+ULFM_THIRD_EXIT = pytest.mark.xfail(run=False, reason="mpirun --with-ft ulfm ends the job at the third os._exit "
+                                    "of a world (not yet understood)")
 
-CASES = [pytest.param(launcher, death, state, marks=[ULFM_WAITS] if launcher == "ulfm" else [])
+CASES = [pytest.param(launcher, death, state,
+                      marks=[ULFM_THIRD_EXIT] if (launcher, death) == ("ulfm", "exit") else [])
          for launcher in SURVIVES for death in DEATHS for state in STATES]
 
 

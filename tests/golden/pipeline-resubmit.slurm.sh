@@ -44,6 +44,8 @@ SIGNALLED=0
 # shellcheck disable=SC2317  # called from the traps below
 forward() {
   SIGNALLED=1
+  # the mark that tells rank 0 this SIGUSR1 is the warning, not a launcher's notice of a dead rank
+  if [ "$1" = USR1 ]; then : > "$HPCDIST_STATE_DIR/walltime-warning"; fi
   if [ -n "$LAUNCHER_PID" ]; then kill -s "$1" "$LAUNCHER_PID" 2>/dev/null || true; fi
 }
 trap 'forward USR1' USR1
@@ -51,7 +53,7 @@ trap 'forward TERM' TERM
 trap 'forward INT' INT
 
 # Rank 0 writes the run's own status here; drop one left by an earlier job of this run.
-rm -f "$HPCDIST_STATE_DIR/status"
+rm -f "$HPCDIST_STATE_DIR/status" "$HPCDIST_STATE_DIR/walltime-warning"
 "$MPIEXEC" "${MPIEXEC_FT[@]}" -n "$SLURM_NTASKS" "$PYTHON" -m hpcdist run /PROJECT/pipeline-resubmit.yaml --run-dir "$HPCDIST_RUN_DIR" &
 LAUNCHER_PID=$!
 RC=0

@@ -47,6 +47,8 @@ SIGNALLED=0
 # shellcheck disable=SC2317  # called from the traps below
 forward() {
   SIGNALLED=1
+  # the mark that tells rank 0 this SIGUSR1 is the warning, not a launcher's notice of a dead rank
+  if [ "$1" = USR1 ]; then : > "$HPCDIST_STATE_DIR/walltime-warning"; fi
   if [ -n "$LAUNCHER_PID" ]; then kill -s "$1" "$LAUNCHER_PID" 2>/dev/null || true; fi
 }
 trap 'forward USR1' USR1 USR2
@@ -63,7 +65,7 @@ WARNING_TIMER=$!
 # qdel -notify sends USR2 to the whole job and mpiexec dies of it: the launcher inherits "ignore"
 trap '' USR2
 # Rank 0 writes the run's own status here; drop one left by an earlier job of this run.
-rm -f "$HPCDIST_STATE_DIR/status"
+rm -f "$HPCDIST_STATE_DIR/status" "$HPCDIST_STATE_DIR/walltime-warning"
 "$MPIEXEC" "${MPIEXEC_FT[@]}" -n "$NSLOTS" "$PYTHON" -m hpcdist run /PROJECT/pipeline.yaml --run-dir "$HPCDIST_RUN_DIR" &
 LAUNCHER_PID=$!
 trap 'forward USR1' USR2

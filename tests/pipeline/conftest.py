@@ -38,10 +38,12 @@ TASKS = textwrap.dedent('''
             raise RuntimeError(f"first attempt of {x}")
         return x
 
-    def crash_once(x, marker, delay=0.0):
+    def crash_once(x, marker, delay=0.0, signal_death=False):
         time.sleep(delay)
         if x == 3 and not os.path.exists(marker):
             open(marker, "w").close()
+            if signal_death:  # no launcher lets the survivors of a signal death live on but srun -K0
+                os.kill(os.getpid(), 9)
             os._exit(3)
         return x * 10
 

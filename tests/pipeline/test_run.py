@@ -136,14 +136,35 @@ def test_a_timed_out_task_fails_and_the_run_goes_on(project) -> None:
     assert "TaskTimeout" in manifest(run_dir)["tasks"]["slow"]["error"]
 
 
-@pytest.mark.mpi
-def test_resume_after_a_worker_dies_recomputes_only_unfinished_tasks(project, tmp_path: Path) -> None:
-    body = f"""\
+def crash_body(tmp_path: Path, signal_death: bool) -> str:
+    kwargs = "{delay: 0.1, signal_death: true}" if signal_death else "{delay: 0.1}"
+    return f"""\
         tasks:
           items: {{call: crash_once, map: [0, 1, 2, 3, 4, 5, 6, 7], args: ["{tmp_path}/crashed"],
-                  kwargs: {{delay: 0.1}}}}
+                  kwargs: {kwargs}}}
           sum: {{call: total, args: [{{ref: items}}]}}
         """
+
+
+@pytest.mark.mpi
+def test_a_worker_that_exits_mid_pipeline_costs_its_task_not_the_run(project, tmp_path: Path) -> None:
+    # hpcdist run starts Hydra with -disable-auto-cleanup: the survivors live on after a rank's exit
+    body = crash_body(tmp_path, signal_death=False)
+    (tmp_path / "crashed").touch()
+    clean = run(project(body, "clean.yaml"), "--backend", "thread", "--workers", "2")
+    (tmp_path / "crashed").unlink()
+    code, out, err, run_dir = run(project(body), "-n", "3", "--timeout", str(TIMEOUT))
+    assert code == 0, err
+    assert (tmp_path / "crashed").exists(), "the task never killed its worker"
+    assert "hpcdist: lost rank" in err and "walltime" not in err, err
+    assert {t["status"] for t in manifest(run_dir)["tasks"].values()} == {"done"}
+    assert digest(out) == digest(clean[1])
+
+
+@pytest.mark.mpi
+def test_resume_after_a_worker_dies_recomputes_only_unfinished_tasks(project, tmp_path: Path) -> None:
+    # a signal death: Hydra ends the whole world, and resume finishes the rest
+    body = crash_body(tmp_path, signal_death=True)
     (tmp_path / "crashed").touch()  # the reference run must not crash
     clean = run(project(body, "clean.yaml"), "--backend", "thread", "--workers", "2")
     (tmp_path / "crashed").unlink()
