@@ -17,6 +17,7 @@ from concurrent.futures import TimeoutError as CFTimeoutError
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from hpcdist.backends import canonical_name, get_backend
+from hpcdist.envvars import env_seconds
 from hpcdist.errors import HpcdistError
 from hpcdist.paths import warning_file
 from hpcdist.runtime import messages as m
@@ -37,16 +38,7 @@ def startup_timeout() -> float:
     Raises:
         HpcdistError: the variable is set but is not a positive number of seconds.
     """
-    text = os.environ.get("HPCDIST_STARTUP_TIMEOUT", "").strip()
-    if not text:
-        return STARTUP_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise HpcdistError(f"HPCDIST_STARTUP_TIMEOUT={text!r}: expected a positive number of seconds")
-    return value
+    return env_seconds("HPCDIST_STARTUP_TIMEOUT", STARTUP_TIMEOUT)
 
 
 def resolve_backend(name: str | None) -> tuple[str, str]:

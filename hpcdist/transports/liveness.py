@@ -14,10 +14,9 @@ the gap is not held against the peers: their silence is counted only while this 
 
 from __future__ import annotations
 
-import os
 from typing import Iterable, Mapping
 
-from hpcdist.errors import HpcdistError
+from hpcdist.envvars import env_seconds
 
 #: default bound: a peer silent this long (seconds) is declared lost
 FAILURE_TIMEOUT = 2.0
@@ -36,16 +35,7 @@ def failure_timeout(environ: Mapping[str, str] | None = None) -> float:
     Raises:
         HpcdistError: the variable is set but is not a positive, finite number of seconds.
     """
-    text = (os.environ if environ is None else environ).get("HPCDIST_FAILURE_TIMEOUT", "").strip()
-    if not text:
-        return FAILURE_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise HpcdistError(f"HPCDIST_FAILURE_TIMEOUT={text!r}: expected a positive number of seconds")
-    return value
+    return env_seconds("HPCDIST_FAILURE_TIMEOUT", FAILURE_TIMEOUT, environ)
 
 
 class Liveness:
