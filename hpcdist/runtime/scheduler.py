@@ -229,6 +229,8 @@ class Scheduler:
             elif kind is Free:
                 self.frees.add(ins.rank, ins.keys)
             elif kind is Steal:
+                if ins.rank in self._compute:  # a COMPUTE of this round first, or the steal misses it
+                    self._send_computes(ins.rank)
                 self.steals_sent += 1
                 self.transport.send(ins.rank, (m.STEAL, ins.key))
             elif kind is Memory and ins.key in small:
@@ -280,13 +282,15 @@ class Scheduler:
     def _flush(self) -> None:
         frees = self.frees
         frees.send_due()  # then each COMPUTE carries its rank's frees still pending
-        take_frees = frees.take
-        for rank, (entries, bufs) in self._compute.items():
-            path = self.path_sent[rank] if rank in self._path_update else None
-            self._send(rank, (m.COMPUTE, entries, path, take_frees(rank)), bufs)
-        self._compute.clear()
+        for rank in list(self._compute):
+            self._send_computes(rank)
         self.pushes.send()
-        self._path_update.clear()
+
+    def _send_computes(self, rank: int) -> None:
+        entries, bufs = self._compute.pop(rank)
+        path = self.path_sent[rank] if rank in self._path_update else None
+        self._path_update.discard(rank)
+        self._send(rank, (m.COMPUTE, entries, path, self.frees.take(rank)), bufs)
 
     def table_sizes(self) -> dict[str, int]:
         """Entries of every per-key table on rank 0 (loop thread; a diagnostic): the state's (see
@@ -294,15 +298,11 @@ class Scheduler:
         sizes = dict(self.state.table_sizes()) if self.state is not None else {}
         pushes = self.pushes.sizes()
         sizes.update({
-            "scheduler.payloads": len(self.payloads),
-            "scheduler.small": len(self.small),
-            "scheduler.pushed": pushes["pushed"],
-            "scheduler.gathers": len(self.gathers),
-            "scheduler.doorbells": len(self.doorbells),
-            "scheduler.frees": len(self.frees),
+            "scheduler.payloads": len(self.payloads), "scheduler.small": len(self.small),
+            "scheduler.pushed": pushes["pushed"], "scheduler.gathers": len(self.gathers),
+            "scheduler.doorbells": len(self.doorbells), "scheduler.frees": len(self.frees),
             "scheduler.computes": sum(len(e) for e, _ in self._compute.values()),
-            "scheduler.pushes": pushes["pushes"],
-            "scheduler.notes": len(self._notes),
+            "scheduler.pushes": pushes["pushes"], "scheduler.notes": len(self._notes),
         })
         return sizes
 
@@ -399,12 +399,12 @@ class Scheduler:
 
     def _on_failed(self, src: int, header: tuple, buffers: list) -> None:
         _, key, exc_bytes, text, duration, fetched, infra = header
-        self.pushes.reported(src, fetched)
-        if fetched:  # copies made for a task that failed: not worth keeping
-            self.frees.add(src, list(fetched))
+        # the copies it made since its last report may be inputs of other tasks queued there
+        fetched = self._known(src, fetched)
         error = (exc_bytes, text, src, self.info.get(src, {}).get("host", "?"), self.transport.size)
         cause = (m.FAILED, src, next(_stimuli))
-        self._handle(Failed(time.monotonic(), key, src, error, duration, infrastructure=infra, stimulus_id=cause))
+        self._handle(Failed(time.monotonic(), key, src, error, duration, fetched, infrastructure=infra,
+                            stimulus_id=cause))
 
     def _known(self, src: int, fetched: tuple) -> tuple:
         """Keep copies the state knows about; free copies of keys it has already forgotten."""

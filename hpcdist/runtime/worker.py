@@ -263,8 +263,10 @@ class Worker:
         """``key`` will not arrive: the tasks waiting for it fail with ``error``, and so do peers'."""
         with self.lock:
             self.requested.pop(key, None)
+            fetching = self.fetching
             for task in self.waiters.pop(key, ()):
-                if self.fetching.pop(task.key, None) is task:
+                if fetching.get(task.key) is task:  # not a COMPUTE of the key that a later one replaced
+                    del fetching[task.key]
                     task.error = error
                     self.runq.append(task)  # the executor reports the failure (it owns the reports)
             peers = self.peer_waits.pop(key, [])
@@ -285,9 +287,11 @@ class Worker:
         """Hold ``value``, queue the tasks it completes (``self.lock`` held); the peers that asked for it."""
         self.data[key] = value
         self.requested.pop(key, None)
+        fetching = self.fetching
         for task in self.waiters.pop(key, ()):
             task.missing.discard(key)
-            if not task.missing and self.fetching.pop(task.key, None) is task:
+            if not task.missing and fetching.get(task.key) is task:  # as in _lost
+                del fetching[task.key]
                 self.runq.append(task)
         return self.peer_waits.pop(key, [])
 

@@ -42,12 +42,6 @@ def _tree(client, tag):
     return level[0]
 
 
-# Known bug, not fixed yet: in CI 2 of 10 runs failed (seeds 20261206, 20261207): one hung (the root never
-# finished within 120 s), one ran a task whose input was gone from its worker (KeyError in Worker._resolve:
-# the worker took the input as held when the Compute came, then it was dropped). Not reproduced on a quiet
-# machine (30 runs passed). Remove this mark once fixed; the runs still execute and report.
-@pytest.mark.xfail(strict=False, reason="a recovery race under load: a task's input dropped from its worker, "
-                   "or the root never finishes (see the comment)")
 @pytest.mark.parametrize("run", range(RUNS))
 def test_a_tree_survives_a_worker_killed_at_a_random_moment(run):
     seed = BASE_SEED + run

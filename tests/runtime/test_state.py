@@ -141,6 +141,25 @@ def test_fetched_deps_become_replicas(sim):
     assert sim.s.who_has(["x", "z"]) == {"x": [1, 3], "z": [1]}
 
 
+def test_copies_reported_with_a_failure_are_replicas_not_freed(sim):
+    # z fails on 1 while w, queued on 1 too, waits to run on the copy of x that 1 fetched: the
+    # report of z's failure carries that copy, which must be kept (freeing it lost w's input)
+    sim(Scatter, "x", (3,), 10)
+    sim.submit(T("z", workers=frozenset({1})), T("w", ("x",), workers=frozenset({1})))
+    out = sim(Failed, "z", 1, "boom", 0.0, ("x",))
+    assert kinds(out, Free) == []
+    assert sim.s.who_has(["x"]) == {"x": [1, 3]}
+
+
+def test_a_failure_frees_reported_copies_of_keys_no_longer_in_memory(sim):
+    sim(Scatter, "x", (3,), 10)
+    sim.submit(T("z", workers=frozenset({1})), T("w", ("x",), workers=frozenset({1})))
+    sim.done("w", 1, fetched=("x",))
+    sim(Release, ("x",))  # nobody wants x: its copies go
+    out = sim(Failed, "z", 1, "boom", 0.0, ("x",))  # a late report of the copy 1 made
+    assert Free(1, ["x"]) in out
+
+
 def test_unknown_event_type_is_rejected(sim):
     with pytest.raises(TypeError, match="unknown event type"):
         sim.s.handle(object())

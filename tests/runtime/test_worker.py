@@ -116,3 +116,37 @@ def test_a_compute_drops_the_keys_it_frees_before_its_tasks_run():
     # "a" is freed and computed again in the same message: the new value stays
     run(worker, [entry("a", add, (2,))[0]], frees=["a", "old"])
     assert worker.data == {"a": 2}
+
+
+def _ref_args(*keys):
+    data, _ = serialize.dumps((tuple(Ref(k) for k in keys), {}),
+                              persistent_id=lambda o: (m.FUTURE_REF, o.key) if isinstance(o, Ref) else None)
+    return data
+
+
+def test_a_second_compute_of_a_key_still_fetching_runs_it_once_its_input_arrives():
+    # Rank 0 sends a key again while the worker still fetches its input for the first COMPUTE (a
+    # stale failure report re-placed it): the later COMPUTE replaces the earlier, and the task runs.
+    # It used to be lost: the earlier copy's wake-up popped the later one from the fetching table.
+    worker = Worker(FakeTransport())
+    task = ("b", "add", serialize.dumps(add)[0], _ref_args("a"), 0, {"a": [2]})
+    worker._on_compute(0, (m.COMPUTE, [task], None, None), [])
+    worker._on_compute(0, (m.COMPUTE, [task], None, None), [])
+    assert [h for _, h, _ in worker.transport.sent] == [(m.WANT, ["a"])]  # asked once
+    data, bufs = serialize.dumps(41)
+    worker._on_have(2, (m.HAVE, [("a", data, len(bufs))]), bufs)
+    records = run(worker, [])
+    assert [r[0] for r in records] == ["b"] and worker.data["b"] == 41
+
+
+def test_a_second_compute_of_a_key_whose_input_cannot_come_fails_it_once():
+    from hpcdist.errors import PeerLost
+
+    worker = Worker(FakeTransport())
+    task = ("b", "add", serialize.dumps(add)[0], _ref_args("a"), 0, {"a": [2]})
+    worker._on_compute(0, (m.COMPUTE, [task], None, None), [])
+    worker._on_compute(0, (m.COMPUTE, [task], None, None), [])
+    worker._lost("a", PeerLost("every holder of 'a' was lost"))
+    run(worker, [])
+    failed = [h for _, h, _ in worker.transport.sent if h[0] == m.FAILED]
+    assert [(h[1], h[6]) for h in failed] == [("b", True)]

@@ -296,6 +296,10 @@ class SchedulerState:
             self._data_arrived(ts)
 
     def _on_failed(self, ev: Failed) -> None:
+        if ev.rank not in self._live:
+            return  # a message from a worker declared lost
+        if ev.fetched:
+            self._dispatch.fetched(ev.rank, ev.fetched)
         if self._workers.cancelling:
             self._dispatch.cancelled_ended(ev.rank, ev.key)
         ts = self._tasks.get(ev.key)

@@ -146,7 +146,9 @@ class Failed:
     """The task raised on ``rank``; ``error`` is opaque to the state.
 
     ``infrastructure``: it failed only because an input could not come from a dead peer; the
-    state handles it like a lost task (placed again, ``retries_left`` kept).
+    state handles it like a lost task (placed again, ``retries_left`` kept). ``fetched``: the
+    copies ``rank`` made since its last report (as in :class:`Finished`: other tasks queued
+    there may need them).
     """
 
     time: float
@@ -154,6 +156,7 @@ class Failed:
     rank: int
     error: object
     duration: float = 0.0
+    fetched: tuple[str, ...] = ()
     infrastructure: bool = field(default=False, kw_only=True)
     stimulus_id: Stimulus = field(default="", kw_only=True)
 
