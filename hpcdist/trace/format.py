@@ -7,12 +7,11 @@ A file (``RUN_DIR/trace/rank-N.trace``) is a sequence of chunks::
     EVENTS  = zlib( JSON list of strings  b"\\n"  int64le[...] )
     NAMES   = JSON (UTF-8): {"functions": {fn_id: name}}
 
-A HEADER starts a session (one recorder); the EVENTS and NAMES after it belong to it. In an EVENTS
-chunk every string (key, function id, reason) is replaced by its index in the chunk's string list,
-and every time by its offset in nanoseconds from the chunk's first time (``base``, the first integer).
-Events are laid end to end; each kind has a fixed number of fields (:data:`FIELDS`), so the integer
-array needs no separators. A process that died while writing leaves at most one short chunk at the
-end: the reader drops it.
+A HEADER starts a session (one recorder); the EVENTS and NAMES after it belong to it. An EVENTS chunk
+holds its events by kind, in columns (see :func:`encode_events`): every string (key, function id,
+reason) is an index into the chunk's string list, every time a difference in nanoseconds, so the
+integers are small and compress well. A process that died while writing leaves at most one short chunk
+at the end: the reader drops it.
 
 Times are ``time.perf_counter_ns()`` of the writing process: ranks on one host share that monotonic
 clock; the header's ``clock`` pair (wall, perf) read together at start lets the merge put ranks of
@@ -26,9 +25,11 @@ import struct
 import sys
 import zlib
 from array import array
+from itertools import accumulate, chain, groupby
+from operator import itemgetter, sub
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from hpcdist.errors import HpcdistError
 
@@ -68,34 +69,52 @@ def encode_names(functions: dict[str, str]) -> bytes:
     return _chunk(NAMES, json.dumps({"functions": functions}, sort_keys=True).encode())
 
 
-def encode_events(events: Iterable[tuple]) -> bytes:
-    """An EVENTS chunk of event tuples (kind first, then the fields :data:`FIELDS` names)."""
-    strings: dict[str, int] = {}
-    ints: list[int] = [0]
-    base = None
-    for event in events:
-        kind = event[0]
-        specs = FIELDS[kind]
-        if len(event) != len(specs) + 1:
-            raise ValueError(f"trace event {event!r}: {len(specs)} fields expected after the kind")
-        ints.append(kind)
-        for spec, value in zip(specs, event[1:]):
+def encode_events(events: list[tuple]) -> bytes:
+    """An EVENTS chunk of event tuples (kind first, then the fields :data:`FIELDS` names).
+
+    The payload is columnar: per kind present, ``kind, count`` and then each field's column. A kind's
+    first time column holds the difference from the previous event of that kind (the first: from the
+    chunk's base time), its other time columns the difference from the first (a duration); a string
+    column holds indices into the chunk's string list.
+
+    Raises:
+        ValueError: an event of an unknown kind, or with the wrong number of fields.
+    """
+    by_kind: dict[int, list[tuple]] = {}
+    for kind, group in groupby(events, itemgetter(0)):  # runs of one kind: few groups, C speed
+        by_kind.setdefault(kind, []).extend(group)
+    base = min(e[1] for e in events) if events else 0
+    blocks: list[tuple[int, list[tuple], str]] = []
+    string_columns = []
+    for kind, group in sorted(by_kind.items()):
+        specs = FIELDS.get(kind)
+        if specs is None or set(map(len, group)) != {len(specs) + 1}:
+            raise ValueError(f"trace events of kind {kind}: {specs!r} fields expected after the kind")
+        columns = list(zip(*group))[1:]
+        blocks.append((kind, columns, specs))
+        string_columns += [c for spec, c in zip(specs, columns) if spec == "s"]
+    table = list(dict.fromkeys(chain.from_iterable(string_columns)))  # each string once, in order
+    index = {v: i for i, v in enumerate(table)}.__getitem__
+    ints: list[int] = [base]
+    for kind, columns, specs in blocks:
+        ints += (kind, len(columns[0]))
+        first = None
+        for spec, column in zip(specs, columns):
             if spec == "t":
-                if base is None:
-                    base = ints[0] = value
-                ints.append(value - base)
+                if first is None:
+                    first = column
+                    ints += map(sub, column, (base,) + column[:-1])
+                else:
+                    ints += map(sub, column, first)
             elif spec == "s":
-                index = strings.get(value)
-                if index is None:
-                    index = strings[value] = len(strings)
-                ints.append(index)
+                ints += map(index, column)
             else:
-                ints.append(value)
+                ints += column
     packed = array("q", ints)
     if sys.byteorder == "big":
         packed.byteswap()
-    text = json.dumps(list(strings)).encode()
-    return _chunk(EVENTS, zlib.compress(text + b"\n" + packed.tobytes(), 6))
+    text = json.dumps(table).encode()
+    return _chunk(EVENTS, zlib.compress(text + b"\n" + packed.tobytes(), 1))
 
 
 def _decode_events(payload: bytes) -> list[tuple]:
@@ -106,18 +125,30 @@ def _decode_events(payload: bytes) -> list[tuple]:
     ints.frombytes(raw[cut + 1:])
     if sys.byteorder == "big":
         ints.byteswap()
-    base, i, n, out = ints[0], 1, len(ints), []
-    while i < n:
-        kind = ints[i]
-        spec = FIELDS.get(kind)
-        if spec is None:
+    base, i, out = ints[0], 1, []
+    while i < len(ints):
+        kind, count = ints[i], ints[i + 1]
+        specs = FIELDS.get(kind)
+        if specs is None:
             raise HpcdistError(f"unknown trace event kind {kind}")
-        values: list[Any] = [kind]
-        for j, s in enumerate(spec, i + 1):
-            v = ints[j]
-            values.append(v + base if s == "t" else strings[v] if s == "s" else v)
-        out.append(tuple(values))
-        i += 1 + len(spec)
+        i += 2
+        columns: list[Any] = [[kind] * count]
+        first = None
+        for spec in specs:
+            column = ints[i:i + count]
+            if len(column) != count:
+                raise HpcdistError("a short column")
+            i += count
+            if spec == "t":
+                if first is None:
+                    first = list(accumulate(column, initial=base))[1:]
+                    column = first
+                else:
+                    column = [a + b for a, b in zip(first, column)]
+            elif spec == "s":
+                column = [strings[v] for v in column]
+            columns.append(column)
+        out.extend(zip(*columns))
     return out
 
 
