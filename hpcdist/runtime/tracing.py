@@ -8,8 +8,8 @@ executor loop or scheduler. With one, the hooks wrap those methods:
 - its COMPUTE and HAVE handlers (:meth:`WorkerTrace.handlers`): one FETCH event per input that
   came from a peer, from the COMPUTE that asked for it (or the HAVE itself, for an input pushed
   before it was asked for) to its arrival, with its bytes and source;
-- rank 0's ``_flush`` (:func:`scheduler_hooks`): one PLACE event per task sent, spanning the round's
-  sends; a worker's loss (:meth:`SchedulerTrace.lost`).
+- rank 0's ``_flush`` (:func:`scheduler_hooks`): one PLACE event per COMPUTE message (its rank and
+  keys), spanning the round's sends; a worker's loss (:meth:`SchedulerTrace.lost`).
 
 Nothing here sends a message: a task's trace is put together from its ranks' files by the merge.
 """
@@ -67,7 +67,8 @@ class WorkerTrace:
 
         def traced_idle() -> None:
             idle()
-            recorder.idle_flush()
+            if recorder.due():
+                self.flush()
 
         return traced_run, traced_idle
 
@@ -145,10 +146,11 @@ class SchedulerTrace:
                 recorder.idle_flush()
                 return
             start = clock()
-            placed = [(entry[0], rank) for rank, (entries, _) in compute.items() for entry in entries]
+            placed = [(rank, [entry[0] for entry in entries]) for rank, (entries, _) in compute.items()]
             flush()
             end = clock()
-            events.extend([(PLACE, start, end, key, rank) for key, rank in placed])
+            for rank, keys in placed:  # one event per COMPUTE message: the keys it carried
+                events.append((PLACE, start, end, rank, keys))
             if len(events) >= limit:
                 recorder.flush()
 

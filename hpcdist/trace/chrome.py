@@ -112,7 +112,7 @@ def merge(sessions: list[Session]) -> dict[str, Any]:
             elif kind == FETCH:
                 fetches.append((rank, e[1] + off, e[2] + off, e[3], e[4], e[5]))
             elif kind == PLACE:
-                places.append((e[1] + off, e[2] + off, e[3], e[4], rank))
+                places += [(e[1] + off, e[2] + off, key, e[3], rank) for key in e[4]]
             elif kind == LOST:
                 losses.append((rank, e[1] + off, e[2], e[3]))
     times = [r[1] for r in runs] + [f[1] for f in fetches] + [p[0] for p in places] + [x[1] for x in losses]

@@ -3,15 +3,16 @@
 A file (``RUN_DIR/trace/rank-N.trace``) is a sequence of chunks::
 
     chunk   = b"HT" version:u8 type:u8 length:u32le payload[length]
-    HEADER  = JSON (UTF-8): {"rank", "host", "pid", "role", "clock": {"wall_ns", "perf_ns"}, "threads"}
-    EVENTS  = zlib( JSON list of strings  b"\\n"  int64le[...] )
+    HEADER  = JSON (UTF-8): {"rank", "host", "pid", "role", "clock": {"wall_ns", "perf_ns"}, ...}
+    EVENTS  = zlib( strings:JSON list  b"\\n"  keys_length:u32le  keys  ints:int64le[...] )
     NAMES   = JSON (UTF-8): {"functions": {fn_id: name}}
 
 A HEADER starts a session (one recorder); the EVENTS and NAMES after it belong to it. An EVENTS chunk
-holds its events by kind, in columns (see :func:`encode_events`): every string (key, function id,
-reason) is an index into the chunk's string list, every time a difference in nanoseconds, so the
-integers are small and compress well. A process that died while writing leaves at most one short chunk
-at the end: the reader drops it.
+holds its events by kind, in columns (see :func:`encode_events`): times are differences in nanoseconds
+(small integers that compress well), function ids and reasons indices into the chunk's string list,
+and task keys (unique, so not worth a table) one stream of all the chunk's keys, NUL-separated UTF-8
+(or, if a key holds a NUL, a JSON list: ``keys`` then starts with ``[``). A process that died while
+writing leaves at most one short chunk at the end: the reader drops it.
 
 Times are ``time.perf_counter_ns()`` of the writing process: ranks on one host share that monotonic
 clock; the header's ``clock`` pair (wall, perf) read together at start lets the merge put ranks of
@@ -25,8 +26,8 @@ import struct
 import sys
 import zlib
 from array import array
-from itertools import accumulate, chain, groupby
-from operator import itemgetter, sub
+from itertools import accumulate, chain, groupby, islice
+from operator import add, itemgetter, sub
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -41,18 +42,21 @@ MAGIC = b"HT"
 _HEAD = struct.Struct("<2sBBI")
 
 HEADER, EVENTS, NAMES = 0, 1, 2
+_first, _second = itemgetter(0), itemgetter(1)
 
 #: a task ran on a worker's executor: (RUN, start_ns, end_ns, key, fn_id)
 RUN = 1
 #: an input arrived from a peer: (FETCH, asked_ns, arrived_ns, key, nbytes, source rank)
 FETCH = 2
-#: rank 0 sent a task to a worker: (PLACE, start_ns, end_ns, key, rank) of the sends it went out with
+#: rank 0 sent tasks to a worker in one round of sends: (PLACE, start_ns, end_ns, rank, [key, ...])
 PLACE = 3
 #: rank 0 lost a worker: (LOST, ns, rank, reason)
 LOST = 4
 
-#: per kind, what each field after the kind is: "t" a time, "s" a string, "i" an integer
-FIELDS: dict[int, str] = {RUN: "ttss", FETCH: "ttsii", PLACE: "ttsi", LOST: "tis"}
+#: per kind, what each field after the kind is: "t" a time, "i" an integer, "s" a string (interned:
+#: function ids, reasons), "k" a task key, "K" a list of task keys
+FIELDS: dict[int, str] = {RUN: "ttks", FETCH: "ttkii", PLACE: "ttiK", LOST: "tis"}
+_KEYS_LEN = struct.Struct("<I")
 
 
 def _chunk(kind: int, payload: bytes) -> bytes:
@@ -72,32 +76,28 @@ def encode_names(functions: dict[str, str]) -> bytes:
 def encode_events(events: list[tuple]) -> bytes:
     """An EVENTS chunk of event tuples (kind first, then the fields :data:`FIELDS` names).
 
-    The payload is columnar: per kind present, ``kind, count`` and then each field's column. A kind's
-    first time column holds the difference from the previous event of that kind (the first: from the
-    chunk's base time), its other time columns the difference from the first (a duration); a string
-    column holds indices into the chunk's string list.
+    Per kind present: ``kind, count``, then each field's column. A kind's first time column holds the
+    difference from the previous event of that kind (the first: from the chunk's base time, the first
+    integer), its other time columns the difference from the first (a duration); an ``s`` column
+    holds indices into the string list, a ``k`` column nothing (its keys are in the key stream, in
+    column order), a ``K`` column each list's length (its keys follow in the key stream).
 
     Raises:
         ValueError: an event of an unknown kind, or with the wrong number of fields.
     """
     by_kind: dict[int, list[tuple]] = {}
-    for kind, group in groupby(events, itemgetter(0)):  # runs of one kind: few groups, C speed
+    for kind, group in groupby(events, _first):  # runs of one kind: few groups, at C speed
         by_kind.setdefault(kind, []).extend(group)
-    base = min(e[1] for e in events) if events else 0
-    blocks: list[tuple[int, list[tuple], str]] = []
-    string_columns = []
+    base = min(map(_second, events)) if events else 0
+    ints: list[int] = [base]
+    interned: dict[str, int] = {}
+    keys: list[Any] = []
     for kind, group in sorted(by_kind.items()):
         specs = FIELDS.get(kind)
         if specs is None or set(map(len, group)) != {len(specs) + 1}:
             raise ValueError(f"trace events of kind {kind}: {specs!r} fields expected after the kind")
         columns = list(zip(*group))[1:]
-        blocks.append((kind, columns, specs))
-        string_columns += [c for spec, c in zip(specs, columns) if spec == "s"]
-    table = list(dict.fromkeys(chain.from_iterable(string_columns)))  # each string once, in order
-    index = {v: i for i, v in enumerate(table)}.__getitem__
-    ints: list[int] = [base]
-    for kind, columns, specs in blocks:
-        ints += (kind, len(columns[0]))
+        ints += (kind, len(group))
         first = None
         for spec, column in zip(specs, columns):
             if spec == "t":
@@ -106,23 +106,40 @@ def encode_events(events: list[tuple]) -> bytes:
                     ints += map(sub, column, (base,) + column[:-1])
                 else:
                     ints += map(sub, column, first)
-            elif spec == "s":
-                ints += map(index, column)
-            else:
+            elif spec == "i":
                 ints += column
+            elif spec == "k":
+                keys.append(column)
+            elif spec == "K":
+                ints += map(len, column)
+                keys += column
+            else:
+                for value in dict.fromkeys(column):
+                    interned.setdefault(value, len(interned))
+                ints += map(interned.__getitem__, column)
     packed = array("q", ints)
     if sys.byteorder == "big":
         packed.byteswap()
-    text = json.dumps(table).encode()
-    return _chunk(EVENTS, zlib.compress(text + b"\n" + packed.tobytes(), 1))
+    flat = list(chain.from_iterable(keys))
+    text = "\0".join(flat)
+    if text.count("\0") != max(0, len(flat) - 1) or text.startswith("[") or (flat and not text):
+        text = json.dumps(flat)
+    blob = text.encode("utf-8", "surrogatepass")
+    payload = b"".join((json.dumps(list(interned)).encode(), b"\n", _KEYS_LEN.pack(len(blob)), blob,
+                        packed.tobytes()))
+    return _chunk(EVENTS, zlib.compress(payload, 1))
 
 
 def _decode_events(payload: bytes) -> list[tuple]:
     raw = zlib.decompress(payload)
     cut = raw.index(b"\n")
     strings = json.loads(raw[:cut])
+    (nkeys,) = _KEYS_LEN.unpack_from(raw, cut + 1)
+    at = cut + 1 + _KEYS_LEN.size
+    text = raw[at:at + nkeys].decode("utf-8", "surrogatepass")
+    keys = iter(json.loads(text) if text.startswith("[") else text.split("\0") if text else [])
     ints = array("q")
-    ints.frombytes(raw[cut + 1:])
+    ints.frombytes(raw[at + nkeys:])
     if sys.byteorder == "big":
         ints.byteswap()
     base, i, out = ints[0], 1, []
@@ -135,19 +152,25 @@ def _decode_events(payload: bytes) -> list[tuple]:
         columns: list[Any] = [[kind] * count]
         first = None
         for spec in specs:
-            column = ints[i:i + count]
+            if spec == "k":
+                columns.append(list(islice(keys, count)))
+                continue
+            column: Any = ints[i:i + count]
             if len(column) != count:
                 raise HpcdistError("a short column")
             i += count
             if spec == "t":
                 if first is None:
-                    first = list(accumulate(column, initial=base))[1:]
-                    column = first
+                    first = column = list(accumulate(column, initial=base))[1:]
                 else:
-                    column = [a + b for a, b in zip(first, column)]
+                    column = list(map(add, first, column))
             elif spec == "s":
                 column = [strings[v] for v in column]
+            elif spec == "K":
+                column = [list(islice(keys, n)) for n in column]
             columns.append(column)
+        if any(len(c) != count for c in columns):
+            raise HpcdistError("fewer keys than events")
         out.extend(zip(*columns))
     return out
 

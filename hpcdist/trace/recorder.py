@@ -118,9 +118,13 @@ class Recorder:
                 self.events_written += n
             del self.events[:n]
 
+    def due(self) -> bool:
+        """Whether an idle rank should flush: something is held and the last flush is :data:`IDLE_FLUSH_NS` old."""
+        return bool(self.events) and time.perf_counter_ns() - self.last_flush >= IDLE_FLUSH_NS
+
     def idle_flush(self) -> None:
-        """Flush if anything is held and the last flush is :data:`IDLE_FLUSH_NS` old (an idle rank)."""
-        if self.events and time.perf_counter_ns() - self.last_flush >= IDLE_FLUSH_NS:
+        """Flush if :meth:`due` (an idle rank)."""
+        if self.due():
             self.flush()
 
     def close(self) -> None:

@@ -27,8 +27,8 @@ def by(trace: dict, **match) -> list[dict]:
 
 def example() -> list[Session]:
     return [
-        session(0, [(PLACE, 0, 5 * US, "k1", 1), (PLACE, 0, 5 * US, "k2", 2),
-                    (PLACE, 40 * US, 42 * US, "k1", 1),  # k1 again (a retry)
+        session(0, [(PLACE, 0, 5 * US, 1, ["k1"]), (PLACE, 0, 5 * US, 2, ["k2"]),
+                    (PLACE, 40 * US, 42 * US, 1, ["k1"]),  # k1 again (a retry)
                     (LOST, 90 * US, 3, "rank 3 died")]),
         session(1, [(RUN, 10 * US, 20 * US, "k1", "fn"), (RUN, 50 * US, 60 * US, "k1", "fn")], executor_tid=4242),
         session(2, [(FETCH, 8 * US, 30 * US, "k0", 4096, 1), (FETCH, 8 * US, 12 * US, "k9", 8, 1),
@@ -67,7 +67,7 @@ def test_a_retried_key_flows_from_its_second_placement_to_its_second_run():
 
 
 def test_a_stolen_task_flows_only_from_the_placement_that_ran_it():
-    sessions = [session(0, [(PLACE, 0, US, "k", 1), (PLACE, 10 * US, 11 * US, "k", 2)]),
+    sessions = [session(0, [(PLACE, 0, US, 1, ["k"]), (PLACE, 10 * US, 11 * US, 2, ["k"])]),
                 session(1, []), session(2, [(RUN, 20 * US, 30 * US, "k", "fn")])]
     trace = merge(sessions)
     assert check(trace) == []
@@ -85,7 +85,7 @@ def test_overlapping_runs_of_one_rank_go_on_their_own_track():
 
 def test_a_rank_on_another_host_is_put_on_rank_0s_clock_by_the_wall_clock_pair():
     # rank 1's monotonic clock reads 1 000 000 µs less than rank 0's at the same wall time
-    sessions = [session(0, [(PLACE, 2_000_000 * US, 2_000_001 * US, "k", 1)], perf=0),
+    sessions = [session(0, [(PLACE, 2_000_000 * US, 2_000_001 * US, 1, ["k"])], perf=0),
                 session(1, [(RUN, 1_000_010 * US, 1_000_020 * US, "k", "fn")], host="other", perf=-1_000_000 * US)]
     trace = merge(sessions)
     assert check(trace) == []

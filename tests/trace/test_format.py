@@ -19,7 +19,8 @@ def sample_events() -> list[tuple]:
         (RUN, T0, T0 + 5_000, "inc-abc-1", "fn1"),
         (FETCH, T0 + 100, T0 + 900, "inc-abc-0", 4096, 2),
         (RUN, T0 + 6_000, T0 + 9_000, "inc-abc-2", "fn1"),
-        (PLACE, T0 - 50, T0 - 10, "inc-abc-3", 1),
+        (PLACE, T0 - 50, T0 - 10, 1, ["inc-abc-3", "inc-abc-4"]),
+        (PLACE, T0 - 50, T0 - 10, 2, []),
         (LOST, T0 + 10_000, 3, "rank 3 died: signal 9"),
     ]
 
@@ -57,6 +58,16 @@ def test_a_file_that_is_not_a_trace_is_an_error_naming_it(tmp_path, data, words)
     path.write_bytes(data)
     with pytest.raises(HpcdistError, match=words):
         read_sessions(path)
+
+
+def test_keys_with_a_nul_or_a_bracket_round_trip_too(tmp_path):
+    events = [(RUN, T0, T0 + 1, "[odd", "f"), (RUN, T0, T0 + 2, "a\0b", "f"), (RUN, T0, T0 + 3, "", "f"),
+              (PLACE, T0, T0 + 4, 1, ["x\0", "\udc80"])]
+    path = tmp_path / "rank-1.trace"
+    path.write_bytes(encode_header({"rank": 1}) + encode_events(events))
+    assert sorted(read_sessions(path)[0].events) == sorted(events)
+    path.write_bytes(encode_header({"rank": 1}) + encode_events([(RUN, T0, T0 + 1, "", "f")]))
+    assert read_sessions(path)[0].events == [(RUN, T0, T0 + 1, "", "f")]
 
 
 def test_an_event_with_the_wrong_fields_is_refused():
