@@ -43,8 +43,8 @@ class WorkerTrace:
     """A worker's recorder and the wrappers that feed it.
 
     Args:
-        worker: the :class:`~hpcdist.runtime.worker.Worker` (its public ``functions``, ``data`` and
-            ``requested`` are read, never written).
+        worker: the :class:`~hpcdist.runtime.worker.Worker` (its public ``functions`` and ``requested``
+            are read, never written; neither is ever replaced).
         recorder: where the events go.
     """
 

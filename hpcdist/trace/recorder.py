@@ -102,7 +102,8 @@ class Recorder:
         """Write the events held so far (and new function names) as one chunk; safe from any thread,
         and while other threads append (only the events counted at the start are taken out)."""
         with self._lock:
-            if self._fh is None:
+            if self._fh is None:  # closed (or failed): what comes after is dropped, never held
+                del self.events[:]
                 return
             self.last_flush = time.perf_counter_ns()
             n = len(self.events)

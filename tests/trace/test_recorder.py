@@ -50,6 +50,9 @@ def test_a_recorder_writes_its_header_then_its_events_and_names_once(tmp_path):
     rec.events.append((RUN, 30, 40, "k2", "f2"))
     rec.close()
     rec.close()  # idempotent
+    rec.events.append((RUN, 50, 60, "late", "f2"))
+    rec.flush()  # after close: dropped, so a closed recorder never grows
+    assert rec.events == []
     (session,) = read_sessions(rec.path)
     assert session.header["rank"] == 3 and session.header["host"] == "node-a"
     assert session.header["executor_tid"] == 77 and session.header["role"] == "worker"
