@@ -111,6 +111,7 @@ class WorkerTrace:
 
     def close(self) -> None:
         """Write the rest and close the file."""
+        self.flush()
         self.recorder.close()
 
 
