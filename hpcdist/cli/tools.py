@@ -78,16 +78,15 @@ def bench_command(nranks: int | None, quick: bool, only: tuple[str, ...], backen
 
 @click.command("trace")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Where to write the JSON (default: RUN_DIR/trace.json).")
-def trace_command(run_dir: str, output: str | None) -> None:
+@options.output
+def trace_command(run_dir: str, out: str | None) -> None:
     """Merge a run's per-rank traces (RUN_DIR/trace/) into one Chrome Trace Event JSON, for Perfetto
     (ui.perfetto.dev, offline too) or chrome://tracing. Exit 1 if the merged trace fails the checks."""
     from hpcdist.paths import RunDir
     from hpcdist.trace.check import check
     from hpcdist.trace.chrome import find_trace_dir, write_chrome
 
-    out = output or str(RunDir(run_dir).trace_json)
+    out = out or str(RunDir(run_dir).trace_json)
     trace = write_chrome(find_trace_dir(run_dir), out)
     counts = trace["otherData"]["counts"]
     click.echo(f"{out}: {counts['ranks']} ranks, {counts['runs']} task runs, {counts['fetches']} fetches, "
