@@ -5,7 +5,8 @@ The result is ``{"traceEvents": [...], "displayTimeUnit": "ms", "otherData": {..
 - one process per rank (``pid`` = rank), named ``rank N (host)`` by ``M process_name`` and sorted by
   rank (``process_sort_index``); every thread track named by ``M thread_name``;
 - ``X`` complete events that never overlap on one track: a worker's task runs on its ``executor``
-  track, input fetches (which overlap runs and each other) on ``fetch`` tracks, rank 0's sends on its
+  track, input fetches (which overlap runs and each other) on ``fetch`` tracks (the inputs asked
+  together that arrived in one message from one rank as one slice), rank 0's sends on its
   ``scheduler`` track (one ``dispatch`` slice per round of sends). Should two events of a track
   overlap all the same, the later one goes to an extra track of that name;
 - a flow (``s`` on rank 0's dispatch, ``f`` with ``bp: "e"`` on the task's run) from each placement to
@@ -36,6 +37,8 @@ __all__ = ["load_sessions", "merge", "write_chrome", "find_trace_dir"]
 #: the first thread id of each kind of track on a rank (extra lanes of a kind count up from it)
 EXECUTOR_TID, SCHEDULER_TID, FETCH_TID = 1, 1, 100
 _BIND_NS = 1  # how far inside its slice a flow event sits
+#: keys named in the args of a fetch slice of several inputs
+FETCH_KEYS = 20
 
 
 def find_trace_dir(path: str | os.PathLike[str]) -> Path:
@@ -153,8 +156,19 @@ def merge(sessions: list[Session]) -> dict[str, Any]:
         event = slice_(rank, "executor", EXECUTOR_TID, start, end, _short(str(fn)), "task",
                        {"key": key, "function": fn})
         run_events[(key, rank)].append((start, event))
-    for rank, start, end, key, nbytes, src in sorted(fetches, key=lambda f: f[1]):
-        slice_(rank, "fetch", FETCH_TID, start, end, "fetch", "fetch", {"key": key, "bytes": nbytes, "from_rank": src})
+    # inputs asked together and come in one message are one slice (else dozens of tracks of one round trip)
+    together: dict[tuple[int, int, int, int], list[tuple[str, int]]] = defaultdict(list)
+    for rank, start, end, key, nbytes, src in fetches:
+        together[(rank, start, end, src)].append((key, nbytes))
+    for (rank, start, end, src), inputs in sorted(together.items(), key=lambda kv: kv[0][1]):
+        args: dict[str, Any] = {"from_rank": src, "bytes": sum(n for _, n in inputs), "inputs": len(inputs)}
+        if len(inputs) == 1:
+            args["key"] = inputs[0][0]
+        else:
+            args["keys"] = [k for k, _ in inputs[:FETCH_KEYS]] + ([f"... {len(inputs) - FETCH_KEYS} more"]
+                                                                    if len(inputs) > FETCH_KEYS else [])
+        slice_(rank, "fetch", FETCH_TID, start, end, "fetch" if len(inputs) == 1 else f"fetch {len(inputs)}",
+               "fetch", args)
     for sched, t, lost, reason in losses:
         tracks.setdefault((sched, SCHEDULER_TID), "scheduler")
         events.append({"ph": "i", "s": "p", "name": "worker lost", "cat": "loss", "pid": sched, "tid": SCHEDULER_TID,

@@ -52,8 +52,23 @@ def test_the_merge_of_three_ranks_passes_the_checker_with_one_flow_per_run():
     assert len(by(trace, ph="X", name="dispatch")) == 2
     assert trace["otherData"]["counts"] == {"runs": 3, "fetches": 2, "placements": 3, "flows": 3, "losses": 1,
                                             "ranks": 3}
+    fetches = by(trace, ph="X", cat="fetch")
+    assert [f["args"] for f in fetches] == [{"from_rank": 1, "bytes": 4096, "inputs": 1, "key": "k0"},
+                                            {"from_rank": 1, "bytes": 8, "inputs": 1, "key": "k9"}]
     (lost,) = by(trace, ph="i")
     assert lost["args"] == {"rank": 3, "reason": "rank 3 died"} and lost["pid"] == 0
+
+
+def test_inputs_that_came_in_one_message_are_one_fetch_slice():
+    keys = [f"in{i}" for i in range(25)]
+    sessions = [session(1, [(FETCH, 5 * US, 9 * US, k, 10, 2) for k in keys] + [(FETCH, 5 * US, 7 * US, "x", 1, 3)])]
+    trace = merge(sessions)
+    assert check(trace) == []
+    big, small = sorted(by(trace, ph="X", cat="fetch"), key=lambda e: -e["args"]["inputs"])
+    assert big["name"] == "fetch 25" and big["args"]["bytes"] == 250 and big["args"]["from_rank"] == 2
+    assert big["args"]["keys"] == keys[:20] + ["... 5 more"]
+    assert small["args"]["key"] == "x" and small["tid"] != big["tid"]
+    assert trace["otherData"]["counts"]["fetches"] == 26
 
 
 def test_a_retried_key_flows_from_its_second_placement_to_its_second_run():
