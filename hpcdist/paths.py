@@ -15,6 +15,8 @@ Layout::
     RUN_DIR/logs/tracebacks/       the full traceback of each failed task (NAME.txt, NAME.I.txt)
     RUN_DIR/ranks/rank-N.task      what rank N is doing (read after a crash to name the task)
     RUN_DIR/logs/rank-0.pid        the pid of rank 0 while a pipeline runs
+    RUN_DIR/trace/rank-N.trace     rank N's trace events (see hpcdist/trace/format.py)
+    RUN_DIR/trace.json             the ranks' traces merged (Chrome Trace Event JSON, ``hpcdist trace``)
     RUN_DIR/.lock, .lock-world     held by the launcher and by the world (see pipeline/lock.py)
 
 Nothing else in hpcdist spells one of these names.
@@ -29,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["RunDir", "atomic_write", "write_json", "rank_task_file", "rank_task_files", "status_file"]
+__all__ = ["RunDir", "atomic_write", "write_json", "rank_task_file", "rank_task_files", "status_file", "trace_file",
+           "trace_files"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class RunDir:
     RANKS = "ranks"
     PID = "logs/rank-0.pid"
     RANK0_LOG = "logs/rank-0.log"
+    TRACE = "trace"
+    TRACE_JSON = "trace.json"
     LAUNCHER_LOCK = ".lock"
     WORLD_LOCK = ".lock-world"
 
@@ -118,6 +123,15 @@ class RunDir:
     def rank0_log(self) -> Path:
         return self.root / self.RANK0_LOG
 
+    @property
+    def trace(self) -> Path:
+        """The directory of the per-rank trace files (``HPCDIST_TRACE_DIR`` of a run)."""
+        return self.root / self.TRACE
+
+    @property
+    def trace_json(self) -> Path:
+        return self.root / self.TRACE_JSON
+
     def is_run_dir(self) -> bool:
         """Whether something of a run (a job record, a manifest or stored results) is here."""
         return any(p.exists() for p in (self.job, self.manifest, self.objects))
@@ -148,6 +162,21 @@ def rank_task_files(state_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]
     """``(rank, file)`` of every rank's task file in ``state_dir``, by rank."""
     found = []
     for path in Path(state_dir).glob("rank-*.task"):
+        number = path.stem.split("-", 1)[1]
+        if number.isdigit():
+            found.append((int(number), path))
+    return sorted(found)
+
+
+def trace_file(trace_dir: str | os.PathLike[str], rank: int) -> Path:
+    """Rank ``rank``'s trace file in ``trace_dir`` (``rank-N.trace``)."""
+    return Path(trace_dir) / f"rank-{rank}.trace"
+
+
+def trace_files(trace_dir: str | os.PathLike[str]) -> list[tuple[int, Path]]:
+    """``(rank, file)`` of every rank's trace file in ``trace_dir``, by rank."""
+    found = []
+    for path in Path(trace_dir).glob("rank-*.trace"):
         number = path.stem.split("-", 1)[1]
         if number.isdigit():
             found.append((int(number), path))

@@ -38,7 +38,7 @@ def validate_command(spec_path: str, scheduler: str | None, overrides: tuple[str
 @click.command("render")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @options.scheduler
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False), help="Write the script here (default: stdout).")
+@options.output
 @options.overrides
 def render_command(spec_path: str, scheduler: str | None, out: str | None, overrides: tuple[str, ...]) -> None:
     """Print the SLURM or Grid Engine job script for SPEC (nothing is submitted)."""

@@ -42,4 +42,8 @@ scheduler = click.option(
     help="Batch system instead of spec.scheduler: slurm or sge (validate: also local; status, cancel: of a bare "
          "JOB_ID, default the one installed).")
 
+output = click.option(
+    "-o", "--output", "out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+    help="Write it here  [render: the script, default stdout; trace: the merged JSON, default RUN_DIR/trace.json].")
+
 as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")

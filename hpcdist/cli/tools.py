@@ -1,4 +1,4 @@
-"""The tool commands: ``schema``, ``doctor`` and ``bench``."""
+"""The tool commands: ``schema``, ``doctor``, ``bench`` and ``trace``."""
 
 from __future__ import annotations
 
@@ -74,3 +74,25 @@ def bench_command(nranks: int | None, quick: bool, only: tuple[str, ...], backen
     status = result["systems"]["hpcdist"]
     if status != "ok":
         raise HpcdistError(f"bench: hpcdist {status}\n{result['stderr'].get('hpcdist', '')}")
+
+
+@click.command("trace")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@options.output
+def trace_command(run_dir: str, out: str | None) -> None:
+    """Merge a run's per-rank traces (RUN_DIR/trace/) into one Chrome Trace Event JSON, for Perfetto
+    (ui.perfetto.dev, offline too) or chrome://tracing. Exit 1 if the merged trace fails the checks."""
+    from hpcdist.paths import RunDir
+    from hpcdist.trace.check import check
+    from hpcdist.trace.chrome import find_trace_dir, write_chrome
+
+    out = out or str(RunDir(run_dir).trace_json)
+    trace = write_chrome(find_trace_dir(run_dir), out)
+    counts = trace["otherData"]["counts"]
+    click.echo(f"{out}: {counts['ranks']} ranks, {counts['runs']} task runs, {counts['fetches']} fetches, "
+               f"{counts['placements']} placements, {counts['flows']} flows, {counts['losses']} workers lost")
+    problems = check(trace)
+    for problem in problems[:20]:
+        click.echo(f"hpcdist: trace: {problem}", err=True)
+    if problems:
+        raise HpcdistError(f"the merged trace has {len(problems)} problem(s)")

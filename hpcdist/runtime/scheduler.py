@@ -4,10 +4,9 @@ The loop owns the pure :class:`~hpcdist.runtime.scheduling.state.SchedulerState`
 (a dead worker's LOST too) into an event, and every instruction the state returns into a send to a worker
 or a notification of the client. Task payloads (function and arguments) wait here until their task has run.
 
-Two kinds of thread take turns at running it (leader/follower): a client thread that waits
-for a result runs the rounds itself (:meth:`Scheduler.drive`), so the result reaches it
-without a hand-off between threads; the scheduler thread (:meth:`Scheduler.run`) runs them
-whenever no client thread has for :data:`TAKEOVER_S`.
+Two kinds of thread take turns at running it (leader/follower): a client thread that waits for a result runs
+the rounds itself (:meth:`Scheduler.drive`), so the result reaches it without a hand-off between threads; the
+scheduler thread (:meth:`Scheduler.run`) runs them whenever no client thread has for :data:`TAKEOVER_S`.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from collections import defaultdict, deque
 from typing import Any, Callable
 
 from hpcdist.errors import HpcdistError, TransportError, WorkerLost
-from hpcdist.runtime import losses, messages as m
+from hpcdist.runtime import losses, messages as m, tracing
 from hpcdist.runtime.baton import Baton
 from hpcdist.runtime.frees import Frees
 from hpcdist.runtime.log import get_logger
@@ -83,6 +82,7 @@ class Scheduler:
         self._baton = Baton(lambda: transport.interrupt(), TAKEOVER_S, wake_background=False, held=False)
         self.failed: BaseException | None = None
         self._compute: dict[int, tuple[list, list]] = {}
+        self.trace, self._flush = tracing.scheduler_hooks(transport, self._flush, self._compute)  # (None, _flush): off
         self._notes: list[tuple] = []  # client-facing instructions, delivered once sends are out
         self.pushes = Pushes(transport.send, transport.host_of)
         self.frees = Frees(transport.send)
@@ -128,8 +128,7 @@ class Scheduler:
         return self._baton.stopped
 
     def run(self) -> None:
-        """Run the loop whenever no client thread does, until the workers are shut down
-        (scheduler thread)."""
+        """Run the loop whenever no client thread does, until the workers are shut down (scheduler thread)."""
         baton = self._baton
         while baton.await_turn():
             with baton.lead:
@@ -193,8 +192,7 @@ class Scheduler:
         self.transport.send(rank, header, buffers)
 
     def doorbell(self, take: Callable[[], list]) -> None:
-        """Ring ``take`` (it hands over released keys) once every message the client has sent
-        so far was handled; see :meth:`ring`."""
+        """Ring ``take`` (it hands over released keys) once every message the client has sent so far was handled."""
         self.doorbells.append((self.sent, take))
 
     def ring(self) -> bool:
@@ -329,8 +327,7 @@ class Scheduler:
     # ---- from the client (loopback) -------------------------------------------------------------
 
     def loopback(self, header: tuple) -> None:
-        """Send a client message to this scheduler (one sending thread at a time), counted so
-        that a doorbell rung meanwhile waits for it."""
+        """Send a client message to this scheduler (one sending thread at a time), counted for the doorbells."""
         self.sent += 1
         try:
             self.transport.send(self.transport.rank, header)
@@ -377,6 +374,7 @@ class Scheduler:
 
     def _finish_close(self, timed_out: bool) -> None:
         self._baton.stop()
+        tracing.close(self.trace)
         self.closing.finish(timed_out)
 
     # ---- from workers ---------------------------------------------------------------------------
@@ -440,6 +438,8 @@ class Scheduler:
 
     def _drop(self, src: int, reason: str, doing: str) -> None:
         self.lost[src] = (reason, time.time())
+        if self.trace is not None:
+            self.trace.lost(src, reason)
         self.worker_ranks = [r for r in self.worker_ranks if r != src]
         self.scatter_rr = itertools.cycle(self.worker_ranks)
         logger.error("hpcdist: lost %s, %s; %d worker(s) left", reason, doing, len(self.worker_ranks))

@@ -6,6 +6,7 @@ import sys
 import threading
 from typing import Any
 
+from hpcdist.runtime import tracing
 from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.running import end_process, report_loop_failure
 from hpcdist.runtime.worker import Worker
@@ -58,6 +59,7 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
         report_loop_failure(exc, transport)  # the world goes down instead of leaving rank 0 waiting for a report
         worker.stop()
         transport.abort(1)
+    tracing.close(worker.trace)
     executed.set()
     comm.join()
     if exit_process:

@@ -24,7 +24,7 @@ from typing import Any
 from hpcdist.transports.base import dropped_in
 from hpcdist.errors import PeerLost, RemoteError, SerializationError
 from hpcdist.runtime import messages as m
-from hpcdist.runtime import serialize
+from hpcdist.runtime import serialize, tracing
 from hpcdist.runtime.baton import Baton
 from hpcdist.runtime.running import (ABSENT, StateFile, cores, end_process, pack_values, report_loop_failure,
                                      running_on, safe_str, unpicklable)
@@ -103,6 +103,9 @@ class Worker:
             m.LOST: self._on_lost,
             m.PEER_DOWN: self._on_peer_down,
         }
+        self.trace = tracing.worker_trace(self)  # None unless a trace directory is set
+        if self.trace is not None:
+            self._handlers = self.trace.handlers(self._handlers)
 
     # ---- receiving ------------------------------------------------------------------------
 
@@ -372,18 +375,19 @@ class Worker:
 
     def _execute(self) -> None:
         runq = self.runq
+        run, idle = (self._run, self._idle) if self.trace is None else self.trace.hooks(self._run, self._idle)
         while True:
             if not runq:
-                self._idle()
+                idle()
                 self._receive_until_work()
             with self.lock:
                 task = runq.popleft() if runq else None
             if task is None:  # the communication thread handed it to a thief meanwhile
                 continue
             if task is _STOP:
-                self._idle()
+                idle()
                 return
-            self._run(task)
+            run(task)
 
     def _receive_until_work(self) -> None:
         """Receive until a task is queued (or the worker stops), taking over from the comm thread."""
