@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import sys
 import threading
 import traceback
 from typing import Any, Iterator
@@ -139,3 +140,12 @@ def pack_values(items: list[tuple[str, Any]], rank: int) -> tuple[list[tuple], l
         entries.append((key, data, len(bufs)))
         buffers.extend(bufs)
     return entries, buffers
+
+
+def extend_path(entries: list[str]) -> None:
+    """Make the modules rank 0 can import importable here too (shared file systems)."""
+    for entry in reversed(entries):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+
+

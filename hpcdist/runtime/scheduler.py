@@ -82,7 +82,8 @@ class Scheduler:
         self._baton = Baton(lambda: transport.interrupt(), TAKEOVER_S, wake_background=False, held=False)
         self.failed: BaseException | None = None
         self._compute: dict[int, tuple[list, list]] = {}
-        self.trace, self._flush = tracing.scheduler_hooks(transport, self._flush, self._compute)  # (None, _flush): off
+        self.trace, self._flush, self._send_computes = tracing.scheduler_hooks(  # trace None: the methods as they are
+            transport, self._flush, self._send_computes, self._compute)
         self._notes: list[tuple] = []  # client-facing instructions, delivered once sends are out
         self.pushes = Pushes(transport.send, transport.host_of)
         self.frees = Frees(transport.send)
@@ -438,8 +439,7 @@ class Scheduler:
 
     def _drop(self, src: int, reason: str, doing: str) -> None:
         self.lost[src] = (reason, time.time())
-        if self.trace is not None:
-            self.trace.lost(src, reason)
+        tracing.lost(self.trace, src, reason)
         self.worker_ranks = [r for r in self.worker_ranks if r != src]
         self.scatter_rr = itertools.cycle(self.worker_ranks)
         logger.error("hpcdist: lost %s, %s; %d worker(s) left", reason, doing, len(self.worker_ranks))

@@ -8,8 +8,9 @@ executor loop or scheduler. With one, the hooks wrap those methods:
 - its COMPUTE and HAVE handlers (:meth:`WorkerTrace.handlers`): one FETCH event per input that
   came from a peer, from the COMPUTE that asked for it (or the HAVE itself, for an input pushed
   before it was asked for) to its arrival, with its bytes and source;
-- rank 0's ``_flush`` (:func:`scheduler_hooks`): one PLACE event per COMPUTE message (its rank and
-  keys), spanning the round's sends; a worker's loss (:meth:`SchedulerTrace.lost`).
+- rank 0's ``_send_computes`` (:func:`scheduler_hooks`): one PLACE event per COMPUTE message (its
+  rank and keys, the send's span); its ``_flush`` writes the events at idle; a worker's loss
+  (:meth:`SchedulerTrace.lost`).
 
 Nothing here sends a message: a task's trace is put together from its ranks' files by the merge.
 """
@@ -24,7 +25,7 @@ from hpcdist.runtime import messages as m
 from hpcdist.trace.format import FETCH, LOST, PLACE, RUN
 from hpcdist.trace.recorder import Recorder, open_recorder, trace_dir
 
-__all__ = ["WorkerTrace", "SchedulerTrace", "worker_trace", "scheduler_hooks", "close"]
+__all__ = ["WorkerTrace", "SchedulerTrace", "worker_trace", "scheduler_hooks", "lost", "close"]
 
 _clock = time.perf_counter_ns
 
@@ -132,30 +133,32 @@ class SchedulerTrace:
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
 
-    def timed_flush(self, flush: Callable[[], None], compute: dict[int, tuple[list, list]]) -> Callable[[], None]:
-        """``flush()`` of the scheduler's round, recording each task it sends.
+    def timed(self, flush: Callable[[], None], send_computes: Callable[[int], None],
+              compute: dict[int, tuple[list, list]]) -> tuple[Callable[[], None], Callable[[int], None]]:
+        """``flush()`` of the scheduler's round (writing the events at idle) and its ``send_computes(rank)``,
+        recording each COMPUTE message it sends (at the end of a round, or before a STEAL to that rank).
 
-        ``compute`` is the scheduler's dict of COMPUTE entries being batched per rank (cleared, never
-        replaced, by ``flush``): read before the sends.
+        ``compute`` is the scheduler's dict of COMPUTE entries being batched per rank (never replaced):
+        read before each send.
         """
         events, recorder, clock = self.recorder.events, self.recorder, _clock
         limit = recorder.limit
 
         def traced_flush() -> None:
-            if not compute:
-                flush()
-                recorder.idle_flush()
-                return
-            start = clock()
-            placed = [(rank, [entry[0] for entry in entries]) for rank, (entries, _) in compute.items()]
+            idle = not compute
             flush()
-            end = clock()
-            for rank, keys in placed:  # one event per COMPUTE message: the keys it carried
-                events.append((PLACE, start, end, rank, keys))
-            if len(events) >= limit:
+            if idle:
+                recorder.idle_flush()
+            elif len(events) >= limit:
                 recorder.flush()
 
-        return traced_flush
+        def traced_send(rank: int) -> None:
+            keys = [entry[0] for entry in compute[rank][0]]
+            start = clock()
+            send_computes(rank)
+            events.append((PLACE, start, clock(), rank, keys))  # one event per COMPUTE message
+
+        return traced_flush, traced_send
 
     def lost(self, rank: int, reason: str) -> None:
         """Worker ``rank`` was lost."""
@@ -166,16 +169,22 @@ class SchedulerTrace:
         self.recorder.close()
 
 
-def scheduler_hooks(transport: Any, flush: Callable[[], None],
-                    compute: dict[int, tuple[list, list]]) -> tuple[SchedulerTrace | None, Callable[[], None]]:
-    """``(trace, flush)`` for rank 0's scheduler: ``(None, flush)`` when tracing is off."""
+def scheduler_hooks(transport: Any, flush: Callable[[], None], send_computes: Callable[[int], None],
+                    compute: dict[int, tuple[list, list]]) -> tuple[SchedulerTrace | None, Callable, Callable]:
+    """``(trace, flush, send_computes)`` for rank 0's scheduler: ``(None, flush, send_computes)`` when off."""
     if trace_dir() is None:
-        return None, flush
+        return None, flush, send_computes
     recorder = open_recorder(transport.rank, "scheduler", transport.host_of(transport.rank), size=transport.size)
     if recorder is None:
-        return None, flush
+        return None, flush, send_computes
     trace = SchedulerTrace(recorder)
-    return trace, trace.timed_flush(flush, compute)
+    return (trace, *trace.timed(flush, send_computes, compute))
+
+
+def lost(trace: SchedulerTrace | None, rank: int, reason: str) -> None:
+    """Record the loss of worker ``rank`` if rank 0 traces."""
+    if trace is not None:
+        trace.lost(rank, reason)
 
 
 def close(trace: WorkerTrace | SchedulerTrace | None) -> None:

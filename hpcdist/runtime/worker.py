@@ -1,12 +1,11 @@
 """A worker: holds results, runs tasks, serves its data to peers.
 
-Two threads share one worker and take turns at receiving (leader/follower). The executor
-thread (the main thread under MPI) runs tasks one at a time; while it has none, it
-receives and handles messages itself (tasks, data requests from peers and the scheduler,
-frees, steals), so a task that arrives runs without a hand-off between threads. The
-communication thread (:meth:`Worker.serve`) stays parked until the executor has been busy
-for :data:`TAKEOVER_S`; then it receives until the executor is idle again. A long task
-therefore never stops this worker from answering its peers and the scheduler.
+Two threads share one worker and take turns at receiving (leader/follower). The executor thread (the
+main thread under MPI) runs tasks one at a time; while it has none, it receives and handles messages
+itself (tasks, data requests from peers and the scheduler, frees, steals), so a task that arrives runs
+without a hand-off between threads. The communication thread (:meth:`Worker.serve`) stays parked until
+the executor has been busy for :data:`TAKEOVER_S`; then it receives until the executor is idle again.
+A long task therefore never stops this worker from answering its peers and the scheduler.
 """
 
 from __future__ import annotations
@@ -26,8 +25,8 @@ from hpcdist.errors import PeerLost, RemoteError, SerializationError
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize, tracing
 from hpcdist.runtime.baton import Baton
-from hpcdist.runtime.running import (ABSENT, StateFile, cores, end_process, pack_values, report_loop_failure,
-                                     running_on, safe_str, unpicklable)
+from hpcdist.runtime.running import (ABSENT, StateFile, cores, end_process, extend_path, pack_values,
+                                     report_loop_failure, running_on, safe_str, unpicklable)
 from hpcdist.runtime.scheduling import policy
 from hpcdist.runtime.sizeof import sizeof
 
@@ -166,7 +165,7 @@ class Worker:
             for key in header[3] or ():  # frees first: a key freed then recomputed here
                 self.data.pop(key, None)
             if header[2]:
-                _extend_path(header[2])
+                extend_path(header[2])
             for key, fn_id, fn_bytes, data, nbuf, deps in header[1]:
                 if fn_bytes is not None and fn_id not in self.functions:
                     self.functions[fn_id] = fn_bytes  # unpickled when first run, so errors fail the task
@@ -492,12 +491,4 @@ class Worker:
         with self.lock:
             fetched, self.fetched = self.fetched, []
         self.transport.send(0, (m.FAILED, key, exc_bytes, text, duration, tuple(fetched), infra))
-
-
-def _extend_path(entries: list[str]) -> None:
-    """Make the modules rank 0 can import importable here too (shared file systems)."""
-    for entry in reversed(entries):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-
 

@@ -24,6 +24,10 @@ FAILURE_TIMEOUT = 2.0
 BEAT_FRACTION = 0.25
 #: a gap between two looks longer than this fraction of the bound is deaf time
 DEAF_FRACTION = 0.5
+#: a worker waits this many bounds before it takes rank 0 for dead: rank 0 runs the user's driver and the
+#: scheduler on one core's share, so it is the rank most often slow under load, and a worker that takes it
+#: for dead ends itself (a real death of rank 0 ends the job anyway; ULFM reports one at once)
+SCHEDULER_SLACK = 5.0
 
 
 def failure_timeout(environ: Mapping[str, str] | None = None) -> float:
@@ -36,6 +40,15 @@ def failure_timeout(environ: Mapping[str, str] | None = None) -> float:
         HpcdistError: the variable is set but is not a positive, finite number of seconds.
     """
     return env_seconds("HPCDIST_FAILURE_TIMEOUT", FAILURE_TIMEOUT, environ)
+
+
+def for_rank(rank: int, size: int, bound: float, now: float) -> "Liveness":
+    """The table rank ``rank`` of ``size`` keeps: rank 0 watches every worker within ``bound``; a worker
+    watches rank 0 only, within ``bound * SCHEDULER_SLACK``, and beats as often as rank 0 needs."""
+    if rank == 0:
+        return Liveness(size, range(1, size), bound, now)
+    return Liveness(size, [0], bound * SCHEDULER_SLACK, now, interval=bound * BEAT_FRACTION,
+                    deaf_after=bound * DEAF_FRACTION)
 
 
 class Liveness:

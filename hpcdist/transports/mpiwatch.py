@@ -17,7 +17,7 @@ from __future__ import annotations
 import pickle
 from typing import Any, Iterable
 
-from hpcdist.transports.liveness import Liveness
+from hpcdist.transports import liveness
 from hpcdist.transports.mpiwire import TAG_BEAT, TAG_CTRL, TAG_DATA, TAG_HEADER
 
 #: a look's findings: ranks due a heartbeat, (rank, reason) of the lost, control messages
@@ -54,7 +54,7 @@ class Watch:
         self._status = MPI.Status()
         self.rank = comm.Get_rank()
         size = comm.Get_size()
-        self.live = Liveness(size, range(1, size) if self.rank == 0 else [0], bound, now)
+        self.live = liveness.for_rank(self.rank, size, bound, now)
         #: the period of :meth:`look` (half the heartbeat interval)
         self.period = self.live.interval / 2
         self.names = names

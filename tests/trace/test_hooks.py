@@ -26,9 +26,9 @@ class FakeTransport:
 def test_without_a_trace_directory_the_loops_keep_their_own_methods(monkeypatch):
     monkeypatch.delenv("HPCDIST_TRACE_DIR", raising=False)
     assert Worker(FakeTransport()).trace is None
-    flush = FakeTransport().send
-    trace, kept = tracing.scheduler_hooks(FakeTransport(), flush, {})
-    assert trace is None and kept is flush
+    flush, send = FakeTransport().interrupt, FakeTransport().send
+    trace, kept, kept_send = tracing.scheduler_hooks(FakeTransport(), flush, send, {})
+    assert trace is None and kept is flush and kept_send is send
 
 
 def test_a_worker_records_each_run_and_each_fetch_with_its_bytes_and_source(tmp_path, monkeypatch):
@@ -73,15 +73,19 @@ def test_rank_0_records_each_compute_message_it_sends_and_each_loss(tmp_path, mo
     compute = {1: ([("k1",), ("k2",)], []), 2: ([("k3",)], [])}
     sent = []
 
-    def flush():
-        sent.append(sorted(compute))
-        compute.clear()
+    def send_computes(rank):
+        sent.append(rank)
+        compute.pop(rank)
 
-    trace, traced = tracing.scheduler_hooks(transport, flush, compute)
+    def flush():
+        for rank in sorted(compute):
+            traced_send(rank)
+
+    trace, traced, traced_send = tracing.scheduler_hooks(transport, flush, send_computes, compute)
     traced()
     traced()  # nothing to send: no event
     trace.lost(2, "rank 2 died")
-    assert sent == [[1, 2], []]
+    assert sent == [1, 2]
     events = trace.recorder.events
     assert [(e[0], e[3], e[4]) for e in events[:2]] == [(PLACE, 1, ["k1", "k2"]), (PLACE, 2, ["k3"])]
     assert events[0][1] <= events[0][2] and events[2][0] == LOST and events[2][2:] == (2, "rank 2 died")

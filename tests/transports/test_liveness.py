@@ -3,7 +3,7 @@
 import pytest
 
 from hpcdist.errors import HpcdistError
-from hpcdist.transports.liveness import FAILURE_TIMEOUT, Liveness, failure_timeout
+from hpcdist.transports.liveness import FAILURE_TIMEOUT, SCHEDULER_SLACK, Liveness, failure_timeout, for_rank
 
 US = 1e-6
 
@@ -120,6 +120,16 @@ def test_a_worker_watches_rank_0_only():
     assert t.due_beats(300 * US) == [0]
     assert t.silent(700 * US) == []
     assert [r for r, _ in t.silent(1100 * US)] == [0]
+
+
+def test_a_worker_gives_rank_0_more_slack_but_beats_as_often_as_rank_0_needs():
+    bound = 1000 * US
+    zero, worker = for_rank(0, 4, bound, 0.0), for_rank(2, 4, bound, 0.0)
+    assert zero.watched == [1, 2, 3] and zero.bound == bound
+    assert worker.watched == [0] and worker.bound == bound * SCHEDULER_SLACK
+    assert worker.interval == zero.interval and worker.deaf_after == zero.deaf_after
+    # rank 0 silent while the worker keeps looking (no deaf time): lost only past five bounds
+    assert [t for t in range(1, 30) if worker.silent(t * 200 * US)] == [26]
 
 
 def test_bad_bound():
