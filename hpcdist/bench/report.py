@@ -95,6 +95,9 @@ def _bandwidth(v: dict, raw: dict) -> bool | None:
 
 ROWS = (
     Row("tiny_map", "tiny tasks, map + gather", "us/task", target="<50; 2x mpi4py.futures, 10x dask", check=_tiny),
+    Row("tiny_map_trace", "  ... with the trace on", "us/task"),
+    Row("tiny_map_trace", "  ... cost of the trace", "%", field="cost_pct", target="<=3",
+        check=lambda v, r: _cmp(v.get("hpcdist"), lambda x: x <= 3)),
     Row("latency", "submit -> result, one at a time", "us", target="<200",
         check=lambda v, r: _cmp(v.get("hpcdist"), lambda x: x < 200)),
     Row("raw_latency", "raw MPI one-way, 8 B (rank 1-2)", "us"),

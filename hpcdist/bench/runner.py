@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from hpcdist.backends import canonical_name
@@ -44,6 +45,8 @@ WORKLOADS = (*RUNNERS, "launch", "recovery")
 LAUNCHES = {False: 3, True: 1}
 #: worlds that each lose a worker in the recovery row (median reported)
 RECOVERIES = {False: 5, True: 1}
+#: (trace off, trace on) worlds measured in alternation for the "trace on" row
+TRACE_PAIRS = {False: 3, True: 1}
 #: seconds one recovery world may take
 RECOVERY_TIMEOUT_S = 90.0
 #: the peers whose recovery is not measured, and what the table shows for them
@@ -133,16 +136,17 @@ def run_recovery(system: str, nranks: int, quick: bool, timeout: float, backend:
             "extra": {"how": how, "repeats": [round(t, 4) for t in times], "runs": runs}}
 
 
-def _environment(timeout: float) -> dict[str, str]:
-    env = dict(os.environ)
+def _environment(timeout: float, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ, **(extra or {}))
     env.setdefault("OPENBLAS_NUM_THREADS", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
     env["MPIEXEC_TIMEOUT"] = str(max(1, int(timeout)))
     return env
 
 
-def run_child(argv: Sequence[str], timeout: float) -> tuple[list[dict[str, Any]], float | None, int, str]:
-    """Run one child and collect its BENCH records.
+def run_child(argv: Sequence[str], timeout: float,
+              env: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], float | None, int, str]:
+    """Run one child (``env``: variables set for it) and collect its BENCH records.
 
     Returns:
         (records, seconds from start to the ``first_result`` line or None, exit status,
@@ -154,7 +158,7 @@ def run_child(argv: Sequence[str], timeout: float) -> tuple[list[dict[str, Any]]
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                                text=True, env=_environment(timeout))
+                                text=True, env=_environment(timeout, env))
 
         def read() -> None:
             for line in proc.stdout:
@@ -184,6 +188,30 @@ def run_child(argv: Sequence[str], timeout: float) -> tuple[list[dict[str, Any]]
         records.append({"workload": unfinished[-1], "error": f"did not finish (world exited with status {code})"})
     tail = "\n".join(text.splitlines()[-40:])
     return records, (first[0] if first else None), code, tail
+
+
+def run_trace_cost(nranks: int, quick: bool, timeout: float, backend: str) -> dict[str, Any]:
+    """The "trace on" row: hpcdist's tiny-task figure with ``HPCDIST_TRACE_DIR`` set, against the same
+    figure with it unset, measured in alternation (:data:`TRACE_PAIRS` pairs, medians) so that a drift of
+    the machine's load weighs on both; ``cost_pct`` is the difference, and ``bytes_per_task`` the trace's size."""
+    argv = child_argv("hpcdist", nranks, (["--quick"] if quick else []) + ["--only", "tiny_map"], backend)
+    on, off, sizes = [], [], []
+    for _ in range(TRACE_PAIRS[quick]):
+        for traced in (False, True):
+            with tempfile.TemporaryDirectory(prefix="hpcdist-bench-trace-") as tdir:
+                recs, _, code, tail = run_child(argv, timeout, {"HPCDIST_TRACE_DIR": tdir} if traced else None)
+                rec = next((r for r in recs if r.get("workload") == "tiny_map" and r.get("value")), None)
+                if rec is None:
+                    return {"value": None, "error": f"exit {code}: {tail[-200:]}"}
+                (on if traced else off).append(rec["value"])
+                if traced:
+                    nbytes = sum(f.stat().st_size for f in Path(tdir).rglob("*") if f.is_file())
+                    ex = rec.get("extra", {})  # its runs and the warm-up's (at most 200 tasks)
+                    ntasks = ex.get("tasks", 1) * ex.get("reps", 1) + min(200, ex.get("tasks", 1))
+                    sizes.append(nbytes / ntasks)
+    t_on, t_off = statistics.median(on), statistics.median(off)
+    return {"value": t_on, "cost_pct": 100.0 * (t_on - t_off) / t_off,
+            "extra": {"trace_off": t_off, "on": on, "off": off, "bytes_per_task": round(statistics.median(sizes), 1)}}
 
 
 def run_bench(nranks: int = 4, quick: bool = False, only: Sequence[str] = (), peers: Sequence[str] | None = None,
@@ -258,6 +286,10 @@ def run_bench(nranks: int = 4, quick: bool = False, only: Sequence[str] = (), pe
             else:
                 results.setdefault("launch", {})[system] = {"value": statistics.median(times),
                                                             "extra": {"launches": [round(t, 3) for t in times]}}
+        if system == "hpcdist" and "tiny_map" in names and backend != "local":
+            progress("hpcdist: tiny tasks with the trace on and off")
+            results["tiny_map_trace"] = {"hpcdist": {"workload": "tiny_map_trace",
+                                                     **run_trace_cost(nranks, quick, timeout, backend)}}
         if "recovery" in names:
             progress(f"{system}: recovery from a worker's death")
             results.setdefault("recovery", {})[system] = {"workload": "recovery",
