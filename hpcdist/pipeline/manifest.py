@@ -19,8 +19,8 @@ from hpcdist.errors import RemoteTraceback
 from hpcdist.pipeline.graph import OK_STATES, Plan
 from hpcdist.pipeline.model import Pipeline
 
-__all__ = ["TaskRecord", "manifest", "lost_worker", "lost_workers", "progress", "previous_records", "remote_traceback", "traceback_file",
-           "disk_full"]
+__all__ = ["TaskRecord", "manifest", "lost_worker", "lost_workers", "progress", "previous_records", "remote_traceback",
+           "traceback_file", "disk_full"]
 
 
 @dataclass

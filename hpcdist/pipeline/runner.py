@@ -429,6 +429,8 @@ class Runner:
     def _close(self) -> RunResult:
         if self.plan.stopped and self.running:
             self._drain()
+        if len(self.client.recoveries) > self._losses_seen:  # lost while draining, or at the very end
+            self._note_losses()
         self.plan.close()
         saved: dict[str, list[str | None]] = {}
         for name in self.pipeline.save:

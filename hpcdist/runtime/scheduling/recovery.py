@@ -49,7 +49,7 @@ from hpcdist.runtime.scheduling.vocabulary import (
 )
 from hpcdist.runtime.scheduling.workers import WorkerRecord
 
-__all__ = ["DEFAULT_ALLOWED_FAILURES", "Recovery", "running_task"]
+__all__ = ["DEFAULT_ALLOWED_FAILURES", "Recovery", "recovered", "running_task"]
 
 #: deaths of workers running a task before it errs with KilledWorker (dask's allowed-failures)
 DEFAULT_ALLOWED_FAILURES = 3
