@@ -100,6 +100,11 @@ class LocalWorld:
         """No worker to lose: always empty."""
         return {}
 
+    @property
+    def recoveries(self) -> list:
+        """No worker to lose: always empty."""
+        return []
+
     def call(self, header: tuple, timeout: float | None = None) -> Any:
         """Answer a request (GATHER, CLOSE) at once."""
         self._ring()

@@ -27,7 +27,7 @@ from hpcdist.pipeline.codehash import reachable_code
 from hpcdist.pipeline.keys import function_identity, make_key_fn
 from hpcdist.pipeline.model import Pipeline, Ref
 from hpcdist.pipeline.manifest import (
-    TaskRecord, disk_full, manifest, previous_records, progress, remote_traceback, traceback_file,
+    TaskRecord, disk_full, lost_workers, manifest, previous_records, progress, remote_traceback, traceback_file,
 )
 from hpcdist.pipeline.rundir import copy_outputs, output_hash, stored_meta
 from hpcdist.paths import RunDir, atomic_write, write_json
@@ -142,6 +142,8 @@ class Runner:
         # task name -> the definitions that depend on it; tid -> dependents known to be finished
         self.consumers = {n: [m for m, t in pipeline.tasks.items() if n in t.deps] for n in pipeline.tasks}
         self._finished_dependents: dict[str, int] = {}
+        self.lost: list[dict[str, Any]] = []  # the manifest's lost_workers: workers lost during this run
+        self._losses_seen = len(client.recoveries)  # the client's losses before this run are not its own
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -155,6 +157,9 @@ class Runner:
             self.log(f"{name}: the key covers {', '.join(covered[:30])}{more}")
         while True:
             self._check_stop()
+            if len(self.client.recoveries) > self._losses_seen:  # a worker was lost: fewer run at a time
+                self._note_losses()
+                capacity = max(1, self.client.nworkers)
             self._take_ready(capacity)
             self._report()
             if self.plan.stopped or (not self.running and (self.plan.finished() or not self._pending())):
@@ -232,9 +237,22 @@ class Runner:
         rec.file, rec.bytes, rec.host = meta["file"], meta["bytes"], meta.get("host")
         rec.start, rec.end = meta.get("start"), meta.get("end")
         old = self.previous.get(item.key, {})
-        rec.rank, rec.attempts = old.get("rank"), old.get("attempts", 0)
+        rec.rank, rec.attempts, rec.lost_runs = old.get("rank"), old.get("attempts", 0), old.get("lost_runs", 0)
         self.plan.done(item.tid, meta.get("length"), cached=True)
         return True
+
+    def _note_losses(self) -> None:
+        """Record the workers lost since the last look (``client.recoveries``; rank 0's log has their
+        line): the manifest's ``lost_workers`` and each task's ``lost_runs``; a task put back on
+        another worker starts its timeout again."""
+        losses = self.client.recoveries[self._losses_seen:]
+        self._losses_seen += len(losses)
+        for entry in lost_workers(losses, self.plan):
+            self.lost.append(entry)
+            for tid in ([entry["running"]] if entry["running"] else []) + entry["recomputed"]:
+                self.records.setdefault(tid, TaskRecord()).lost_runs += 1
+            for tid in set(entry["requeued"]) & set(self.running):
+                self.records[tid].dispatched = time.time()
 
     # ---- dispatch -----------------------------------------------------------------------------
 
@@ -391,7 +409,7 @@ class Runner:
 
     def _manifest(self, final: bool = False, digest: str | None = None, code: int | None = None) -> dict[str, Any]:
         return manifest(self.plan, self.records, self.running, self.pipeline, self.client, self.started, self.reason,
-                        final, digest, code)
+                        final, digest, code, self.lost)
 
     def _write_progress(self, counts: dict[str, int], running: int) -> None:
         """``progress.json`` (atomically replaced)."""
@@ -411,6 +429,8 @@ class Runner:
     def _close(self) -> RunResult:
         if self.plan.stopped and self.running:
             self._drain()
+        if len(self.client.recoveries) > self._losses_seen:  # lost while draining, or at the very end
+            self._note_losses()
         self.plan.close()
         saved: dict[str, list[str | None]] = {}
         for name in self.pipeline.save:

@@ -16,7 +16,6 @@ they were computed, and tasks that take futures as arguments fetch them worker t
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 from typing import Any, Callable, Iterable, Sequence
@@ -26,7 +25,7 @@ from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize
 from hpcdist.runtime.calls import Calls
 from hpcdist.runtime.executor import ClientExecutor
-from hpcdist.runtime.losses import WorkerGone
+from hpcdist.runtime.losses import WorkerLoss, call_hooks
 from hpcdist.runtime.scheduling.vocabulary import Cancelled, Erred, Memory
 from hpcdist.runtime.futures import (
     Future, collect, failed_keys, fetch_values, finish, is_container, new_futures, rebuild, set_cancelled,
@@ -35,8 +34,6 @@ from hpcdist.runtime.futuretable import FutureTable
 from hpcdist.runtime.waiting import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, as_completed, wait, wait_all
 from hpcdist.runtime.world import World, current_world, set_current_world, start_world
 
-
-_log = logging.getLogger(__name__)
 
 #: task errors whose rank-0 exception object is kept, so dependents raise the very same one
 _ERRORS_KEPT = 1024
@@ -83,14 +80,15 @@ class Client:
             finish(self.future_table, self.future_table.live(ins.key), self._exception(ins.error))
         elif kind is Cancelled:
             set_cancelled(self.future_table, self.future_table.live(ins.key))
-        elif kind is WorkerGone and self._lost_hooks:
-            self.future_table.call_later([lambda: self._call_lost_hooks(ins)])
+        elif kind is WorkerLoss and self._lost_hooks:
+            self.future_table.call_later([lambda: call_hooks(self._lost_hooks, ins)])
 
     def on_worker_lost(self, callback: Callable[[int, str], Any]) -> Callable[[int, str], Any]:
         """Call ``callback(rank, reason)`` once for every worker lost from now on (see :attr:`lost_workers`).
 
         On the futures' done-callback thread (it may block or call ``result()``), once rank 0 handed
         the lost work to the survivors; what it raises is logged, never raised. Usable as a decorator.
+        What the loss cost is in :attr:`recoveries` by then (its last entry for ``rank``).
 
         Args:
             callback: called with the lost worker's rank and the reason (e.g. its exit status).
@@ -101,13 +99,6 @@ class Client:
             raise TypeError(f"on_worker_lost() takes a callable, not {type(callback).__name__}")
         self._lost_hooks.append(callback)
         return callback
-
-    def _call_lost_hooks(self, note: WorkerGone) -> None:
-        for hook in list(self._lost_hooks):
-            try:
-                hook(note.rank, note.reason)
-            except Exception:  # noqa: BLE001 - a user's hook never breaks the runtime
-                _log.exception("hpcdist: the on_worker_lost hook %r failed for rank %d", hook, note.rank)
 
     def _exception(self, error: Any) -> BaseException:
         """The exception to raise on rank 0 for a task error (one object per failure)."""
@@ -374,6 +365,12 @@ class Client:
     def lost_workers(self) -> dict[int, tuple[str, float]]:
         """Worker rank -> ``(reason, time.time())`` of each worker that died; the others go on."""
         return self._world.lost_workers
+
+    @property
+    def recoveries(self) -> list[WorkerLoss]:
+        """What each worker's loss cost, in order: a :class:`~hpcdist.runtime.losses.WorkerLoss` per lost
+        rank (``.rank .reason .time .running .requeued .recomputed .erred``, counts), as rank 0's log says it."""
+        return self._world.recoveries
 
     @property
     def walltime_warning(self) -> threading.Event:

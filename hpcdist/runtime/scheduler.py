@@ -63,6 +63,7 @@ class Scheduler:
         self.worker_ranks = list(range(1, transport.size))
         self.info: dict[int, dict] = {}  # the live workers' hellos
         self.lost: dict[int, tuple[str, float]] = {}  # rank -> (reason, time.time()) of the dead workers
+        self.recoveries: list[losses.WorkerLoss] = []  # what each loss cost, in order
         self.state: st.SchedulerState | None = None
         self.payloads: dict[str, tuple] = {}  # key -> (fn_id, fn_bytes, data, buffers)
         # key -> pickle of a small result, sent with its DONE: rank 0's one copy, kept until the
@@ -114,7 +115,7 @@ class Scheduler:
             if header[0] == m.HELLO:
                 self.info[src] = header[1]
             elif header[0] == m.LOST:  # died before its hello: the run goes on with the others
-                self._drop(src, header[1], "before it started")
+                self._drop(src, header[1])
                 if not self.worker_ranks:
                     raise WorkerLost(f"every worker was lost before it started (the last: {header[1]})")
             else:
@@ -425,11 +426,12 @@ class Scheduler:
         """The transport says worker ``src`` died: the survivors take over its work (RankLost)."""
         if src not in self.info:
             return
+        hello, start = self.info[src], len(self._notes)
         self.info = {r: i for r, i in self.info.items() if r != src}  # a new dict: clients read it
-        self._drop(src, header[1], losses.describe(self.state, src))
         self._handle(RankLost(time.monotonic(), src, stimulus_id=(m.LOST, src, next(_stimuli))))
+        note = self._drop(src, header[1], hello, losses.pop_recovered(self._notes, start))
         losses.tell_survivors(self.transport.send, self.worker_ranks, src, header[1])
-        self.notify(losses.WorkerGone(src, header[1]))  # the user's hooks, on the client's callback thread
+        self.notify(note)  # the client's record and the user's hooks, on the client's callback thread
         self.gathers.lost(src)
         if self.closing is not None and self.closing.bye(src):
             self._finish_close(timed_out=False)
@@ -437,12 +439,14 @@ class Scheduler:
             self.fail_all(WorkerLost(f"every worker was lost (the last: {header[1]})"))
             self._baton.stop()  # nothing left to schedule on
 
-    def _drop(self, src: int, reason: str, doing: str) -> None:
+    def _drop(self, src: int, reason: str, hello: dict | None = None, cost: Any = None) -> losses.WorkerLoss:
+        """Forget worker ``src``; keep (and log) the record of what its loss cost (the state's Recovered)."""
         self.lost[src] = (reason, time.time())
         tracing.lost(self.trace, src, reason)
         self.worker_ranks = [r for r in self.worker_ranks if r != src]
         self.scatter_rr = itertools.cycle(self.worker_ranks)
-        logger.error("hpcdist: lost %s, %s; %d worker(s) left", reason, doing, len(self.worker_ranks))
+        self.recoveries.append(losses.logged(src, reason, self.lost[src][1], hello, cost, len(self.worker_ranks)))
+        return self.recoveries[-1]
 
     def _on_bye(self, src: int, header: tuple, buffers: list) -> None:
         if self.closing is not None and self.closing.bye(src):
@@ -458,15 +462,7 @@ class Scheduler:
                 keys = list(self.state.unfinished_wanted())
         except Exception as exc:  # noqa: BLE001 - a broken state: fail what the client waits for
             logger.error("hpcdist: while failing every pending future, reading the scheduler state failed too: %r", exc)
-        # Each notification on its own: one that fails (the bug may be there) must not keep the others waiting.
-        for ins in notes + [Erred(key, error) for key in keys]:
-            for attempt in (ins, Erred(ins.key, error)):  # the plainest note if the first fails
-                try:
-                    self.notify(attempt)
-                    break
-                except Exception as exc:  # noqa: BLE001
-                    logger.error("hpcdist: while failing every pending future, telling the client about %r "
-                                 "failed too: %r", ins.key, exc)
+        losses.fail_notes(self.notify, notes + [Erred(key, error) for key in keys], error)
         self.gathers.fail_all(error)
         if self.closing is not None:
             self.closing.fail()

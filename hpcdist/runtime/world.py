@@ -94,6 +94,10 @@ class World(Protocol):
     def lost_workers(self) -> dict[int, tuple[str, float]]:
         """Rank -> ``(reason, time.time())`` of every worker that died; they are no longer in :attr:`info`."""
 
+    @property
+    def recoveries(self) -> list:
+        """What each loss cost, in order (:class:`~hpcdist.runtime.losses.WorkerLoss` records)."""
+
     def listen(self, fn: Callable[[tuple], None]) -> None:
         """Call ``fn`` with every client-facing instruction (:class:`Memory`, :class:`Erred`, :class:`Cancelled`)."""
 
@@ -187,6 +191,11 @@ class SchedulerWorld:
     def lost_workers(self) -> dict[int, tuple[str, float]]:
         """Rank -> ``(reason, time.time())`` of every worker that died (the scheduler hears it from the transport)."""
         return dict(self.scheduler.lost)
+
+    @property
+    def recoveries(self) -> list:
+        """What each loss cost, in order (:class:`~hpcdist.runtime.losses.WorkerLoss` records; a copy)."""
+        return list(self.scheduler.recoveries)
 
     @property
     def walltime_warning(self) -> threading.Event:

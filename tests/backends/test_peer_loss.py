@@ -76,7 +76,7 @@ def test_on_worker_lost_is_called_once_per_lost_rank_on_the_callback_thread(capl
             client.on_worker_lost("not callable")
         assert client.submit(abs, -1).result(timeout=30) == 1
         victim = max(client.workers)
-        with caplog.at_level(logging.ERROR, logger="hpcdist.runtime.client"):
+        with caplog.at_level(logging.ERROR, logger="hpcdist.runtime.losses"):
             os.kill(worker_pids(client)[victim], signal.SIGKILL)
             assert done.wait(30)
             assert client.submit(abs, -2).result(timeout=30) == 2

@@ -305,3 +305,21 @@ def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(project, 
     assert proc.returncode == 1 and "ran" not in proc.stdout
     assert proc.stderr.strip().splitlines() == [f"hpcdist: error: --timeout {float(value):g}: expected a number "
                                                 "of seconds > 0"]
+
+
+def test_the_postmortem_says_in_one_line_which_workers_were_lost_while_the_run_went_on(tmp_path) -> None:
+    from hpcdist.postmortem import postmortem
+
+    state = tmp_path / "ranks"
+    state.mkdir()
+    (state / "rank-1.task").write_text("R total-99~1".ljust(256))
+    lost = [{"rank": 2, "running": "squares[3]", "recomputed": ["squares[0]", "squares[1]"]},
+            {"rank": 3, "running": None, "recomputed": []}]
+    doc = {"tasks": {"total": {"key": "total-99"}}, "lost_workers": []}
+    (tmp_path / "manifest.json").write_text(json.dumps(doc))
+    running = "rank 1 was running pipeline task total (key total-99~1) when the job ended"
+    assert postmortem(str(state)) == [running]  # no loss: no line
+    (tmp_path / "manifest.json").write_text(json.dumps(dict(doc, lost_workers=lost)))
+    assert postmortem(str(state)) == [
+        "2 worker(s) were lost while the run went on: rank 2 running squares[3] (2 task(s) recomputed), "
+        f"rank 3 (0 task(s) recomputed); see lost_workers in {tmp_path / 'manifest.json'}", running]

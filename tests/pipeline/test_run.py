@@ -146,6 +146,35 @@ def crash_body(tmp_path: Path, signal_death: bool) -> str:
         """
 
 
+def assert_one_loss_recorded(m: dict, err: str) -> None:
+    """The manifest names the one lost worker, the task it ran (items[3], which killed it) and what
+    was computed again; each such task counts a lost run, never an attempt of its own."""
+    [lost] = m["lost_workers"]
+    assert str(lost["rank"]) not in m["workers"] and lost["running"] == "items[3]", lost
+    assert lost["host"] and lost["reason"] and lost["time"] <= time.time() and lost["workers_left"] == 1, lost
+    assert set(lost["recomputed"]) <= {f"items[{i}]" for i in range(8)} and "items[3]" in lost["requeued"], lost
+    assert lost["recomputed_keys"] >= len(lost["recomputed"]), lost
+    assert f"hpcdist: lost rank {lost['rank']} (pid {lost['pid']}, host " in err, err
+    lost_runs = {tid: t["lost_runs"] for tid, t in m["tasks"].items() if t["lost_runs"]}
+    assert lost_runs == {tid: 1 for tid in {"items[3]", *lost["recomputed"]}}, (lost_runs, lost)
+    assert {t["attempts"] for t in m["tasks"].values()} == {1}
+
+
+def test_a_worker_process_that_exits_mid_pipeline_is_recorded_in_the_manifest(project, tmp_path: Path) -> None:
+    body = crash_body(tmp_path, signal_death=False)
+    (tmp_path / "crashed").touch()
+    clean = run(project(body, "clean.yaml"), "--backend", "thread", "--workers", "2")
+    assert manifest(clean[3])["lost_workers"] == [] and {t["lost_runs"] for t in manifest(clean[3])["tasks"].values()} == {0}
+    (tmp_path / "crashed").unlink()
+    code, out, err, run_dir = run(project(body), "--backend", "process", "--workers", "2")
+    assert code == 0, err
+    assert (tmp_path / "crashed").exists(), "the task never killed its worker"
+    m = manifest(run_dir)
+    assert {t["status"] for t in m["tasks"].values()} == {"done"}
+    assert_one_loss_recorded(m, err)
+    assert digest(out) == digest(clean[1]) == m["output_hash"]
+
+
 @pytest.mark.mpi
 def test_a_worker_that_exits_mid_pipeline_costs_its_task_not_the_run(project, tmp_path: Path) -> None:
     # hpcdist run starts Hydra with -disable-auto-cleanup: the survivors live on after a rank's exit
@@ -158,6 +187,7 @@ def test_a_worker_that_exits_mid_pipeline_costs_its_task_not_the_run(project, tm
     assert (tmp_path / "crashed").exists(), "the task never killed its worker"
     assert "hpcdist: lost rank" in err and "walltime" not in err, err
     assert {t["status"] for t in manifest(run_dir)["tasks"].values()} == {"done"}
+    assert_one_loss_recorded(manifest(run_dir), err)
     assert digest(out) == digest(clean[1])
 
 

@@ -7,7 +7,7 @@ import pytest
 from hpcdist.errors import DependencyMissing, InvalidTransition, NoValidWorker, WorkerLost
 from hpcdist.runtime.scheduling.vocabulary import ALLOWED_TRANSITIONS, Cancel, Failed, Finished, RankLost, Release, Scatter, StealReply, Submit, TaskSpec
 from hpcdist.runtime.scheduling.state import SchedulerState
-from hpcdist.runtime.scheduling.vocabulary import Cancelled, Compute, Erred, Free, Memory, Steal
+from hpcdist.runtime.scheduling.vocabulary import PENDING, Cancelled, Compute, Erred, Free, Memory, Recovered, Steal
 
 # ranks 1 and 2 share host "a", rank 3 is alone on host "b"
 HOSTS = {1: "a", 2: "a", 3: "b"}
@@ -500,7 +500,7 @@ def test_worker_lost_recomputes_lost_data_through_lineage(sim):
 def test_worker_lost_keeps_keys_with_replicas(sim):
     sim(Scatter, "x", (1, 3), 10)
     sim.submit(T("y", ("x",), workers=frozenset({2})))
-    assert sim(RankLost, 1) == []
+    assert sim(RankLost, 1) == [Recovered(1)]  # it cost nothing
     assert sim.s.who_has(["x"]) == {"x": [3]}
 
 
@@ -510,7 +510,8 @@ def test_lost_input_of_running_task_restarts_it(sim):
     assert sim.s.processing_on(2) == ["b"]
     out = sim(RankLost, 1)
     # b would fetch a from the dead rank: it is dropped, a is recomputed, b waits for it
-    assert out == [Steal(2, "b"), Compute(2, "a", {})]
+    assert out == [Steal(2, "b"), Compute(2, "a", {}), Recovered(1, requeued=("b",), recomputed=("a",), n_requeued=1,
+                                                                 n_recomputed=1)]
     assert sim.state("b") == "waiting"
     assert sim.done("a", 2) == [Memory("a"), Compute(2, "b", {"a": [2]})]
     assert sim(StealReply, "b", 2, True) == []  # the drop's reply is ignored
@@ -529,8 +530,9 @@ def test_lost_scattered_data_errs_dependents(sim):
 def test_every_worker_lost_errs_pending_tasks():
     sim = Sim({1: "a"})
     sim.submit(T("a"))
-    (ins,) = sim(RankLost, 1)
+    ins, cost = sim(RankLost, 1)
     assert (type(ins), ins.key) == (Erred, "a") and "every worker was lost" in str(ins.error)
+    assert cost == Recovered(1, ("a",), (1,), erred=("a",), n_erred=1)
 
 
 # ---------------------------------------------------------------- the table and validate()
@@ -575,8 +577,9 @@ def test_validate_catches_corruption(corrupt, message):
 
 def test_restricted_task_errs_when_its_only_worker_dies(sim):
     sim.submit(T("a", workers=frozenset({3})), T("b", workers=frozenset({3})))
-    out = sim(RankLost, 3)
+    *out, cost = sim(RankLost, 3)
     assert [(type(i), i.key) for i in out] == [(Erred, "a"), (Erred, "b")]
+    assert cost == Recovered(3, ("a",), (1,), erred=("a", "b"), n_erred=2)
     assert isinstance(out[0].error, NoValidWorker)
 
 
@@ -639,6 +642,9 @@ def _simulate(seed, steps=150, nkeys=15):
                 if ok:
                     queue.remove(ins.key)
                 replies.append((ins.key, ins.rank, ok))
+            elif type(ins) is Recovered:  # what it names really happened
+                assert ins.rank == args[0] and all(sim.state(k) in PENDING for k in ins.requeued + ins.recomputed)
+                assert all(sim.state(k) in ("erred", None) for k in ins.erred), ins
             elif ins.key in wanted:
                 wanted[ins.key] = REPORTED_STATE[type(ins)]
 

@@ -15,8 +15,8 @@ from hpcdist.errors import KilledWorker, NoValidWorker, WorkerLost
 from hpcdist.runtime.scheduling.recovery import DEFAULT_ALLOWED_FAILURES, running_task
 from hpcdist.runtime.scheduling.state import SchedulerState
 from hpcdist.runtime.scheduling.vocabulary import (
-    Cancel, Cancelled, Compute, Erred, Failed, Finished, Free, Memory, RankLost, Release, Scatter, Steal, StealReply,
-    Submit, TaskSpec,
+    RECOVERED_KEYS_MAX, Cancel, Cancelled, Compute, Erred, Failed, Finished, Free, Memory, RankLost, Recovered, Release,
+    Scatter, Steal, StealReply, Submit, TaskSpec,
 )
 from test_state import HOSTS, Sim
 
@@ -75,6 +75,19 @@ def erred(out):
     return {i.key: i.error for i in out if type(i) is Erred}
 
 
+def cost(out, rank):
+    """The one Recovered of a loss: the last instruction of the event, naming the rank."""
+    costs = [i for i in out if type(i) is Recovered]
+    assert costs == [out[-1]] and costs[0].rank == rank, out
+    return costs[0]
+
+
+def recovered(rank, running=(), requeued=(), recomputed=(), erred=()):
+    """The Recovered expected of a loss, from key -> deaths for ``running`` and key lists."""
+    return Recovered(rank, tuple(running), tuple(running.values()) if running else (), tuple(requeued),
+                     tuple(recomputed), tuple(erred), len(requeued), len(recomputed), len(erred))
+
+
 # ---------------------------------------------------------------- which tasks go back, which are suspect
 
 
@@ -83,7 +96,8 @@ def test_idle_worker_lost_changes_only_the_worker_table():
     sim.submit(T("a"), T("b"), T("c", ("a",)))
     sim(Scatter, "x", (1, 2), 10)
     before, holdings = sim.snapshot(), sim.s.who_has()
-    assert sim.lose(3) == []
+    assert sim.lose(3) == [Recovered(3)]  # it cost nothing
+    assert sim.lose(3) == [] and sim.lose(9) == []  # already lost, never known: no event at all
     assert sim.snapshot() == before and sim.s.who_has() == holdings
     assert sorted(sim.s.workers) == [1, 2] and 3 not in sim.s.has_what()
 
@@ -92,7 +106,7 @@ def test_worker_running_a_task_puts_it_back_and_counts_the_death():
     sim = RSim()
     sim.submit(T("a", retries=2))
     out = sim.lose(1)
-    assert out == [Compute(2, "a", {})]
+    assert out == [Compute(2, "a", {}), recovered(1, {"a": 1}, requeued="a")]
     assert sim.killed_on("a") == (1,) and sim.s.task("a").retries_left == 2
     assert sim.done("a", 2) == [Memory("a")]
 
@@ -103,6 +117,7 @@ def test_worker_with_a_queue_puts_every_task_back_and_only_the_head_is_suspect()
     assert sim.s.processing_on(1) == ["a", "d", "g"]
     out = sim.lose(1)
     assert sorted(k for _, k in computes(out)) == ["a", "d", "g"]
+    assert cost(out, 1) == recovered(1, {"a": 1}, requeued="adg")
     assert [sim.killed_on(k) for k in "adg"] == [(1,), (), ()]
     assert all(sim.state(k) == "processing" and sim.s.task(k).processing_on in (2, 3) for k in "abcdefg")
 
@@ -121,9 +136,11 @@ def test_the_event_may_name_the_running_task():
     sim = RSim()
     sim.submit(*(T(k) for k in "abcd"))
     assert sim.s.processing_on(1) == ["a", "d"]
-    sim.lose(1, running=("d",))  # the runtime knew better (its last words, its state file)
+    out = sim.lose(1, running=("d",))  # the runtime knew better (its last words, its state file)
     assert (sim.killed_on("a"), sim.killed_on("d")) == ((), (1,))
-    sim.lose(2, running=())  # it was idle: nobody is suspect
+    assert cost(out, 1) == recovered(1, {"d": 1}, requeued="ad")
+    out = sim.lose(2, running=())  # it was idle: nobody is suspect
+    assert cost(out, 2) == recovered(2, requeued="ab")  # a had gone there from rank 1
     assert sim.killed_on("b") == ()
 
 
@@ -144,6 +161,7 @@ def test_repeated_deaths_reach_allowed_failures_and_the_task_errs_with_killed_wo
     out = sim.lose(dead[-1])
     errors = erred(out)
     assert sorted(errors) == ["f-3", "g"] and errors["g"] is errors["f-3"]
+    assert cost(out, dead[-1]) == recovered(dead[-1], {"f-3": 3}, erred=["f-3", "g"])
     error = errors["f-3"]
     assert type(error) is KilledWorker and isinstance(error, WorkerLost)
     assert dead == [1, 3, 4]
@@ -182,6 +200,7 @@ def test_killed_worker_errs_dependents_released_with_it():
     out = sim.lose(1)  # b was running: killed; a (only on rank 1) is no longer needed
     assert erred(out).keys() == {"b", "c"} and type(erred(out)["c"]) is KilledWorker
     assert computes(out) == [(2, "a")]  # a is wanted: recomputed anyway
+    assert cost(out, 1) == recovered(1, {"b": 1}, recomputed="a", erred="bc")
 
 
 # ---------------------------------------------------------------- retries are the task's own
@@ -254,6 +273,8 @@ def test_lost_only_copy_of_a_needed_key_is_recomputed_through_released_ancestors
     out = sim.lose(1)
     assert out[0] == Steal(2, "d")  # d would fetch c from the dead rank: dropped, it waits again
     assert computes(out) == [(2, "a")]
+    # c was lost; a and b, released ancestors, are recomputed for it; d, elsewhere, is put back
+    assert cost(out, 1) == recovered(1, requeued="d", recomputed="abc")
     assert [sim.state(k) for k in "abcd"] == ["processing", "waiting", "waiting", "waiting"]
     assert sim.s.task("a").killed_on == sim.s.task("d").killed_on == ()
     assert computes(sim.done("a", 2)) == [(2, "b")]
@@ -272,6 +293,7 @@ def test_lost_key_needed_by_a_waiting_task_is_recomputed():
     out = sim.lose(1)
     assert computes(out) == [(2, "a")]
     assert sim.s.task("b").waiting_on == {"a", "slow"}
+    assert cost(out, 1) == recovered(1, recomputed="a")  # b waits again, it did not move
     sim.done("a", 2)
     assert computes(sim.done("slow", 3)) in ([(2, "b")], [(3, "b")])
 
@@ -288,6 +310,7 @@ def test_lost_diamond_recomputes_the_shared_ancestor_once():
     sim.done("b", 1)
     out = sim.lose(1)  # a and b were only there; c (on rank 2) would fetch a from it
     assert Steal(2, "c") in out
+    assert cost(out, 1) == recovered(1, requeued="c", recomputed="ab")
     assert [k for _, k in computes(out)] == ["a"]
     assert [sim.state(k) for k in "abcd"] == ["processing", "waiting", "waiting", "waiting"]
     rank = sim.s.task("a").processing_on
@@ -309,7 +332,7 @@ def test_lost_copy_of_a_key_nobody_needs_any_more_is_not_recomputed():
     sim.submit(T("x"))
     sim(Release, ("x",))  # x computed, then nobody wanted it
     assert sim.done("x", 1) == [Free(1, ["x"])]
-    assert sim.lose(1) == []
+    assert sim.lose(1) == [Recovered(1)]
     assert list(sim.s.tasks()) == []
 
 
@@ -320,7 +343,7 @@ def test_lost_key_released_in_the_same_batch_is_not_recomputed():
     sim.done("a", 1)
     sim.done("b", 1)
     out = sim.batch(Release(sim.t + 1, ("b",)), RankLost(sim.t + 2, 1))
-    assert out == []  # b's free to the dead rank dropped, nothing recomputed
+    assert out == [Recovered(1)]  # b's free to the dead rank dropped, nothing recomputed
     assert list(sim.s.tasks()) == []
 
 
@@ -332,6 +355,7 @@ def test_lost_wanted_key_is_recomputed_without_dependents():
     sim.done("b", 1)
     out = sim.lose(1)
     assert computes(out) == [(2, "a")] and sim.state("b") == "waiting"
+    assert cost(out, 1) == recovered(1, recomputed="ab")
     sim.done("a", 2)
     assert sim.done("b", 2) == [Memory("b"), Free(2, ["a"])]
 
@@ -347,6 +371,7 @@ def test_lost_scattered_data_errs_dependents_with_worker_lost_naming_key_and_ran
     errors = erred(out)
     assert sorted(errors) == ["x", "y", "z"]
     assert errors["x"] is errors["y"] is errors["z"] and type(errors["x"]) is WorkerLost
+    assert cost(out, 1) == recovered(1, {"y": 1}, erred="xyz")  # y, running there, blamed; other is elsewhere
     assert "'x'" in str(errors["x"]) and "rank 1" in str(errors["x"]) and "scattered" in str(errors["x"])
     assert sim.state("other") == "processing"
 
@@ -361,6 +386,7 @@ def test_lost_key_whose_lineage_reaches_forgotten_scattered_data_errs_with_worke
     out = sim.lose(1)
     errors = erred(out)
     assert sorted(errors) == ["z"] and type(errors["z"]) is WorkerLost
+    assert cost(out, 1) == recovered(1, erred="yz")  # y, lost, erred unwanted; z, put back, with it
     message = str(errors["z"])
     assert "'y'" in message and "rank 1" in message and "'x'" in message
     assert sim.state("z") == "erred" and sim.state("y") is None  # y erred, then nobody needed it
@@ -452,3 +478,37 @@ def test_cancel_then_loss_does_not_count_the_cancelled_task():
     assert [k for _, k in computes(out)] == ["d"]
     assert sim.killed_on("d") == () and sim.state("a") == "cancelled"
     assert not [i for i in out if type(i) is Cancelled]
+
+
+# ---------------------------------------------------------------- the Recovered record
+
+
+def test_a_loss_of_thousands_of_keys_names_the_first_of_each_and_counts_them_all():
+    sim = RSim({1: "a", 2: "a"})
+    n = RECOVERED_KEYS_MAX + 500
+    keys = [f"t{i:05d}" for i in range(n)]
+    sim.submit(*(T(k, workers=frozenset({1}), allow_other_workers=True) for k in keys))
+    out = sim.lose(1)
+    c = cost(out, 1)
+    assert (c.n_requeued, c.requeued) == (n, tuple(keys[:RECOVERED_KEYS_MAX]))
+    assert (c.running, c.deaths) == ((keys[0],), (1,)) and c.n_recomputed == c.n_erred == 0
+    assert all(sim.state(k) == "processing" and sim.s.task(k).processing_on == 2 for k in keys)
+
+
+def test_only_the_loss_notes_transitions():
+    sim = RSim()
+    sim.submit(T("a"), T("b", ("a",)))
+    sim.lose(1)
+    assert "_transition" not in vars(sim.s)  # the method again, for every later event
+    sim.done("a", 2)
+    assert sim.state("b") == "processing"
+
+
+def test_a_batch_reports_each_loss_with_its_own_cost():
+    sim = RSim(FOUR)
+    sim.submit(T("a"), T("b"), T("c"), T("d"))
+    t = sim.t
+    out = sim.batch(RankLost(t + 1, 1), RankLost(t + 2, 2), RankLost(t + 3, 2))
+    first, second = [i for i in out if type(i) is Recovered]
+    assert first == recovered(1, {"a": 1}, requeued="a")
+    assert second == recovered(2, {"b": 1}, requeued="ab")  # a had gone to rank 2, behind b

@@ -29,6 +29,12 @@ and activation steps (so the state stays the only writer of task states). The ru
   dependents; so does a lost key whose lineage reaches scattered data that is gone.
 - Nothing is addressed to the lost rank after the event, not even instructions of earlier events
   of the same batch (:meth:`~hpcdist.runtime.scheduling.outbox.Outbox.drop_rank`).
+
+What the loss cost is returned as one
+:class:`~hpcdist.runtime.scheduling.vocabulary.Recovered`, read from the transitions the event
+really made (the state hands them over): a task that was pending and is pending again was put back
+(``requeued``), a key that was in memory or released and is pending again is recomputed, a key
+that moved to erred erred.
 """
 
 from __future__ import annotations
@@ -38,10 +44,12 @@ from collections.abc import Callable, Iterable, Mapping
 from hpcdist.errors import KilledWorker, WorkerLost
 from hpcdist.runtime.scheduling.dispatch import Dispatch
 from hpcdist.runtime.scheduling.tasks import TaskRecord
-from hpcdist.runtime.scheduling.vocabulary import PROCESSING, RELEASED, WAITING, RankLost
+from hpcdist.runtime.scheduling.vocabulary import (
+    ERRED, PENDING, PROCESSING, RECOVERED_KEYS_MAX, RELEASED, WAITING, RankLost, Recovered,
+)
 from hpcdist.runtime.scheduling.workers import WorkerRecord
 
-__all__ = ["DEFAULT_ALLOWED_FAILURES", "Recovery", "running_task"]
+__all__ = ["DEFAULT_ALLOWED_FAILURES", "Recovery", "recovered", "running_task"]
 
 #: deaths of workers running a task before it errs with KilledWorker (dask's allowed-failures)
 DEFAULT_ALLOWED_FAILURES = 3
@@ -89,20 +97,29 @@ class Recovery:
         self._err = err
         self._activate = activate
 
-    def rank_lost(self, ev: RankLost) -> None:
-        """Apply the loss of worker ``ev.rank`` (an unknown or already lost rank changes nothing)."""
+    def rank_lost(self, ev: RankLost, moves: list[tuple[str, str, str]]) -> Recovered | None:
+        """Apply the loss of worker ``ev.rank``; return what it cost (None for an unknown or
+        already lost rank, which changes nothing).
+
+        Args:
+            ev: The event.
+            moves: The list to which the state appends ``(key, from_state, to_state)`` for every
+                transition of this event (this class's, the activation's and the erring's).
+        """
         rank, dispatch, tasks = ev.rank, self._dispatch, self._tasks
         if rank not in dispatch.workers:
-            return
+            return None
         running = ev.running if ev.running is not None else (running_task(dispatch.workers[rank]),)
         orphans, lost = dispatch.remove_rank(rank)
         roots = [ts.key for ts in orphans]
         for ts in orphans:
             self._transition(ts, RELEASED)
+        blamed = {}
         for key in running:
             ts = tasks.get(key)
             if ts is not None and ts.state == RELEASED and ts in orphans:
                 ts.killed_on = (*ts.killed_on, rank)
+                blamed[key] = len(ts.killed_on)
                 if len(ts.killed_on) >= self.allowed_failures:
                     self._err(ts, KilledWorker(key, ts.killed_on))
         for key in lost:
@@ -124,6 +141,7 @@ class Recovery:
                     self._transition(dts, RELEASED)
                     roots.append(dkey)
         self._activate(roots)
+        return recovered(rank, blamed, moves)
 
     def _lineage_gap(self, ts: TaskRecord) -> str | None:
         """The first key of the lineage of lost ``ts`` that cannot be recomputed, or None.
@@ -152,3 +170,33 @@ def _lost_message(key: str, gap: str, rank: int) -> str:
         f"key {key!r} was held only by lost worker rank {rank} and cannot be recomputed: its lineage"
         f" needs {gap!r}, scattered data that is gone"
     )
+
+
+def recovered(rank: int, blamed: Mapping[str, int], moves: Iterable[tuple[str, str, str]]) -> Recovered:
+    """The :class:`Recovered` of the loss of ``rank`` from the transitions it made.
+
+    Args:
+        rank: The lost worker.
+        blamed: Each task it was running -> the workers that have died running it so far.
+        moves: ``(key, from_state, to_state)`` of every transition of the event, in order.
+    """
+    first: dict[str, str] = {}
+    last: dict[str, str] = {}
+    for key, was, to in moves:
+        first.setdefault(key, was)
+        last[key] = to
+    requeued, recomputed, erred = [], [], []
+    for key, to in last.items():
+        if to == ERRED:
+            erred.append(key)
+        elif to in PENDING:
+            (requeued if first[key] in PENDING else recomputed).append(key)
+    running = sorted(blamed)
+    return Recovered(
+        rank, tuple(running), tuple(blamed[k] for k in running), _first(requeued), _first(recomputed), _first(erred),
+        len(requeued), len(recomputed), len(erred),
+    )
+
+
+def _first(keys: list[str]) -> tuple[str, ...]:
+    return tuple(sorted(keys)[:RECOVERED_KEYS_MAX])

@@ -80,9 +80,8 @@ class SchedulerState:
         self._now = 0.0
         self._stimulus: Stimulus = ""
         self._out: list[Instruction] = self._dispatch.outbox.out  # the outbox's list of the current call
-        self._recovery = recovery.Recovery(
-            self._tasks, self._dispatch, self._transition, self._err, self._activate, allowed_failures
-        )
+        self._recovery = recovery.Recovery(self._tasks, self._dispatch, lambda ts, to: self._transition(ts, to),
+                                           self._err, self._activate, allowed_failures)
 
     # ------------------------------------------------------------------ queries
 
@@ -355,7 +354,21 @@ class SchedulerState:
             self._place(ts)
 
     def _on_rank_lost(self, ev: RankLost) -> None:
-        self._recovery.rank_lost(ev)
+        # this event only notes every transition (an instance attribute hides the method): the
+        # Recovered names what really moved, and no other event pays for it
+        moves: list[tuple[str, str, str]] = []
+
+        def noted(ts: TaskRecord, to: str) -> None:
+            moves.append((ts.key, ts.state, to))
+            SchedulerState._transition(self, ts, to)
+
+        self._transition = noted
+        try:
+            cost = self._recovery.rank_lost(ev, moves)
+        finally:
+            del self._transition
+        if cost is not None:
+            self._out.append(cost)
 
     def _place(self, ts: TaskRecord) -> None:
         """Put a ready task on a worker, or err it if no worker may run it."""

@@ -295,7 +295,48 @@ class Cancelled(NamedTuple):
     __eq__, __ne__, __hash__ = _same_class_eq, _same_class_ne, tuple.__hash__
 
 
+#: Keys a :class:`Recovered` names per list (its counts are exact): a loss of thousands of keys
+#: stays a small record.
+RECOVERED_KEYS_MAX = 1000
+
+
+class Recovered(NamedTuple):
+    """What the loss of worker ``rank`` cost: one per :class:`RankLost` of a live rank.
+
+    Sent to no worker: the scheduler logs it and hands it to the client. Key lists are sorted
+    and hold the first :data:`RECOVERED_KEYS_MAX` keys; the ``n_`` counts are exact.
+
+    Attributes:
+        rank: The lost worker.
+        running: The tasks it was running, blamed for its death (see
+            :mod:`~hpcdist.runtime.scheduling.recovery`); empty if it was idle.
+        deaths: For each of ``running``, the workers that have died running it so far (at
+            ``allowed_failures`` it erred with :class:`~hpcdist.errors.KilledWorker`).
+        requeued: Tasks that were pending and go back to be placed: queued or running there,
+            or running elsewhere and needing an input only it held.
+        recomputed: Keys computed before that are computed again: results whose only copy it
+            held, and the released ancestors they need (their lineage).
+        erred: Keys that erred with the loss (:class:`~hpcdist.errors.WorkerLost`, ``KilledWorker``,
+            or no live worker may run them), and their pending dependents.
+        n_requeued: How many tasks went back.
+        n_recomputed: How many keys are recomputed.
+        n_erred: How many keys erred.
+    """
+
+    rank: int
+    running: tuple[str, ...] = ()
+    deaths: tuple[int, ...] = ()
+    requeued: tuple[str, ...] = ()
+    recomputed: tuple[str, ...] = ()
+    erred: tuple[str, ...] = ()
+    n_requeued: int = 0
+    n_recomputed: int = 0
+    n_erred: int = 0
+
+    __eq__, __ne__, __hash__ = _same_class_eq, _same_class_ne, tuple.__hash__
+
+
 #: Every instruction class ``SchedulerState.handle()`` returns; Memory, Erred and Cancelled
-#: are also the notes the scheduler forwards to the client.
-INSTRUCTIONS = (Compute, Free, Steal, Memory, Erred, Cancelled)
-Instruction = Union[Compute, Free, Steal, Memory, Erred, Cancelled]
+#: are also the notes the scheduler forwards to the client, Recovered what it logs of a loss.
+INSTRUCTIONS = (Compute, Free, Steal, Memory, Erred, Cancelled, Recovered)
+Instruction = Union[Compute, Free, Steal, Memory, Erred, Cancelled, Recovered]
