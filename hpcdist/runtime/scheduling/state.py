@@ -295,9 +295,7 @@ class SchedulerState:
             self._data_arrived(ts)
 
     def _on_failed(self, ev: Failed) -> None:
-        if ev.rank not in self._live:
-            return  # a message from a worker declared lost
-        if ev.fetched:
+        if ev.fetched and ev.rank in self._live:  # copies other tasks queued there may need
             self._dispatch.fetched(ev.rank, ev.fetched)
         if self._workers.cancelling:
             self._dispatch.cancelled_ended(ev.rank, ev.key)
@@ -354,8 +352,7 @@ class SchedulerState:
             self._place(ts)
 
     def _on_rank_lost(self, ev: RankLost) -> None:
-        # this event only notes every transition (an instance attribute hides the method): the
-        # Recovered names what really moved, and no other event pays for it
+        # only this event notes its transitions (an instance attribute hides the method): Recovered names them
         moves: list[tuple[str, str, str]] = []
 
         def noted(ts: TaskRecord, to: str) -> None:
@@ -498,7 +495,6 @@ _HANDLERS = {
 def _steps(events: Iterable[object]) -> list[tuple[object, object]]:
     """Pair each event with its handler (checking every event before any is applied)."""
     steps = [(_HANDLERS.get(type(event)), event) for event in events]
-    for handler, event in steps:
-        if handler is None:
-            raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
+    for event in (event for handler, event in steps if handler is None):
+        raise TypeError(f"SchedulerState.handle: unknown event type {type(event).__name__}")
     return steps
