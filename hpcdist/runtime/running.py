@@ -98,7 +98,7 @@ def report_loop_failure(exc: BaseException, transport: Any) -> None:
     else:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         logger.error("hpcdist: internal error on rank %s:\n%s", transport.rank, text.rstrip("\n"))
-    goodbye.say(f"its loop failed: {type(exc).__name__}: {safe_str(exc)}")
+    goodbye.say(f"an internal error in its loop: {type(exc).__name__}: {safe_str(exc)}")
 
 
 def end_process(code: int) -> None:
