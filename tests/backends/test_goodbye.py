@@ -84,14 +84,6 @@ def test_allowed_failures_1_fails_a_task_that_os_exits_at_its_first_death(monkey
         assert client.gather(client.map(_square, range(4))) == [0, 1, 4, 9]
 
 
-def test_without_the_knob_a_task_that_os_exits_kills_three_workers(monkeypatch):
-    monkeypatch.delenv("HPCDIST_ALLOWED_FAILURES", raising=False)
-    with hpcdist.Client(backend="process", workers=4) as client:
-        with pytest.raises(KilledWorker) as info:
-            client.submit(_exit3, key="doomed").result(timeout=60)
-        assert len(info.value.ranks) == 3 and client.nworkers == 1, info.value
-
-
 @pytest.mark.parametrize("text", ["0", "-2", "1.5", "many"])
 def test_a_bad_HPCDIST_ALLOWED_FAILURES_fails_before_any_worker_starts(monkeypatch, text):
     monkeypatch.setenv("HPCDIST_ALLOWED_FAILURES", text)
