@@ -103,19 +103,20 @@ def _task_in(frame: Any) -> str | None:
     return None
 
 
-def _exit(code: int) -> None:
+def _exit(status: int) -> None:
     """``os._exit`` in a worker process: say goodbye first (unless hpcdist itself is ending it)."""
     if not _done and installed():
         mine = _task_in(sys._getframe(1))
         key = mine or running_key()
         if mine is not None:
-            reason = f"the task {mine!r} called os._exit({code})"
+            reason = f"the task {mine!r} called os._exit({status})"
         elif key is not None:
-            reason = f"os._exit({code}) was called in thread {threading.current_thread().name!r} while task {key!r} ran"
+            thread = threading.current_thread().name
+            reason = f"os._exit({status}) was called in thread {thread!r} while task {key!r} ran"
         else:
-            reason = f"os._exit({code}) was called (no task running)"
+            reason = f"os._exit({status}) was called (no task running)"
         say(reason)
-    _real_exit(code)
+    _real_exit(status)
 
 
 def _on_signal(signum: int, frame: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -36,6 +37,11 @@ def _fork_a_child_that_exits():
     return os.getpid()
 
 
+def _exit4_from_a_thread():
+    threading.Thread(target=os._exit, kwargs={"status": 4}, name="killer").start()
+    time.sleep(30)
+
+
 def _wait_lost(client, rank, bound=30.0):
     deadline = time.monotonic() + bound
     while rank not in client.lost_workers:
@@ -50,6 +56,14 @@ def test_a_task_that_calls_os_exit_is_lost_with_its_goodbye_naming_the_task():
             doomed.result(timeout=60)  # it kills every worker it runs on: at the third death KilledWorker
         reason, _ = client.lost_workers[1]
         assert "exit status 3" in reason and "the task 'doomed' called os._exit(3)" in reason, reason
+
+
+def test_os_exit_from_another_thread_names_the_thread_and_the_task_that_ran():
+    with hpcdist.Client(backend="process", workers=2) as client:
+        client.submit(_exit4_from_a_thread, key="slowpoke", workers=[1], allow_other_workers=False)
+        _wait_lost(client, 1)
+        reason, _ = client.lost_workers[1]
+        assert "exit status 4" in reason and "os._exit(4) was called in thread 'killer' while task 'slowpoke' ran" in reason
 
 
 def test_sigterm_to_a_worker_process_says_so_and_it_still_dies_of_it():
