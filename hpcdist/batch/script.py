@@ -41,7 +41,8 @@ def placeholders(system: BatchSystem, spec: JobSpec, run_dir: Path) -> dict[str,
         "modules": modules,
         "setup": "\n".join(env.setup),
         # the failure detector's bound first: environment.vars may still set it
-        "exports": "\n".join([f"export HPCDIST_FAILURE_TIMEOUT={int(spec.failure_timeout)}"]
+        "exports": "\n".join([f"export HPCDIST_FAILURE_TIMEOUT={int(spec.failure_timeout)}",
+                              f"export HPCDIST_ALLOWED_FAILURES={int(spec.allowed_failures)}"]
                              + [f"export {k}={q_value(v)}" for k, v in env.vars.items()]),
         "run_dir": q(run_dir),
         "workdir": q(env.workdir),

@@ -64,6 +64,13 @@ def run_spec(spec_path: str, *, nranks: int | None = None, backend: str | None =
     if nranks is None and workers is None and (backend is None or canonical_name(backend, "--backend") == "mpi"):
         nranks = spec.resources.ranks  # the spec's world size unless -n/--workers say otherwise
     name, nranks_, workers = split_run_options(backend, nranks, workers)
+    # the world started here or launched from here (its environment) takes the spec's allowed_failures
+    with _exported("HPCDIST_ALLOWED_FAILURES", str(spec.allowed_failures)):
+        return _run_loaded(spec, name, nranks_, workers, timeout, resume, run_dir)
+
+
+def _run_loaded(spec: Any, name: str, nranks_: int, workers: int | None, timeout: float | None,
+                resume: str | None, run_dir: str | None) -> int:
     if spec.program.parsed is None:  # a spec whose program is a script: run that script
         return _run_script_spec(spec, name, nranks_, workers, timeout, resume or run_dir)
     directory = _choose_run_dir(spec, resume or run_dir, must_exist=resume is not None)
@@ -86,6 +93,20 @@ def run_spec(spec_path: str, *, nranks: int | None = None, backend: str | None =
 
 
 # ---- helpers ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _exported(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` while the block runs (then as it was)."""
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 def _run_script_spec(spec: Any, backend: str, nranks: int, workers: int | None, timeout: float | None,

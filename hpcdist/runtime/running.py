@@ -17,7 +17,7 @@ import traceback
 from typing import Any, Iterator
 
 from hpcdist.errors import SerializationError, TransportError
-from hpcdist.runtime import serialize
+from hpcdist.runtime import goodbye, serialize
 from hpcdist.runtime.log import get_logger
 
 logger = get_logger(__name__)
@@ -92,12 +92,14 @@ def safe_str(exc: BaseException) -> str:
 
 
 def report_loop_failure(exc: BaseException, transport: Any) -> None:
-    """Say why one of hpcdist's own loops failed (the caller then aborts the world)."""
+    """Say why one of hpcdist's own loops failed (the caller then aborts the world, or a worker
+    that could say goodbye to rank 0 only its own process)."""
     if isinstance(exc, TransportError):  # the world is going down (e.g. rank 0 is gone): briefly
         logger.error("hpcdist: %s", exc)  # transport errors name the rank already
     else:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         logger.error("hpcdist: internal error on rank %s:\n%s", transport.rank, text.rstrip("\n"))
+    goodbye.say(f"an internal error in its loop: {type(exc).__name__}: {safe_str(exc)}")
 
 
 def end_process(code: int) -> None:
@@ -108,6 +110,7 @@ def end_process(code: int) -> None:
     still working after its ``close()``). The GIL stays held (``PyDLL``), so no Python code runs
     while the process ends.
     """
+    goodbye.mute()  # hpcdist's own end, not a death
     try:
         import ctypes
 

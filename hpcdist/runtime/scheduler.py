@@ -99,8 +99,8 @@ class Scheduler:
 
     # ---- loop --------------------------------------------------------------------------------
 
-    def wait_for_workers(self, timeout: float) -> None:
-        """Block until every worker said hello; raises TimeoutError otherwise."""
+    def wait_for_workers(self, timeout: float, allowed_failures: int = st.recovery.DEFAULT_ALLOWED_FAILURES) -> None:
+        """Block until every worker said hello (then build the state); raises TimeoutError otherwise."""
         deadline = time.monotonic() + timeout
         pending: list[tuple] = []
         while len(self.info) < len(self.worker_ranks):
@@ -120,7 +120,7 @@ class Scheduler:
                     raise WorkerLost(f"every worker was lost before it started (the last: {header[1]})")
             else:
                 pending.append(item)
-        self.state = st.SchedulerState({r: self.info[r]["host"] for r in self.worker_ranks})
+        self.state = st.SchedulerState({r: self.info[r]["host"] for r in self.worker_ranks}, allowed_failures)
         for item in pending:
             self._dispatch(*item)
 

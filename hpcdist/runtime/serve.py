@@ -6,7 +6,7 @@ import sys
 import threading
 from typing import Any
 
-from hpcdist.runtime import tracing
+from hpcdist.runtime import goodbye, tracing
 from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.running import end_process, report_loop_failure
 from hpcdist.runtime.worker import Worker
@@ -32,6 +32,8 @@ def run_worker(transport: Any, *, state_file: str | None = None, exit_process: b
         The exit code the scheduler asked for at shutdown.
     """
     worker = Worker(transport, state_file=state_file)
+    if exit_process:  # a worker process (MPI, process backend): its deliberate ends say why first
+        goodbye.install(transport)
     executed = threading.Event()
 
     def communicate() -> None:

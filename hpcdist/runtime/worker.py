@@ -22,6 +22,7 @@ from typing import Any
 
 from hpcdist.transports.base import dropped_in
 from hpcdist.errors import PeerLost, RemoteError, SerializationError
+from hpcdist.runtime import goodbye
 from hpcdist.runtime import messages as m
 from hpcdist.runtime import serialize, tracing
 from hpcdist.runtime.baton import Baton
@@ -143,6 +144,7 @@ class Worker:
             self.stop()
 
     def _on_shutdown(self, src: int, header: tuple, buffers: list) -> None:
+        goodbye.mute()  # the world ends in order: however this process ends now, it is no death
         self.exit_code = header[1]
         self.stop()
         self.transport.send(0, (m.BYE,))

@@ -17,12 +17,14 @@ from concurrent.futures import TimeoutError as CFTimeoutError
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from hpcdist.backends import canonical_name, get_backend
-from hpcdist.envvars import env_seconds
+from hpcdist.envvars import env_count, env_seconds
 from hpcdist.errors import HpcdistError
 from hpcdist.paths import warning_file
+from hpcdist.runtime import goodbye
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.scheduler import Scheduler, run_guarded
+from hpcdist.runtime.scheduling.recovery import DEFAULT_ALLOWED_FAILURES
 from hpcdist.runtime.running import cores
 from hpcdist.transports.mpienv import in_mpi_world, lone_copy
 
@@ -39,6 +41,16 @@ def startup_timeout() -> float:
         HpcdistError: the variable is set but is not a positive number of seconds.
     """
     return env_seconds("HPCDIST_STARTUP_TIMEOUT", STARTUP_TIMEOUT)
+
+
+def allowed_failures() -> int:
+    """Deaths of workers running one task before it fails with ``KilledWorker``:
+    ``HPCDIST_ALLOWED_FAILURES`` or :data:`~hpcdist.runtime.scheduling.recovery.DEFAULT_ALLOWED_FAILURES` (3).
+
+    Raises:
+        HpcdistError: the variable is set but is not a positive whole number.
+    """
+    return env_count("HPCDIST_ALLOWED_FAILURES", DEFAULT_ALLOWED_FAILURES)
 
 
 def resolve_backend(name: str | None) -> tuple[str, str]:
@@ -168,14 +180,14 @@ class SchedulerWorld:
         # tests every posted send, so a send from a thread that stops calling MPI completes.
         started: _CFuture = _CFuture()
         timeout = startup_timeout() if timeout is None else timeout
-        self.thread = threading.Thread(target=self._run, args=(started, timeout), name="hpcdist-scheduler",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(started, timeout, allowed_failures()),
+                                       name="hpcdist-scheduler", daemon=True)
         self.thread.start()
         started.result()
 
-    def _run(self, started: _CFuture, timeout: float) -> None:
+    def _run(self, started: _CFuture, timeout: float, failures: int) -> None:
         try:
-            self.scheduler.wait_for_workers(timeout)
+            self.scheduler.wait_for_workers(timeout, failures)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the thread that started the world
             started.set_exception(exc)
             return
@@ -393,9 +405,10 @@ def _await_shutdown(signum: int, frame: Any) -> None:
         return
 
     def give_up() -> None:
-        sys.stderr.write(f"hpcdist: worker pid {os.getpid()}: {signal.Signals(signum).name} and no shutdown from "
-                         f"rank 0 within {WORKER_STOP_GRACE:g} s; exiting\n")
+        why = f"{signal.Signals(signum).name} and no shutdown from rank 0 within {WORKER_STOP_GRACE:g} s"
+        sys.stderr.write(f"hpcdist: worker pid {os.getpid()}: {why}; exiting\n")
         sys.stderr.flush()
+        goodbye.say(why)  # rank 0 recovers now rather than at the failure detector's bound
         os._exit(128 + signum)
 
     timer = threading.Timer(WORKER_STOP_GRACE, give_up)
@@ -429,6 +442,7 @@ def start_world(backend: str | None = None, n_workers: int | None = None) -> Wor
         n_workers: workers for the thread and process backends (default: one per core).
     """
     name, _ = resolve_backend(backend)
+    allowed_failures()  # a bad setting fails before any worker starts
     spec = get_backend(name)
     if n_workers is not None and spec.uses_worker_count and n_workers < 1:
         raise HpcdistError(f"the {name} backend needs at least 1 worker, got {n_workers}")

@@ -199,6 +199,8 @@ SPEC = Key("spec", "section", "An hpcdist job spec.", REQUIRED, children=(
         tab=True),
     Key("failure_timeout", "int", "Seconds of silence after which rank 0 declares a worker lost "
         "(exported as HPCDIST_FAILURE_TIMEOUT).", 2, 2, minimum=1, maximum=MAX_GRACE),
+    Key("allowed_failures", "int", "Deaths of workers running one task before that task fails with KilledWorker "
+        "(exported as HPCDIST_ALLOWED_FAILURES).", 3, 3, minimum=1, maximum=1000),
     PROGRAM,
     Key("output", "str", "Run directory; {name} and {timestamp} are filled in.", "runs/{name}-{timestamp}",
         "runs/{name}-{timestamp}"),

@@ -90,6 +90,7 @@ class JobSpec:
         launcher: auto, srun, mpiexec or openmpi.
         launcher_args: extra launcher arguments.
         failure_timeout: seconds of silence after which rank 0 declares a worker lost.
+        allowed_failures: deaths of workers running one task before it fails with ``KilledWorker``.
         program: the driver script (or pipeline).
         output: the run-directory pattern as written ({name}, {timestamp}), see :meth:`run_dir`.
         template: a site job-script template, or None for the built-in one.
@@ -107,6 +108,7 @@ class JobSpec:
     launcher: str = "auto"
     launcher_args: tuple[str, ...] = ()
     failure_timeout: int = 2
+    allowed_failures: int = 3
     output: str = "runs/{name}-{timestamp}"
     template: Path | None = None
 
@@ -337,6 +339,7 @@ class _Validator:
             launcher=v["launcher"],
             launcher_args=tuple(v["launcher_args"]),
             failure_timeout=v["failure_timeout"],
+            allowed_failures=v["allowed_failures"],
             output=output,
             template=template,
         )

@@ -19,8 +19,8 @@ PLACEHOLDERS = {
     "spec_file": "the spec file name, quoted",
     "modules": "`module load` lines (empty when there are none)",
     "setup": "the environment.setup lines, verbatim",
-    "exports": "`export NAME=value` lines: HPCDIST_FAILURE_TIMEOUT (failure_timeout), then environment.vars, "
-               "values quoted",
+    "exports": "`export NAME=value` lines: HPCDIST_FAILURE_TIMEOUT (failure_timeout), HPCDIST_ALLOWED_FAILURES "
+               "(allowed_failures), then environment.vars, values quoted",
     "run_dir": "the absolute run directory, quoted",
     "workdir": "the absolute working directory, quoted",
     "python": "the interpreter (command name or absolute path), quoted",

@@ -143,6 +143,18 @@ class Transport(abc.ABC):
     def abort(self, code: int = 1) -> None:
         """Tear the whole world down now; used when hpcdist's own loops fail."""
 
+    def goodbye(self, reason: str, wait_s: float = 0.2) -> bool:
+        """A worker about to end its process on purpose tells rank 0 why (best effort).
+
+        After what this rank sent before, waiting at most ``wait_s`` seconds for it to leave;
+        rank 0 then reports the loss of this rank with ``reason`` at once (a transport that
+        detects dead peers). The caller ends the process next. This default says nothing.
+
+        Returns:
+            Whether the goodbye went out.
+        """
+        return False
+
     def _check_dest(self, dest: int) -> None:
         if isinstance(dest, bool) or not isinstance(dest, numbers.Integral) or not 0 <= dest < self.size:
             raise TransportError(f"rank {self.rank}: destination {dest!r} is not a rank of a world of size {self.size}")

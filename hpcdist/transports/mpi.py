@@ -1,44 +1,37 @@
 """MPI transport: the only module of hpcdist that imports mpi4py (lazily, in the factory).
 
-The wire format is in :mod:`~hpcdist.transports.mpiwire`, what the environment says about
-the launch in :mod:`~hpcdist.transports.mpienv`.
+The wire format is in :mod:`~hpcdist.transports.mpiwire`, the launch's environment in :mod:`~hpcdist.transports.mpienv`.
 
 Design (measurements behind it: the MPI transport notes of the project):
 
-* The thread that calls :meth:`MPITransport.recv` is the communication thread (one at a time;
-  the runtime hands receiving between threads, see :meth:`MPITransport.interrupt`). Every MPI
-  call is made under one lock. :meth:`~MPITransport.send` pickles the header outside it, appends the
-  message to an ordered out-queue and, if the lock is free, posts the queue at once (a
-  worker's executor posts its DONE without a hand-off); otherwise it wakes the comm thread,
-  which posts on its next turn. Only holders of the lock take from the queue, so sends leave
-  in the order they were made. The comm thread tests every posted request, so a send from a
-  thread that then stops calling MPI still completes.
+* The thread that calls :meth:`MPITransport.recv` is the communication thread (one at a time, see
+  :meth:`MPITransport.interrupt`). Every MPI call is made under one lock. :meth:`~MPITransport.send`
+  pickles the header outside it, appends the message to an ordered out-queue and, if the lock is
+  free, posts the queue at once (a worker's executor posts its DONE without a hand-off); otherwise
+  the comm thread posts it on its next turn. Only holders of the lock take from the queue (sends
+  leave in order); the comm thread tests every posted request (a send from a thread that then
+  stops calling MPI still completes).
 * Wire: the header is pickled (highest protocol) together with the buffer sizes and sent as one
   message with ``TAG_HEADER``; each buffer follows as its own ``TAG_DATA`` message(s) via
-  ``Isend`` of the memoryview (buffers over :data:`CHUNK_BYTES` are split into chunks). The
-  receiver takes headers with ``Improbe`` + ``Message.Recv`` (MPI_Mrecv) from any source, then that source's data
-  messages into fresh ``np.empty(n, uint8)`` buffers. Messages of one (source, tag) pair do not
-  overtake each other, which keeps headers and buffers paired.
+  ``Isend`` of the memoryview (split over :data:`CHUNK_BYTES`). The receiver takes headers with
+  ``Improbe`` + ``Message.Recv`` from any source, then that source's data messages into fresh
+  ``np.empty(n, uint8)`` buffers: messages of one (source, tag) pair do not overtake each other.
 * Every wake-up probes until two misses in a row: this MPICH misses a message that is already
   waiting on the first probe.
-* Idle: poll at the shortest wait while there was traffic in the last :data:`SPIN_S`, then
-  wait (a timed acquire of a lock that local senders release) for ``b`` doubling from
-  :data:`POLL_MIN_S`: up to
-  :data:`WARM_MAX_S` for :data:`WARM_S` after the last traffic (a rank between the steps of
-  a computation answers within a fraction of a millisecond), then up to the cap
-  (``HPCDIST_POLL_MAX_MS``, default 5 ms), so a local send wakes the thread at once and idle
-  ranks cost ~1-2 % CPU. The comm thread asks Linux for a 1 µs timer slack (default 50 µs),
-  so these short waits last what they say. The comm thread never blocks in MPI except in
-  the ``Mrecv`` of a message already probed.
-* The communicator is a ``Dup()`` of ``COMM_WORLD``, so user code on COMM_WORLD cannot steal
+* Idle: poll at the shortest wait while there was traffic in the last :data:`SPIN_S`, then wait
+  (a timed acquire of a lock that local senders release) for ``b`` doubling from
+  :data:`POLL_MIN_S`, up to :data:`WARM_MAX_S` for :data:`WARM_S` after the last traffic, then up
+  to the cap (``HPCDIST_POLL_MAX_MS``, default 5 ms): a local send wakes the thread at once, idle
+  ranks cost ~1-2 % CPU. The comm thread asks Linux for a 1 µs timer slack (default 50 µs) and
+  never blocks in MPI except in the ``Mrecv`` of a message already probed.
+* The communicator is a ``Dup()`` of ``COMM_WORLD``: user code on COMM_WORLD cannot steal
   hpcdist's messages.
 * Failure detection (:mod:`~hpcdist.transports.mpiwatch`): rank 0 watches every worker, a worker
-  rank 0. Every received message marks its source heard and every post marks its destination
-  (flag stores); every half heartbeat interval the loop looks: heartbeats go to the watched ranks
-  posted nothing for the interval, and a rank silent for ``HPCDIST_FAILURE_TIMEOUT`` s (or failed
-  by ULFM) is delivered as ``(rank, (PEER_LOST, reason), [])`` and forgotten. Rank 0 tells the
-  survivors (they forget it too), and a rank it declared lost that speaks again is told to go.
-  After any loss :meth:`~MPITransport.close` skips ``MPI_Finalize`` (it would hang).
+  rank 0; received messages and posts are flag stores, a look every half heartbeat interval sends
+  heartbeats and delivers a rank silent for ``HPCDIST_FAILURE_TIMEOUT`` s (or failed by ULFM, or
+  that said :meth:`~MPITransport.goodbye`) as ``(rank, (PEER_LOST, reason), [])``, then forgets
+  it. Rank 0 tells the survivors; a rank it declared lost that speaks again is told to go. After
+  any loss :meth:`~MPITransport.close` skips ``MPI_Finalize`` (it would hang).
 """
 
 from __future__ import annotations
@@ -57,7 +50,7 @@ from hpcdist.transports.liveness import failure_timeout
 from hpcdist.transports.mpisends import Posted
 from hpcdist.transports.mpiwatch import Watch
 from hpcdist.transports.mpiwire import TAG_CTRL, TAG_DATA, TAG_HEADER, Receiver
-from hpcdist.transports.mpiworld import abort_all, describe_library, dup_within
+from hpcdist.transports.mpiworld import abort_all, describe_library, dup_within, leave
 from hpcdist.errors import TransportError
 from hpcdist.transports.mpienv import (MPI4PY_FUTURES_MESSAGE, poll_max_seconds, size1_message, tighten_timer_slack,
                                        under_mpi4py_futures)
@@ -80,8 +73,8 @@ WORKER_SWITCH_INTERVAL = 0.001
 _LOOPBACK = -1
 
 def library_info() -> dict[str, Any]:
-    """What MPI this process would use, for ``hpcdist doctor``; initialises MPI (run it in
-    a throw-away process). See :func:`~hpcdist.transports.mpiworld.describe_library`."""
+    """What MPI this process would use (:func:`~hpcdist.transports.mpiworld.describe_library`), for
+    ``hpcdist doctor``; initialises MPI: run it in a throw-away process."""
     import mpi4py
 
     mpi4py.rc.thread_level = "multiple"
@@ -113,10 +106,8 @@ class MPITransport(Transport):
         self._poll_max = poll_max_s
         self._finalize = finalize
         self._outq: deque[tuple] = deque()  # sends not posted yet; taken only under self._lock
-        # A plain lock as a binary semaphore: senders release it to wake the comm thread, which
-        # waits in a timed acquire (the primitive under queue.Queue's timed get). Not a
-        # SimpleQueue: on CPython 3.11 a comm thread was seen stuck for seconds in
-        # SimpleQueue.get(timeout=1e-5) under load.
+        # A plain lock as a binary semaphore: senders release it, the comm thread waits in a timed
+        # acquire (not a SimpleQueue: on CPython 3.11 its get(timeout=1e-5) stuck for seconds under load)
         self._wake = threading.Lock()
         self._wake.acquire()
         self._ready: deque[Message] = deque()
@@ -129,6 +120,7 @@ class MPITransport(Transport):
         self._forgotten: frozenset[int] = frozenset()  # dead ranks; replaced whole, read without the lock
         self._declared: set[int] = set()  # rank 0: ranks it declared lost (told to go if they speak again)
         self._told: set[int] = set()  # ... and those told
+        self._left = False  # a worker that said goodbye: abort() ends this process only
         self._ulfm_errors = 0  # MPI errors in a row that no newly failed process explained
         self._watch = None if failure_timeout_s is None else Watch(mpi, comm, failure_timeout_s, time.monotonic(), names)
         self._heard = self._watch.live.heard_flags if self._watch else [False] * self.size
@@ -147,24 +139,20 @@ class MPITransport(Transport):
                    detect: bool = True) -> "MPITransport":
         """Initialise MPI (thread level MULTIPLE) and connect over a Dup of COMM_WORLD.
 
-        On worker ranks (rank > 0) this also sets ``sys.setswitchinterval`` to
-        :data:`WORKER_SWITCH_INTERVAL` so that GIL-bound tasks delay the comm thread less.
-        If this call initialises MPI, it turns off mpi4py's at-exit ``MPI_Finalize``: call
-        :meth:`close` on every rank at the end (a rank that exits without it ends the job).
+        On workers this also sets ``sys.setswitchinterval`` to :data:`WORKER_SWITCH_INTERVAL`. If this
+        call initialises MPI, it turns off mpi4py's at-exit ``MPI_Finalize``: call :meth:`close` on
+        every rank at the end (a rank that exits without it ends the job).
 
         Args:
             poll_max_ms: cap of the idle wait; default ``HPCDIST_POLL_MAX_MS`` or 5 ms.
             finalize: whether :meth:`close` calls ``MPI_Finalize``.
-            startup_timeout_s: how long to wait for every rank to join the communicator
-                (the other ranks may be running something else than hpcdist).
-            failure_timeout_s: the failure detector's bound; default ``HPCDIST_FAILURE_TIMEOUT``
-                (:func:`~hpcdist.transports.liveness.failure_timeout`, 2 s).
-            detect: whether to run the failure detector (a rank that does not keep calling
-                :meth:`recv`, as in some tests, is not heard and would be declared lost).
+            startup_timeout_s: how long to wait for every rank to join (they may run something else).
+            failure_timeout_s: the detector's bound; default ``HPCDIST_FAILURE_TIMEOUT`` (2 s).
+            detect: whether to run the failure detector (a rank that does not keep calling :meth:`recv`
+                would be declared lost).
 
         Raises:
             HpcdistError: ``HPCDIST_FAILURE_TIMEOUT`` is not a positive number of seconds.
-
             TransportError: mpi4py is missing, MPI lacks thread support, the world has
                 fewer than 2 ranks, the program runs under ``python -m mpi4py.futures``, or
                 the other ranks did not join within ``startup_timeout_s``.
@@ -317,11 +305,9 @@ class MPITransport(Transport):
             if deadline is not None and now >= deadline:
                 return None
             if now - self._last_activity < SPIN_S or self._posted.reqs:
-                # (Also while our own sends are pending: MPICH completes them only when this
-                # rank drives progress; backing off here cost a whole poll period per reply.)
-                # Hot: poll at the shortest wait, but in a blocking get that releases the GIL, so
-                # the thread we just handed work to (driver, executor) runs now rather than after a
-                # forced GIL switch (5 ms by default): a pure busy loop here cost ~5 ms per hop.
+                # (also while our sends are pending: MPICH completes them only while this rank drives
+                # progress). Hot: the shortest wait, in a blocking get that releases the GIL, so the
+                # thread just handed work runs now (a pure busy loop here cost ~5 ms per hop).
                 wait = POLL_MIN_S
             else:
                 cap = self._poll_max if now - self._last_activity >= WARM_S else min(WARM_MAX_S, self._poll_max)
@@ -334,9 +320,8 @@ class MPITransport(Transport):
                 self._backoff = POLL_MIN_S
 
     def forget(self, rank: int) -> None:
-        """Drop ``rank`` (dead): sends to it are dropped (queued ones when posted), its posted
-        sends are freed, what it sends later is discarded, it is no longer watched, and
-        :meth:`close` will not call ``MPI_Finalize``."""
+        """Drop ``rank`` (dead): sends to it are dropped, its posted sends freed, what it sends
+        later discarded; it is no longer watched and :meth:`close` skips ``MPI_Finalize``."""
         self._check_dest(rank)
         if rank == self.rank:
             return
@@ -354,12 +339,10 @@ class MPITransport(Transport):
         return self._hosts[rank]
 
     def close(self) -> None:
-        """Flush queued sends, wait up to :data:`CLOSE_WAIT_S` for them, free the
-        communicator and (unless built with ``finalize=False``) call ``MPI_Finalize``,
-        which returns only once every rank has called it; after
-        :data:`FINALIZE_TIMEOUT_S` the process exits via faulthandler. After a rank was lost
-        or forgotten neither (no collective then: ``MPI_Finalize`` would hang), and the
-        process ends at its own exit. Idempotent."""
+        """Flush queued sends, wait up to :data:`CLOSE_WAIT_S` for them, free the communicator and
+        (unless ``finalize=False``) call ``MPI_Finalize`` (it waits for every rank; after
+        :data:`FINALIZE_TIMEOUT_S` the process exits via faulthandler). After a rank was lost or
+        forgotten neither (a collective would hang): the process ends at its own exit. Idempotent."""
         with self._lock:
             if self._closed:
                 return
@@ -374,15 +357,29 @@ class MPITransport(Transport):
             finally:
                 self._release()
 
+    def goodbye(self, reason: str, wait_s: float = 0.2) -> bool:
+        """A worker's last word (see :meth:`Transport.goodbye`): ``("bye", reason)`` on ``TAG_CTRL`` to
+        rank 0 after this rank's queued sends, waiting up to ``wait_s`` for them all to complete."""
+        deadline = time.monotonic() + wait_s
+        if (self.rank == 0 or self._watch is None or self._closed or 0 in self._forgotten
+                or not self._lock.acquire(timeout=wait_s)):
+            return False
+        try:  # after what this rank sent before (rank 0 takes that first: Receiver.settle)
+            self._drain_outq()
+            self._left = True
+            self._posted.post(0, pickle.dumps(("bye", reason), pickle.HIGHEST_PROTOCOL), TAG_CTRL)
+            self._posted.wait(max(0.0, deadline - time.monotonic()))
+        finally:
+            self._lock.release()
+        return True
+
     def abort(self, code: int = 1) -> None:
         """``MPI_Abort`` on COMM_WORLD from any thread: every rank of the job dies (after
-        ABORT_FLUSH_S, for this rank's last words; see :func:`~hpcdist.transports.mpiworld.abort_all`)."""
+        ABORT_FLUSH_S, for this rank's last words; see :func:`~hpcdist.transports.mpiworld.abort_all`).
+        A worker that said :meth:`goodbye` ends its own process only: rank 0 goes on without it."""
+        if self._left:
+            leave(code)
         abort_all(self._MPI, code)
-
-    @property
-    def pending_sends(self) -> int:
-        """Posted sends that have not completed yet (diagnostics)."""
-        return len(self._posted.reqs)
 
     # -- comm-thread internals (called with self._lock held) ----------------------------
 
@@ -417,6 +414,9 @@ class MPITransport(Transport):
                 self._forget(msg[1])
             elif msg[0] == "exit" and src == 0:  # rank 0 declared us lost: the runtime ends us
                 self._lose(0, f"rank 0 declared this rank ({self.rank}) lost ({msg[1]}); exiting")
+            elif msg[0] == "bye" and self.rank == 0:  # a worker ends on purpose: what it sent first, then its loss
+                self._receiver.settle(src)
+                self._lose(src, f"{watch.names[src]}: {msg[1]}")
         for rank, reason in lost:
             self._lose(rank, reason)
         if self._receiver.spoke:

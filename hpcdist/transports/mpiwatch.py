@@ -7,9 +7,11 @@ pickled tuple) that came in, discards whatever forgotten ranks sent, asks Open M
 processes failed (where it works), and says which ranks are due a heartbeat, which fell silent and
 which forgotten ranks spoke again. The transport posts and delivers; this module only receives.
 
-Control messages (rank 0 to a worker): ``("lost", rank, reason)``: rank 0 lost that peer (the
+Control messages, rank 0 to a worker: ``("lost", rank, reason)``: rank 0 lost that peer (the
 worker forgets it and, like every survivor, skips ``MPI_Finalize``); ``("exit", reason)``: rank 0
-declared *this* rank lost (it was only slow), so it must go. Never imports mpi4py.
+declared *this* rank lost (it was only slow), so it must go. From a worker to rank 0: ``("bye", reason)``:
+it is about to end on purpose (:meth:`~hpcdist.transports.mpi.MPITransport.goodbye`); rank 0 takes what it
+sent before and declares it lost at once. Never imports mpi4py.
 """
 
 from __future__ import annotations

@@ -105,6 +105,14 @@ class Receiver:
         """Forget the partly received messages of ``src``."""
         self._incoming.pop(src, None)
 
+    def settle(self, src: int, rounds: int = 1000) -> None:
+        """Take what ``src`` sent before its goodbye (its sends completed first): receive until
+        nothing more comes and no message of ``src`` is half received (at most ``rounds`` rounds)."""
+        for _ in range(rounds):
+            moved = self.headers() + self.data()
+            if not moved and src not in self._incoming:
+                return
+
     def headers(self) -> int:
         """Take up to :data:`MAX_HEADERS_PER_ROUND` headers from any source; how many."""
         MPI, comm, status = self._MPI, self._comm, self._status

@@ -44,6 +44,25 @@ def abort_all(MPI: Any, code: int) -> None:
     MPI.COMM_WORLD.Abort(code)
 
 
+def leave(code: int) -> None:
+    """End this process with ``code`` without ``MPI_Abort`` or ``MPI_Finalize`` (a worker that said
+    goodbye: rank 0 goes on without it). The C library's ``exit``, as
+    :func:`hpcdist.runtime.running.end_process` does: Hydra takes an exit without the MPI library's
+    exit handlers for a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed
+            pass
+    try:
+        import ctypes
+
+        ctypes.PyDLL(None).exit(code)
+    except (OSError, AttributeError):  # no C library to call
+        pass
+    os._exit(code)
+
+
 def dup_within(world: Any, timeout: float) -> Any:
     """``world.Dup()`` without the risk of waiting for ever: a nonblocking Idup, tested until
     ``timeout`` (a collective: it completes only once every rank has started hpcdist)."""

@@ -14,7 +14,9 @@ Rank 0 creates the mesh and starts the workers (:mod:`hpcdist.backends.process`)
 Wire: one message = a header frame (``pickle((header, buffer sizes))``) followed by one
 ``send_bytes`` frame per out-of-band buffer, written from its memoryview without copying;
 the receiver reads each straight into a fresh ``np.empty(n, uint8)`` (``_recv_frame_into``). An
-empty frame is a peer's goodbye; end-of-file without one means the peer died. On rank 0 that
+empty frame is a peer's goodbye; end-of-file without one means the peer died. A header frame
+``pickle((reason, None))`` is a worker's last word before it ends on purpose
+(:meth:`PipeTransport.goodbye`): rank 0 names that reason when the end-of-file comes. On rank 0 that
 is an event, not an error: :meth:`PipeTransport.recv` returns ``(peer, (PEER_LOST, reason), [])``
 once (the reason names the worker, its pid and exit status), after every message the peer sent
 before it died, and sends to that peer are dropped from then on. On a worker it is an error
@@ -103,7 +105,7 @@ def _discard_frame(fd: int, size: int) -> None:
 class _Peer:
     """The connection to one other rank and its send queue."""
 
-    __slots__ = ("rank", "conn", "cond", "queue", "writing", "thread", "gone", "poll")
+    __slots__ = ("rank", "conn", "cond", "queue", "writing", "thread", "gone", "poll", "last_word")
 
     def __init__(self, rank: int, conn: Connection) -> None:
         self.rank = rank
@@ -113,6 +115,7 @@ class _Peer:
         self.writing = False
         self.thread: threading.Thread | None = None
         self.gone = False  # said goodbye, died, or we closed
+        self.last_word: str | None = None  # why it is ending (its goodbye), before its end-of-file
         self.poll = select.poll()
         self.poll.register(conn.fileno(), select.POLLOUT)
 
@@ -271,6 +274,9 @@ class PipeTransport(Transport):
                 self._unwatch(peer)
                 return
             header, sizes = pickle.loads(head)
+            if sizes is None:  # a worker's last word: it is ending on purpose
+                peer.last_word = str(header)
+                return
             bufs = []
             for n in sizes:
                 buf = allocate_or_drop(n)
@@ -289,7 +295,8 @@ class PipeTransport(Transport):
             if self.rank == 0:
                 # Rank 0 hears of a dead worker (the loop goes on without it); a worker
                 # ignores a dead peer (rank 0 tells it what to do next).
-                reason = f"{self._describe(peer.rank)}: the connection was lost (the process died?)"
+                how = peer.last_word or "the connection was lost (the process died?)"
+                reason = f"{self._describe(peer.rank)}: {how}"
                 self._ready.append((peer.rank, (PEER_LOST, reason), []))
                 return
             if peer.rank != 0:
@@ -340,6 +347,21 @@ class PipeTransport(Transport):
                 peer.thread.join(1.0)
             peer.conn.close()
         self._wake()
+
+    def goodbye(self, reason: str, wait_s: float = 0.2) -> bool:
+        """A worker's last word to rank 0 (see :meth:`Transport.goodbye`): after its queued messages."""
+        if self.rank == 0 or self._closed or self._aborted is not None:
+            return False
+        peer = self._peers[0]
+        frame = pickle.dumps((reason, None), pickle.HIGHEST_PROTOCOL)
+        deadline = time.monotonic() + wait_s
+        with peer.cond:
+            while (peer.queue or peer.writing) and not peer.gone and time.monotonic() < deadline:
+                peer.cond.wait(0.01)
+            if peer.gone or peer.queue or peer.writing or not peer.poll.poll(0):
+                return False  # (no room in the pipe: a write could block)
+            self._write(peer, [frame])
+            return not peer.gone
 
     def abort(self, code: int = 1) -> None:
         """Drop every connection now: peers see end-of-file and fail. A worker process exits

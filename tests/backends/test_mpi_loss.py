@@ -43,8 +43,32 @@ def _out(proc: subprocess.CompletedProcess) -> str:
 def test_worker_exits_inside_a_task_its_work_is_recomputed_and_the_run_ends(tmp_path):
     proc = run_loss("task_exit", tmp_path)
     assert "driver done" in proc.stdout, _out(proc)
-    assert "lost: {2: 'rank 2 (pid " in proc.stdout and "no heartbeat for" in proc.stdout, _out(proc)
+    assert "lost: {2: \"rank 2 (pid " in proc.stdout and "called os._exit(3)" in proc.stdout, _out(proc)
     assert "hpcdist: lost rank 2 (pid" in proc.stderr and "running 't" in proc.stderr, _out(proc)
+
+
+def test_a_task_that_calls_os_exit_says_goodbye_and_is_lost_long_before_the_detectors_bound(tmp_path):
+    # a 30 s bound: only the worker's goodbye can explain a loss whose reason is not the silence
+    proc = run_loss("task_exit", tmp_path, HPCDIST_FAILURE_TIMEOUT="30")
+    assert "driver done" in proc.stdout, _out(proc)
+    assert "lost: {2: \"rank 2 (pid " in proc.stdout and "the task 't" in proc.stdout, _out(proc)
+    assert "called os._exit(3)" in proc.stdout and "no heartbeat" not in proc.stdout, _out(proc)
+
+
+def test_sigterm_to_one_worker_it_says_goodbye_naming_the_signal(tmp_path):
+    # a worker given SIGTERM waits (10 s) for rank 0's shutdown, then says goodbye and exits with 143
+    proc = run_loss("sigterm", tmp_path, HPCDIST_FAILURE_TIMEOUT="30")
+    assert "driver done" in proc.stdout, _out(proc)
+    assert "lost: {2: 'rank 2 (pid " in proc.stdout and "SIGTERM and no shutdown from rank 0" in proc.stdout, _out(proc)
+    assert "no heartbeat" not in proc.stdout, _out(proc)
+
+
+def test_a_failed_loop_on_a_worker_costs_that_worker_not_the_job(tmp_path):
+    # its goodbye goes out first, then it ends its own process instead of MPI_Abort of the world
+    proc = run_loss("loop_fault", tmp_path, HPCDIST_FAILURE_TIMEOUT="30")
+    assert "internal error on rank 2" in proc.stderr and "injected fault" in proc.stderr, _out(proc)
+    assert "driver done" in proc.stdout, _out(proc)
+    assert "an internal error in its loop: RuntimeError: injected fault" in proc.stdout, _out(proc)
 
 
 def test_hydras_sigusr1_on_a_death_is_not_taken_for_the_walltime_warning(tmp_path):
@@ -60,7 +84,7 @@ def test_hydras_sigusr1_on_a_death_is_not_taken_for_the_walltime_warning(tmp_pat
 def test_idle_worker_that_exits_is_lost_and_the_others_go_on(tmp_path):
     proc = run_loss("idle_exit", tmp_path)
     assert "driver done" in proc.stdout, _out(proc)
-    assert "lost: {3: 'rank 3 (pid " in proc.stdout, _out(proc)
+    assert "lost: {3: 'rank 3 (pid " in proc.stdout and "os._exit(3) was called (no task running)" in proc.stdout, _out(proc)
     assert "idle; 2 worker(s) left" in proc.stderr, _out(proc)
 
 

@@ -74,6 +74,21 @@ def busy_python(seconds, x):
     return x * 10
 
 
+def break_receiving():
+    """This worker's receiving loop fails at its next message (a fault in hpcdist's own loop)."""
+    import gc
+
+    from hpcdist.runtime.worker import Worker
+
+    def boom(*args):
+        raise RuntimeError("injected fault")
+
+    w = next(o for o in gc.get_objects() if isinstance(o, Worker) and not o.stopped)
+    for kind in list(w._handlers):
+        w._handlers[kind] = boom
+    return os.getpid()
+
+
 def wait_lost(client, ranks, within=30.0):
     end = time.monotonic() + within
     while not set(ranks) <= set(client.lost_workers) and time.monotonic() < end:
@@ -126,6 +141,17 @@ def main():
             while time.monotonic() < end and _alive(target):
                 time.sleep(0.05)
             print(f"rank 2 alive after SIGCONT: {_alive(target)}", flush=True)
+        elif MODE == "sigterm":  # a SIGTERM to one worker only: it waits for rank 0, then says goodbye and exits
+            target = client.submit(pid, workers=[2], key="pid").result(timeout=30)
+            os.kill(target, signal.SIGTERM)
+            wait_lost(client, [2], within=60)
+            got = client.gather(client.map(times10, range(6)))
+            assert got == [i * 10 for i in range(6)], got
+        elif MODE == "loop_fault":  # hpcdist's own loop fails on rank 2: it says so and leaves, the rest go on
+            client.submit(break_receiving, workers=[2], key="break").result(timeout=30)
+            futs = [client.submit(times10, i, key=f"t{i}", workers=[2], allow_other_workers=True) for i in range(4)]
+            got = [f.result(timeout=60) for f in futs]
+            assert got == [i * 10 for i in range(4)], got
         elif MODE == "rank0_dies":
             client.submit(busy_python, 60.0, 1, key="long", workers=[1])
             client.submit(pid, workers=[2], key="p").result(timeout=30)

@@ -152,3 +152,18 @@ def test_poll_max_from_environment(monkeypatch):
         monkeypatch.setenv("HPCDIST_POLL_MAX_MS", bad)
         with pytest.raises(TransportError, match="HPCDIST_POLL_MAX_MS"):
             mpienv.poll_max_seconds()
+
+
+@pytest.mark.mpi
+@pytest.mark.timeout(120)
+def test_a_workers_goodbye_comes_after_what_it_sent_and_names_its_reason():
+    from hpcdist.commands import find_mpiexec
+
+    mpiexec = find_mpiexec()
+    if mpiexec is None:
+        pytest.skip("mpiexec not found")
+    proc = subprocess.run(
+        [mpiexec, "-disable-auto-cleanup", "-n", "3", sys.executable, str(MPI_DIR / "transport_goodbye.py")],
+        capture_output=True, text=True, timeout=90, env=dict(os.environ, MPIEXEC_TIMEOUT="60"),
+        stdin=subprocess.DEVNULL)
+    assert "goodbye ok" in proc.stdout, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"

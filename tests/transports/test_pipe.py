@@ -119,3 +119,20 @@ def test_abort_on_rank_0_fails_recv():
         a.recv(0)
     with pytest.raises(TransportError, match="lost the connection"):
         b.recv(2)
+
+
+def test_a_workers_last_word_is_the_reason_rank_0_reports_after_what_it_sent_before():
+    a, b, c = mesh(3)
+    b.send(0, ("result", 1))
+    assert b.goodbye("the task 'k' called os._exit(3)") is True
+    assert a.goodbye("rank 0 says nothing") is False  # only workers have a last word
+    b._peers[0].conn.close()  # then the process ends
+    assert a.recv(2)[1] == ("result", 1)
+    src, header, bufs = a.recv(2)
+    assert (src, header[0], bufs) == (1, PEER_LOST, [])
+    assert header[1] == "rank 1: the task 'k' called os._exit(3)"
+    c._peers[0].conn.close()  # no last word: as before
+    src, header, _ = a.recv(2)
+    assert src == 2 and header[1] == "rank 2: the connection was lost (the process died?)"
+    a.close()
+    c.close()
