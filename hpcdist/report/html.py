@@ -100,7 +100,7 @@ def _lost_and_failed(fig: dict[str, Any]) -> str:
 
 def _script_json(data: Any) -> str:
     """JSON safe inside a ``<script>`` element."""
-    return json.dumps(data, separators=(",", ":")).replace("</", "<\\/").replace("<!--", "<\\!--")
+    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
 
 
 def render(fig: dict[str, Any], gantt: dict[str, Any], title: str = "hpcdist run report") -> str:
