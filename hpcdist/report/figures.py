@@ -29,7 +29,8 @@ class Timeline:
     """Every rank's events on one clock, in nanoseconds since the first event (``t0``)."""
 
     runs: list[tuple[int, int, int, str, str]] = field(default_factory=list)  # rank, start, end, key, function
-    fetches: list[tuple[int, int, int, str, int, int]] = field(default_factory=list)  # rank, asked, arrived, key, bytes, src
+    # rank, asked, arrived, key, bytes, source rank
+    fetches: list[tuple[int, int, int, str, int, int]] = field(default_factory=list)
     rounds: list[tuple[int, int, int, list[str], int]] = field(default_factory=list)  # sched, start, end, keys, to rank
     losses: list[tuple[int, int, str]] = field(default_factory=list)  # t, lost rank, reason
     hosts: dict[int, str] = field(default_factory=dict)
@@ -133,6 +134,12 @@ def figures(line: Timeline, manifest: Mapping[str, Any] | None = None) -> dict[s
         per_rank[rank].append((start, end))
     placed = {key for _, _, _, keys, _ in line.rounds for key in keys}
     unfinished = len(placed - set(ran_keys))
+    lost_ranks = {rank for _, rank, _ in line.losses}
+    on_lost = {key for _, _, _, keys, to in line.rounds if to in lost_ranks for key in keys}
+    ran_on: dict[str, set[int]] = defaultdict(set)
+    for rank, _, _, key, _ in line.runs:
+        ran_on[key].add(rank)
+    recovered = sum(1 for key in on_lost if ran_on.get(key, set()) - lost_ranks)
     index = {r: i for i, r in enumerate(ranks)}
     matrix = [[0] * len(ranks) for _ in ranks]
     fetched_of: dict[str, int] = defaultdict(int)
@@ -145,7 +152,7 @@ def figures(line: Timeline, manifest: Mapping[str, Any] | None = None) -> dict[s
     notes = _notes(line, manifest, unfinished, failures)
     summary = {
         "wall_s": _s(wall), "ranks": len(ranks), "tasks": len(ran_keys), "runs": len(line.runs),
-        "reruns": sum(n - 1 for n in ran_keys.values()), "unfinished": unfinished,
+        "reruns": sum(n - 1 for n in ran_keys.values()), "unfinished": unfinished, "recovered": recovered,
         "failed": len(failures) if manifest is not None else None, "bytes_moved": moved,
         "fetches": len(line.fetches), "workers_lost": len(line.losses), "complete": not notes, "notes": notes,
     }
@@ -190,6 +197,10 @@ def _notes(line: Timeline, manifest: Mapping[str, Any] | None, unfinished: int, 
                      "(or a rank's trace ends early)")
     if line.losses:
         notes.append(f"{len(line.losses)} worker(s) lost")
+    silent = sorted({rank for _, rank, _ in line.losses} - {r[0] for r in line.runs})
+    if silent:
+        notes.append(f"no task run in the trace of lost rank(s) {', '.join(map(str, silent))}: a worker killed "
+                     "loses the events it had not written yet")
     if line.size and set(range(line.size)) - set(line.hosts):
         missing = sorted(set(range(line.size)) - set(line.hosts))
         notes.append(f"no trace of rank(s) {', '.join(map(str, missing))}")
@@ -208,7 +219,8 @@ def gantt(line: Timeline) -> dict[str, Any]:
     """The Gantt's data as column arrays (times in integer microseconds): one row per rank.
 
     ``r`` row index, ``s`` start, ``d`` duration, ``f`` index into ``fns``, ``k`` the task's key (for a
-    round of rank 0's sends: how many tasks it sent). Rank 0's rounds are named ``dispatch``.
+    round of rank 0's sends: how many tasks it sent). Rank 0's rounds are named ``dispatch``. ``lost``:
+    ``[row, time]`` of each worker lost.
     """
     ranks = line.ranks
     row = {r: i for i, r in enumerate(ranks)}
@@ -223,5 +235,6 @@ def gantt(line: Timeline) -> dict[str, Any]:
         cols["d"].append(max(1, (end - start) // 1000))
         cols["f"].append(fns.setdefault(fn, len(fns)))
         cols["k"].append(key)
+    lost = [[row[rank], t // 1000] for t, rank, _ in line.losses if rank in row]
     return {"rows": [f"rank {r} ({line.hosts.get(r, 'no trace')})" for r in ranks], "fns": list(fns),
-            "wall": max(1, line.wall // 1000), **cols}
+            "wall": max(1, line.wall // 1000), "lost": lost, **cols}

@@ -54,6 +54,13 @@
         ctx.fillRect(x, y + 3, w, ROW - 6);
       }
     }
+    ctx.fillStyle = "#d00";
+    (D.lost || []).forEach(function (l) {  // a lost worker: a red mark across its row
+      var lx = xOf(l[1]);
+      if (lx < LEFT || lx > W) return;
+      ctx.fillRect(lx - 1, TOP + l[0] * ROW, 3, ROW);
+      ctx.fillText("lost", lx + 4, TOP + l[0] * ROW + ROW / 2);
+    });
     ctx.fillStyle = "#222";
     ctx.textBaseline = "top";
     for (var t = 0; t <= 4; t++) {

@@ -48,6 +48,7 @@ def _summary(fig: dict[str, Any], title: str) -> str:
     s = fig["summary"]
     rows = [["wall time", f"{s['wall_s']:.3f} s"], ["ranks", s["ranks"]], ["tasks", s["tasks"]],
             ["task runs", s["runs"]], ["re-runs (recomputed)", s["reruns"]],
+            ["placed on a lost worker, run elsewhere", s["recovered"]],
             ["placed, never run", s["unfinished"]],
             ["failed", "no manifest" if s["failed"] is None else s["failed"]],
             ["bytes moved", f"{_bytes(s['bytes_moved'])} in {s['fetches']} fetches"],
@@ -85,7 +86,7 @@ def _functions(fig: dict[str, Any]) -> str:
 def _lost_and_failed(fig: dict[str, Any]) -> str:
     out = ['<section id="lost"><h2>Lost workers</h2>']
     out.append(_table(["rank", "at", "reason"], [[x["rank"], f"{x['t_s']:.3f} s", x["reason"]] for x in fig["lost"]],
-                      left=1) if fig["lost"] else "<p>none</p>")
+                      left=3) if fig["lost"] else "<p>none</p>")
     out.append('</section><section id="failures"><h2>Failures</h2>')
     if fig["summary"]["failed"] is None:
         out.append("<p>no manifest: a Client script's failures are in its own output</p>")

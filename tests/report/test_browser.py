@@ -44,8 +44,8 @@ def test_the_report_renders_one_row_per_rank_and_hover_names_the_task(chromium, 
         rows = browser.evaluate("document.getElementById('gantt').dataset.rows")
         assert rows == "3" == str(len(fig["ranks"]))
         data = "JSON.parse(document.getElementById('gantt-data').textContent)"
-        runs = browser.evaluate(f"(function (D) {{ return D.f.filter(function (f) {{ return D.fns[f] !== 'dispatch'; }})"
-                                f".length; }})({data})")
+        runs = browser.evaluate(f"(function (D) {{ return D.f.filter(function (f) {{ "
+                                f"return D.fns[f] !== 'dispatch'; }}).length; }})({data})")
         assert runs == 200 and browser.evaluate("hpcdistGantt.tasks") == browser.evaluate(f"{data}.s.length")
         assert browser.evaluate(f"getComputedStyle({TIP}).display") == "none"
         task = browser.evaluate("hpcdistGantt.longest()")

@@ -36,7 +36,11 @@ CASES = [
     ("a worker lost, its task run again elsewhere",
      a_run(place=[(PLACE, 0, MS, 1, ["a"]), (PLACE, 5 * MS, 6 * MS, 2, ["a"])], losses=[(LOST, 4 * MS, 1, "exit")],
            w1=[(RUN, 2 * MS, 3 * MS, "a", "f")], w2=[(RUN, 7 * MS, 8 * MS, "a", "f")]),
-     None, {"tasks": 1, "runs": 2, "reruns": 1, "workers_lost": 1, "complete": False}),
+     None, {"tasks": 1, "runs": 2, "reruns": 1, "recovered": 1, "workers_lost": 1, "complete": False}),
+    ("a worker killed before it wrote its runs",
+     a_run(place=[(PLACE, 0, MS, 1, ["a", "b"]), (PLACE, 5 * MS, 6 * MS, 2, ["a"]), (PLACE, 5 * MS, 6 * MS, 2, ["b"])],
+           losses=[(LOST, 4 * MS, 1, "exit")], w2=[(RUN, 7 * MS, 8 * MS, "a", "f"), (RUN, 8 * MS, 9 * MS, "b", "f")]),
+     None, {"tasks": 2, "runs": 2, "reruns": 0, "recovered": 2, "unfinished": 0, "complete": False}),
     ("fetches between workers",
      a_run(w1=[(RUN, 0, MS, "a", "f"), (FETCH, 2 * MS, 3 * MS, "b", 300, 2)],
            w2=[(RUN, 0, MS, "b", "f"), (FETCH, 2 * MS, 3 * MS, "a", 50, 1), (FETCH, 2 * MS, 3 * MS, "a", 7, 1)]),
@@ -53,6 +57,7 @@ CASES = [
      {"ranks": 3, "complete": False}),
     ("nothing ran", [session(0, [], size=1)], None, {"tasks": 0, "wall_s": 0.0, "complete": False}),
 ]
+CASE = {c[0]: c for c in CASES}
 
 
 @pytest.mark.parametrize("sessions, manifest, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -69,6 +74,9 @@ def test_the_notes_say_why_a_run_is_partial():
     assert any("not final" in n for n in notes["a failed pipeline task, manifest not final"])
     assert any("1 task(s) failed" in n for n in notes["a failed pipeline task, manifest not final"])
     assert notes["no trace of rank 2"] == ["no trace of rank(s) 2"]
+    killed = notes["a worker killed before it wrote its runs"]
+    assert any("no task run in the trace of lost rank(s) 1" in n for n in killed)
+    assert not any("no task run" in n for n in notes["a worker lost, its task run again elsewhere"])
 
 
 def test_utilisation_is_the_union_of_busy_time_over_the_wall_time():
@@ -81,7 +89,7 @@ def test_utilisation_is_the_union_of_busy_time_over_the_wall_time():
 
 
 def test_bytes_matrix_goes_from_the_source_to_the_fetching_rank_and_per_function_bytes_are_of_its_results():
-    sessions = CASES[3][1]
+    sessions = CASE["fetches between workers"][1]
     fig = figures(collect(sessions))
     assert fig["bytes_matrix"]["ranks"] == [0, 1, 2]
     assert fig["bytes_matrix"]["bytes"] == [[0, 0, 0], [0, 0, 57], [0, 300, 0]]
@@ -104,9 +112,10 @@ def test_percentile_is_nearest_rank(values, q, expected):
 
 
 def test_lost_workers_and_failures_are_listed():
-    fig = figures(collect(CASES[2][1]))
+    fig = figures(collect(CASE["a worker lost, its task run again elsewhere"][1]))
     assert fig["lost"] == [{"t_s": 0.004, "rank": 1, "reason": "exit"}]
-    fig = figures(collect(CASES[4][1]), CASES[4][2])
+    _, sessions, manifest, _ = CASE["a failed pipeline task, manifest not final"]
+    fig = figures(collect(sessions), manifest)
     assert fig["failures"] == [{"task": "t.0", "key": "a", "rank": 1, "error": "ValueError: no", "attempts": 2,
                                 "traceback": "Traceback ...\nValueError: no"}]
 
@@ -120,14 +129,16 @@ def test_a_rank_on_another_host_is_put_on_rank_0s_clock_by_its_wall_clock():
 
 
 def test_task_rows_one_per_run_by_start():
-    rows = task_rows(collect(CASES[2][1]))
+    rows = task_rows(collect(CASE["a worker lost, its task run again elsewhere"][1]))
     assert rows == [("a", "m.inc", 1, 0.002, 0.003, 0.001), ("a", "m.inc", 2, 0.007, 0.008, 0.001)]
 
 
 def test_gantt_has_one_row_per_rank_and_compact_columns():
-    g = gantt(collect(CASES[0][1]))
+    g = gantt(collect(CASE["two workers, all ran"][1]))
     assert g["rows"] == ["rank 0 (h)", "rank 1 (h)", "rank 2 (h)"]
     assert g["fns"] == ["m.inc", "m.add", "dispatch"]
     assert (g["r"], g["s"], g["d"], g["f"]) == ([1, 2, 0, 0], [2000, 2000, 0, 0], [4000, 8000, 1000, 1000],
                                                [0, 1, 2, 2])
     assert g["k"][:2] == ["a", "b"] and g["k"][2] == "1 task(s) to rank 1" and g["wall"] == 10000
+    assert g["lost"] == []
+    assert gantt(collect(CASE["a worker lost, its task run again elsewhere"][1]))["lost"] == [[1, 4000]]

@@ -71,7 +71,8 @@ def test_a_run_cut_short_still_reports_and_says_so(run_dir, tmp_path):
             header_end = 8 + int.from_bytes(data[4:8], "little")
             file.write_bytes(data[:header_end + 20])
     (copy / "manifest.json").write_text(json.dumps({"final": False, "tasks": {
-        "t.3": {"status": "failed", "error": "KeyError: 'x'", "rank": 2, "attempts": 1, "traceback": "Traceback\nKeyError"},
+        "t.3": {"status": "failed", "error": "KeyError: 'x'", "rank": 2, "attempts": 1,
+                "traceback": "Traceback\nKeyError"},
         "t.4": {"status": "running"}}}))
     fig = write_report(copy)
     s = fig["summary"]
