@@ -17,7 +17,7 @@ from typing import Any
 
 from hpcdist.errors import HpcdistError
 from hpcdist.paths import RunDir, atomic_write
-from hpcdist.report.figures import TASK_COLUMNS, collect, figures, gantt, task_rows
+from hpcdist.report.figures import TASK_COLUMNS, collect, figures, gantt, pipeline_names, task_rows
 from hpcdist.report.html import render
 
 __all__ = ["write_report", "REPORT_HTML", "REPORT_JSON", "TASKS_CSV"]
@@ -47,8 +47,9 @@ def write_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str] | 
     sessions = load_sessions(find_trace_dir(run_dir))
     if not sessions:
         raise HpcdistError(f"the trace files in {run.trace} hold no session (empty files)")
-    line = collect(sessions)
-    fig = figures(line, _manifest(run))
+    manifest = _manifest(run)
+    line = collect(sessions, pipeline_names(manifest))
+    fig = figures(line, manifest)
     html_path = Path(out) if out else run.root / REPORT_HTML
     html_path.parent.mkdir(parents=True, exist_ok=True)
     title = f"hpcdist report: {Path(run_dir).resolve().name}"

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from hpcdist.trace.format import FETCH, LOST, PLACE, RUN, Session
 
-__all__ = ["Timeline", "collect", "figures", "task_rows", "gantt", "percentile", "TASK_COLUMNS"]
+__all__ = ["Timeline", "collect", "pipeline_names", "figures", "task_rows", "gantt", "percentile", "TASK_COLUMNS"]
 
 #: the columns of ``tasks.csv`` (times in seconds since the run's first event)
 TASK_COLUMNS = ("key", "function", "rank", "start", "end", "duration")
@@ -60,20 +60,37 @@ def _offsets(sessions: list[Session]) -> list[int]:
             for s in sessions]
 
 
-def collect(sessions: list[Session]) -> Timeline:
-    """The events of ``sessions`` on one timeline starting at 0."""
+def pipeline_names(manifest: Mapping[str, Any] | None) -> dict[str, str]:
+    """A pipeline manifest's task key -> its task's name (a pipeline runs every task through one wrapper
+    function, so its tasks are told apart by these names instead)."""
+    tasks = (manifest or {}).get("tasks") or {}
+    return {t["key"]: f"task {t.get('task') or tid}" for tid, t in tasks.items() if t.get("key")}
+
+
+def collect(sessions: list[Session], names: Mapping[str, str] | None = None) -> Timeline:
+    """The events of ``sessions`` on one timeline starting at 0.
+
+    Args:
+        sessions: every rank's trace sessions.
+        names: task key -> the name to show instead of its function's (:func:`pipeline_names`); a key
+            ``KEY~N`` (attempt N of a pipeline task) is looked up as ``KEY``.
+    """
     line = Timeline()
+    labels = names or {}
     raw_runs, raw_fetches, raw_rounds, raw_losses = [], [], [], []
     for session, off in zip(sessions, _offsets(sessions)):
         rank = session.rank
         line.hosts.setdefault(rank, session.host)
         line.roles.setdefault(rank, str(session.header.get("role") or "?"))
         line.size = max(line.size, int(session.header.get("size") or 0))
-        names = session.functions
+        functions = session.functions
         for e in session.events:
             kind = e[0]
             if kind == RUN:
-                raw_runs.append((rank, e[1] + off, e[2] + off, str(e[3]), str(names.get(e[4], e[4]))))
+                fn = functions.get(e[4], e[4])
+                if labels:
+                    fn = labels.get(str(e[3]).rsplit("~", 1)[0], fn)
+                raw_runs.append((rank, e[1] + off, e[2] + off, str(e[3]), str(fn)))
             elif kind == FETCH:
                 raw_fetches.append((rank, e[1] + off, e[2] + off, str(e[3]), int(e[4]), int(e[5])))
             elif kind == PLACE:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hpcdist.report.figures import collect, figures, gantt, percentile, task_rows
+from hpcdist.report.figures import collect, figures, gantt, percentile, pipeline_names, task_rows
 from hpcdist.trace.format import FETCH, LOST, PLACE, RUN, Session
 
 MS = 1_000_000  # ns
@@ -142,3 +142,12 @@ def test_gantt_has_one_row_per_rank_and_compact_columns():
     assert g["k"][:2] == ["a", "b"] and g["k"][2] == "1 task(s) to rank 1" and g["wall"] == 10000
     assert g["lost"] == []
     assert gantt(collect(CASE["a worker lost, its task run again elsewhere"][1]))["lost"] == [[1, 4000]]
+
+
+def test_a_pipelines_tasks_are_named_by_the_manifest_not_by_its_wrapper_function():
+    manifest = {"final": True, "tasks": {"a0": {"task": "a0", "key": "a0-1", "status": "done"},
+                                         "m.3": {"task": "m", "key": "m-9", "status": "done"}}}
+    assert pipeline_names(manifest) == {"a0-1": "task a0", "m-9": "task m"} and pipeline_names(None) == {}
+    runs = [(RUN, 0, MS, "a0-1~1", "f"), (RUN, MS, 2 * MS, "m-9~2", "f"), (RUN, 2 * MS, 3 * MS, "other", "f")]
+    line = collect(a_run(w1=runs), pipeline_names(manifest))
+    assert [r[4] for r in line.runs] == ["task a0", "task m", "m.inc"]
