@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -106,11 +107,9 @@ def report_command(run_dir: str, out: str | None) -> None:
     (default RUN_DIR/report.html; summary, Gantt per rank, bytes between ranks, per function, lost workers,
     failures), and next to it report.json (the same figures) and tasks.csv (one row per task run).
     Works on a run that failed or is still running: the summary says what is missing."""
-    from pathlib import Path
-
     from hpcdist.report import REPORT_HTML, write_report
 
-    target = Path(out) if out else Path(run_dir) / REPORT_HTML
+    target = out or os.path.join(run_dir, REPORT_HTML)
     summary = write_report(run_dir, target)["summary"]
     state = "complete" if summary["complete"] else "partial: " + "; ".join(summary["notes"])
     click.echo(f"{target}: {summary['tasks']} tasks on {summary['ranks']} ranks in {summary['wall_s']:.3f} s, "
