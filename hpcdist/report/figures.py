@@ -165,6 +165,12 @@ def figures(line: Timeline, manifest: Mapping[str, Any] | None = None) -> dict[s
             matrix[index[src]][index[rank]] += nbytes
         fetched_of[fn_of.get(key, "?")] += nbytes
     moved = sum(f[4] for f in line.fetches)
+    hosts = sorted(set(line.hosts.values()))
+    at = {h: i for i, h in enumerate(hosts)}
+    by_host = [[0] * len(hosts) for _ in hosts]
+    for rank, _, _, _, nbytes, src in line.fetches:
+        if src in line.hosts and rank in line.hosts:
+            by_host[at[line.hosts[src]]][at[line.hosts[rank]]] += nbytes
     failures = _failures(manifest)
     notes = _notes(line, manifest, unfinished, failures)
     summary = {
@@ -181,6 +187,7 @@ def figures(line: Timeline, manifest: Mapping[str, Any] | None = None) -> dict[s
                    "utilisation": round(_busy(per_rank[r]) / wall, 4) if wall else 0.0} for r in ranks],
         "bytes_matrix": {"ranks": ranks, "bytes": matrix, "note": "row: the rank that held the data (source); "
                          "column: the rank that fetched it"},
+        "hosts_matrix": {"hosts": hosts, "bytes": by_host},
         "functions": [{"function": fn, "count": len(d), "mean_s": _s(sum(d) / len(d)), "p95_s": _s(percentile(d, 95)),
                        "bytes_fetched": fetched_of.get(fn, 0)} for fn, d in sorted(per_fn.items())],
         "lost": [{"t_s": _s(t), "rank": rank, "reason": reason} for t, rank, reason in line.losses],

@@ -71,8 +71,13 @@ def _matrix(fig: dict[str, Any]) -> str:
         cells = "".join(f'<td style="background:rgba(78,121,167,{0.6 * v / top:.2f})">{escape(_bytes(v))}</td>'
                         for v in row)
         body.append(f'<tr><th class="l">rank {src}</th>{cells}</tr>')
+    hosts = fig["hosts_matrix"]
+    between = ""
+    if len(hosts["hosts"]) > 1:
+        between = "<h3>Between hosts</h3>" + _table(["from \\ to"] + hosts["hosts"], [
+            [h] + [_bytes(v) for v in row] for h, row in zip(hosts["hosts"], hosts["bytes"])])
     return (f'<section id="bytes"><h2>Bytes moved between ranks</h2><p class="hint">{escape(m["note"])}</p>'
-            f"<table>{head}{''.join(body)}</table></section>")
+            f"<table>{head}{''.join(body)}</table>{between}</section>")
 
 
 def _functions(fig: dict[str, Any]) -> str:

@@ -39,8 +39,8 @@ def test_the_report_renders_one_row_per_rank_and_hover_names_the_task(chromium, 
         durations = {r["key"]: float(r["duration"]) for r in csv.DictReader(fh)}
     with Browser(chromium) as browser:
         browser.open((tmp_path / "report.html").as_uri())
-        assert browser.evaluate("document.getElementById('gantt').dataset.drawn") == "1"
         assert browser.errors() == []
+        assert browser.evaluate("document.getElementById('gantt').dataset.drawn") == "1"
         rows = browser.evaluate("document.getElementById('gantt').dataset.rows")
         assert rows == "3" == str(len(fig["ranks"]))
         data = "JSON.parse(document.getElementById('gantt-data').textContent)"

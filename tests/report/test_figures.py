@@ -151,3 +151,10 @@ def test_a_pipelines_tasks_are_named_by_the_manifest_not_by_its_wrapper_function
     runs = [(RUN, 0, MS, "a0-1~1", "f"), (RUN, MS, 2 * MS, "m-9~2", "f"), (RUN, 2 * MS, 3 * MS, "other", "f")]
     line = collect(a_run(w1=runs), pipeline_names(manifest))
     assert [r[4] for r in line.runs] == ["task a0", "task m", "m.inc"]
+
+
+def test_bytes_between_hosts():
+    sessions = [session(0, [], host="a"),
+                session(1, [(FETCH, 0, MS, "k", 10, 2), (FETCH, 0, MS, "k", 5, 3)], host="a"),
+                session(2, [(FETCH, 0, MS, "k", 7, 1)], host="b"), session(3, [], host="b")]
+    assert figures(collect(sessions))["hosts_matrix"] == {"hosts": ["a", "b"], "bytes": [[0, 7], [15, 0]]}
