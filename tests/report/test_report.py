@@ -48,6 +48,9 @@ def test_the_cli_writes_the_report_in_the_run_directory(run_dir, tmp_path, capsy
     out = capsys.readouterr().out
     assert "200 tasks on 3 ranks" in out and "(complete)" in out
     assert {p.name for p in copy.iterdir()} >= {"report.html", "report.json", "tasks.csv"}
+    main(["report", str(copy), "-o", str(tmp_path / "elsewhere" / "x.html")])
+    assert capsys.readouterr().out.startswith(str(tmp_path / "elsewhere" / "x.html"))
+    assert {p.name for p in (tmp_path / "elsewhere").iterdir()} == {"x.html", "report.json", "tasks.csv"}
 
 
 def test_a_directory_without_a_trace_is_one_clear_error(tmp_path, capsys):
