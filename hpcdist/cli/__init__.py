@@ -2,7 +2,7 @@
 
 The commands live by kind in :mod:`~hpcdist.cli.run` (exec, run, postmortem),
 :mod:`~hpcdist.cli.batch` (validate, render, submit, status, cancel) and :mod:`~hpcdist.cli.tools`
-(schema, doctor, bench, trace); the options several of them share are declared once, in
+(schema, doctor, bench, trace, report); the options several of them share are declared once, in
 :mod:`~hpcdist.cli.options`. This package is the only one that imports click.
 
 Each command calls library functions; :class:`~hpcdist.errors.HpcdistError` becomes a
@@ -31,7 +31,8 @@ def cli() -> None:
 
 for _command in (run.exec_command, run.postmortem_command, run.run_command, tools.bench_command,
                  tools.doctor_command, batch.validate_command, batch.render_command, tools.schema_command,
-                 batch.submit_command, batch.status_command, batch.cancel_command, tools.trace_command):
+                 batch.submit_command, batch.status_command, batch.cancel_command, tools.trace_command,
+                 tools.report_command):
     cli.add_command(_command)
 
 

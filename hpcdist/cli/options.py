@@ -44,6 +44,7 @@ scheduler = click.option(
 
 output = click.option(
     "-o", "--output", "out", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-    help="Write it here  [render: the script, default stdout; trace: the merged JSON, default RUN_DIR/trace.json].")
+    help="Write it here  [render: the script, default stdout; trace: the merged JSON, default RUN_DIR/trace.json; "
+         "report: the HTML page, default RUN_DIR/report.html].")
 
 as_json = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")

@@ -1,8 +1,9 @@
-"""The tool commands: ``schema``, ``doctor``, ``bench`` and ``trace``."""
+"""The tool commands: ``schema``, ``doctor``, ``bench``, ``trace`` and ``report``."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -96,3 +97,20 @@ def trace_command(run_dir: str, out: str | None) -> None:
         click.echo(f"hpcdist: trace: {problem}", err=True)
     if problems:
         raise HpcdistError(f"the merged trace has {len(problems)} problem(s)")
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@options.output
+def report_command(run_dir: str, out: str | None) -> None:
+    """Write a run's report from its trace (RUN_DIR/trace/) and manifest: one self-contained HTML page
+    (default RUN_DIR/report.html; summary, Gantt per rank, bytes between ranks, per function, lost workers,
+    failures), and next to it report.json (the same figures) and tasks.csv (one row per task run).
+    Works on a run that failed or is still running: the summary says what is missing."""
+    from hpcdist.report import REPORT_HTML, write_report
+
+    target = out or os.path.join(run_dir, REPORT_HTML)
+    summary = write_report(run_dir, target)["summary"]
+    state = "complete" if summary["complete"] else "partial: " + "; ".join(summary["notes"])
+    click.echo(f"{target}: {summary['tasks']} tasks on {summary['ranks']} ranks in {summary['wall_s']:.3f} s, "
+               f"{summary['bytes_moved']} bytes moved ({state})")
