@@ -11,8 +11,9 @@ set -euo pipefail
 ${modules}
 ${setup}
 
-# Variables exported to every rank: the failure detector's bound (failure_timeout) and the worker
-# deaths a task may cause (allowed_failures), then the spec's environment.vars.
+# Variables exported to every rank: the failure detector's bound (failure_timeout), the worker
+# deaths a task may cause (allowed_failures), where the ranks record their trace (trace), then the
+# spec's environment.vars.
 ${exports}
 
 export HPCDIST_JOB_NAME=${job_name}

@@ -17,6 +17,7 @@ from hpcdist.batch.values import check_spec
 from hpcdist.errors import RenderError
 from hpcdist.launch import find_launcher_lines, launch_line, program_command
 from hpcdist.exitcodes import ExitCode
+from hpcdist.paths import RunDir
 from hpcdist.spec.template import JobTemplate, template_problem
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ def placeholders(system: BatchSystem, spec: JobSpec, run_dir: Path) -> dict[str,
         "setup": "\n".join(env.setup),
         # the failure detector's bound first: environment.vars may still set it
         "exports": "\n".join([f"export HPCDIST_FAILURE_TIMEOUT={int(spec.failure_timeout)}",
-                              f"export HPCDIST_ALLOWED_FAILURES={int(spec.allowed_failures)}"]
+                              f"export HPCDIST_ALLOWED_FAILURES={int(spec.allowed_failures)}",
+                              trace_export(spec, run_dir)]
                              + [f"export {k}={q_value(v)}" for k, v in env.vars.items()]),
         "run_dir": q(run_dir),
         "workdir": q(env.workdir),
@@ -54,6 +56,13 @@ def placeholders(system: BatchSystem, spec: JobSpec, run_dir: Path) -> dict[str,
         "grace": str(spec.resources.grace),
         "resubmit": resubmit_lines(spec),
     }
+
+
+def trace_export(spec: JobSpec, run_dir: Path) -> str:
+    """The export that tells every rank where to record its trace (RUN_DIR/trace), or that it records none."""
+    if not spec.trace:
+        return "export HPCDIST_TRACE=off"
+    return f"export HPCDIST_TRACE_DIR={q(RunDir(run_dir).trace)}"
 
 
 def load_template(system: BatchSystem, spec: JobSpec) -> tuple[str, str]:

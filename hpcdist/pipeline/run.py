@@ -65,7 +65,7 @@ def run_spec(spec_path: str, *, nranks: int | None = None, backend: str | None =
         nranks = spec.resources.ranks  # the spec's world size unless -n/--workers say otherwise
     name, nranks_, workers = split_run_options(backend, nranks, workers)
     # the world started here or launched from here (its environment) takes the spec's allowed_failures
-    with _exported("HPCDIST_ALLOWED_FAILURES", str(spec.allowed_failures)):
+    with _exported(HPCDIST_ALLOWED_FAILURES=str(spec.allowed_failures)):
         return _run_loaded(spec, name, nranks_, workers, timeout, resume, run_dir)
 
 
@@ -96,17 +96,23 @@ def _run_loaded(spec: Any, name: str, nranks_: int, workers: int | None, timeout
 
 
 @contextlib.contextmanager
-def _exported(name: str, value: str) -> Iterator[None]:
-    """``os.environ[name] = value`` while the block runs (then as it was)."""
-    old = os.environ.get(name)
-    os.environ[name] = value
+def _exported(**values: str) -> Iterator[None]:
+    """``os.environ[name] = value`` for each of ``values`` while the block runs (then as it was)."""
+    old = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+        for name, value in old.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def trace_env(spec: Any, directory: RunDir) -> dict[str, str]:
+    """What tells the world's ranks to record their trace in ``directory`` (or, ``trace: false``, none)."""
+    return {"HPCDIST_TRACE_DIR": str(directory.trace)} if spec.trace else {"HPCDIST_TRACE": "off"}
 
 
 def _run_script_spec(spec: Any, backend: str, nranks: int, workers: int | None, timeout: float | None,
@@ -254,7 +260,7 @@ def _in_process(spec: Any, directory: RunDir, backend: str, workers: int | None,
     limit = TimeLimit(timeout, signal.SIGTERM)  # SIGTERM: stops the run as a cancel does
     with stopping_on_signals(stop, KEPT):
         try:
-            with Client(backend=backend, workers=workers) as client:
+            with _exported(**trace_env(spec, directory)), Client(backend=backend, workers=workers) as client:
                 code = _execute(client, spec, directory, stop)
         finally:
             limit.cancel()
@@ -271,7 +277,7 @@ def _launch_mpi(spec: Any, directory: RunDir, nranks: int, timeout: float | None
     except FileNotFoundError:
         pass
     env = launch_env(timeout, HPCDIST_STATE_DIR=str(state_dir), HPCDIST_RUN_DIR=str(directory.root),
-                     HPCDIST_FAILURE_TIMEOUT=str(spec.failure_timeout))
+                     HPCDIST_FAILURE_TIMEOUT=str(spec.failure_timeout), **trace_env(spec, directory))
     argv = [*head, sys.executable, "-m", "hpcdist", "run", str(directory.spec),
             "--run-dir", str(directory.root)]
 

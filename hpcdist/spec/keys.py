@@ -201,6 +201,8 @@ SPEC = Key("spec", "section", "An hpcdist job spec.", REQUIRED, children=(
         "(exported as HPCDIST_FAILURE_TIMEOUT).", 2, 2, minimum=1, maximum=MAX_GRACE),
     Key("allowed_failures", "int", "Deaths of workers running one task before that task fails with KilledWorker "
         "(exported as HPCDIST_ALLOWED_FAILURES).", 3, 3, minimum=1, maximum=1000),
+    Key("trace", "bool", "false: record no trace in the run directory (exports HPCDIST_TRACE=off); true: "
+        "every rank records its tasks and transfers in RUN_DIR/trace (see hpcdist report).", True, True),
     PROGRAM,
     Key("output", "str", "Run directory; {name} and {timestamp} are filled in.", "runs/{name}-{timestamp}",
         "runs/{name}-{timestamp}"),

@@ -91,6 +91,7 @@ class JobSpec:
         launcher_args: extra launcher arguments.
         failure_timeout: seconds of silence after which rank 0 declares a worker lost.
         allowed_failures: deaths of workers running one task before it fails with ``KilledWorker``.
+        trace: whether the ranks record a trace in the run directory.
         program: the driver script (or pipeline).
         output: the run-directory pattern as written ({name}, {timestamp}), see :meth:`run_dir`.
         template: a site job-script template, or None for the built-in one.
@@ -109,6 +110,7 @@ class JobSpec:
     launcher_args: tuple[str, ...] = ()
     failure_timeout: int = 2
     allowed_failures: int = 3
+    trace: bool = True
     output: str = "runs/{name}-{timestamp}"
     template: Path | None = None
 
@@ -340,6 +342,7 @@ class _Validator:
             launcher_args=tuple(v["launcher_args"]),
             failure_timeout=v["failure_timeout"],
             allowed_failures=v["allowed_failures"],
+            trace=v["trace"],
             output=output,
             template=template,
         )

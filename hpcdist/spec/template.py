@@ -20,7 +20,8 @@ PLACEHOLDERS = {
     "modules": "`module load` lines (empty when there are none)",
     "setup": "the environment.setup lines, verbatim",
     "exports": "`export NAME=value` lines: HPCDIST_FAILURE_TIMEOUT (failure_timeout), HPCDIST_ALLOWED_FAILURES "
-               "(allowed_failures), then environment.vars, values quoted",
+               "(allowed_failures), HPCDIST_TRACE_DIR=RUN_DIR/trace or HPCDIST_TRACE=off (trace), then "
+               "environment.vars, values quoted",
     "run_dir": "the absolute run directory, quoted",
     "workdir": "the absolute working directory, quoted",
     "python": "the interpreter (command name or absolute path), quoted",

@@ -14,10 +14,12 @@ set -euo pipefail
 
 # Modules and setup lines from the spec (environment.modules, environment.setup).
 
-# Variables exported to every rank: the failure detector's bound (failure_timeout) and the worker
-# deaths a task may cause (allowed_failures), then the spec's environment.vars.
+# Variables exported to every rank: the failure detector's bound (failure_timeout), the worker
+# deaths a task may cause (allowed_failures), where the ranks record their trace (trace), then the
+# spec's environment.vars.
 export HPCDIST_FAILURE_TIMEOUT=2
 export HPCDIST_ALLOWED_FAILURES=3
+export HPCDIST_TRACE_DIR=/PROJECT/runs/pipeline-20240101-000000/trace
 
 export HPCDIST_JOB_NAME=pipeline
 export HPCDIST_RUN_DIR=/PROJECT/runs/pipeline-20240101-000000
