@@ -98,10 +98,14 @@ class Scheduler:
     # ---- loop --------------------------------------------------------------------------------
 
     def wait_for_workers(self, timeout: float) -> None:
-        """Block until every worker said hello; raises TimeoutError otherwise."""
+        """Block until every worker said hello or was lost; raises TimeoutError otherwise.
+
+        A worker lost before the start (before or after its hello) is left out: the run starts
+        with the others, which are told (PEER_DOWN) once it has started.
+        """
         deadline = time.monotonic() + timeout
         pending: list[tuple] = []
-        while len(self.info) < len(self.worker_ranks):
+        while set(self.worker_ranks) - set(self.info):
             left = deadline - time.monotonic()
             if left <= 0:
                 missing = sorted(set(self.worker_ranks) - set(self.info))
@@ -110,17 +114,23 @@ class Scheduler:
             if item is None:
                 continue
             src, header, buffers = item
-            if header[0] == m.HELLO:
+            if header[0] == m.HELLO and src in self.worker_ranks:
                 self.info[src] = header[1]
-            elif header[0] == m.LOST:  # died before its hello: the run goes on with the others
+            elif header[0] == m.LOST:  # died before the start: the run goes on with the others
+                if src not in self.worker_ranks:
+                    continue
+                self.info.pop(src, None)
                 self._drop(src, header[1], "before it started")
                 if not self.worker_ranks:
                     raise WorkerLost(f"every worker was lost before it started (the last: {header[1]})")
-            else:
+            elif src in self.worker_ranks:
                 pending.append(item)
         self.state = st.SchedulerState({r: self.info[r]["host"] for r in self.worker_ranks})
+        for src, (reason, _) in self.lost.items():
+            losses.tell_survivors(self.transport.send, self.worker_ranks, src, reason)
         for item in pending:
-            self._dispatch(*item)
+            if item[0] in self.worker_ranks:
+                self._dispatch(*item)
 
     @property
     def stopped(self) -> bool:
