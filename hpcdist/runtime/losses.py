@@ -11,7 +11,7 @@ from typing import Any, Callable, NamedTuple
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.scheduling.recovery import running_task
 
-__all__ = ["WorkerGone", "describe", "tell_survivors"]
+__all__ = ["WorkerGone", "describe", "tell_survivors", "tell_of_losses"]
 
 
 class WorkerGone(NamedTuple):
@@ -46,3 +46,9 @@ def tell_survivors(send: Callable[[int, tuple], None], ranks: list[int], rank: i
     header = (m.PEER_DOWN, rank, reason)
     for dest in ranks:
         send(dest, header)
+
+
+def tell_of_losses(send: Callable[[int, tuple], None], ranks: list[int], lost: dict[int, tuple[str, float]]) -> None:
+    """At the start: PEER_DOWN to every worker in ``ranks`` for each rank ``lost`` before it (rank -> (reason, time))."""
+    for rank, (reason, _) in lost.items():
+        tell_survivors(send, ranks, rank, reason)

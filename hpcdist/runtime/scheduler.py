@@ -98,39 +98,30 @@ class Scheduler:
     # ---- loop --------------------------------------------------------------------------------
 
     def wait_for_workers(self, timeout: float) -> None:
-        """Block until every worker said hello or was lost; raises TimeoutError otherwise.
-
-        A worker lost before the start (before or after its hello) is left out: the run starts
-        with the others, which are told (PEER_DOWN) once it has started.
-        """
+        """Block until every worker said hello or was lost (left out; the rest get PEER_DOWN); else TimeoutError."""
         deadline = time.monotonic() + timeout
         pending: list[tuple] = []
         while set(self.worker_ranks) - set(self.info):
             left = deadline - time.monotonic()
             if left <= 0:
-                missing = sorted(set(self.worker_ranks) - set(self.info))
-                raise TimeoutError(f"workers {missing} did not start within {timeout:g} s")
+                raise TimeoutError(f"workers {sorted(set(self.worker_ranks) - set(self.info))} did not start within "
+                                   f"{timeout:g} s")
             item = self.transport.recv(min(left, 0.5))
             if item is None:
                 continue
             src, header, buffers = item
             if header[0] == m.HELLO and src in self.worker_ranks:
                 self.info[src] = header[1]
-            elif header[0] == m.LOST:  # died before the start: the run goes on with the others
-                if src not in self.worker_ranks:
-                    continue
-                self.info.pop(src, None)
+            elif header[0] == m.LOST and src in self.worker_ranks:  # died before the start: the others go on
                 self._drop(src, header[1], "before it started")
                 if not self.worker_ranks:
                     raise WorkerLost(f"every worker was lost before it started (the last: {header[1]})")
-            elif src in self.worker_ranks:
+            elif header[0] != m.LOST and src in self.worker_ranks:
                 pending.append(item)
         self.state = st.SchedulerState({r: self.info[r]["host"] for r in self.worker_ranks})
-        for src, (reason, _) in self.lost.items():
-            losses.tell_survivors(self.transport.send, self.worker_ranks, src, reason)
-        for item in pending:
-            if item[0] in self.worker_ranks:
-                self._dispatch(*item)
+        losses.tell_of_losses(self.transport.send, self.worker_ranks, self.lost)
+        for item in (item for item in pending if item[0] in self.worker_ranks):
+            self._dispatch(*item)
 
     @property
     def stopped(self) -> bool:
@@ -148,8 +139,7 @@ class Scheduler:
 
     def drive(self, done: Callable[[], bool], timeout: float | None,
               interrupted: Callable[[], bool] = lambda: False) -> bool:
-        """Run the loop in the calling client thread until ``done()``, ``timeout`` seconds or
-        ``interrupted()``.
+        """Run the loop in the calling client thread until ``done()``, ``timeout`` s or ``interrupted()``.
 
         Returns:
             False at once if another client thread drives (then wait the usual way).
@@ -436,7 +426,6 @@ class Scheduler:
         """The transport says worker ``src`` died: the survivors take over its work (RankLost)."""
         if src not in self.info:
             return
-        self.info = {r: i for r, i in self.info.items() if r != src}  # a new dict: clients read it
         self._drop(src, header[1], losses.describe(self.state, src))
         self._handle(RankLost(time.monotonic(), src, stimulus_id=(m.LOST, src, next(_stimuli))))
         losses.tell_survivors(self.transport.send, self.worker_ranks, src, header[1])
@@ -449,6 +438,7 @@ class Scheduler:
             self._baton.stop()  # nothing left to schedule on
 
     def _drop(self, src: int, reason: str, doing: str) -> None:
+        self.info = {r: i for r, i in self.info.items() if r != src}  # a new dict: clients read it
         self.lost[src] = (reason, time.time())
         self.worker_ranks = [r for r in self.worker_ranks if r != src]
         self.scatter_rr = itertools.cycle(self.worker_ranks)
