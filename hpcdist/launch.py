@@ -112,7 +112,8 @@ SURVIVAL = (
     ("srun", "srun --mpi=pmi2 --kill-on-bad-exit=0", {"exit": "survive", "SIGKILL": "survive", "SIGSEGV": "survive"}),
     ("hydra", "mpiexec -disable-auto-cleanup", {"exit": "survive", "SIGKILL": "all killed", "SIGSEGV": "all killed"}),
     ("hydra", "mpiexec (Hydra default)", {"exit": "all killed", "SIGKILL": "all killed", "SIGSEGV": "all killed"}),
-    ("openmpi", "mpirun --with-ft ulfm --runtime-options error-nonzero-status=false", {"exit": "survive", "SIGKILL": "survive", "SIGSEGV": "survive"}),
+    ("openmpi", "mpirun --with-ft ulfm --runtime-options error-nonzero-status=false",
+     {"exit": "survive", "SIGKILL": "survive", "SIGSEGV": "survive"}),
     ("openmpi", "mpirun (Open MPI default)", {"exit": "all killed", "SIGKILL": "all killed", "SIGSEGV": "all killed"}),
 )
 #: the deaths of :data:`SURVIVAL`, in its column order

@@ -4,8 +4,8 @@ the survivors are told (PEER_DOWN), as for a death after the start. Never a hang
 a hard timeout.
 
 Process backend: in this process, the worker's command replaced. MPI: `mpiexec
--disable-auto-cleanup -n 4` running tests/mpi/startup_death.py, which ends rank 2 once MPI is up,
-before its hello.
+-disable-auto-cleanup -n 4` running tests/mpi/startup_death.py, which ends rank 2 before MPI_Init
+(the others cannot start: they end after the start-up timeout) or once MPI is up, before its hello.
 """
 
 from __future__ import annotations
@@ -100,19 +100,35 @@ def test_process_worker_dead_after_its_hello_before_the_start(monkeypatch, capfd
     assert "lost worker rank 1 (pid" in capfd.readouterr().err
 
 
-@pytest.mark.mpi
-def test_mpi_worker_dead_before_its_hello_the_run_starts_with_the_others() -> None:
-    lost = 2
+def run_mpi(mode: str, **env: str) -> tuple[subprocess.CompletedProcess, str]:
+    """``mpiexec -disable-auto-cleanup -n 4 python startup_death.py MODE``; it must end by itself."""
     mpiexec = find_mpiexec()
     if mpiexec is None:
         if os.environ.get("HPCDIST_REQUIRE_MPI") == "1":
             pytest.fail("no mpiexec (HPCDIST_REQUIRE_MPI=1)", pytrace=False)
         pytest.skip("mpiexec not found")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MPIEXEC_TIMEOUT=str(TIMEOUT),
-               HPCDIST_FAILURE_TIMEOUT="1")
-    proc = subprocess.run([mpiexec, "-disable-auto-cleanup", "-n", "4", sys.executable, str(DRIVER), "before_hello"],
-                          capture_output=True, text=True, timeout=TIMEOUT + 15, env=env, stdin=subprocess.DEVNULL)
+    full = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MPIEXEC_TIMEOUT=str(TIMEOUT),
+                HPCDIST_FAILURE_TIMEOUT="1", **env)
+    proc = subprocess.run([mpiexec, "-disable-auto-cleanup", "-n", "4", sys.executable, str(DRIVER), mode],
+                          capture_output=True, text=True, timeout=TIMEOUT + 15, env=full, stdin=subprocess.DEVNULL)
     out = f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "TIMED OUT" not in out, out  # MPIEXEC_TIMEOUT: it hung
+    return proc, out
+
+
+@pytest.mark.mpi
+def test_mpi_worker_dead_before_mpi_init_ends_the_others_after_the_startup_timeout() -> None:
+    # MPI_Init waits for every rank with the GIL held: only the C-level timer ends the others
+    proc, out = run_mpi("before_init", HPCDIST_STARTUP_TIMEOUT="2")
+    assert proc.returncode != 0 and "started:" not in proc.stdout, out
+    assert proc.stderr.count("Timeout (0:00:07)!") == 3, out  # the start-up timeout + INIT_MARGIN_S, each survivor
+    assert "in _init_waiting_for_every_rank" in proc.stderr, out
+
+
+@pytest.mark.mpi
+def test_mpi_worker_dead_before_its_hello_the_run_starts_with_the_others() -> None:
+    lost = 2
+    proc, out = run_mpi("before_hello")
     live = [r for r in (1, 2, 3) if r != lost]
     assert f"started: {live} lost: [{lost}]" in proc.stdout, out
     for r in live:

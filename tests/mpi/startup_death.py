@@ -1,7 +1,8 @@
 """A worker dies before the run starts (tests/faults/test_startup_deaths.py), under
-``mpiexec -disable-auto-cleanup -n 4``: ``python startup_death.py before_hello``.
+``mpiexec -disable-auto-cleanup -n 4``: ``python startup_death.py MODE``.
 
-Rank 2 ends (``os._exit(3)``) once MPI is up but before its hello. (A death after the hello but
+``before_init``: rank 2 ends (``os._exit(3)``) before MPI_Init: every other rank must end by itself
+(its start-up timeout), not wait in MPI_Init for ever. ``before_hello``: rank 2 ends (``os._exit(3)``) once MPI is up but before its hello. (A death after the hello but
 before the start is tested on the process backend: here the detector needs the bound to find it,
 and a rank that stays silent that long before its own hello is taken for dead too.)
 
@@ -14,10 +15,13 @@ import gc
 import os
 import sys
 
-import hpcdist
-import hpcdist.backends.mpi as mpi_backend
-
 MODE = sys.argv[1]
+if MODE == "before_init" and os.environ.get("PMI_RANK") == "2":
+    os._exit(3)  # before MPI_Init: the others wait in it, with the GIL held
+
+import hpcdist  # noqa: E402
+import hpcdist.backends.mpi as mpi_backend  # noqa: E402
+
 _run_worker = mpi_backend.run_worker
 
 
