@@ -357,7 +357,7 @@ def wait_launcher(proc: subprocess.Popen, stop: threading.Event, timeout: float 
 
 def _quiet(proc: subprocess.Popen) -> bool:
     """Whether ``proc`` is an mpirun whose status carries no rank's exit status (:data:`ULFM_QUIET`)."""
-    args = proc.args
+    args = getattr(proc, "args", None)  # (a stand-in in tests may have none)
     return isinstance(args, (list, tuple)) and ULFM_QUIET in args
 
 
