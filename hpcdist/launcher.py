@@ -22,8 +22,8 @@ from typing import Any, Iterator, Sequence
 from hpcdist.backends import canonical_name
 from hpcdist.commands import find_mpiexec
 from hpcdist.errors import HpcdistError
-from hpcdist.exitcodes import ExitCode, clear_status, run_status, write_status
-from hpcdist.launch import HYDRA_SURVIVE, ULFM_SURVIVE
+from hpcdist.exitcodes import ExitCode, clear_status, read_status, run_status, write_status
+from hpcdist.launch import HYDRA_SURVIVE, ULFM_QUIET, ULFM_SURVIVE
 from hpcdist.postmortem import postmortem
 
 
@@ -206,7 +206,8 @@ def mpi_flavour(mpiexec: str) -> str:
 
 def survival_args(mpiexec: str) -> list[str]:
     """The launcher options under which the other ranks live on when one dies (see
-    :mod:`hpcdist.launch`): Hydra's ``-disable-auto-cleanup``, Open MPI's ``--with-ft ulfm``."""
+    :mod:`hpcdist.launch`): Hydra's ``-disable-auto-cleanup``, Open MPI's ``--with-ft ulfm`` (with
+    ``--runtime-options error-nonzero-status=false``, :data:`hpcdist.launch.ULFM_SURVIVE`)."""
     flavour = mpi_flavour(mpiexec)
     if flavour == "hydra":
         return list(HYDRA_SURVIVE)
@@ -308,7 +309,10 @@ def wait_launcher(proc: subprocess.Popen, stop: threading.Event, timeout: float 
 
     With ``state_dir``, a run that ended by itself has the status rank 0 wrote there (see
     :func:`hpcdist.exitcodes.run_status`): a dead worker makes the launcher report non-zero
-    even when rank 0 finished every task; a line on stderr says so.
+    even when rank 0 finished every task; a line on stderr says so. Under Open MPI's
+    ``--runtime-options error-nonzero-status=false`` (:data:`hpcdist.launch.ULFM_QUIET`) mpirun
+    reports 0 however the ranks ended, so a run whose rank 0 wrote no status (it died) ends with
+    4 (``ExitCode.UNKNOWN``: the transport failed) instead of mpirun's 0.
 
     Stopping sends SIGTERM to mpiexec, which forwards it to every rank (as ``scancel`` does):
     rank 0 stops, writes what it has and shuts the world down; whatever is left after
@@ -341,10 +345,20 @@ def wait_launcher(proc: subprocess.Popen, stop: threading.Event, timeout: float 
         return ExitCode.INTERRUPTED, how
     code = code if code >= 0 else 128 - code
     status = run_status(code, state_dir)
+    if state_dir is not None and status == code == 0 and read_status(state_dir) is None and _quiet(proc):
+        sys.stderr.write("hpcdist: rank 0 ended without a status (it died?) and mpirun does not report the ranks' "
+                         f"exit statuses under ULFM; exiting with status {int(ExitCode.UNKNOWN)}\n")
+        return ExitCode.UNKNOWN, how
     if status != code:
         sys.stderr.write(f"hpcdist: the launcher exited with status {code} (a rank died); rank 0 ended the run "
                          f"with status {status}\n")
     return status, how
+
+
+def _quiet(proc: subprocess.Popen) -> bool:
+    """Whether ``proc`` is an mpirun whose status carries no rank's exit status (:data:`ULFM_QUIET`)."""
+    args = getattr(proc, "args", None)  # (a stand-in in tests may have none)
+    return isinstance(args, (list, tuple)) and ULFM_QUIET in args
 
 
 def _terminate(proc: subprocess.Popen) -> None:

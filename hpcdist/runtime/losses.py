@@ -14,7 +14,7 @@ from hpcdist.runtime import messages as m
 from hpcdist.runtime.log import get_logger
 from hpcdist.runtime.scheduling.vocabulary import Erred, Recovered
 
-__all__ = ["LOG_KEYS", "WorkerLoss", "call_hooks", "fail_notes", "logged", "pop_recovered", "text", "tell_survivors"]
+__all__ = ["LOG_KEYS", "WorkerLoss", "call_hooks", "fail_notes", "logged", "pop_recovered", "text", "tell_survivors", "tell_of_losses"]
 
 logger = get_logger(__name__)
 
@@ -163,3 +163,9 @@ def tell_survivors(send: Callable[[int, tuple], None], ranks: list[int], rank: i
     header = (m.PEER_DOWN, rank, reason)
     for dest in ranks:
         send(dest, header)
+
+
+def tell_of_losses(send: Callable[[int, tuple], None], ranks: list[int], lost: dict[int, tuple[str, float]]) -> None:
+    """At the start: PEER_DOWN to every worker in ``ranks`` for each rank ``lost`` before it (rank -> (reason, time))."""
+    for rank, (reason, _) in lost.items():
+        tell_survivors(send, ranks, rank, reason)

@@ -100,28 +100,29 @@ class Scheduler:
     # ---- loop --------------------------------------------------------------------------------
 
     def wait_for_workers(self, timeout: float, allowed_failures: int = st.recovery.DEFAULT_ALLOWED_FAILURES) -> None:
-        """Block until every worker said hello (then build the state); raises TimeoutError otherwise."""
+        """Block until every worker said hello or was lost (left out; the rest get PEER_DOWN); else TimeoutError."""
         deadline = time.monotonic() + timeout
         pending: list[tuple] = []
-        while len(self.info) < len(self.worker_ranks):
+        while set(self.worker_ranks) - set(self.info):
             left = deadline - time.monotonic()
             if left <= 0:
-                missing = sorted(set(self.worker_ranks) - set(self.info))
-                raise TimeoutError(f"workers {missing} did not start within {timeout:g} s")
+                raise TimeoutError(f"workers {sorted(set(self.worker_ranks) - set(self.info))} did not start within "
+                                   f"{timeout:g} s")
             item = self.transport.recv(min(left, 0.5))
             if item is None:
                 continue
             src, header, buffers = item
-            if header[0] == m.HELLO:
+            if header[0] == m.HELLO and src in self.worker_ranks:
                 self.info[src] = header[1]
-            elif header[0] == m.LOST:  # died before its hello: the run goes on with the others
-                self._drop(src, header[1])
+            elif header[0] == m.LOST and src in self.worker_ranks:  # died before the start: the others go on
+                self._drop(src, header[1], self.info.get(src))
                 if not self.worker_ranks:
                     raise WorkerLost(f"every worker was lost before it started (the last: {header[1]})")
-            else:
+            elif header[0] != m.LOST and src in self.worker_ranks:
                 pending.append(item)
         self.state = st.SchedulerState({r: self.info[r]["host"] for r in self.worker_ranks}, allowed_failures)
-        for item in pending:
+        losses.tell_of_losses(self.transport.send, self.worker_ranks, self.lost)
+        for item in (item for item in pending if item[0] in self.worker_ranks):
             self._dispatch(*item)
 
     @property
@@ -139,8 +140,7 @@ class Scheduler:
 
     def drive(self, done: Callable[[], bool], timeout: float | None,
               interrupted: Callable[[], bool] = lambda: False) -> bool:
-        """Run the loop in the calling client thread until ``done()``, ``timeout`` seconds or
-        ``interrupted()``.
+        """Run the loop in the calling client thread until ``done()``, ``timeout`` s or ``interrupted()``.
 
         Returns:
             False at once if another client thread drives (then wait the usual way).
@@ -427,7 +427,6 @@ class Scheduler:
         if src not in self.info:
             return
         hello, start = self.info[src], len(self._notes)
-        self.info = {r: i for r, i in self.info.items() if r != src}  # a new dict: clients read it
         self._handle(RankLost(time.monotonic(), src, stimulus_id=(m.LOST, src, next(_stimuli))))
         note = self._drop(src, header[1], hello, losses.pop_recovered(self._notes, start))
         losses.tell_survivors(self.transport.send, self.worker_ranks, src, header[1])
@@ -441,6 +440,7 @@ class Scheduler:
 
     def _drop(self, src: int, reason: str, hello: dict | None = None, cost: Any = None) -> losses.WorkerLoss:
         """Forget worker ``src``; keep (and log) the record of what its loss cost (the state's Recovered)."""
+        self.info = {r: i for r, i in self.info.items() if r != src}  # a new dict: clients read it
         self.lost[src] = (reason, time.time())
         tracing.lost(self.trace, src, reason)
         self.worker_ranks = [r for r in self.worker_ranks if r != src]

