@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import time
 
+from rank0_fake import Rank0Transport
+
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.frees import FREE_BATCH, FREE_DELAY, Frees
 from hpcdist.runtime.scheduler import Scheduler
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.vocabulary import TaskSpec
-
-
-class _FakeTransport:
-    size = 3
-    rank = 0
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, tuple]] = []
-
-    def host_of(self, rank: int) -> str:
-        return "h"
-
-    def send(self, dest: int, header: tuple, buffers=()) -> None:
-        self.sent.append((dest, header))
 
 
 def _fast(attempt):
@@ -64,7 +52,7 @@ def test_a_full_batch_goes_at_once():
 
 def test_a_compute_carries_the_pending_frees_of_its_rank():
     def attempt() -> float:
-        transport = _FakeTransport()
+        transport = Rank0Transport()
         sched = Scheduler(transport, notify=lambda ins: None)
         sched.state = st.SchedulerState({1: "h", 2: "h"})
         t0 = time.monotonic()

@@ -9,28 +9,16 @@ worker's death: the stale run's failure report then re-placed the task a second 
 
 from __future__ import annotations
 
+from rank0_fake import Rank0Transport
+
 from hpcdist.runtime import messages as m
 from hpcdist.runtime.scheduler import Scheduler
 from hpcdist.runtime.scheduling import state as st
 from hpcdist.runtime.scheduling.vocabulary import TaskSpec
 
 
-class _FakeTransport:
-    size = 3
-    rank = 0
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, tuple]] = []
-
-    def host_of(self, rank: int) -> str:
-        return "h"
-
-    def send(self, dest: int, header: tuple, buffers=()) -> None:
-        self.sent.append((dest, header))
-
-
-def _scheduler() -> tuple[Scheduler, _FakeTransport]:
-    transport = _FakeTransport()
+def _scheduler() -> tuple[Scheduler, Rank0Transport]:
+    transport = Rank0Transport()
     sched = Scheduler(transport, notify=lambda ins: None)
     sched.state = st.SchedulerState({1: "h", 2: "h"})
     return sched, transport
