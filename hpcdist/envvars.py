@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 from hpcdist.errors import HpcdistError
 
@@ -14,16 +14,7 @@ def env_seconds(name: str, default: float, environ: Mapping[str, str] | None = N
     Raises:
         HpcdistError: the variable is set but is not a positive, finite number of seconds.
     """
-    text = (os.environ if environ is None else environ).get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise HpcdistError(f"{name}={text!r}: expected a positive number of seconds")
-    return value
+    return _read(name, default, environ, float, lambda v: 0 < v < float("inf"), "a positive number of seconds")
 
 
 def env_count(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
@@ -32,13 +23,18 @@ def env_count(name: str, default: int, environ: Mapping[str, str] | None = None)
     Raises:
         HpcdistError: the variable is set but is not a positive whole number.
     """
+    return _read(name, default, environ, int, lambda v: v >= 1, "a positive whole number")
+
+
+def _read(name: str, default: Any, environ: Mapping[str, str] | None, parse: Callable[[str], Any],
+          ok: Callable[[Any], bool], expected: str) -> Any:
     text = (os.environ if environ is None else environ).get(name, "").strip()
     if not text:
         return default
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise HpcdistError(f"{name}={text!r}: expected a positive whole number")
+        value = None
+    if value is None or not ok(value):
+        raise HpcdistError(f"{name}={text!r}: expected {expected}")
     return value
